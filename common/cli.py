@@ -1,0 +1,230 @@
+"""The one command-line entry shared by both tasks: LightningCLI plus run directories.
+
+``python -m lesion_cls fit --config experiments/cls_ce.yaml`` (and ``volume_seg``) parse with jsonargparse,
+so every constructor argument of the model, datamodule and trainer is a config key and a ``--key value``
+override. On top of LightningCLI this adds:
+
+* a ``run`` group (experiment name, runs root, W&B mode, test after fit),
+* one fresh directory per run, ``<run.root>/<run.experiment>/<timestamp>/``, that holds the resolved
+  ``config.yaml``, ``checkpoints/``, ``logs/metrics.csv``, W&B files, metrics and figures,
+* the house callbacks (checkpoint on the module's validation monitor, progress bar, history curves,
+  split and timing export) and the task's ``outputs`` callback (configurable under ``outputs:``),
+* expected mistakes (:class:`~common.errors.MedlitError`) printed as one ``error:`` line, exit status 2,
+* ``run_dir: <path>`` as the last line printed.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lightning.pytorch import Callback, LightningDataModule, LightningModule, Trainer
+from lightning.pytorch.callbacks import (
+    LearningRateMonitor,
+    ModelCheckpoint,
+    ProgressBar,
+    RichProgressBar,
+)
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.loggers import Logger
+from lightning.pytorch.utilities import rank_zero_only
+
+from common.callbacks import MetricHistory, RunTimer, SplitExport
+from common.errors import MedlitError
+from common.loggers import WandbMode, build_loggers, finish_wandb
+
+__all__ = ["MedlitCLI", "RunOptions", "resolve_run_dir", "run_cli"]
+
+# Set by rank 0 so that the DDP worker processes Lightning launches write into the same run dir.
+RUN_DIR_ENV = "MEDLIT_RUN_DIR"
+
+
+@dataclass
+class RunOptions:
+    """Where and how a run is recorded.
+
+    Args:
+        experiment: Name of the experiment; runs go to ``<root>/<experiment>/<timestamp>/``.
+        root: Folder that holds all experiments' runs.
+        dir: Exact run directory instead of a timestamped one (used by the sweep runner); it must not
+            already hold a run.
+        wandb: ``auto`` (online when a W&B key is configured, offline into the run dir otherwise),
+            ``online``, ``offline`` or ``off``.
+        wandb_project: W&B project name.
+        test_after_fit: After ``fit``, run ``test`` on the best checkpoint (chosen on validation data)
+            in the same run dir.
+    """
+
+    experiment: str = "default"
+    root: str = "runs"
+    dir: str | None = None
+    wandb: WandbMode = "auto"
+    wandb_project: str = "medlit"
+    test_after_fit: bool = True
+
+
+def _external_job_id() -> str | None:
+    """A name shared by all processes of a job started by SLURM or torchrun with more than one process."""
+    if int(os.environ.get("SLURM_NTASKS", "1")) > 1 and "SLURM_JOB_ID" in os.environ:
+        return f"slurm-{os.environ['SLURM_JOB_ID']}-{os.environ.get('SLURM_STEP_ID', '0')}"
+    run_id = os.environ.get("TORCHELASTIC_RUN_ID", "none")
+    if run_id != "none" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        return f"torchrun-{run_id}"
+    return None
+
+
+def resolve_run_dir(options: RunOptions) -> Path:
+    """Pick this run's directory (does not create it).
+
+    Rank 0 takes a new timestamped folder; DDP workers launched by Lightning inherit rank 0's choice
+    through ``MEDLIT_RUN_DIR``; processes started externally (SLURM, torchrun) agree on a job-id name.
+    """
+    if options.dir:
+        run_dir = Path(options.dir)
+        if rank_zero_only.rank == 0 and (run_dir / "config.yaml").exists():
+            raise MedlitError(f"run.dir {run_dir} already holds a run (config.yaml); choose another run.dir")
+        return run_dir
+    inherited = os.environ.get(RUN_DIR_ENV)
+    if inherited and rank_zero_only.rank > 0:
+        return Path(inherited)
+    base = Path(options.root) / options.experiment
+    job_id = _external_job_id()
+    if job_id:
+        return base / job_id
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    run_dir, n = base / stamp, 1
+    while run_dir.exists():
+        run_dir, n = base / f"{stamp}-{n}", n + 1
+    return run_dir
+
+
+class MedlitCLI(LightningCLI):
+    """LightningCLI with run directories, house loggers/callbacks and one-line errors.
+
+    Args:
+        model_class: The task's LightningModule; it names its checkpoint monitor in the class attributes
+            ``monitor`` (a logged key) and ``monitor_mode`` (``min`` or ``max``).
+        datamodule_class: The task's LightningDataModule.
+        outputs_callback_class: The task's callback that writes test/predict outputs (``outputs:`` key).
+        args: Command-line arguments (``None`` reads ``sys.argv``).
+    """
+
+    def __init__(
+        self,
+        model_class: type[LightningModule],
+        datamodule_class: type[LightningDataModule],
+        outputs_callback_class: type[Callback],
+        args: list[str] | None = None,
+    ) -> None:
+        self.outputs_callback_class = outputs_callback_class
+        self.run_dir: Path | None = None
+        self.loggers: list[Logger] = []
+        self.error: MedlitError | None = None
+        try:
+            super().__init__(
+                model_class,
+                datamodule_class,
+                save_config_callback=None,  # written by before_instantiate_classes, before anything can fail
+                seed_everything_default=42,
+                trainer_defaults={"log_every_n_steps": 10},
+                auto_configure_optimizers=False,  # the modules own their optimizer (Adam) and scheduler
+                args=args,
+            )
+        except MedlitError as err:
+            self.error = err
+
+    # --- parser -----------------------------------------------------------------------------------
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_class_arguments(RunOptions, "run")
+        parser.add_lightning_class_args(self.outputs_callback_class, "outputs")
+
+    # --- run dir, config, trainer -------------------------------------------------------------------
+    def _run_options(self) -> RunOptions:
+        return RunOptions(**dict(self._get(self.config, "run")))
+
+    def before_instantiate_classes(self) -> None:
+        config = self.config[self.subcommand]
+        if config.get("ckpt_path"):
+            # weights come from the checkpoint: skip e.g. hub downloads of pretrained weights
+            for key, value in getattr(self.model_class, "checkpoint_overrides", {}).items():
+                config["model"][key] = value
+        self.run_dir = resolve_run_dir(self._run_options())
+        if rank_zero_only.rank == 0:
+            os.environ[RUN_DIR_ENV] = str(self.run_dir)
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            parser = self._parser(self.subcommand)
+            parser.save(self.config[self.subcommand], self.run_dir / "config.yaml", skip_none=False, overwrite=True)
+
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        assert self.run_dir is not None
+        options = self._run_options()
+        trainer_config = dict(self._get(self.config_init, "trainer", default={}))
+        user_logger = trainer_config.get("logger")
+        if user_logger is False:
+            self.loggers = []
+        else:
+            self.loggers = build_loggers(self.run_dir, options.experiment, options.wandb, options.wandb_project)
+            if isinstance(user_logger, Logger):
+                self.loggers.append(user_logger)
+            elif isinstance(user_logger, list):
+                self.loggers.extend(user_logger)
+        trainer_config.update(default_root_dir=str(self.run_dir), logger=self.loggers or False, **kwargs)
+        callbacks = [self._get(self.config_init, key) for key in self._parser(self.subcommand).callback_keys]
+        callbacks += self._house_callbacks(trainer_config)
+        return self._instantiate_trainer(trainer_config, callbacks)
+
+    def _house_callbacks(self, trainer_config: dict[str, Any]) -> list[Callback]:
+        assert self.run_dir is not None
+        configured = trainer_config.get("callbacks") or []
+        callbacks: list[Callback] = [MetricHistory(), SplitExport(), RunTimer()]
+        if not any(isinstance(c, ModelCheckpoint) for c in configured):
+            callbacks.append(
+                ModelCheckpoint(
+                    dirpath=self.run_dir / "checkpoints",
+                    filename="best-epoch{epoch:03d}",
+                    monitor=self.model.monitor,
+                    mode=self.model.monitor_mode,
+                    save_last=True,
+                    auto_insert_metric_name=False,
+                )
+            )
+        if trainer_config.get("enable_progress_bar", True) and not any(isinstance(c, ProgressBar) for c in configured):
+            callbacks.append(RichProgressBar())
+        if self.loggers:
+            callbacks.append(LearningRateMonitor(logging_interval="epoch"))
+        return callbacks
+
+    def after_fit(self) -> None:
+        """Test the checkpoint chosen on validation data, in the same run dir."""
+        if not self._run_options().test_after_fit or not getattr(self.datamodule, "has_test_data", True):
+            return
+        checkpoint = self.trainer.checkpoint_callback
+        best = checkpoint.best_model_path if isinstance(checkpoint, ModelCheckpoint) else ""
+        self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best or None)
+
+
+def run_cli(
+    model_class: type[LightningModule],
+    datamodule_class: type[LightningDataModule],
+    outputs_callback_class: type[Callback],
+    args: list[str] | None = None,
+) -> Path | None:
+    """Run the CLI; print ``error: ...`` and exit 2 on expected mistakes, else print ``run_dir: <path>``.
+
+    Returns:
+        The run directory (also when called from Python, e.g. by tests and the sweep runner).
+    """
+    cli = MedlitCLI(model_class, datamodule_class, outputs_callback_class, args=args)
+    finish_wandb(cli.loggers, exit_code=2 if cli.error else 0)
+    if cli.error is not None:
+        if cli.run_dir is not None and rank_zero_only.rank == 0 and cli.run_dir.is_dir():
+            (cli.run_dir / "error.txt").write_text(f"{cli.error}\n")
+        print(f"error: {cli.error}", file=sys.stderr)
+        sys.exit(2)
+    if rank_zero_only.rank == 0:
+        print(f"run_dir: {cli.run_dir}", flush=True)
+    return cli.run_dir

@@ -1,0 +1,62 @@
+"""Matplotlib/seaborn helpers shared by both tasks (headless: Agg backend)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: no display on servers and CI
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
+
+__all__ = ["METRIC_LABELS", "history_metric_names", "plot_history", "save_figure"]
+
+METRIC_LABELS = {
+    "loss": "loss",
+    "acc": "accuracy",
+    "bal_acc": "balanced accuracy (macro recall)",
+    "f1_macro": "macro F1",
+    "dice": "Dice",
+}
+
+
+def save_figure(fig: plt.Figure, path: Path, dpi: int = 110) -> Path:
+    """Save and close ``fig`` (parents created)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def history_metric_names(history: pd.DataFrame) -> list[str]:
+    """Metric names logged as ``train/<name>`` or ``val/<name>``, loss first."""
+    names = {c.split("/", 1)[1] for c in history.columns if c.startswith(("train/", "val/"))}
+    return sorted(names, key=lambda n: (n != "loss", n))
+
+
+def plot_history(history: pd.DataFrame, path: Path, title: str = "") -> Path:
+    """One panel per metric, training and validation curves over epochs (x = epoch, 1-based)."""
+    names = history_metric_names(history)
+    sns.set_theme(style="whitegrid", context="notebook")
+    cols = min(len(names), 3) or 1
+    rows = -(-len(names) // cols) or 1
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.4 * rows), squeeze=False)
+    epochs = history["epoch"] + 1
+    for ax, name in zip(axes.flat, names, strict=False):
+        for stage, style in (("train", "-o"), ("val", "-s")):
+            key = f"{stage}/{name}"
+            if key in history and history[key].notna().any():
+                ax.plot(
+                    epochs, history[key], style, markersize=3, label="training" if stage == "train" else "validation"
+                )
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(METRIC_LABELS.get(name, name))
+        ax.legend(frameon=False)
+    for ax in list(axes.flat)[len(names) :]:
+        ax.axis("off")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return save_figure(fig, path)

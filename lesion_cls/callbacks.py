@@ -1,0 +1,177 @@
+"""Writes the classifier's test and predict outputs into the run dir.
+
+Test: ``predictions.csv`` (ISIC submission format + ``label``), ``metrics.json``, ``classification_report.csv``
+and ``.md``, ``roc.png``, ``confusion_matrix.png`` and ``gradcam/<CLASS>/`` overlays of correctly and wrongly
+classified images of every class. Predict: ``predictions.csv`` and, on request, Grad-CAM by predicted class.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from lightning.pytorch import Callback, LightningModule, Trainer
+
+from common.callbacks import gather_objects, run_dir_of, write_json
+from lesion_cls import CLASS_NAMES
+from lesion_cls.data import LesionImageDataset
+from lesion_cls.metrics import (
+    METRIC_DEFINITIONS,
+    classification_metrics,
+    classification_report_table,
+    confusion_matrix,
+    report_markdown,
+    roc_curves,
+)
+from lesion_cls.viz import gradcam_maps, plot_confusion, plot_gradcam, plot_roc
+
+__all__ = ["ClassificationOutputs", "predictions_frame"]
+
+
+def predictions_frame(image_ids: list[str], probs: np.ndarray, labels: np.ndarray | None) -> pd.DataFrame:
+    """``image,MEL,NV,BCC,AKIEC,BKL,DF,VASC[,label]`` (softmax probabilities; label = true class name)."""
+    frame = pd.DataFrame(probs, columns=list(CLASS_NAMES))
+    frame.insert(0, "image", image_ids)
+    if labels is not None:
+        frame["label"] = [CLASS_NAMES[i] for i in labels]
+    return frame
+
+
+class ClassificationOutputs(Callback):
+    """Collects per-image probabilities during test/predict and writes the outputs on rank 0.
+
+    Args:
+        gradcam_per_class: Up to this many correctly and this many wrongly classified test images per
+            class get a Grad-CAM overlay (0 = none). Correct ones are the most confident; wrong ones the
+            most confidently wrong.
+        gradcam_on_predict: Also write Grad-CAM overlays for ``predict`` (by predicted class).
+        figures: Write ROC and confusion-matrix PNGs.
+    """
+
+    def __init__(self, gradcam_per_class: int = 3, gradcam_on_predict: bool = False, figures: bool = True) -> None:
+        self.gradcam_per_class = gradcam_per_class
+        self.gradcam_on_predict = gradcam_on_predict
+        self.figures = figures
+        self._batches: list[tuple[list[str], np.ndarray, np.ndarray]] = []
+
+    # --- collection ---
+    def _reset(self, *_: Any) -> None:
+        self._batches = []
+
+    on_test_epoch_start = _reset
+    on_predict_epoch_start = _reset
+
+    def _collect(self, outputs: dict[str, Any]) -> None:
+        self._batches.append(
+            (list(outputs["image_id"]), outputs["probs"].cpu().numpy(), outputs["target"].cpu().numpy())
+        )
+
+    def on_test_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, *_: Any) -> None:
+        self._collect(outputs)
+
+    def on_predict_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, *_: Any) -> None:
+        self._collect(outputs)
+
+    def _gathered(self) -> tuple[list[str], np.ndarray, np.ndarray]:
+        """All ranks' rows, each image once (distributed samplers pad with repeats)."""
+        ids: list[str] = []
+        probs, target = [], []
+        seen: set[str] = set()
+        for batches in gather_objects(self._batches):
+            for batch_ids, batch_probs, batch_target in batches:
+                for i, image_id in enumerate(batch_ids):
+                    if image_id not in seen:
+                        seen.add(image_id)
+                        ids.append(image_id)
+                        probs.append(batch_probs[i])
+                        target.append(batch_target[i])
+        return ids, np.asarray(probs), np.asarray(target, dtype=np.int64)
+
+    # --- test ---
+    def on_test_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        ids, probs, target = self._gathered()
+        if not trainer.is_global_zero or not ids:
+            return
+        out = run_dir_of(trainer)
+        predictions_frame(ids, probs, target).to_csv(out / "predictions.csv", index=False, float_format="%.6f")
+        metrics = classification_metrics(probs, target)
+        loss = trainer.callback_metrics.get("test/loss")
+        metrics["loss"] = float(loss) if loss is not None else float("nan")
+        metrics["class_names"] = list(CLASS_NAMES)
+        metrics["checkpoint"] = trainer.ckpt_path or "current weights"
+        metrics["definitions"] = METRIC_DEFINITIONS
+        write_json(out / "metrics.json", metrics)
+        table = classification_report_table(metrics)
+        table.to_csv(out / "classification_report.csv", float_format="%.4f")
+        (out / "classification_report.md").write_text(report_markdown(table))
+        if self.figures:
+            plot_roc(roc_curves(probs, target), out / "roc.png")
+            plot_confusion(confusion_matrix(probs, target), out / "confusion_matrix.png")
+        dataset = getattr(trainer.datamodule, "test_dataset", None)
+        if self.gradcam_per_class > 0 and dataset is not None:
+            self._test_gradcam(pl_module, dataset, ids, probs, target, out / "gradcam")
+
+    def _test_gradcam(
+        self,
+        pl_module: LightningModule,
+        dataset: LesionImageDataset,
+        ids: list[str],
+        probs: np.ndarray,
+        target: np.ndarray,
+        folder: Path,
+    ) -> None:
+        pred = probs.argmax(axis=1)
+        confidence = probs.max(axis=1)
+        for c, name in enumerate(CLASS_NAMES):
+            (folder / name).mkdir(parents=True, exist_ok=True)
+            for kind, mask in (("correct", (target == c) & (pred == c)), ("wrong", (target == c) & (pred != c))):
+                rows = np.flatnonzero(mask)
+                rows = rows[np.argsort(-confidence[rows], kind="stable")][: self.gradcam_per_class]
+                for row in rows:
+                    self._write_gradcam(
+                        pl_module, dataset, ids[row], int(target[row]), int(pred[row]), probs[row], folder / name, kind
+                    )
+
+    def _write_gradcam(
+        self,
+        pl_module: LightningModule,
+        dataset: LesionImageDataset,
+        image_id: str,
+        true_class: int,
+        pred_class: int,
+        probs: np.ndarray,
+        folder: Path,
+        kind: str,
+    ) -> None:
+        index = dataset.index_of(image_id)
+        image = dataset[index]["image"].unsqueeze(0).to(pl_module.device)
+        layer = pl_module.gradcam_layer()
+        targets = [pred_class] if true_class in (pred_class, -1) else [pred_class, true_class]
+        maps = {
+            f"Grad-CAM for {CLASS_NAMES[c]} (p={probs[c]:.2f})": gradcam_maps(pl_module, layer, image, c)[0]
+            for c in targets
+        }
+        truth = f"true {CLASS_NAMES[true_class]}, " if true_class >= 0 else ""
+        title = f"{image_id}: {truth}predicted {CLASS_NAMES[pred_class]}"
+        stem = f"{kind}_{image_id}" if kind != "wrong" else f"wrong_{image_id}_as_{CLASS_NAMES[pred_class]}"
+        plot_gradcam(dataset.display_image(index), maps, folder / f"{stem}.png", title)
+
+    # --- predict ---
+    def on_predict_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        ids, probs, _ = self._gathered()
+        if not trainer.is_global_zero or not ids:
+            return
+        out = run_dir_of(trainer)
+        predictions_frame(ids, probs, None).to_csv(out / "predictions.csv", index=False, float_format="%.6f")
+        dataset = getattr(trainer.datamodule, "predict_dataset", None)
+        if self.gradcam_on_predict and dataset is not None:
+            with torch.inference_mode(False):
+                for image_id, p in zip(ids, probs, strict=True):
+                    c = int(p.argmax())
+                    (out / "gradcam" / CLASS_NAMES[c]).mkdir(parents=True, exist_ok=True)
+                    self._write_gradcam(
+                        pl_module, dataset, image_id, -1, c, p, out / "gradcam" / CLASS_NAMES[c], "predicted"
+                    )

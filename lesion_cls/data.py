@@ -1,0 +1,531 @@
+"""HAM10000 / ISIC 2018 Task 3 data: parsing, lesion-grouped splits, a decoded-pixel cache, the DataModule.
+
+Layouts read:
+
+* HAM10000: ``<root>/HAM10000_metadata.csv`` (``lesion_id,image_id,dx,...``) and ``<root>/images/`` with
+  ``<image_id>.jpg`` or ``.png``.
+* ISIC 2018 Task 3 ground truth: a one-hot CSV ``image,MEL,NV,BCC,AKIEC,BKL,DF,VASC`` and its image folder,
+  used as an explicit test set (``data.test_csv``).
+* Prediction: any folder of ``.jpg``/``.png`` images (``data.predict_dir``).
+
+Images are decoded and resized once into a ``uint8`` array ``[N, H, W, 3]`` saved under the cache dir and
+memory-mapped by every worker, so no epoch decodes a JPEG again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+import torch
+from lightning.pytorch import LightningDataModule
+from lightning.pytorch.utilities import rank_zero_info
+from PIL import Image, UnidentifiedImageError
+from sklearn.model_selection import train_test_split
+from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
+from torchvision.transforms import v2
+
+from common.errors import MedlitError, check_choice
+from lesion_cls import CLASS_NAMES, DX_CODES
+
+__all__ = [
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "IMAGE_SUFFIXES",
+    "HAM10000DataModule",
+    "LesionImageDataset",
+    "build_pixel_cache",
+    "build_transforms",
+    "index_images",
+    "read_folder",
+    "read_ham_metadata",
+    "read_isic_ground_truth",
+    "split_by_lesion",
+]
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+_HAM_COLUMNS = ("lesion_id", "image_id", "dx")
+
+
+# --- parsing --------------------------------------------------------------------------------------------
+def index_images(image_dir: Path) -> dict[str, Path]:
+    """Map image id (file stem) to path for every ``.jpg``/``.jpeg``/``.png`` in ``image_dir``."""
+    if not image_dir.is_dir():
+        raise MedlitError(f"image folder {image_dir} does not exist")
+    return {p.stem: p for p in sorted(image_dir.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
+
+
+def _read_csv(csv_path: Path, required: Sequence[str]) -> pd.DataFrame:
+    if not csv_path.is_file():
+        raise MedlitError(f"{csv_path}: file not found")
+    try:
+        table = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, UnicodeDecodeError) as err:
+        raise MedlitError(f"{csv_path}: not a readable CSV ({err})") from None
+    missing = [c for c in required if c not in table.columns]
+    if missing:
+        raise MedlitError(f"{csv_path}: missing column(s) {', '.join(missing)} (has: {', '.join(table.columns)})")
+    if table.empty:
+        raise MedlitError(f"{csv_path}: no rows")
+    return table
+
+
+def _first(mask: pd.Series | np.ndarray) -> int:
+    """Position of the first True of a row mask."""
+    return int(np.flatnonzero(np.asarray(mask))[0])
+
+
+def _attach_paths(table: pd.DataFrame, csv_path: Path, image_dir: Path) -> pd.DataFrame:
+    images = index_images(image_dir)
+    paths = table["image_id"].map(images)
+    if paths.isna().any():
+        first = _first(paths.isna().to_numpy())
+        raise MedlitError(
+            f"{csv_path} row {first + 2}: image '{table['image_id'].iloc[first]}' not found in {image_dir} "
+            f"(.jpg/.png); {int(paths.isna().sum())} image(s) missing in all"
+        )
+    return table.assign(path=paths.map(str))
+
+
+def read_ham_metadata(csv_path: Path, image_dir: Path | None = None) -> pd.DataFrame:
+    """Read ``HAM10000_metadata.csv``.
+
+    Returns:
+        One row per image with columns ``image_id``, ``lesion_id``, ``label`` (int, index into
+        :data:`CLASS_NAMES`) and, when ``image_dir`` is given, ``path``. Row numbers in errors are file
+        lines (header = line 1).
+    """
+    table = _read_csv(csv_path, _HAM_COLUMNS)
+    dx = table["dx"].str.strip().str.lower()
+    unknown = ~dx.isin(DX_CODES)
+    if unknown.any():
+        first = _first(unknown)
+        expected = ", ".join(DX_CODES)
+        raise MedlitError(
+            f"{csv_path} row {first + 2}: unknown dx '{table['dx'].iloc[first]}' (expected one of {expected})"
+        )
+    for column in ("image_id", "lesion_id"):
+        blank = table[column].str.strip() == ""
+        if blank.any():
+            raise MedlitError(f"{csv_path} row {_first(blank) + 2}: empty {column}")
+    duplicated = table["image_id"].duplicated()
+    if duplicated.any():
+        first = _first(duplicated)
+        raise MedlitError(f"{csv_path} row {first + 2}: image_id '{table['image_id'].iloc[first]}' appears twice")
+    out = pd.DataFrame(
+        {
+            "image_id": table["image_id"].str.strip(),
+            "lesion_id": table["lesion_id"].str.strip(),
+            "label": dx.map({code: i for i, code in enumerate(DX_CODES)}).astype(int),
+        }
+    )
+    return _attach_paths(out, csv_path, image_dir) if image_dir is not None else out
+
+
+def read_isic_ground_truth(csv_path: Path, image_dir: Path | None = None) -> pd.DataFrame:
+    """Read an ISIC 2018 Task 3 one-hot ground-truth CSV (``image,MEL,NV,BCC,AKIEC,BKL,DF,VASC``).
+
+    Returns:
+        Columns ``image_id``, ``lesion_id`` (the image id: the test set has no lesion ids), ``label`` and,
+        when ``image_dir`` is given, ``path``.
+    """
+    table = _read_csv(csv_path, ("image", *CLASS_NAMES))
+    try:
+        onehot = table[list(CLASS_NAMES)].astype(float).to_numpy()
+    except ValueError:
+        bad = next(i for i, row in table[list(CLASS_NAMES)].iterrows() if not _all_numeric(row))
+        raise MedlitError(f"{csv_path} row {bad + 2}: class columns must be numbers 0/1") from None
+    not_onehot = ~(np.isin(onehot, (0.0, 1.0)).all(axis=1) & (onehot.sum(axis=1) == 1))
+    if not_onehot.any():
+        first = _first(not_onehot)
+        raise MedlitError(f"{csv_path} row {first + 2}: expected exactly one class column set to 1")
+    image_ids = table["image"].str.strip()
+    out = pd.DataFrame({"image_id": image_ids, "lesion_id": image_ids, "label": onehot.argmax(axis=1)})
+    return _attach_paths(out, csv_path, image_dir) if image_dir is not None else out
+
+
+def _all_numeric(row: pd.Series) -> bool:
+    try:
+        row.astype(float)
+    except ValueError:
+        return False
+    return True
+
+
+def read_folder(image_dir: Path) -> pd.DataFrame:
+    """All images of a folder, for prediction: ``image_id``, ``lesion_id``, ``label`` (-1 = unknown), ``path``."""
+    images = index_images(image_dir)
+    if not images:
+        raise MedlitError(f"{image_dir}: no .jpg/.png images")
+    ids = list(images)
+    return pd.DataFrame({"image_id": ids, "lesion_id": ids, "label": -1, "path": [str(images[i]) for i in ids]})
+
+
+def split_by_lesion(table: pd.DataFrame, val_fraction: float, test_fraction: float, seed: int) -> np.ndarray:
+    """Assign each image to ``train``/``val``/``test`` so that all images of a lesion share one split.
+
+    Lesions (not images) are split, stratified by the lesion's class, so the fractions are of lesions and
+    the class proportions match across splits as closely as the lesion counts allow.
+
+    Returns:
+        Array of split names aligned with ``table``'s rows.
+    """
+    lesion_label = table.groupby("lesion_id", sort=True)["label"].agg(lambda s: s.mode().iloc[0])
+    lesions = lesion_label.index.to_numpy()
+    split = pd.Series("train", index=lesions, dtype=object)
+    rest = lesions
+    for name, fraction in (("test", test_fraction), ("val", val_fraction)):
+        if fraction <= 0:
+            continue
+        # the val fraction is of all lesions, not of what is left after the test split
+        share = fraction / (1.0 - (test_fraction if name == "val" else 0.0))
+        try:
+            rest, picked = train_test_split(
+                rest, test_size=share, random_state=seed, stratify=lesion_label.loc[rest].to_numpy()
+            )
+        except ValueError:  # a class with a single lesion cannot be stratified
+            rest, picked = train_test_split(rest, test_size=share, random_state=seed)
+        split.loc[picked] = name
+    return table["lesion_id"].map(split).to_numpy()
+
+
+# --- pixel cache -------------------------------------------------------------------------------------------
+def _load_rgb(path: str, size_hw: tuple[int, int]) -> np.ndarray:
+    try:
+        with Image.open(path) as image:
+            rgb = image.convert("RGB").resize((size_hw[1], size_hw[0]), Image.Resampling.BILINEAR)
+    except (UnidentifiedImageError, OSError) as err:
+        raise MedlitError(f"{path}: cannot decode image ({err})") from None
+    return np.asarray(rgb, dtype=np.uint8)
+
+
+def _cache_key(paths: Sequence[str], size_hw: tuple[int, int]) -> str:
+    digest = hashlib.sha1(f"v1 {size_hw}".encode())
+    for path in paths:
+        stat = os.stat(path)
+        digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def build_pixel_cache(paths: Sequence[str], size_hw: tuple[int, int], cache_dir: Path, threads: int = 4) -> Path:
+    """Decode and resize every image once into ``<cache_dir>/pixels-<key>.npy`` (``uint8 [N, H, W, 3]``).
+
+    The key hashes paths, sizes, modification times and the target size: an existing file is reused, a
+    changed image makes a new one. Written to a temporary name and renamed, so readers never see half a file.
+    """
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    target = cache_dir / f"pixels-{_cache_key(paths, size_hw)}.npy"
+    if target.exists():
+        return target
+    tmp = target.with_name(f"{target.stem}.{os.getpid()}.tmp.npy")
+    pixels = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(paths), *size_hw, 3))
+
+    def fill(i: int) -> None:
+        pixels[i] = _load_rgb(paths[i], size_hw)
+
+    rank_zero_info(f"caching {len(paths)} images at {size_hw[0]}x{size_hw[1]} in {target}")
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        list(pool.map(fill, range(len(paths))))
+    pixels.flush()
+    tmp.replace(target)
+    return target
+
+
+# --- dataset and transforms --------------------------------------------------------------------------------
+def build_transforms(
+    train: bool,
+    image_size: tuple[int, int],
+    mean: Sequence[float],
+    std: Sequence[float],
+    augment: bool = True,
+    rotation_degrees: float = 20.0,
+    color_jitter: float = 0.1,
+    crop_scale_min: float = 0.75,
+) -> v2.Compose:
+    """Transforms for ``uint8 [3, H, W]`` tensors already at ``image_size``.
+
+    Training with ``augment``: random resized crop (area in ``[crop_scale_min, 1]``), horizontal and
+    vertical flips (dermoscopy has no canonical orientation), rotation in ``±rotation_degrees``, colour
+    jitter of strength ``color_jitter`` (hue at a fifth of it). Each part is off at 1.0 / 0 respectively.
+    """
+    steps: list[Callable[..., Any]] = []
+    if train and augment:
+        if crop_scale_min < 1.0:
+            steps.append(v2.RandomResizedCrop(image_size, scale=(crop_scale_min, 1.0), antialias=True))
+        steps += [v2.RandomHorizontalFlip(), v2.RandomVerticalFlip()]
+        if rotation_degrees > 0:
+            steps.append(v2.RandomRotation(rotation_degrees))
+        if color_jitter > 0:
+            steps.append(v2.ColorJitter(color_jitter, color_jitter, color_jitter, color_jitter / 5))
+    steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(mean), list(std))]
+    return v2.Compose(steps)
+
+
+class LesionImageDataset(Dataset):
+    """Images of one split as ``{"image": float [3, H, W], "label": int (-1 unknown), "image_id": str}``.
+
+    Args:
+        table: Rows with ``image_id``, ``label``, ``path``.
+        image_size: ``(H, W)`` of the returned images.
+        transform: Applied to the ``uint8 [3, H, W]`` tensor.
+        cache_file: A pixel cache built by :func:`build_pixel_cache`; ``cache_rows`` gives each table row's
+            row in it. Without a cache, images are decoded on every access.
+    """
+
+    def __init__(
+        self,
+        table: pd.DataFrame,
+        image_size: tuple[int, int],
+        transform: Callable[[torch.Tensor], torch.Tensor],
+        cache_file: Path | None = None,
+        cache_rows: np.ndarray | None = None,
+    ) -> None:
+        self.table = table.reset_index(drop=True)
+        self.image_size = image_size
+        self.transform = transform
+        self.cache_file = cache_file
+        self.cache_rows = cache_rows
+        self._pixels: np.ndarray | None = None  # opened lazily: each worker maps the file itself
+        self._row_of = {image_id: i for i, image_id in enumerate(self.table["image_id"])}
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    @property
+    def labels(self) -> np.ndarray:
+        return self.table["label"].to_numpy()
+
+    def index_of(self, image_id: str) -> int:
+        return self._row_of[image_id]
+
+    def display_image(self, index: int) -> np.ndarray:
+        """The un-augmented ``uint8 [H, W, 3]`` image at ``image_size`` (for overlays)."""
+        if self.cache_file is not None:
+            if self._pixels is None:
+                self._pixels = np.load(self.cache_file, mmap_mode="r")
+            return np.array(self._pixels[self.cache_rows[index]])
+        return _load_rgb(self.table["path"].iloc[index], self.image_size)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        pixels = torch.from_numpy(self.display_image(index)).permute(2, 0, 1).contiguous()
+        row = self.table.iloc[index]
+        return {"image": self.transform(pixels), "label": int(row["label"]), "image_id": row["image_id"]}
+
+
+# --- datamodule -----------------------------------------------------------------------------------------------
+def _as_size(image_size: int | Sequence[int]) -> tuple[int, int]:
+    if isinstance(image_size, int):
+        return (image_size, image_size)
+    if len(image_size) != 2:
+        raise MedlitError(f"data.image_size must be an int or [height, width], got {list(image_size)}")
+    return (int(image_size[0]), int(image_size[1]))
+
+
+class HAM10000DataModule(LightningDataModule):
+    """HAM10000 (and optionally the ISIC 2018 test set) for training, validation, test and prediction.
+
+    Args:
+        root: Folder holding ``metadata_csv`` and ``image_dir``.
+        metadata_csv: HAM10000 metadata file, relative to ``root``.
+        image_dir: Image folder, relative to ``root``.
+        test_csv: Optional ISIC-format one-hot CSV used as the test set (e.g. the official ISIC 2018 test
+            labels); then ``test_fraction`` is ignored and all of ``root`` is train + val.
+        test_image_dir: Image folder of ``test_csv``.
+        predict_dir: Folder of images for ``predict``.
+        val_fraction: Fraction of lesions held out for validation (model selection).
+        test_fraction: Fraction of lesions held out for testing (when there is no ``test_csv``).
+        split_seed: Seed of the lesion split (separate from the training seed).
+        image_size: Side (or ``[height, width]``) images are resized to.
+        normalize: ``imagenet`` mean/std (also right for training from scratch) or ``none`` (pixels in [0, 1]).
+        augment: Random resized crop, flips, rotation, colour jitter during training.
+        rotation_degrees: Maximum rotation (0 = off).
+        color_jitter: Brightness/contrast/saturation jitter strength (0 = off).
+        crop_scale_min: Smallest crop area of the random resized crop (1 = off).
+        balanced_sampler: Draw training images with probability inversely proportional to class frequency.
+        class_weights: ``none``, ``balanced`` (``n / (C * n_c)`` on the training split, passed to the loss)
+            or an explicit list of 7 weights.
+        batch_size: Images per batch (per device).
+        num_workers: DataLoader worker processes.
+        cache_dir: Where decoded pixels are cached (default ``$MEDLIT_CACHE`` or ``~/.cache/medlit``).
+    """
+
+    def __init__(
+        self,
+        root: str = "data/HAM10000",
+        metadata_csv: str = "HAM10000_metadata.csv",
+        image_dir: str = "images",
+        test_csv: str | None = None,
+        test_image_dir: str | None = None,
+        predict_dir: str | None = None,
+        val_fraction: float = 0.15,
+        test_fraction: float = 0.15,
+        split_seed: int = 42,
+        image_size: int | list[int] = 224,
+        normalize: Literal["imagenet", "none"] = "imagenet",
+        augment: bool = True,
+        rotation_degrees: float = 20.0,
+        color_jitter: float = 0.1,
+        crop_scale_min: float = 0.75,
+        balanced_sampler: bool = False,
+        class_weights: str | list[float] = "none",
+        batch_size: int = 32,
+        num_workers: int = 2,
+        cache_dir: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.image_size = _as_size(image_size)
+        if not 0 < val_fraction < 1 or not 0 <= test_fraction < 1 or val_fraction + test_fraction >= 1:
+            raise MedlitError(
+                f"data.val_fraction ({val_fraction}) must be in (0, 1), data.test_fraction ({test_fraction}) "
+                "in [0, 1), and their sum below 1"
+            )
+        if isinstance(class_weights, str):
+            check_choice("data.class_weights", class_weights, ("none", "balanced"))
+        elif len(class_weights) != len(CLASS_NAMES):
+            raise MedlitError(f"data.class_weights needs {len(CLASS_NAMES)} numbers, got {len(class_weights)}")
+        if test_csv and not test_image_dir:
+            raise MedlitError("data.test_csv is set but data.test_image_dir is not: the test images are needed")
+        self.class_names = CLASS_NAMES
+        self.table: pd.DataFrame | None = None
+        self.class_weights: torch.Tensor | None = None
+        self.train_dataset: LesionImageDataset | None = None
+        self.val_dataset: LesionImageDataset | None = None
+        self.test_dataset: LesionImageDataset | None = None
+        self.predict_dataset: LesionImageDataset | None = None
+        self.mean, self.std = IMAGENET_MEAN, IMAGENET_STD
+
+    @property
+    def has_test_data(self) -> bool:
+        return bool(self.hparams.test_csv) or self.hparams.test_fraction > 0
+
+    @property
+    def cache_dir(self) -> Path:
+        default = Path(os.environ.get("MEDLIT_CACHE", Path.home() / ".cache" / "medlit"))
+        return Path(self.hparams.cache_dir) if self.hparams.cache_dir else default
+
+    # -- lifecycle --
+    def _read_table(self) -> pd.DataFrame:
+        """All labelled images with their split: train/val from the metadata, test from it or test_csv."""
+        hp = self.hparams
+        root = Path(hp.root)
+        metadata = read_ham_metadata(root / hp.metadata_csv, root / hp.image_dir)
+        if hp.test_csv:
+            test = read_isic_ground_truth(Path(hp.test_csv), Path(hp.test_image_dir))
+            leaked = sorted(set(test["image_id"]) & set(metadata["image_id"]))
+            if leaked:
+                raise MedlitError(f"{hp.test_csv}: image '{leaked[0]}' is also in the training metadata")
+            metadata = metadata.assign(split=split_by_lesion(metadata, hp.val_fraction, 0.0, hp.split_seed))
+            return pd.concat([metadata, test.assign(split="test")], ignore_index=True)
+        return metadata.assign(split=split_by_lesion(metadata, hp.val_fraction, hp.test_fraction, hp.split_seed))
+
+    def prepare_data(self) -> None:
+        """Check the files and build the pixel cache (once per node)."""
+        table = self._read_table()
+        build_pixel_cache(table["path"].tolist(), self.image_size, self.cache_dir)
+
+    def setup(self, stage: str) -> None:
+        if stage == "predict":
+            self._setup_predict()
+            return
+        if self.table is not None:
+            return
+        table = self._read_table()
+        cache_file = build_pixel_cache(table["path"].tolist(), self.image_size, self.cache_dir)
+        self.table = table
+        hp = self.hparams
+        self.mean, self.std = self._mean_std()
+        augment = {k: hp[k] for k in ("augment", "rotation_degrees", "color_jitter", "crop_scale_min")}
+        for split in ("train", "val", "test"):
+            rows = np.flatnonzero(table["split"].to_numpy() == split)
+            transform = build_transforms(split == "train", self.image_size, self.mean, self.std, **augment)
+            dataset = LesionImageDataset(table.iloc[rows], self.image_size, transform, cache_file, rows)
+            setattr(self, f"{split}_dataset", dataset)
+        self.class_weights = self._class_weights(self.train_dataset.labels)
+        self._log_summary()
+
+    def _setup_predict(self) -> None:
+        if self.predict_dataset is not None:
+            return
+        if not self.hparams.predict_dir:
+            raise MedlitError("predict needs data.predict_dir: a folder of .jpg/.png images")
+        table = read_folder(Path(self.hparams.predict_dir))
+        self.mean, self.std = self._mean_std()
+        transform = build_transforms(False, self.image_size, self.mean, self.std)
+        self.predict_dataset = LesionImageDataset(table, self.image_size, transform)
+
+    def _mean_std(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        if self.hparams.normalize == "none":
+            return (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
+        return IMAGENET_MEAN, IMAGENET_STD
+
+    def _class_weights(self, labels: np.ndarray) -> torch.Tensor | None:
+        setting = self.hparams.class_weights
+        if isinstance(setting, str):
+            if setting == "none":
+                return None
+            counts = np.bincount(labels, minlength=len(CLASS_NAMES)).astype(np.float64)
+            weights = np.where(counts > 0, len(labels) / (len(CLASS_NAMES) * np.maximum(counts, 1)), 1.0)
+            return torch.tensor(weights, dtype=torch.float32)
+        return torch.tensor(setting, dtype=torch.float32)
+
+    def _log_summary(self) -> None:
+        assert self.table is not None
+        counts = self.table.groupby(["split", "label"]).size().unstack(fill_value=0)
+        counts = counts.reindex(columns=range(len(CLASS_NAMES)), fill_value=0)
+        counts.columns = list(CLASS_NAMES)
+        lesions = self.table.groupby("split")["lesion_id"].nunique()
+        lines = [
+            f"{split:>5}: {int(row.sum()):5d} images, {lesions[split]:5d} lesions | "
+            + " ".join(f"{c} {n}" for c, n in row.items())
+            for split, row in counts.iterrows()
+        ]
+        rank_zero_info("HAM10000 split (grouped by lesion_id):\n" + "\n".join(lines))
+
+    def split_table(self) -> pd.DataFrame:
+        """One row per image: ``image_id, lesion_id, label, class, split`` (saved as ``split.csv``)."""
+        assert self.table is not None, "call setup() first"
+        table = self.table[["image_id", "lesion_id", "label", "split"]].copy()
+        table.insert(3, "class", [CLASS_NAMES[i] for i in table["label"]])
+        return table
+
+    # -- loaders --
+    def _loader(self, dataset: Dataset | None, shuffle: bool = False, sampler: Any = None) -> DataLoader:
+        if dataset is None:
+            raise MedlitError("the datamodule has not been set up for this stage")
+        workers = self.hparams.num_workers
+        return DataLoader(
+            dataset,
+            batch_size=self.hparams.batch_size,
+            shuffle=shuffle and sampler is None,
+            sampler=sampler,
+            num_workers=workers,
+            persistent_workers=workers > 0,
+            pin_memory=torch.cuda.is_available(),
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        sampler = None
+        if self.hparams.balanced_sampler:
+            labels = self.train_dataset.labels
+            counts = np.bincount(labels, minlength=len(CLASS_NAMES))
+            weights = torch.as_tensor(1.0 / counts[labels], dtype=torch.double)
+            sampler = WeightedRandomSampler(weights, num_samples=len(labels), replacement=True)
+        return self._loader(self.train_dataset, shuffle=True, sampler=sampler)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_dataset)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.test_dataset)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader(self.predict_dataset)

@@ -1,0 +1,154 @@
+"""Classification losses: ``ce``, ``focal`` and ``ce_focal`` (the seed's "cross-entropy + focal loss").
+
+All take logits ``[N, C]`` and integer targets ``[N]`` and share PyTorch's conventions for class weights
+and label smoothing, so that ``FocalLoss(gamma=0)`` equals ``nn.CrossEntropyLoss`` exactly:
+
+* per-sample loss ``l_i = sum_c q_ic * w_c * alpha_c * (1 - p_ic)^gamma * (-log p_ic)`` with
+  ``q_i = (1 - eps) * onehot(y_i) + eps / C`` (label smoothing ``eps``),
+* ``reduction="mean"`` divides by ``sum_i w_{y_i}`` (by ``N`` without class weights ``w``).
+
+``alpha`` is the focal paper's per-class balancing factor (Lin et al., ICCV 2017); ``weight`` are the
+datamodule's class weights, set after construction with :meth:`set_class_weights`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from common.errors import MedlitError, check_choice
+
+__all__ = ["LOSSES", "CEFocalLoss", "CrossEntropyLoss", "FocalLoss", "build_loss"]
+
+_REDUCTIONS = ("mean", "sum", "none")
+
+
+class _WeightedLoss(nn.Module):
+    """Shared checks and the class-weight buffer (not saved: it is recomputed from the training split)."""
+
+    def __init__(self, label_smoothing: float = 0.0, reduction: str = "mean") -> None:
+        super().__init__()
+        check_choice("reduction", reduction, _REDUCTIONS)
+        if not 0.0 <= label_smoothing < 1.0:
+            raise MedlitError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
+        self.label_smoothing = label_smoothing
+        self.reduction = reduction
+        self.register_buffer("weight", None, persistent=False)
+
+    def set_class_weights(self, weight: torch.Tensor | None) -> None:
+        self.weight = None if weight is None else weight.detach().clone().float().to(self._device())
+
+    def _device(self) -> torch.device:
+        return next((b.device for b in self.buffers()), torch.device("cpu"))
+
+    def _check(self, logits: torch.Tensor, target: torch.Tensor) -> None:
+        if logits.ndim != 2 or target.ndim != 1 or logits.shape[0] != target.shape[0]:
+            raise ValueError(
+                f"expected logits [N, C] and target [N], got {tuple(logits.shape)} and {tuple(target.shape)}"
+            )
+
+    def _reduce(self, per_sample: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if self.reduction == "none":
+            return per_sample
+        if self.reduction == "sum":
+            return per_sample.sum()
+        denominator = self.weight[target].sum() if self.weight is not None else per_sample.new_tensor(len(target))
+        return per_sample.sum() / denominator
+
+
+class CrossEntropyLoss(_WeightedLoss):
+    """``nn.functional.cross_entropy`` with a settable class-weight buffer."""
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        self._check(logits, target)
+        return F.cross_entropy(
+            logits, target, weight=self.weight, label_smoothing=self.label_smoothing, reduction=self.reduction
+        )
+
+
+class FocalLoss(_WeightedLoss):
+    """Multi-class softmax focal loss.
+
+    Args:
+        gamma: Focusing parameter (0 = cross-entropy).
+        alpha: Optional per-class factors ``[C]``.
+        label_smoothing: See module docstring.
+        reduction: ``mean``, ``sum`` or ``none``.
+    """
+
+    def __init__(
+        self,
+        gamma: float = 2.0,
+        alpha: Sequence[float] | None = None,
+        label_smoothing: float = 0.0,
+        reduction: str = "mean",
+    ) -> None:
+        super().__init__(label_smoothing, reduction)
+        if gamma < 0:
+            raise MedlitError(f"focal gamma must be >= 0, got {gamma}")
+        self.gamma = gamma
+        self.register_buffer("alpha", None if alpha is None else torch.as_tensor(alpha, dtype=torch.float32))
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        self._check(logits, target)
+        num_classes = logits.shape[1]
+        if self.alpha is not None and self.alpha.numel() != num_classes:
+            raise ValueError(f"focal alpha has {self.alpha.numel()} entries for {num_classes} classes")
+        log_p = F.log_softmax(logits.float(), dim=1)
+        q = F.one_hot(target, num_classes).float()
+        if self.label_smoothing > 0:
+            q = q * (1.0 - self.label_smoothing) + self.label_smoothing / num_classes
+        factor = q * (1.0 - log_p.exp()).pow(self.gamma) if self.gamma > 0 else q
+        if self.alpha is not None:
+            factor = factor * self.alpha
+        if self.weight is not None:
+            factor = factor * self.weight
+        return self._reduce(-(factor * log_p).sum(dim=1), target)
+
+
+class CEFocalLoss(nn.Module):
+    """``ce_weight * CE + focal_weight * Focal``: the seed's "cross-entropy + focal loss"."""
+
+    def __init__(
+        self,
+        gamma: float = 2.0,
+        alpha: Sequence[float] | None = None,
+        label_smoothing: float = 0.0,
+        ce_weight: float = 1.0,
+        focal_weight: float = 1.0,
+        reduction: str = "mean",
+    ) -> None:
+        super().__init__()
+        self.ce = CrossEntropyLoss(label_smoothing, reduction)
+        self.focal = FocalLoss(gamma, alpha, label_smoothing, reduction)
+        self.ce_weight, self.focal_weight = ce_weight, focal_weight
+
+    def set_class_weights(self, weight: torch.Tensor | None) -> None:
+        self.ce.set_class_weights(weight)
+        self.focal.set_class_weights(weight)
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return self.ce_weight * self.ce(logits, target) + self.focal_weight * self.focal(logits, target)
+
+
+LOSSES: dict[str, type[nn.Module]] = {"ce": CrossEntropyLoss, "focal": FocalLoss, "ce_focal": CEFocalLoss}
+
+
+def build_loss(
+    name: str,
+    focal_gamma: float = 2.0,
+    focal_alpha: Sequence[float] | None = None,
+    label_smoothing: float = 0.0,
+    ce_weight: float = 1.0,
+    focal_weight: float = 1.0,
+) -> nn.Module:
+    """The loss registered under ``name`` (``ce``, ``focal``, ``ce_focal``); other arguments where they apply."""
+    check_choice("loss", name, LOSSES)
+    if name == "ce":
+        return CrossEntropyLoss(label_smoothing)
+    if name == "focal":
+        return FocalLoss(focal_gamma, focal_alpha, label_smoothing)
+    return CEFocalLoss(focal_gamma, focal_alpha, label_smoothing, ce_weight, focal_weight)

@@ -1,0 +1,162 @@
+"""Test-set classification metrics, the per-class report and ROC curves, computed with torchmetrics.
+
+Definitions (also written into ``metrics.json``):
+
+* ``accuracy``: fraction of images whose arg-max class is the true class.
+* ``balanced_accuracy``: mean per-class recall (= macro recall), the ISIC 2018 Task 3 ranking metric.
+* per class: precision ``tp / (tp + fp)``, recall ``tp / (tp + fn)``, F1, support = number of true images;
+  0 where the denominator is 0; AUC one-vs-rest from the softmax probability, ``null`` when the class has no
+  positive or no negative image.
+* ``macro``: unweighted mean over the classes present in the ground truth or the predictions (sklearn's
+  default labels); ``weighted``: mean weighted by support.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torchmetrics.functional.classification import (
+    binary_auroc,
+    binary_roc,
+    multiclass_accuracy,
+    multiclass_auroc,
+    multiclass_confusion_matrix,
+    multiclass_f1_score,
+    multiclass_precision,
+    multiclass_recall,
+    multiclass_roc,
+)
+
+from lesion_cls import CLASS_NAMES
+
+__all__ = [
+    "METRIC_DEFINITIONS",
+    "classification_metrics",
+    "classification_report_table",
+    "confusion_matrix",
+    "report_markdown",
+    "roc_curves",
+]
+
+METRIC_DEFINITIONS = {
+    "accuracy": "fraction of images whose arg-max class is the true class",
+    "balanced_accuracy": "mean per-class recall (macro recall); the ISIC 2018 Task 3 ranking metric",
+    "precision/recall/f1": "per class from arg-max predictions; 0 where the denominator is 0",
+    "macro": "unweighted mean over classes present in ground truth or predictions",
+    "weighted": "mean weighted by support (number of true images per class)",
+    "auc": "one-vs-rest ROC AUC of the softmax probability; null when a class has no positive or no negative",
+    "loss": "the training criterion on the test set (mean over images)",
+}
+
+
+def _tensors(probs: Any, target: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    p = torch.as_tensor(np.asarray(probs), dtype=torch.float64)
+    t = torch.as_tensor(np.asarray(target), dtype=torch.long)
+    if p.ndim != 2 or t.ndim != 1 or len(p) != len(t):
+        raise ValueError(f"expected probs [N, C] and target [N], got {tuple(p.shape)} and {tuple(t.shape)}")
+    return p, t
+
+
+def _per_class_auc(p: torch.Tensor, t: torch.Tensor) -> list[float]:
+    num_classes = p.shape[1]
+    with warnings.catch_warnings():  # classes without positives are reported as NaN below
+        warnings.simplefilter("ignore", UserWarning)
+        aucs = multiclass_auroc(p, t, num_classes, average=None).tolist()
+    counts = torch.bincount(t, minlength=num_classes)
+    return [auc if 0 < n < len(t) else float("nan") for auc, n in zip(aucs, counts.tolist(), strict=True)]
+
+
+def classification_metrics(probs: Any, target: Any, class_names: Sequence[str] = CLASS_NAMES) -> dict[str, Any]:
+    """Overall and per-class metrics of softmax ``probs [N, C]`` against integer ``target [N]``."""
+    p, t = _tensors(probs, target)
+    c = len(class_names)
+    per_class = {
+        "precision": multiclass_precision(p, t, c, average=None).tolist(),
+        "recall": multiclass_recall(p, t, c, average=None).tolist(),
+        "f1": multiclass_f1_score(p, t, c, average=None).tolist(),
+        "support": torch.bincount(t, minlength=c).tolist(),
+        "auc": _per_class_auc(p, t),
+    }
+    aucs = [a for a in per_class["auc"] if a == a]
+    out: dict[str, Any] = {
+        "n_images": len(t),
+        "accuracy": multiclass_accuracy(p, t, c, average="micro").item(),
+        "balanced_accuracy": multiclass_recall(p, t, c, average="macro").item(),
+    }
+    for average in ("macro", "weighted"):
+        out[f"precision_{average}"] = multiclass_precision(p, t, c, average=average).item()
+        out[f"recall_{average}"] = multiclass_recall(p, t, c, average=average).item()
+        out[f"f1_{average}"] = multiclass_f1_score(p, t, c, average=average).item()
+    out["auc_macro"] = float(np.mean(aucs)) if aucs else float("nan")
+    out["per_class"] = {
+        name: {key: values[i] for key, values in per_class.items()} for i, name in enumerate(class_names)
+    }
+    return out
+
+
+def classification_report_table(metrics: dict[str, Any], class_names: Sequence[str] = CLASS_NAMES) -> pd.DataFrame:
+    """The seed's report: one row per class, then accuracy, macro avg, weighted avg (sklearn's layout)."""
+    rows = {
+        name: [metrics["per_class"][name][k] for k in ("precision", "recall", "f1")]
+        + [metrics["per_class"][name]["support"]]
+        for name in class_names
+    }
+    n = metrics["n_images"]
+    rows["accuracy"] = [np.nan, np.nan, metrics["accuracy"], n]
+    for average in ("macro", "weighted"):
+        rows[f"{average} avg"] = [metrics[f"{k}_{average}"] for k in ("precision", "recall", "f1")] + [n]
+    table = pd.DataFrame.from_dict(rows, orient="index", columns=["precision", "recall", "f1-score", "support"])
+    table["support"] = table["support"].astype(int)
+    table.index.name = "class"
+    return table
+
+
+def report_markdown(table: pd.DataFrame, digits: int = 3) -> str:
+    """The report table as a Markdown table (blank cells where sklearn leaves them blank)."""
+    header = "| class | precision | recall | f1-score | support |\n|---|---:|---:|---:|---:|\n"
+    lines = []
+    for name, row in table.iterrows():
+        cells = ["" if pd.isna(row[k]) else f"{row[k]:.{digits}f}" for k in ("precision", "recall", "f1-score")]
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {int(row['support'])} |")
+    return header + "\n".join(lines) + "\n"
+
+
+def confusion_matrix(probs: Any, target: Any, num_classes: int = len(CLASS_NAMES)) -> np.ndarray:
+    """Counts ``[true, predicted]``."""
+    p, t = _tensors(probs, target)
+    return multiclass_confusion_matrix(p, t, num_classes).numpy()
+
+
+def roc_curves(probs: Any, target: Any, class_names: Sequence[str] = CLASS_NAMES) -> dict[str, dict[str, Any]]:
+    """One-vs-rest ROC per class plus ``micro`` (all class decisions pooled) and ``macro`` averages.
+
+    The macro curve averages the per-class TPR on the union of their FPR points (as in sklearn's
+    example); classes without positives or negatives are left out.
+
+    Returns:
+        ``{name: {"fpr": array, "tpr": array, "auc": float}}``.
+    """
+    p, t = _tensors(probs, target)
+    c = len(class_names)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        fprs, tprs, _ = multiclass_roc(p, t, c)
+    aucs = _per_class_auc(p, t)
+    curves: dict[str, dict[str, Any]] = {}
+    for i, name in enumerate(class_names):
+        if aucs[i] == aucs[i]:
+            curves[name] = {"fpr": fprs[i].numpy(), "tpr": tprs[i].numpy(), "auc": aucs[i]}
+    onehot = torch.nn.functional.one_hot(t, c).flatten()
+    fpr, tpr, _ = binary_roc(p.flatten(), onehot)
+    curves["micro"] = {"fpr": fpr.numpy(), "tpr": tpr.numpy(), "auc": binary_auroc(p.flatten(), onehot).item()}
+    defined = [curves[name] for name in class_names if name in curves]
+    if defined:
+        grid = np.unique(np.concatenate([d["fpr"] for d in defined]))
+        mean_tpr = np.mean([np.interp(grid, d["fpr"], d["tpr"]) for d in defined], axis=0)
+        curves["macro"] = {"fpr": grid, "tpr": mean_tpr, "auc": float(np.trapezoid(mean_tpr, grid))}
+    return curves

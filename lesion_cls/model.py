@@ -1,0 +1,228 @@
+"""The lesion classifier: a timm backbone, a registered loss, Adam, torchmetrics per stage."""
+
+from __future__ import annotations
+
+import difflib
+import os
+import socket
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import timm
+import torch
+from lightning.pytorch import LightningModule
+from torch import nn
+from torchmetrics import MetricCollection
+from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score, MulticlassRecall
+
+from common.errors import MedlitError, check_choice
+from lesion_cls import CLASS_NAMES
+from lesion_cls.losses import build_loss
+
+__all__ = ["SCHEDULERS", "LesionClassifier", "create_backbone"]
+
+_HUB_HOST = ("huggingface.co", 443)
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false"):
+        return False
+    if os.environ.get("HTTPS_PROXY") or os.environ.get("https_proxy"):
+        return True  # behind a proxy a direct probe says nothing: let the hub client try
+    try:
+        with socket.create_connection(_HUB_HOST, timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _hub_cached_file(name: str) -> str | None:
+    """The backbone's default weights if the Hugging Face cache already holds them."""
+    from huggingface_hub import try_to_load_from_cache
+
+    cfg = timm.models.get_pretrained_cfg(name)
+    repo = getattr(cfg, "hf_hub_id", None) if cfg is not None else None
+    if not repo:
+        return None
+    for filename in ("model.safetensors", "pytorch_model.bin"):
+        path = try_to_load_from_cache(repo, filename)
+        if isinstance(path, str):
+            return path
+    return None
+
+
+def create_backbone(
+    name: str,
+    num_classes: int,
+    pretrained: bool = False,
+    pretrained_file: str | None = None,
+    drop_rate: float = 0.0,
+) -> nn.Module:
+    """A timm model with a fresh ``num_classes`` head.
+
+    Weights: ``pretrained_file`` (a local ``.safetensors``/``.pth`` state dict, loaded through timm's
+    ``pretrained_cfg_overlay``), else the hub's default weights when ``pretrained`` (from the local cache
+    when present), else random initialisation. With no network and no cached copy, fails at once with a
+    :class:`MedlitError` instead of timm's minute of retries.
+    """
+    if not timm.is_model(name):
+        close = difflib.get_close_matches(name, timm.list_models(), n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else " (see timm.list_models())"
+        raise MedlitError(f"model.backbone: unknown timm model '{name}'{hint}")
+    kwargs: dict[str, Any] = {"num_classes": num_classes, "drop_rate": drop_rate}
+    if pretrained_file:
+        path = Path(pretrained_file)
+        if not path.is_file():
+            raise MedlitError(f"model.pretrained_file: {path} not found")
+        try:
+            return timm.create_model(name, pretrained=True, pretrained_cfg_overlay={"file": str(path)}, **kwargs)
+        except (RuntimeError, KeyError, ValueError) as err:
+            raise MedlitError(f"model.pretrained_file: {path} does not fit '{name}' ({str(err)[:200]})") from None
+    if pretrained:
+        cached = _hub_cached_file(name)
+        if cached:
+            return timm.create_model(name, pretrained=True, pretrained_cfg_overlay={"file": cached}, **kwargs)
+        if not _hub_reachable():
+            raise MedlitError(
+                f"model.pretrained=true needs the hub weights of '{name}', but huggingface.co cannot be reached; "
+                "pass model.pretrained_file=/path/to/weights.safetensors (or .pth), or set model.pretrained=false"
+            )
+    return timm.create_model(name, pretrained=pretrained, **kwargs)
+
+
+def _cosine(optimizer: torch.optim.Optimizer, max_epochs: int) -> Any:
+    return {"scheduler": torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, max_epochs))}
+
+
+def _plateau(optimizer: torch.optim.Optimizer, max_epochs: int) -> Any:
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=0.5, patience=2)
+    return {"scheduler": scheduler, "monitor": "val/loss"}
+
+
+def _step(optimizer: torch.optim.Optimizer, max_epochs: int) -> Any:
+    return {"scheduler": torch.optim.lr_scheduler.StepLR(optimizer, step_size=max(1, max_epochs // 3), gamma=0.1)}
+
+
+SCHEDULERS = {"cosine": _cosine, "plateau": _plateau, "step": _step}
+"""Epoch-wise LR schedulers by name (``none`` = constant LR, the seed's setting)."""
+
+
+class LesionClassifier(LightningModule):
+    """Image classifier for the 7 ISIC 2018 classes.
+
+    Args:
+        backbone: Any timm model name (seed: ``resnet50``).
+        pretrained: Start from the hub's ImageNet weights.
+        pretrained_file: Local weights file instead of the hub.
+        drop_rate: Dropout before the classifier.
+        loss: ``ce``, ``focal`` or ``ce_focal`` (see :mod:`lesion_cls.losses`).
+        focal_gamma: Focal focusing parameter.
+        focal_alpha: Optional per-class focal factors (7 numbers, class order MEL..VASC).
+        ce_weight: Weight of the CE term in ``ce_focal``.
+        focal_weight: Weight of the focal term in ``ce_focal``.
+        label_smoothing: Label smoothing of every loss.
+        lr: Adam learning rate (seed: 1e-3).
+        weight_decay: Adam weight decay.
+        scheduler: ``none``, ``cosine``, ``plateau`` (on ``val/loss``) or ``step``.
+    """
+
+    monitor = "val/bal_acc"
+    """Checkpoint selection: balanced accuracy (macro recall) on validation data, the ISIC 2018 ranking metric."""
+    monitor_mode = "max"
+    checkpoint_overrides = {"pretrained": False, "pretrained_file": None}
+    """Init arguments the CLI sets when weights come from a checkpoint (no hub download for test/predict)."""
+
+    def __init__(
+        self,
+        backbone: str = "resnet50",
+        pretrained: bool = False,
+        pretrained_file: str | None = None,
+        drop_rate: float = 0.0,
+        loss: Literal["ce", "focal", "ce_focal"] = "ce",
+        focal_gamma: float = 2.0,
+        focal_alpha: Sequence[float] | None = None,
+        ce_weight: float = 1.0,
+        focal_weight: float = 1.0,
+        label_smoothing: float = 0.0,
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        scheduler: str = "none",
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        if scheduler != "none":
+            check_choice("model.scheduler", scheduler, SCHEDULERS)
+        self.class_names = CLASS_NAMES
+        num_classes = len(CLASS_NAMES)
+        self.net = create_backbone(backbone, num_classes, pretrained, pretrained_file, drop_rate)
+        self.criterion = build_loss(loss, focal_gamma, focal_alpha, label_smoothing, ce_weight, focal_weight)
+        metrics = MetricCollection(
+            {
+                "acc": MulticlassAccuracy(num_classes, average="micro"),
+                "bal_acc": MulticlassRecall(num_classes, average="macro"),
+                "f1_macro": MulticlassF1Score(num_classes, average="macro"),
+            }
+        )
+        self.train_metrics = metrics.clone(prefix="train/")
+        self.val_metrics = metrics.clone(prefix="val/")
+        self.test_metrics = metrics.clone(prefix="test/")
+
+    def setup(self, stage: str) -> None:
+        """Take the class weights the datamodule computed on the training split (``data.class_weights``)."""
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        self.criterion.set_class_weights(getattr(datamodule, "class_weights", None))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Logits ``[N, 7]`` for images ``[N, 3, H, W]``."""
+        return self.net(images)
+
+    def gradcam_layer(self) -> str:
+        """Name of the last feature stage of the backbone, for Grad-CAM."""
+        return f"net.{self.net.feature_info[-1]['module']}"
+
+    def _step(self, batch: dict[str, Any], stage: str) -> dict[str, Any]:
+        logits = self(batch["image"])
+        target = batch["label"]
+        loss = self.criterion(logits, target)
+        metrics = getattr(self, f"{stage}_metrics")
+        metrics.update(logits, target)
+        batch_size = len(target)
+        self.log(
+            f"{stage}/loss",
+            loss,
+            on_step=False,
+            on_epoch=True,
+            prog_bar=True,
+            batch_size=batch_size,
+            sync_dist=stage != "train",
+        )
+        if stage == "train":
+            self.log("train/loss_step", loss, on_step=True, on_epoch=False, batch_size=batch_size)
+        self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=stage != "train", batch_size=batch_size)
+        return {
+            "loss": loss,
+            "probs": logits.detach().float().softmax(dim=1),
+            "target": target,
+            "image_id": batch["image_id"],
+        }
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        return self._step(batch, "train")["loss"]
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._step(batch, "val")
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
+        return self._step(batch, "test")
+
+    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
+        probs = self(batch["image"]).float().softmax(dim=1)
+        return {"probs": probs, "target": batch["label"], "image_id": batch["image_id"]}
+
+    def configure_optimizers(self) -> Any:
+        optimizer = torch.optim.Adam(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        if self.hparams.scheduler == "none":
+            return optimizer
+        max_epochs = self.trainer.max_epochs if self.trainer.max_epochs and self.trainer.max_epochs > 0 else 1
+        return {"optimizer": optimizer, "lr_scheduler": SCHEDULERS[self.hparams.scheduler](optimizer, max_epochs)}

@@ -1,0 +1,93 @@
+"""Figures of the classifier: ROC curves, confusion matrices, Grad-CAM overlays (MONAI's GradCAM)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib.pyplot as plt
+import numpy as np
+import seaborn as sns
+import torch
+from monai.visualize import GradCAM
+from torch import nn
+
+from common.plots import save_figure
+from lesion_cls import CLASS_NAMES
+
+__all__ = ["gradcam_maps", "plot_confusion", "plot_gradcam", "plot_roc"]
+
+
+def plot_roc(curves: dict[str, dict[str, Any]], path: Path, title: str = "ROC curves (one-vs-rest)") -> Path:
+    """Per-class ROC curves with AUC in the legend, plus micro and macro averages (dashed)."""
+    sns.set_theme(style="whitegrid", context="notebook")
+    fig, ax = plt.subplots(figsize=(6.4, 5.6))
+    palette = sns.color_palette("tab10", len(CLASS_NAMES))
+    for i, name in enumerate(CLASS_NAMES):
+        if name in curves:
+            c = curves[name]
+            ax.plot(c["fpr"], c["tpr"], color=palette[i], lw=1.6, label=f"{name} (AUC {c['auc']:.3f})")
+    for name, style in (("micro", ":"), ("macro", "--")):
+        if name in curves:
+            c = curves[name]
+            ax.plot(c["fpr"], c["tpr"], style, color="black", lw=2, label=f"{name}-average (AUC {c['auc']:.3f})")
+    ax.plot([0, 1], [0, 1], color="grey", lw=0.8, alpha=0.6)
+    ax.set(xlim=(0, 1), ylim=(0, 1.01), xlabel="false positive rate", ylabel="true positive rate", title=title)
+    ax.legend(loc="lower right", fontsize=8, frameon=True)
+    return save_figure(fig, path)
+
+
+def plot_confusion(counts: np.ndarray, path: Path, class_names: Sequence[str] = CLASS_NAMES) -> Path:
+    """Confusion matrix as counts and row-normalised (each row = one true class, sums to 1)."""
+    sns.set_theme(style="white", context="notebook")
+    rows = counts.sum(axis=1, keepdims=True)
+    normalised = np.divide(counts, rows, out=np.zeros_like(counts, dtype=float), where=rows > 0)
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5.4))
+    for ax, data, fmt, title in (
+        (axes[0], counts, "d", "counts"),
+        (axes[1], normalised, ".2f", "row-normalised (recall on the diagonal)"),
+    ):
+        sns.heatmap(
+            data,
+            annot=True,
+            fmt=fmt,
+            cmap="Blues",
+            cbar=False,
+            square=True,
+            ax=ax,
+            xticklabels=class_names,
+            yticklabels=class_names,
+            annot_kws={"fontsize": 8},
+        )
+        ax.set(xlabel="predicted", ylabel="true", title=title)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def gradcam_maps(model: nn.Module, target_layer: str, images: torch.Tensor, class_index: int) -> np.ndarray:
+    """Grad-CAM maps ``[N, H, W]`` in ``[0, 1]`` at the input's size, for ``class_index``.
+
+    Runs with gradients enabled even inside Lightning's inference mode; ``model`` should be in eval mode.
+    """
+    with torch.inference_mode(False), torch.enable_grad():
+        cam = GradCAM(nn_module=model, target_layers=target_layer)
+        maps = cam(images.detach().clone().requires_grad_(True), class_idx=class_index)
+    return maps[:, 0].detach().cpu().numpy()
+
+
+def plot_gradcam(image: np.ndarray, maps: dict[str, np.ndarray], path: Path, title: str, alpha: float = 0.45) -> Path:
+    """The image, then one overlay per Grad-CAM map (``{panel title: [H, W] map}``)."""
+    fig, axes = plt.subplots(1, 1 + len(maps), figsize=(3.2 * (1 + len(maps)), 3.4))
+    axes = np.atleast_1d(axes)
+    axes[0].imshow(image)
+    axes[0].set_title("image", fontsize=9)
+    for ax, (name, heat) in zip(axes[1:], maps.items(), strict=True):
+        ax.imshow(image)
+        ax.imshow(heat, cmap="jet", alpha=alpha, vmin=0, vmax=1)
+        ax.set_title(name, fontsize=9)
+    for ax in axes:
+        ax.axis("off")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return save_figure(fig, path, dpi=90)

@@ -1,0 +1,76 @@
+"""The real HAM10000 / ISIC 2018 files in ../shared/data (skipped when absent)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from lesion_cls import CLASS_NAMES
+from lesion_cls.__main__ import main
+from lesion_cls.data import read_ham_metadata, read_isic_ground_truth
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.real
+
+
+def test_isic2018_test_csv(shared_data: Path) -> None:
+    table = read_isic_ground_truth(shared_data / "isic2018_task3" / "ISIC2018_Task3_Test_GroundTruth.csv")
+    assert len(table) == 1512
+    counts = table["label"].map(lambda i: CLASS_NAMES[i]).value_counts().to_dict()
+    assert counts == {"NV": 909, "BKL": 217, "MEL": 171, "BCC": 93, "DF": 44, "AKIEC": 43, "VASC": 35}
+
+
+def test_ham10000_metadata(shared_data: Path) -> None:
+    root = shared_data / "ham10000_200x150"
+    table = read_ham_metadata(root / "HAM10000_metadata.csv", root / "images")
+    assert len(table) == 10015 and table["lesion_id"].nunique() == 7470
+    counts = table["label"].map(lambda i: CLASS_NAMES[i]).value_counts().to_dict()
+    assert counts == {"NV": 6705, "MEL": 1113, "BKL": 1099, "BCC": 514, "AKIEC": 327, "VASC": 142, "DF": 115}
+
+
+def test_a_few_training_steps_on_real_images(shared_data: Path, tmp_path: Path) -> None:
+    run_dir = main(
+        [
+            "fit",
+            "--config",
+            str(REPO / "experiments" / "cls_ce.yaml"),
+            "--model.pretrained",
+            "false",
+            "--model.backbone",
+            "resnet10t",
+            "--data.root",
+            str(shared_data / "ham10000_200x150"),
+            "--data.image_size",
+            "32",
+            "--data.num_workers",
+            "0",
+            "--data.batch_size",
+            "32",
+            "--trainer.max_epochs",
+            "1",
+            "--trainer.limit_train_batches",
+            "4",
+            "--trainer.limit_val_batches",
+            "2",
+            "--trainer.limit_test_batches",
+            "2",
+            "--trainer.enable_progress_bar",
+            "false",
+            "--run.root",
+            str(tmp_path),
+            "--run.wandb",
+            "off",
+            "--outputs.gradcam_per_class",
+            "0",
+        ]
+    )
+    split = pd.read_csv(run_dir / "split.csv")
+    assert len(split) == 10015 and (split.groupby("lesion_id")["split"].nunique() == 1).all()
+    assert split["split"].value_counts(normalize=True)["test"] == pytest.approx(0.15, abs=0.02)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["n_images"] == 64 and metrics["loss"] > 0
+    history = pd.read_csv(run_dir / "history.csv")
+    assert history["train/loss"].notna().all()
