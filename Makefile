@@ -5,11 +5,16 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.medlit-installed
-DATA ?= data/HAM10000
 GENERATED := data/generated
+# real data for the seed configurations: make train-cls-ce DATA=/path/to/HAM10000
+DATA ?=
+CLS_DATA := $(or $(DATA),data/HAM10000)
+SEG_DATA := $(or $(DATA),data/LA)
 CLS := $(PY) -m lesion_cls
+SEG := $(PY) -m volume_seg
 
-.PHONY: setup demo demo-data test smoke test-all lint train-cls-ce train-cls-focal clean
+.PHONY: setup demo demo-data demo-cls demo-seg test smoke test-all lint \
+        train-cls-ce train-cls-focal train-seg-bce train-seg-dice train-seg-dice-aug clean
 
 setup: $(STAMP)
 
@@ -21,11 +26,19 @@ $(STAMP): pyproject.toml
 
 demo-data: setup
 	$(PY) -m lesion_cls.synthetic --out $(GENERATED)/ham10000 --n-images 1200
+	$(PY) -m volume_seg.synthetic --layout la --out $(GENERATED)/la_h5 --n-train 12 --n-test 4
 
-## The main job on generated data: cross-entropy vs cross-entropy + focal loss.
-demo: demo-data
+## The main job on generated data: both seed experiments, CPU-sized (runs in runs/demo/).
+demo: demo-cls demo-seg
+
+demo-cls: demo-data
 	$(CLS) fit --config experiments/cls_ce.yaml --config experiments/demo/cls.yaml
 	$(CLS) fit --config experiments/cls_ce_focal.yaml --config experiments/demo/cls.yaml
+
+demo-seg: demo-data
+	$(SEG) fit --config experiments/seg_bce.yaml --config experiments/demo/seg.yaml
+	$(SEG) fit --config experiments/seg_dice.yaml --config experiments/demo/seg.yaml
+	$(SEG) fit --config experiments/seg_dice_aug.yaml --config experiments/demo/seg.yaml
 
 ## Tests: everything but `slow` (unit, smoke, ddp, and real-data tests where ../shared/data exists).
 test: setup
@@ -40,12 +53,21 @@ test-all: setup
 lint: setup
 	$(PY) -m ruff check .
 
-## The seed's configurations on real data: make train-cls-ce DATA=/path/to/HAM10000
+## The seed's configurations on real data (DATA=/path/to/dataset).
 train-cls-ce: setup
-	$(CLS) fit --config experiments/cls_ce.yaml --data.root $(DATA)
+	$(CLS) fit --config experiments/cls_ce.yaml --data.root $(CLS_DATA)
 
 train-cls-focal: setup
-	$(CLS) fit --config experiments/cls_ce_focal.yaml --data.root $(DATA)
+	$(CLS) fit --config experiments/cls_ce_focal.yaml --data.root $(CLS_DATA)
+
+train-seg-bce: setup
+	$(SEG) fit --config experiments/seg_bce.yaml --data.root $(SEG_DATA)
+
+train-seg-dice: setup
+	$(SEG) fit --config experiments/seg_dice.yaml --data.root $(SEG_DATA)
+
+train-seg-dice-aug: setup
+	$(SEG) fit --config experiments/seg_dice_aug.yaml --data.root $(SEG_DATA)
 
 clean:
 	rm -rf runs/demo $(GENERATED)

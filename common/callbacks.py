@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +20,15 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 
 from common.plots import plot_history
 
-__all__ = ["MetricHistory", "RunTimer", "SplitExport", "gather_objects", "run_dir_of", "write_json"]
+__all__ = [
+    "MetricHistory",
+    "RunTimer",
+    "SplitExport",
+    "atomic_path",
+    "gather_objects",
+    "run_dir_of",
+    "write_json",
+]
 
 
 def run_dir_of(trainer: Trainer) -> Path:
@@ -25,12 +36,23 @@ def run_dir_of(trainer: Trainer) -> Path:
     return Path(trainer.default_root_dir)
 
 
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """A temporary path (same suffixes) renamed to ``path`` on success: readers and other processes writing
+    the same file never see half of it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp{''.join(path.suffixes)}")
+    try:
+        yield tmp
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def write_json(path: Path, data: Any) -> None:
     """Write JSON atomically (NaN written as null), so a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(_nan_to_none(data), indent=2, sort_keys=False) + "\n")
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(_nan_to_none(data), indent=2, sort_keys=False) + "\n")
 
 
 def _nan_to_none(value: Any) -> Any:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -110,6 +111,8 @@ class MedlitCLI(LightningCLI):
             ``monitor`` (a logged key) and ``monitor_mode`` (``min`` or ``max``).
         datamodule_class: The task's LightningDataModule.
         outputs_callback_class: The task's callback that writes test/predict outputs (``outputs:`` key).
+        links: ``(source, target)`` config keys whose value is copied (e.g. ``data.num_classes`` →
+            ``model.num_classes``), so that it is set in one place.
         args: Command-line arguments (``None`` reads ``sys.argv``).
     """
 
@@ -118,9 +121,11 @@ class MedlitCLI(LightningCLI):
         model_class: type[LightningModule],
         datamodule_class: type[LightningDataModule],
         outputs_callback_class: type[Callback],
+        links: Sequence[tuple[str, str]] = (),
         args: list[str] | None = None,
     ) -> None:
         self.outputs_callback_class = outputs_callback_class
+        self.links = links
         self.run_dir: Path | None = None
         self.loggers: list[Logger] = []
         self.error: MedlitError | None = None
@@ -141,6 +146,8 @@ class MedlitCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_class_arguments(RunOptions, "run")
         parser.add_lightning_class_args(self.outputs_callback_class, "outputs")
+        for source, target in self.links:
+            parser.link_arguments(source, target)
 
     # --- run dir, config, trainer -------------------------------------------------------------------
     def _run_options(self) -> RunOptions:
@@ -211,6 +218,7 @@ def run_cli(
     model_class: type[LightningModule],
     datamodule_class: type[LightningDataModule],
     outputs_callback_class: type[Callback],
+    links: Sequence[tuple[str, str]] = (),
     args: list[str] | None = None,
 ) -> Path | None:
     """Run the CLI; print ``error: ...`` and exit 2 on expected mistakes, else print ``run_dir: <path>``.
@@ -218,7 +226,7 @@ def run_cli(
     Returns:
         The run directory (also when called from Python, e.g. by tests and the sweep runner).
     """
-    cli = MedlitCLI(model_class, datamodule_class, outputs_callback_class, args=args)
+    cli = MedlitCLI(model_class, datamodule_class, outputs_callback_class, links=links, args=args)
     finish_wandb(cli.loggers, exit_code=2 if cli.error else 0)
     if cli.error is not None:
         if cli.run_dir is not None and rank_zero_only.rank == 0 and cli.run_dir.is_dir():

@@ -68,3 +68,50 @@ def tiny_cls_args(data_root: Path, runs_root: Path, *extra: str) -> list[str]:
         "1",
         *extra,
     ]
+
+
+@pytest.fixture(scope="session")
+def tiny_la(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """8 + 3 LA-layout h5 cases of 32x32x24 voxels with train.list/test.list."""
+    from volume_seg.synthetic import generate_la_h5
+
+    return generate_la_h5(tmp_path_factory.mktemp("la") / "la_h5", n_train=8, n_test=3, shape=(32, 32, 24), seed=4)
+
+
+@pytest.fixture(scope="session")
+def tiny_msd(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """8 MSD-layout NIfTI cases, 3 classes, spacing (1, 1, 1.5)."""
+    from volume_seg.synthetic import generate_msd
+
+    return generate_msd(tmp_path_factory.mktemp("msd") / "msd", n_cases=8, shape=(24, 28, 20), seed=5)
+
+
+def tiny_seg_args(data_root: Path, runs_root: Path, *extra: str) -> list[str]:
+    """CLI arguments for a 2-epoch CPU run of the segmenter on tiny volumes."""
+    return [
+        "--config",
+        str(REPO / "experiments" / "seg_dice.yaml"),
+        "--config",
+        str(REPO / "experiments" / "demo" / "seg.yaml"),
+        "--data.root",
+        str(data_root),
+        "--data.patch_size",
+        "[16, 16, 16]",
+        "--data.patches_per_volume",
+        "2",
+        "--model.channels",
+        "[4, 8, 16]",
+        "--model.strides",
+        "[2, 2]",
+        "--run.root",
+        str(runs_root),
+        "--run.wandb",
+        "off",
+        "--trainer.max_epochs",
+        "2",
+        "--trainer.enable_progress_bar",
+        "false",
+        "--trainer.enable_model_summary",
+        "false",
+        *extra,
+    ]

@@ -1,0 +1,64 @@
+"""Two-process DistributedDataParallel on CPU through Lightning: one run dir, every test item once."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from lesion_cls import CLASS_NAMES
+from lesion_cls.metrics import classification_metrics
+from tests.conftest import REPO, tiny_cls_args, tiny_seg_args
+
+DDP = ("--trainer.strategy", "ddp", "--trainer.devices", "2", "--trainer.accelerator", "cpu")
+
+
+def _fit_ddp(package: str, args: list[str], runs: Path) -> Path:
+    """Run ``fit`` in 2 processes; return the one run dir they shared."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    result = subprocess.run(
+        [sys.executable, "-m", package, "fit", *args],
+        cwd=runs.parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    run_dirs = [d for experiment in runs.iterdir() for d in experiment.iterdir()]
+    assert len(run_dirs) == 1, run_dirs
+    assert result.stdout.strip().splitlines()[-1] == f"run_dir: {run_dirs[0]}"
+    return run_dirs[0]
+
+
+@pytest.mark.ddp
+def test_classification_ddp(tiny_ham: Path, tmp_path: Path) -> None:
+    args = tiny_cls_args(tiny_ham, tmp_path / "runs", *DDP, "--outputs.gradcam_per_class", "0")
+    run_dir = _fit_ddp("lesion_cls", args, tmp_path / "runs")
+    assert json.loads((run_dir / "timing.json").read_text())["devices"] == 2
+    predictions = pd.read_csv(run_dir / "predictions.csv")
+    split = pd.read_csv(run_dir / "split.csv")
+    assert sorted(predictions["image"]) == sorted(split.loc[split["split"] == "test", "image_id"])
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    recomputed = classification_metrics(
+        predictions[list(CLASS_NAMES)].to_numpy(), predictions["label"].map(CLASS_NAMES.index).to_numpy()
+    )
+    assert metrics["accuracy"] == pytest.approx(recomputed["accuracy"])
+    assert metrics["n_images"] == len(predictions)
+
+
+@pytest.mark.ddp
+def test_segmentation_ddp(tiny_la: Path, tmp_path: Path) -> None:
+    args = tiny_seg_args(tiny_la, tmp_path / "runs", *DDP, "--trainer.max_epochs", "1", "--outputs.views_3d", "false")
+    run_dir = _fit_ddp("volume_seg", args, tmp_path / "runs")
+    table = pd.read_csv(run_dir / "metrics_per_case.csv")
+    test_cases = (tiny_la / "test.list").read_text().split()
+    assert sorted(table["case"]) == sorted(test_cases)  # 3 cases on 2 processes: the padded repeat dropped
+    assert sorted(p.name for p in (run_dir / "predictions").iterdir()) == sorted(f"{c}.nii.gz" for c in test_cases)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["n_cases"] == 3 and metrics["dice"]["mean"] == pytest.approx(table["dice"].mean(), abs=1e-6)

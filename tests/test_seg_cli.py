@@ -1,0 +1,144 @@
+"""End to end through the CLI: fit + test outputs checked against medpy, multi-class NIfTI, predict."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import h5py
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+from medpy.metric import binary as medpy
+
+from tests.conftest import tiny_seg_args
+from volume_seg.__main__ import main
+
+
+@pytest.fixture(scope="module")
+def la_run(tiny_la: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return main(["fit", *tiny_seg_args(tiny_la, tmp_path_factory.mktemp("runs"))])
+
+
+@pytest.mark.smoke
+def test_la_run_outputs(la_run: Path, tiny_la: Path) -> None:
+    for name in (
+        "config.yaml",
+        "history.csv",
+        "curves.png",
+        "split.csv",
+        "metrics.json",
+        "metrics_per_case.csv",
+        "timing.json",
+        "checkpoints/last.ckpt",
+    ):
+        assert (la_run / name).is_file(), name
+    config = yaml.safe_load((la_run / "config.yaml").read_text())
+    assert config["data"]["patch_size"] == [16, 16, 16] and "roi_size" not in config["model"]  # linked, not saved
+    hparams = torch.load(la_run / "checkpoints" / "last.ckpt", weights_only=False)["hyper_parameters"]
+    assert list(hparams["roi_size"]) == [16, 16, 16] and hparams["num_classes"] == 2
+    history = pd.read_csv(la_run / "history.csv")
+    assert {"train/loss", "val/loss", "val/dice"} <= set(history.columns) and len(history) == 2
+    split = pd.read_csv(la_run / "split.csv")
+    test_cases = (tiny_la / "test.list").read_text().split()
+    assert sorted(split.loc[split["split"] == "test", "case"]) == sorted(test_cases)
+    assert not set(split.loc[split["split"] == "val", "case"]) & set(test_cases)
+    for case in test_cases:
+        assert (la_run / "overlays" / f"{case}.png").is_file()
+        assert (la_run / "views3d" / f"{case}.png").is_file() and (la_run / "views3d" / f"{case}.html").is_file()
+    assert (la_run / "views3d" / "plotly.min.js").is_file()
+
+
+@pytest.mark.smoke
+def test_la_metrics_equal_medpy_on_saved_masks(la_run: Path, tiny_la: Path) -> None:
+    table = pd.read_csv(la_run / "metrics_per_case.csv")
+    assert set(table["distance_unit"]) == {"voxels"}
+    for row in table.itertuples():
+        prediction = np.asanyarray(nib.load(la_run / "predictions" / f"{row.case}.nii.gz").dataobj)
+        with h5py.File(tiny_la / row.case / "mri_norm2.h5") as h5:
+            label = h5["label"][()]
+        assert prediction.shape == label.shape
+        assert row.dice == pytest.approx(medpy.dc(prediction, label), abs=1e-6)
+        assert row.jaccard == pytest.approx(medpy.jc(prediction, label), abs=1e-6)
+        if prediction.any():
+            assert row.hd95 == pytest.approx(medpy.hd95(prediction, label), abs=1e-5)
+            assert row.asd == pytest.approx(medpy.asd(prediction, label), abs=1e-5)
+        else:
+            assert np.isnan(row.hd95) and row.empty_prediction
+    metrics = json.loads((la_run / "metrics.json").read_text())
+    assert metrics["dice"]["mean"] == pytest.approx(table["dice"].mean(), abs=1e-6)
+    assert metrics["hd95"]["mean"] == pytest.approx(table["hd95"].mean(), abs=1e-5)
+    assert metrics["n_cases"] == 3 and metrics["distance_unit"] == "voxels"
+    assert metrics["units"]["hd95"] == "voxels" and "empty" in metrics["empty_mask_policy"]
+    assert metrics["largest_component"] is False
+
+
+@pytest.mark.smoke
+def test_multiclass_msd_in_mm_with_largest_component(tiny_msd: Path, tmp_path: Path) -> None:
+    run_dir = main(
+        [
+            "fit",
+            *tiny_seg_args(
+                tiny_msd,
+                tmp_path,
+                "--data.num_classes",
+                "3",
+                "--data.layout",
+                "msd",
+                "--data.train_list",
+                "null",
+                "--data.test_list",
+                "null",
+                "--data.test_fraction",
+                "0.25",
+                "--model.largest_component",
+                "true",
+                "--trainer.max_epochs",
+                "1",
+                "--outputs.views_3d",
+                "false",
+            ),
+        ]
+    )
+    table = pd.read_csv(run_dir / "metrics_per_case.csv")
+    assert sorted(set(table["class"])) == ["class_1", "class_2"] and len(table) == 2 * 2
+    assert set(table["distance_unit"]) == {"mm"}
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert set(metrics["per_class"]) == {"class_1", "class_2"} and metrics["largest_component"] is True
+    row = table.iloc[0]
+    prediction = np.asanyarray(nib.load(run_dir / "predictions" / f"{row['case']}.nii.gz").dataobj)
+    label = np.asanyarray(nib.load(tiny_msd / "labelsTr" / f"{row['case']}.nii.gz").dataobj)
+    assert nib.load(run_dir / "predictions" / f"{row['case']}.nii.gz").header.get_zooms() == (1.0, 1.0, 1.5)
+    c = int(row["class"][-1])
+    assert row["dice"] == pytest.approx(medpy.dc(prediction == c, label == c), abs=1e-6)
+    if (prediction == c).any():
+        assert row["hd95"] == pytest.approx(medpy.hd95(prediction == c, label == c, (1.0, 1.0, 1.5)), abs=1e-5)
+
+
+@pytest.mark.smoke
+def test_predict_folder_writes_masks_and_views(la_run: Path, tiny_la: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "volumes"
+    folder.mkdir()
+    for case in (tiny_la / "test.list").read_text().split()[:2]:
+        with h5py.File(tiny_la / case / "mri_norm2.h5") as h5:
+            nib.save(nib.Nifti1Image(h5["image"][()], np.eye(4)), folder / f"{case}.nii.gz")
+    run_dir = main(
+        [
+            "predict",
+            "--config",
+            str(la_run / "config.yaml"),
+            "--ckpt_path",
+            str(la_run / "checkpoints" / "last.ckpt"),
+            "--data.predict_dir",
+            str(folder),
+            "--run.root",
+            str(tmp_path / "runs"),
+        ]
+    )
+    masks = sorted(p.name for p in (run_dir / "predictions").iterdir())
+    assert masks == sorted(p.name for p in folder.iterdir())
+    assert len(list((run_dir / "views3d").glob("*.html"))) == 2
+    assert not (run_dir / "metrics.json").exists()

@@ -1,0 +1,75 @@
+"""Networks, losses against references, sliding-window inference, post-processing."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from common.errors import MedlitError
+from volume_seg.losses import build_loss
+from volume_seg.model import VolumeSegmenter, build_network
+
+
+@pytest.mark.parametrize("net", ["unet", "basic_unet", "dynunet"])
+@pytest.mark.parametrize("num_classes", [2, 3])
+def test_networks_output_one_channel_per_class(net: str, num_classes: int) -> None:
+    model = build_network(net, num_classes, channels=[4, 8, 16], strides=[2, 2])
+    out = model(torch.randn(1, 1, 32, 32, 16))
+    assert out.shape == (1, 1 if num_classes == 2 else num_classes, 32, 32, 16)
+
+
+def test_network_checks() -> None:
+    with pytest.raises(MedlitError, match="unknown model.net 'vnet'"):
+        build_network("vnet", 2, [4, 8], [2])
+    with pytest.raises(MedlitError, match="strides needs 2 entries"):
+        build_network("unet", 2, [4, 8, 16], [2])
+
+
+def test_binary_losses_against_references() -> None:
+    torch.manual_seed(0)
+    logits = torch.randn(2, 1, 8, 8, 8)
+    label = (torch.rand(2, 1, 8, 8, 8) > 0.7).long()
+    bce = build_loss("bce", 2)(logits, label)
+    torch.testing.assert_close(bce, F.binary_cross_entropy_with_logits(logits, label.float()))
+    p = logits.sigmoid()
+    soft_dice = 1 - (2 * (p * label).sum() + 1e-5) / (p.sum() + label.sum() + 1e-5)  # over the whole batch
+    torch.testing.assert_close(build_loss("dice", 2)(logits, label.float()), soft_dice)
+    torch.testing.assert_close(build_loss("dice_ce", 2)(logits, label.float()), soft_dice + bce)
+
+
+def test_multiclass_losses_against_references() -> None:
+    torch.manual_seed(1)
+    logits = torch.randn(2, 3, 8, 8, 8)
+    label = torch.randint(0, 3, (2, 1, 8, 8, 8))
+    torch.testing.assert_close(build_loss("bce", 3)(logits, label), F.cross_entropy(logits, label[:, 0]))
+    p = logits.softmax(dim=1)[:, 1:]
+    onehot = F.one_hot(label[:, 0], 3).movedim(-1, 1)[:, 1:].float()
+    dims = (0, 2, 3, 4)
+    per_class = 1 - (2 * (p * onehot).sum(dims) + 1e-5) / (p.sum(dims) + onehot.sum(dims) + 1e-5)
+    torch.testing.assert_close(build_loss("dice", 3)(logits, label.float()), per_class.mean())
+    assert build_loss("dice_focal", 3)(logits, label.float()) > per_class.mean()
+
+
+@pytest.mark.parametrize("mode", ["constant", "gaussian"])
+def test_sliding_window_equals_whole_volume_forward_when_roi_covers_it(mode: str) -> None:
+    torch.manual_seed(2)
+    model = VolumeSegmenter(channels=[4, 8, 16], strides=[2, 2], roi_size=[32, 24, 16], sw_mode=mode).eval()
+    volume = torch.randn(1, 1, 32, 24, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(model.predict_volume(volume), model(volume), atol=1e-5, rtol=1e-5)
+        # a smaller ROI tiles the volume: same shape, not the same numbers
+        model.hparams.roi_size = [16, 16, 16]
+        tiled = model.predict_volume(volume)
+    assert tiled.shape == volume.shape and not torch.allclose(tiled, model(volume))
+
+
+def test_largest_component_post_processing() -> None:
+    model = VolumeSegmenter(channels=[4, 8], strides=[2], largest_component=True)
+    logits = -torch.ones(1, 1, 16, 16, 16)
+    logits[..., 2:8, 2:8, 2:8] = 1
+    logits[..., 12:14, 12:14, 12:14] = 1
+    mask = model.to_mask(logits)
+    assert mask.sum() == 6**3 and mask[0, 0, 13, 13, 13] == 0
+    model.hparams.largest_component = False
+    assert model.to_mask(logits).sum() == 6**3 + 2**3

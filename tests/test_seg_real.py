@@ -1,0 +1,129 @@
+"""The real LA (UA-MT h5) and MSD hippocampus volumes in ../shared/data (skipped when absent)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.conftest import REPO
+from volume_seg.__main__ import main
+from volume_seg.data import discover_cases, load_volume, read_case_list
+
+pytestmark = pytest.mark.real
+
+FEW_STEPS = [
+    "--trainer.max_epochs",
+    "1",
+    "--trainer.limit_train_batches",
+    "2",
+    "--trainer.limit_val_batches",
+    "1",
+    "--trainer.limit_test_batches",
+    "2",
+    "--trainer.enable_progress_bar",
+    "false",
+    "--run.wandb",
+    "off",
+    "--data.num_workers",
+    "0",
+    "--outputs.views_3d",
+    "false",
+    "--model.channels",
+    "[4, 8, 16]",
+    "--model.strides",
+    "[2, 2]",
+]
+
+
+def test_la_lists_and_volumes(shared_data: Path) -> None:
+    root = shared_data / "la_uamt_h5"
+    labelled, test = read_case_list(root / "labeled16.list"), read_case_list(root / "test20.list")
+    assert len(labelled) == 16 and len(test) == 20 and not set(labelled) & set(test)
+    layout, records = discover_cases(root)
+    assert layout == "la_h5" and len(records) == 36
+    volume = load_volume(next(r for r in records if r["case"] == test[0]), num_classes=2)
+    assert volume["image"].shape[1:][2] == 88 and set(np.unique(volume["label"])) == {0, 1}
+    assert np.isnan(volume["spacing"]).all()
+
+
+def test_hippocampus_quirks(shared_data: Path) -> None:
+    root = shared_data / "hippocampus_msd"
+    layout, records = discover_cases(root)
+    assert layout == "folders" and len(records) == 260
+    float_labels = [r for r in records if nib.load(r["label"]).get_data_dtype() == np.float32]
+    uint8_images = [r for r in records if nib.load(r["image"]).get_data_dtype() == np.uint8]
+    assert len(float_labels) == 2 and len(uint8_images) == 55
+    for record in float_labels:
+        assert set(np.unique(load_volume(record, num_classes=3)["label"])) == {0, 1, 2}
+    volume = load_volume(uint8_images[0], num_classes=3)
+    assert volume["image"].dtype == np.float32 and volume["image"].max() > 1
+    np.testing.assert_allclose(volume["spacing"], [1.0, 1.0, 1.0])
+
+
+def test_few_steps_on_la(shared_data: Path, tmp_path: Path) -> None:
+    run_dir = main(
+        [
+            "fit",
+            "--config",
+            str(REPO / "experiments" / "seg_bce.yaml"),
+            "--data.root",
+            str(shared_data / "la_uamt_h5"),
+            "--data.train_list",
+            "labeled16.list",
+            "--data.test_list",
+            "test20.list",
+            "--data.patch_size",
+            "[64, 64, 48]",
+            "--data.batch_size",
+            "2",
+            "--model.sw_batch_size",
+            "4",
+            "--run.root",
+            str(tmp_path),
+            *FEW_STEPS,
+        ]
+    )
+    split = pd.read_csv(run_dir / "split.csv")
+    assert (split["split"] == "test").sum() == 20 and (split["split"] != "test").sum() == 16
+    assert not set(split.loc[split["split"] == "val", "case"]) & set(split.loc[split["split"] == "test", "case"])
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["n_cases"] == 2 and metrics["distance_unit"] == "voxels"
+    assert len(list((run_dir / "predictions").glob("*.nii.gz"))) == 2
+
+
+def test_few_steps_on_hippocampus(shared_data: Path, tmp_path: Path) -> None:
+    run_dir = main(
+        [
+            "fit",
+            "--config",
+            str(REPO / "experiments" / "seg_dice.yaml"),
+            "--data.root",
+            str(shared_data / "hippocampus_msd"),
+            "--data.layout",
+            "folders",
+            "--data.train_list",
+            "null",
+            "--data.test_list",
+            "null",
+            "--data.num_classes",
+            "3",
+            "--data.patch_size",
+            "[32, 32, 32]",
+            "--data.augment",
+            "rotflip",
+            "--model.lr",
+            "0.001",
+            "--run.root",
+            str(tmp_path),
+            *FEW_STEPS,
+        ]
+    )
+    table = pd.read_csv(run_dir / "metrics_per_case.csv")
+    assert set(table["class"]) == {"class_1", "class_2"} and set(table["distance_unit"]) == {"mm"}
+    split = pd.read_csv(run_dir / "split.csv")
+    assert split["split"].value_counts().to_dict() == {"train": 166, "test": 52, "val": 42}

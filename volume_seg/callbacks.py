@@ -1,0 +1,125 @@
+"""Writes the segmenter's test and predict outputs into the run dir.
+
+Test: per case ``predictions/<case>.nii.gz``, ``overlays/<case>.png`` (slices: image, ground truth,
+prediction, errors) and ``views3d/<case>.png`` + ``.html`` (marching-cubes surfaces), then
+``metrics_per_case.csv`` and ``metrics.json`` (mean and std of Dice, Jaccard, HD95 and ASD, units, the
+empty-mask policy, post-processing). Predict: masks, overlays and 3D views.
+
+Each process handles the cases of its own batches (files are written atomically), and the per-case metric
+rows are gathered on rank 0.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+from lightning.pytorch import Callback, LightningModule, Trainer
+
+from common.callbacks import atomic_path, gather_objects, run_dir_of, write_json
+from volume_seg.metrics import EMPTY_POLICY, METRIC_NAMES, case_metrics, summarize
+from volume_seg.viz import plot_overlay, plot_surfaces, write_surfaces_html
+
+__all__ = ["METRIC_DEFINITIONS", "SegmentationOutputs"]
+
+METRIC_DEFINITIONS = {
+    "dice": "2|P∩G| / (|P| + |G|) per case and foreground class (medpy.metric.binary.dc)",
+    "jaccard": "|P∩G| / |P∪G| (medpy.metric.binary.jc)",
+    "hd95": "95th percentile of the symmetric surface distances (medpy.metric.binary.hd95)",
+    "asd": "mean distance from the predicted surface to the ground-truth surface (medpy.metric.binary.asd)",
+    "summary": "mean and std over test cases of each case's value (multi-class: averaged over foreground classes)",
+}
+
+
+def _spacing(spacing: np.ndarray) -> list[float] | None:
+    return None if np.isnan(spacing).any() else [float(s) for s in spacing]
+
+
+class SegmentationOutputs(Callback):
+    """Per-case files and the test metrics of the segmenter.
+
+    Args:
+        overlays: Write 2D slice overlays.
+        views_3d: Write 3D surface views (PNG and interactive HTML).
+        save_masks: Write predicted masks as NIfTI.
+    """
+
+    def __init__(self, overlays: bool = True, views_3d: bool = True, save_masks: bool = True) -> None:
+        self.overlays = overlays
+        self.views_3d = views_3d
+        self.save_masks = save_masks
+        self._rows: list[dict[str, Any]] = []
+
+    def _reset(self, *_: Any) -> None:
+        self._rows = []
+
+    on_test_epoch_start = _reset
+    on_predict_epoch_start = _reset
+
+    def _write_case(self, trainer: Trainer, pl_module: LightningModule, outputs: dict, batch: dict) -> None:
+        out = run_dir_of(trainer)
+        num_classes = pl_module.num_classes
+        case = batch["case"][0]
+        image = batch["image"][0, 0].float().cpu().numpy()
+        mask = outputs["mask"][0, 0].cpu().numpy().astype(np.uint8)
+        label = batch["label"][0, 0].cpu().numpy().astype(np.uint8) if "label" in batch else None
+        spacing = _spacing(batch["spacing"][0].cpu().numpy())
+        if label is not None:
+            names = getattr(trainer.datamodule, "class_names", None)
+            unit = "mm" if spacing is not None else "voxels"
+            for row in case_metrics(mask, label, num_classes, spacing, names):
+                self._rows.append({"case": case, **row, "distance_unit": unit})
+        if self.save_masks:
+            with atomic_path(out / "predictions" / f"{case}.nii.gz") as tmp:
+                nib.save(nib.Nifti1Image(mask, batch["affine"][0].cpu().numpy()), tmp)
+        title = f"{case}" + (f" (Dice {self._case_dice(case):.3f})" if label is not None else "")
+        if self.overlays:
+            with atomic_path(out / "overlays" / f"{case}.png") as tmp:
+                plot_overlay(image, mask, label, tmp, title, num_classes)
+        if self.views_3d:
+            with atomic_path(out / "views3d" / f"{case}.png") as tmp:
+                plot_surfaces(mask, label, tmp, title, spacing, num_classes)
+            with atomic_path(out / "views3d" / f"{case}.html") as tmp:
+                write_surfaces_html(mask, label, tmp, title, spacing, num_classes)
+
+    def _case_dice(self, case: str) -> float:
+        values = [row["dice"] for row in self._rows if row["case"] == case]
+        return float(np.nanmean(values)) if values and not np.isnan(values).all() else float("nan")
+
+    def on_test_batch_end(
+        self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, *_: Any
+    ) -> None:
+        self._write_case(trainer, pl_module, outputs, batch)
+
+    def on_predict_batch_end(
+        self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, *_: Any
+    ) -> None:
+        self._write_case(trainer, pl_module, outputs, batch)
+
+    def on_test_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        rows = {(r["case"], r["class"]): r for rows in gather_objects(self._rows) for r in rows}  # once each
+        if not trainer.is_global_zero or not rows:
+            return
+        out = run_dir_of(trainer)
+        table = pd.DataFrame(list(rows.values())).sort_values(["case", "class"], kind="stable")
+        unit = "/".join(sorted(table["distance_unit"].unique()))  # one unit unless spacing is missing for some
+        columns = ["case", "class", *METRIC_NAMES, "distance_unit", "empty_prediction", "empty_reference"]
+        table[columns].to_csv(out / "metrics_per_case.csv", index=False, float_format="%.6f")
+        per_case = table.groupby("case")[list(METRIC_NAMES)].mean()  # mean over classes (NaN-aware)
+        per_case["empty_prediction"] = table.groupby("case")["empty_prediction"].any()
+        per_case["empty_reference"] = table.groupby("case")["empty_reference"].any()
+        loss = trainer.callback_metrics.get("test/loss")
+        metrics = {
+            **summarize(per_case.reset_index().to_dict("records")),
+            "per_class": {name: summarize(group.to_dict("records")) for name, group in table.groupby("class")},
+            "distance_unit": unit,
+            "units": {"dice": "fraction (0-1)", "jaccard": "fraction (0-1)", "hd95": unit, "asd": unit},
+            "empty_mask_policy": EMPTY_POLICY,
+            "largest_component": bool(pl_module.hparams.largest_component),
+            "loss": float(loss) if loss is not None else float("nan"),
+            "checkpoint": trainer.ckpt_path or "current weights",
+            "definitions": METRIC_DEFINITIONS,
+        }
+        write_json(out / "metrics.json", metrics)

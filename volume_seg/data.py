@@ -1,0 +1,523 @@
+"""3D volumes for segmentation: LA h5 (UA-MT layout) and MSD-style NIfTI, patch sampling, the DataModule.
+
+Layouts (``data.layout``, detected with ``auto``):
+
+* ``la_h5``: ``<root>/<CASE>/mri_norm2.h5`` with datasets ``image`` and ``label``; list files (one case per
+  line, e.g. ``train.list``/``test.list`` or ``labeled16.list``/``test20.list``) name the cases. No spacing
+  is stored: distances are in voxels unless ``data.spacing`` is given.
+* ``msd``: ``<root>/dataset.json`` with ``training`` entries ``{"image": ..., "label": ...}``
+  (``imagesTr/``, ``labelsTr/``).
+* ``folders``: ``<root>/images/`` and ``<root>/labels/`` holding files of the same names.
+
+NIfTI volumes keep their spacing (from the header) and affine. Labels are binary (``label > 0``) when
+``data.num_classes`` is 2 and integer classes ``0 .. num_classes - 1`` otherwise (float label files are
+rounded). All volumes are loaded and normalised once and kept in memory (MONAI ``CacheDataset``); training
+draws random patches from them, validation and test use whole volumes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import h5py
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import torch
+from lightning.pytorch import LightningDataModule
+from lightning.pytorch.utilities import rank_zero_info
+from monai import transforms as mt
+from monai.data import CacheDataset, DataLoader
+from sklearn.model_selection import train_test_split
+from torch.utils.data import Dataset
+
+from common.errors import MedlitError, check_choice
+
+__all__ = [
+    "AUGMENTATIONS",
+    "NORMALIZATIONS",
+    "LoadVolumed",
+    "PatchDataset",
+    "VolumeDataModule",
+    "discover_cases",
+    "load_volume",
+    "read_case_list",
+]
+
+_NIFTI = (".nii.gz", ".nii")
+LA_FILE = "mri_norm2.h5"
+
+
+# --- discovery and reading --------------------------------------------------------------------------------
+def read_case_list(path: Path) -> list[str]:
+    """Case names, one per line (blank lines and ``#`` comments skipped; a trailing path part is dropped)."""
+    if not path.is_file():
+        raise MedlitError(f"{path}: case list not found")
+    names = []
+    for line in path.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            names.append(Path(line.removesuffix(LA_FILE).rstrip("/")).name)
+    if not names:
+        raise MedlitError(f"{path}: no case names")
+    return names
+
+
+def _nifti_name(path: Path) -> str:
+    name = path.name
+    for suffix in _NIFTI:
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return path.stem
+
+
+def _is_nifti(path: Path) -> bool:
+    return path.name.endswith(_NIFTI)
+
+
+def _la_records(root: Path) -> list[dict[str, Any]]:
+    return [
+        {"case": d.name, "image": str(d / LA_FILE), "label": str(d / LA_FILE), "format": "h5"}
+        for d in sorted(root.iterdir())
+        if (d / LA_FILE).is_file()
+    ]
+
+
+def _msd_records(root: Path) -> list[dict[str, Any]]:
+    path = root / "dataset.json"
+    try:
+        entries = json.loads(path.read_text())["training"]
+    except (json.JSONDecodeError, KeyError, TypeError) as err:
+        raise MedlitError(f"{path}: expected JSON with a 'training' list ({err})") from None
+    records = []
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, dict) or "image" not in entry or "label" not in entry:
+            raise MedlitError(f"{path}: training entry {i} needs 'image' and 'label'")
+        image, label = root / entry["image"], root / entry["label"]
+        records.append({"case": _nifti_name(image), "image": str(image), "label": str(label), "format": "nifti"})
+    return records
+
+
+def _folder_records(root: Path) -> list[dict[str, Any]]:
+    images = {_nifti_name(p): p for p in sorted((root / "images").iterdir()) if _is_nifti(p)}
+    labels = {_nifti_name(p): p for p in sorted((root / "labels").iterdir()) if _is_nifti(p)}
+    unlabelled = sorted(set(images) - set(labels))
+    if unlabelled:
+        raise MedlitError(f"{root / 'images' / unlabelled[0]}: no label of the same name in {root / 'labels'}")
+    return [{"case": n, "image": str(p), "label": str(labels[n]), "format": "nifti"} for n, p in images.items()]
+
+
+_LAYOUTS: dict[str, Callable[[Path], list[dict[str, Any]]]] = {
+    "la_h5": _la_records,
+    "msd": _msd_records,
+    "folders": _folder_records,
+}
+
+
+def discover_cases(root: Path, layout: str = "auto") -> tuple[str, list[dict[str, Any]]]:
+    """The layout and one record (``case``, ``image``, ``label``, ``format``) per labelled case."""
+    if not root.is_dir():
+        raise MedlitError(f"data.root {root} does not exist")
+    if layout == "auto":
+        if (root / "dataset.json").is_file():
+            layout = "msd"
+        elif (root / "images").is_dir() and (root / "labels").is_dir():
+            layout = "folders"
+        elif any((d / LA_FILE).is_file() for d in root.iterdir() if d.is_dir()):
+            layout = "la_h5"
+        else:
+            raise MedlitError(
+                f"{root}: no known layout (dataset.json, images/ + labels/, or <CASE>/{LA_FILE}); set data.layout"
+            )
+    check_choice("data.layout", layout, _LAYOUTS)
+    records = _LAYOUTS[layout](root)
+    if not records:
+        raise MedlitError(f"{root}: no cases found for layout {layout}")
+    return layout, records
+
+
+def predict_records(folder: Path) -> list[dict[str, Any]]:
+    """Unlabelled volumes for ``predict``: NIfTI files, ``.h5`` files or ``<CASE>/mri_norm2.h5`` folders."""
+    if not folder.is_dir():
+        raise MedlitError(f"data.predict_dir {folder} does not exist")
+    records = []
+    for path in sorted(folder.iterdir()):
+        if _is_nifti(path):
+            records.append({"case": _nifti_name(path), "image": str(path), "label": None, "format": "nifti"})
+        elif path.suffix == ".h5":
+            records.append({"case": path.stem, "image": str(path), "label": None, "format": "h5"})
+        elif (path / LA_FILE).is_file():
+            records.append({"case": path.name, "image": str(path / LA_FILE), "label": None, "format": "h5"})
+    if not records:
+        raise MedlitError(f"{folder}: no .nii/.nii.gz/.h5 volumes")
+    return records
+
+
+def _labels_to_classes(label: np.ndarray, num_classes: int, path: str) -> np.ndarray:
+    if num_classes == 2:
+        return (label > 0).astype(np.uint8)
+    rounded = np.rint(label)
+    if np.abs(label - rounded).max(initial=0) > 1e-3 or rounded.min() < 0 or rounded.max() >= num_classes:
+        found = np.unique(label)[:8]
+        raise MedlitError(f"{path}: label values {list(found)} are not integers in 0..{num_classes - 1}")
+    return rounded.astype(np.uint8)
+
+
+def load_volume(record: Mapping[str, Any], num_classes: int, spacing: Sequence[float] | None = None) -> dict[str, Any]:
+    """Read one case.
+
+    Returns:
+        ``image`` float32 ``[1, X, Y, Z]``, ``label`` uint8 ``[1, X, Y, Z]`` (absent when unlabelled),
+        ``spacing`` float64 ``[3]`` (NaN when unknown), ``affine`` ``[4, 4]`` and ``case``.
+    """
+    out: dict[str, Any] = {"case": record["case"]}
+    try:
+        if record["format"] == "h5":
+            with h5py.File(record["image"], "r") as h5:
+                if "image" not in h5:
+                    raise MedlitError(f"{record['image']}: no 'image' dataset (has: {', '.join(h5.keys())})")
+                image = h5["image"][()]
+                label = h5["label"][()] if record.get("label") and "label" in h5 else None
+                if record.get("label") and label is None:
+                    raise MedlitError(f"{record['image']}: no 'label' dataset")
+            known = np.full(3, np.nan)
+            affine = np.eye(4)
+        else:
+            nifti = nib.load(record["image"])
+            image = np.asanyarray(nifti.dataobj)
+            known = np.asarray(nifti.header.get_zooms()[:3], dtype=np.float64)
+            affine = nifti.affine
+            label = np.asanyarray(nib.load(record["label"]).dataobj) if record.get("label") else None
+    except (OSError, ValueError, nib.filebasedimages.ImageFileError) as err:
+        raise MedlitError(f"{record['image']}: cannot read volume ({err})") from None
+    if image.ndim != 3:
+        raise MedlitError(f"{record['image']}: expected a 3D volume, got shape {image.shape}")
+    if label is not None and label.shape != image.shape:
+        raise MedlitError(f"{record['label']}: label shape {label.shape} differs from image shape {image.shape}")
+    out["image"] = image.astype(np.float32)[None]
+    if label is not None:
+        out["label"] = _labels_to_classes(label, num_classes, record["label"])[None]
+    out["spacing"] = np.asarray(spacing, dtype=np.float64) if spacing is not None else known
+    if spacing is not None:
+        affine = np.diag([*out["spacing"], 1.0])
+    out["affine"] = np.asarray(affine, dtype=np.float64)
+    return out
+
+
+class LoadVolumed(mt.MapTransform):
+    """MONAI dictionary transform: a discovery record in, :func:`load_volume`'s dict out."""
+
+    def __init__(self, num_classes: int, spacing: Sequence[float] | None = None) -> None:
+        super().__init__(keys=["image"])
+        self.num_classes = num_classes
+        self.spacing = spacing
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[str, Any]:
+        return load_volume(data, self.num_classes, self.spacing)
+
+
+# --- transforms --------------------------------------------------------------------------------------------
+NORMALIZATIONS: dict[str, Callable[[], list[mt.Transform]]] = {
+    "zscore": lambda: [mt.NormalizeIntensityd(keys="image")],
+    "minmax": lambda: [mt.ScaleIntensityd(keys="image", minv=0.0, maxv=1.0)],
+    "percentile": lambda: [
+        mt.ScaleIntensityRangePercentilesd(keys="image", lower=0.5, upper=99.5, b_min=0.0, b_max=1.0, clip=True)
+    ],
+    "none": lambda: [],
+}
+"""Per-volume intensity normalisation by name (``zscore``: mean 0, std 1 over the whole volume)."""
+
+
+def _rotflip() -> list[mt.Transform]:
+    # UA-MT's RandomRotFlip: k * 90 degrees in the axial plane (k uniform in 0..3), then a random flip
+    return [
+        mt.RandRotate90d(keys=["image", "label"], prob=0.75, max_k=3, spatial_axes=(0, 1)),
+        mt.RandFlipd(keys=["image", "label"], prob=0.5, spatial_axis=0),
+        mt.RandFlipd(keys=["image", "label"], prob=0.5, spatial_axis=1),
+    ]
+
+
+def _rich() -> list[mt.Transform]:
+    return [
+        *_rotflip(),
+        mt.RandAffined(
+            keys=["image", "label"],
+            prob=0.3,
+            scale_range=(0.1, 0.1, 0.1),
+            rotate_range=(0, 0, 0.26),
+            mode=("bilinear", "nearest"),
+            padding_mode="border",
+        ),
+        mt.Rand3DElasticd(
+            keys=["image", "label"],
+            prob=0.15,
+            sigma_range=(5, 8),
+            magnitude_range=(40, 120),
+            mode=("bilinear", "nearest"),
+            padding_mode="border",
+        ),
+        mt.RandScaleIntensityd(keys="image", factors=0.1, prob=0.5),
+        mt.RandShiftIntensityd(keys="image", offsets=0.1, prob=0.5),
+        mt.RandAdjustContrastd(keys="image", gamma=(0.8, 1.25), prob=0.3),
+        mt.RandGaussianNoised(keys="image", std=0.05, prob=0.3),
+    ]
+
+
+AUGMENTATIONS: dict[str, Callable[[], list[mt.Transform]]] = {
+    "none": lambda: [],
+    "rotflip": _rotflip,
+    "rich": _rich,
+}
+"""Training augmentation presets: ``none`` (seed configs 1-2), ``rotflip`` (seed config 3), ``rich``
+(rotflip + scaling/rotation, elastic deformation, intensity scale/shift/gamma, noise)."""
+
+
+def _plain_tensors() -> mt.Transform:
+    # plain tensors (no MetaTensor bookkeeping) for the cache and the batches
+    return mt.EnsureTyped(keys=["image", "label"], data_type="tensor", track_meta=False, allow_missing_keys=True)
+
+
+class PatchDataset(Dataset):
+    """Random patches from in-memory volumes: item ``i`` is a fresh patch of volume ``i % len(volumes)``.
+
+    One epoch therefore draws ``patches_per_volume`` patches from every training volume.
+    """
+
+    def __init__(self, volumes: Sequence[Mapping[str, Any]], transform: Callable, patches_per_volume: int) -> None:
+        self.volumes = volumes
+        self.transform = transform
+        self.patches_per_volume = patches_per_volume
+
+    def __len__(self) -> int:
+        return len(self.volumes) * self.patches_per_volume
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        volume = self.volumes[index % len(self.volumes)]
+        patch = self.transform({"image": volume["image"], "label": volume["label"]})
+        if isinstance(patch, list):  # RandCropByPosNegLabeld returns a list of samples
+            patch = patch[0]
+        return {"image": patch["image"].float(), "label": patch["label"]}
+
+
+class _Volumes(Dataset):
+    """Whole cached volumes for validation/test/predict (batch size 1: shapes differ)."""
+
+    def __init__(self, volumes: Sequence[Mapping[str, Any]]) -> None:
+        self.volumes = volumes
+
+    def __len__(self) -> int:
+        return len(self.volumes)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        volume = self.volumes[index]
+        item = {
+            "image": torch.as_tensor(volume["image"]).float(),
+            "case": volume["case"],
+            "spacing": torch.as_tensor(volume["spacing"]),
+            "affine": torch.as_tensor(volume["affine"]),
+        }
+        if "label" in volume:
+            item["label"] = torch.as_tensor(volume["label"])
+        return item
+
+
+# --- datamodule ---------------------------------------------------------------------------------------------
+class VolumeDataModule(LightningDataModule):
+    """Volumes for 3D segmentation: split, cached in memory, random training patches, whole-volume evaluation.
+
+    Args:
+        root: Dataset folder.
+        layout: ``auto``, ``la_h5``, ``msd`` or ``folders`` (see module docstring).
+        train_list: Case list (relative to ``root``) of the labelled training pool; default: every case not
+            in ``test_list``.
+        test_list: Case list of the test set; without it, ``test_fraction`` of the pool is held out.
+        val_fraction: Fraction of the training pool used for validation (model selection); never a test case.
+        test_fraction: Fraction held out for testing when there is no ``test_list``.
+        split_seed: Seed of the validation/test split.
+        num_classes: Classes including background; 2 = binary (``label > 0``).
+        class_names: Names of the classes (default ``background``, ``foreground`` / ``class_1``...).
+        spacing: Voxel spacing in mm to use instead of the file's (LA h5 files store none).
+        normalize: ``zscore``, ``minmax``, ``percentile`` or ``none``, per volume.
+        patch_size: Training patch (and sliding-window ROI) size; volumes smaller than it are zero-padded.
+        patches_per_volume: Patches drawn from each training volume per epoch (defines an epoch).
+        sampling: ``uniform`` random crops, or ``foreground``: a share ``foreground_ratio`` of the patches is
+            centred on a foreground voxel.
+        foreground_ratio: See ``sampling``.
+        augment: ``none``, ``rotflip`` or ``rich`` (:data:`AUGMENTATIONS`).
+        batch_size: Training patches per batch (per device); evaluation uses one whole volume per batch.
+        num_workers: DataLoader worker processes for training patches.
+        predict_dir: Folder of volumes for ``predict``.
+    """
+
+    def __init__(
+        self,
+        root: str = "data/LA",
+        layout: Literal["auto", "la_h5", "msd", "folders"] = "auto",
+        train_list: str | None = None,
+        test_list: str | None = None,
+        val_fraction: float = 0.2,
+        test_fraction: float = 0.2,
+        split_seed: int = 42,
+        num_classes: int = 2,
+        class_names: list[str] | None = None,
+        spacing: list[float] | None = None,
+        normalize: str = "zscore",
+        patch_size: list[int] = (112, 112, 80),
+        patches_per_volume: int = 8,
+        sampling: Literal["uniform", "foreground"] = "uniform",
+        foreground_ratio: float = 0.5,
+        augment: str = "none",
+        batch_size: int = 4,
+        num_workers: int = 2,
+        predict_dir: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        check_choice("data.normalize", normalize, NORMALIZATIONS)
+        check_choice("data.augment", augment, AUGMENTATIONS)
+        if num_classes < 2:
+            raise MedlitError(f"data.num_classes counts the background and must be >= 2, got {num_classes}")
+        if len(patch_size) != 3:
+            raise MedlitError(f"data.patch_size needs 3 numbers, got {list(patch_size)}")
+        if augment != "none" and patch_size[0] != patch_size[1]:
+            raise MedlitError(
+                f"data.augment={augment} rotates in the first two axes, so data.patch_size must have equal first "
+                f"two sides, got {list(patch_size)}"
+            )
+        if not 0 < val_fraction < 1 or not 0 <= test_fraction < 1:
+            raise MedlitError("data.val_fraction must be in (0, 1) and data.test_fraction in [0, 1)")
+        if class_names is not None and len(class_names) != num_classes:
+            raise MedlitError(f"data.class_names has {len(class_names)} names for {num_classes} classes")
+        self.class_names = class_names or (
+            ["background", "foreground"]
+            if num_classes == 2
+            else ["background", *(f"class_{c}" for c in range(1, num_classes))]
+        )
+        self.split: pd.DataFrame | None = None
+        self.train_dataset: PatchDataset | None = None
+        self.val_dataset: _Volumes | None = None
+        self.test_dataset: _Volumes | None = None
+        self.predict_dataset: _Volumes | None = None
+
+    @property
+    def has_test_data(self) -> bool:
+        return bool(self.hparams.test_list) or self.hparams.test_fraction > 0
+
+    # -- split --
+    def _split(self) -> tuple[pd.DataFrame, dict[str, dict[str, Any]]]:
+        """The case table (``case, split, image``) and the discovery record of every case."""
+        hp = self.hparams
+        root = Path(hp.root)
+        _, records = discover_cases(root, hp.layout)
+        by_case = {r["case"]: r for r in records}
+
+        def named(list_name: str) -> list[str]:
+            names = read_case_list(root / list_name)
+            missing = [n for n in names if n not in by_case]
+            if missing:
+                raise MedlitError(f"{root / list_name}: case '{missing[0]}' not found under {root}")
+            return names
+
+        test = named(hp.test_list) if hp.test_list else []
+        pool = named(hp.train_list) if hp.train_list else [c for c in by_case if c not in set(test)]
+        leaked = sorted(set(pool) & set(test))
+        if leaked:
+            raise MedlitError(f"case '{leaked[0]}' is in both {hp.train_list} and {hp.test_list}")
+        if not test and hp.test_fraction > 0:
+            pool, test = train_test_split(pool, test_size=hp.test_fraction, random_state=hp.split_seed)
+        if len(pool) < 2:
+            raise MedlitError(f"{root}: need at least 2 training cases to hold one out for validation")
+        n_val = max(1, round(hp.val_fraction * len(pool)))
+        train, val = train_test_split(sorted(pool), test_size=n_val, random_state=hp.split_seed)
+        rows = [(c, s) for s, cases in (("train", train), ("val", val), ("test", test)) for c in sorted(cases)]
+        split = pd.DataFrame(rows, columns=["case", "split"])
+        split["image"] = [by_case[c]["image"] for c in split["case"]]
+        return split, by_case
+
+    def split_table(self) -> pd.DataFrame:
+        """One row per case: ``case, split, image`` (saved as ``split.csv``)."""
+        assert self.split is not None, "call setup() first"
+        return self.split[["case", "split", "image"]].copy()
+
+    # -- lifecycle --
+    def _deterministic(self) -> mt.Compose:
+        hp = self.hparams
+        return mt.Compose([LoadVolumed(hp.num_classes, hp.spacing), *NORMALIZATIONS[hp.normalize](), _plain_tensors()])
+
+    def _cache(self, records: list[dict[str, Any]]) -> CacheDataset:
+        return CacheDataset(
+            records, self._deterministic(), cache_rate=1.0, num_workers=4, progress=False, copy_cache=False
+        )
+
+    def _training_transform(self) -> mt.Compose:
+        hp = self.hparams
+        keys = ["image", "label"]
+        patch = list(hp.patch_size)
+        if hp.sampling == "foreground":
+            crop = mt.RandCropByPosNegLabeld(
+                keys=keys,
+                label_key="label",
+                spatial_size=patch,
+                pos=hp.foreground_ratio,
+                neg=1 - hp.foreground_ratio,
+                num_samples=1,
+            )
+        else:
+            crop = mt.RandSpatialCropd(keys=keys, roi_size=patch, random_size=False)
+        return mt.Compose(
+            [mt.SpatialPadd(keys=keys, spatial_size=patch), crop, *AUGMENTATIONS[hp.augment](), _plain_tensors()]
+        )
+
+    def setup(self, stage: str) -> None:
+        if stage == "predict":
+            if self.predict_dataset is None:
+                if not self.hparams.predict_dir:
+                    raise MedlitError("predict needs data.predict_dir: a folder of volumes")
+                self.predict_dataset = _Volumes(self._cache(predict_records(Path(self.hparams.predict_dir))))
+            return
+        if self.split is not None:
+            return
+        split, records = self._split()
+        cache = self._cache([records[c] for c in split["case"]])
+        volumes = {case: cache[i] for i, case in enumerate(split["case"])}
+        for name in ("val", "test"):
+            cases = split.loc[split["split"] == name, "case"]
+            setattr(self, f"{name}_dataset", _Volumes([volumes[c] for c in cases]))
+        train = [volumes[c] for c in split.loc[split["split"] == "train", "case"]]
+        self.train_dataset = PatchDataset(train, self._training_transform(), self.hparams.patches_per_volume)
+        self.split = split
+        counts = split["split"].value_counts()
+        rank_zero_info(
+            "volume split: "
+            + ", ".join(f"{s} {counts.get(s, 0)} cases" for s in ("train", "val", "test"))
+            + f"; epoch = {len(self.train_dataset)} patches of {list(self.hparams.patch_size)}"
+        )
+
+    # -- loaders --
+    def train_dataloader(self) -> DataLoader:
+        workers = self.hparams.num_workers
+        return DataLoader(
+            self.train_dataset,
+            batch_size=self.hparams.batch_size,
+            shuffle=True,
+            num_workers=workers,
+            persistent_workers=workers > 0,
+            drop_last=len(self.train_dataset) > self.hparams.batch_size,
+        )
+
+    def _whole_volumes(self, dataset: Dataset | None) -> DataLoader:
+        if dataset is None:
+            raise MedlitError("the datamodule has not been set up for this stage")
+        return DataLoader(dataset, batch_size=1, shuffle=False, num_workers=0)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._whole_volumes(self.val_dataset)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._whole_volumes(self.test_dataset)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._whole_volumes(self.predict_dataset)

@@ -1,0 +1,185 @@
+"""The volume segmenter: a MONAI 3D U-Net, a registered loss, Adam, sliding-window evaluation."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
+
+import torch
+from lightning.pytorch import LightningModule
+from monai.inferers import sliding_window_inference
+from monai.metrics import DiceMetric
+from monai.networks.nets import BasicUNet, DynUNet, UNet
+from monai.transforms import KeepLargestConnectedComponent
+from torch import nn
+
+from common.errors import MedlitError, check_choice
+from volume_seg.losses import build_loss, output_channels
+
+__all__ = ["NETWORKS", "VolumeSegmenter", "build_network"]
+
+
+def _unet(out_channels: int, channels: Sequence[int], strides: Sequence[int], dropout: float) -> nn.Module:
+    return UNet(
+        spatial_dims=3,
+        in_channels=1,
+        out_channels=out_channels,
+        channels=channels,
+        strides=strides,
+        num_res_units=2,
+        dropout=dropout,
+    )
+
+
+def _basic_unet(out_channels: int, channels: Sequence[int], strides: Sequence[int], dropout: float) -> nn.Module:
+    # BasicUNet has a fixed depth of 4 poolings and takes 6 feature sizes; derive them from channels[0]
+    base = channels[0]
+    features = (base, base, 2 * base, 4 * base, 8 * base, base)
+    return BasicUNet(spatial_dims=3, in_channels=1, out_channels=out_channels, features=features, dropout=dropout)
+
+
+def _dynunet(out_channels: int, channels: Sequence[int], strides: Sequence[int], dropout: float) -> nn.Module:
+    return DynUNet(
+        spatial_dims=3,
+        in_channels=1,
+        out_channels=out_channels,
+        kernel_size=[3] * len(channels),
+        strides=[1, *strides],
+        upsample_kernel_size=list(strides),
+        filters=list(channels),
+        dropout=dropout,
+        res_block=True,
+    )
+
+
+NETWORKS: dict[str, Callable[..., nn.Module]] = {"unet": _unet, "basic_unet": _basic_unet, "dynunet": _dynunet}
+"""3D U-Nets by name: MONAI ``UNet`` (residual units), ``BasicUNet``, ``DynUNet`` (nnU-Net style)."""
+
+
+def build_network(
+    name: str, num_classes: int, channels: Sequence[int], strides: Sequence[int], dropout: float = 0.0
+) -> nn.Module:
+    """The registered network with one input channel and :func:`output_channels` outputs."""
+    check_choice("model.net", name, NETWORKS)
+    if len(strides) != len(channels) - 1:
+        raise MedlitError(f"model.strides needs {len(channels) - 1} entries for {len(channels)} channels")
+    return NETWORKS[name](output_channels(num_classes), list(channels), list(strides), dropout)
+
+
+class VolumeSegmenter(LightningModule):
+    """3D segmentation of single-channel volumes.
+
+    Args:
+        num_classes: Classes including background (linked from ``data.num_classes``); 2 = binary.
+        net: ``unet``, ``basic_unet`` or ``dynunet``.
+        channels: Feature maps per level.
+        strides: Downsampling per level (one fewer than ``channels``).
+        dropout: Dropout in the network.
+        loss: ``bce``, ``dice``, ``dice_ce`` or ``dice_focal`` (see :mod:`volume_seg.losses`).
+        lr: Adam learning rate.
+        weight_decay: Adam weight decay.
+        roi_size: Sliding-window size (linked from ``data.patch_size``).
+        sw_batch_size: Windows evaluated together.
+        sw_overlap: Overlap of neighbouring windows.
+        sw_mode: Blending of overlapping windows: ``gaussian`` or ``constant``.
+        largest_component: Keep only the largest connected component of each foreground class (validation,
+            test and predict).
+    """
+
+    monitor = "val/dice"
+    """Checkpoint selection: mean foreground Dice over the validation volumes."""
+    monitor_mode = "max"
+
+    def __init__(
+        self,
+        num_classes: int = 2,
+        net: str = "unet",
+        channels: list[int] = (16, 32, 64, 128, 256),
+        strides: list[int] = (2, 2, 2, 2),
+        dropout: float = 0.0,
+        loss: Literal["bce", "dice", "dice_ce", "dice_focal"] = "dice",
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        roi_size: list[int] = (112, 112, 80),
+        sw_batch_size: int = 2,
+        sw_overlap: float = 0.5,
+        sw_mode: Literal["gaussian", "constant"] = "gaussian",
+        largest_component: bool = False,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.num_classes = num_classes
+        self.net = build_network(net, num_classes, channels, strides, dropout)
+        self.criterion = build_loss(loss, num_classes)
+        # binary: the single channel is the foreground; multi-class: background channel excluded
+        self.val_dice = DiceMetric(include_background=num_classes == 2, reduction="mean", ignore_empty=True)
+        self.test_dice = DiceMetric(include_background=num_classes == 2, reduction="mean", ignore_empty=True)
+        self._keep_largest = KeepLargestConnectedComponent(applied_labels=list(range(1, num_classes)), is_onehot=False)
+
+    def forward(self, volume: torch.Tensor) -> torch.Tensor:
+        """Logits ``[B, C, X, Y, Z]`` for volumes ``[B, 1, X, Y, Z]``."""
+        return self.net(volume)
+
+    def _loss(self, logits: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+        return self.criterion(logits, label.float() if self.hparams.loss != "bce" else label)
+
+    def predict_volume(self, volume: torch.Tensor) -> torch.Tensor:
+        """Sliding-window logits over a whole volume ``[B, 1, X, Y, Z]`` (MONAI inferer)."""
+        return sliding_window_inference(
+            volume,
+            roi_size=list(self.hparams.roi_size),
+            sw_batch_size=self.hparams.sw_batch_size,
+            predictor=self,
+            overlap=self.hparams.sw_overlap,
+            mode=self.hparams.sw_mode,
+        )
+
+    def to_mask(self, logits: torch.Tensor) -> torch.Tensor:
+        """Integer label map ``[B, 1, X, Y, Z]``: threshold 0.5 (binary) or arg-max, then optional LCC."""
+        mask = (logits > 0).long() if self.num_classes == 2 else logits.argmax(dim=1, keepdim=True)
+        if self.hparams.largest_component:
+            mask = torch.stack([self._keep_largest(m) for m in mask])
+        return mask
+
+    def _one_hot(self, mask: torch.Tensor) -> torch.Tensor:
+        if self.num_classes == 2:
+            return mask.float()
+        return nn.functional.one_hot(mask[:, 0].long(), self.num_classes).movedim(-1, 1).float()
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss = self._loss(self(batch["image"]), batch["label"])
+        batch_size = len(batch["image"])
+        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=batch_size)
+        self.log("train/loss_step", loss, on_step=True, on_epoch=False, batch_size=batch_size)
+        return loss
+
+    def _evaluate(self, batch: dict[str, Any], stage: str) -> dict[str, Any]:
+        logits = self.predict_volume(batch["image"])
+        mask = self.to_mask(logits)
+        self.log(f"{stage}/loss", self._loss(logits, batch["label"]), on_epoch=True, batch_size=1, sync_dist=True)
+        getattr(self, f"{stage}_dice")(y_pred=self._one_hot(mask), y=self._one_hot(batch["label"]))
+        return {"mask": mask, "case": batch["case"]}
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._evaluate(batch, "val")
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
+        return self._evaluate(batch, "test")
+
+    def _log_dice(self, stage: str) -> None:
+        metric: DiceMetric = getattr(self, f"{stage}_dice")
+        value = metric.aggregate().item()  # MONAI cumulative metric: gathered across processes
+        metric.reset()
+        self.log(f"{stage}/dice", value, prog_bar=True, sync_dist=False)
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_dice("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_dice("test")
+
+    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
+        return {"mask": self.to_mask(self.predict_volume(batch["image"])), "case": batch["case"]}
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)

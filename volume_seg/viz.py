@@ -1,0 +1,199 @@
+"""Figures of the segmenter: 2D slice overlays against ground truth, 3D surface views (PNG and plotly HTML)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import plotly.graph_objects as go
+from matplotlib.colors import ListedColormap
+from mpl_toolkits.mplot3d.art3d import Poly3DCollection
+from skimage.measure import marching_cubes
+
+from common.plots import save_figure
+
+__all__ = ["overlay_slices", "plot_overlay", "plot_surfaces", "surface_mesh", "write_surfaces_html"]
+
+_CLASS_COLORS = ["#e41a1c", "#377eb8", "#4daf4a", "#984ea3", "#ff7f00", "#a65628", "#f781bf"]
+
+
+def overlay_slices(mask: np.ndarray, n: int = 3, axis: int = 2) -> list[int]:
+    """``n`` slice indices along ``axis`` spread over the structure (largest area if it is thin)."""
+    area = np.moveaxis(mask > 0, axis, 0)
+    per_slice = area.reshape(area.shape[0], -1).sum(axis=1)
+    occupied = np.flatnonzero(per_slice)
+    if occupied.size == 0:
+        return [int(s) for s in np.linspace(0, mask.shape[axis] - 1, n + 2)[1:-1].round()]
+    picks = np.quantile(occupied, np.linspace(0.2, 0.8, n)).round().astype(int)
+    return sorted({int(p) for p in picks})
+
+
+def _labels_cmap(num_classes: int) -> ListedColormap:
+    return ListedColormap(["none", *_CLASS_COLORS[: max(1, num_classes - 1)]])
+
+
+def plot_overlay(
+    image: np.ndarray,
+    prediction: np.ndarray,
+    label: np.ndarray | None,
+    path: Path,
+    title: str,
+    num_classes: int = 2,
+    axis: int = 2,
+) -> Path:
+    """Rows of slices through the structure: image, ground truth, prediction, and errors.
+
+    Errors: false positives red, false negatives blue (any foreground class).
+    """
+    reference = label if label is not None else prediction
+    slices = overlay_slices(reference, axis=axis)
+    columns = (
+        ["image", "ground truth", "prediction", "errors (FP red, FN blue)"]
+        if label is not None
+        else ["image", "prediction"]
+    )
+    cmap = _labels_cmap(num_classes)
+    fig, axes = plt.subplots(len(slices), len(columns), figsize=(3.0 * len(columns), 3.0 * len(slices)), squeeze=False)
+    for row, index in enumerate(slices):
+        img = np.take(image, index, axis=axis).T
+        pred = np.take(prediction, index, axis=axis).T
+        panels = [None, np.take(label, index, axis=axis).T, pred] if label is not None else [None, pred]
+        for col, panel in enumerate(panels):
+            ax = axes[row, col]
+            ax.imshow(img, cmap="gray", origin="lower")
+            if panel is not None:
+                ax.imshow(
+                    np.ma.masked_equal(panel, 0),
+                    cmap=cmap,
+                    vmin=0,
+                    vmax=max(1, num_classes - 1),
+                    alpha=0.55,
+                    origin="lower",
+                    interpolation="nearest",
+                )
+        if label is not None:
+            ref = np.take(label, index, axis=axis).T > 0
+            errors = np.zeros((*ref.shape, 4))
+            errors[(pred > 0) & ~ref] = (1, 0, 0, 0.8)
+            errors[~(pred > 0) & ref] = (0, 0.3, 1, 0.8)
+            axes[row, 3].imshow(img, cmap="gray", origin="lower")
+            axes[row, 3].imshow(errors, origin="lower", interpolation="nearest")
+        axes[row, 0].set_ylabel(f"slice {index} (axis {axis})", fontsize=8)
+        for col, name in enumerate(columns):
+            axes[row, col].set_xticks([])
+            axes[row, col].set_yticks([])
+            if row == 0:
+                axes[row, col].set_title(name, fontsize=9)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return save_figure(fig, path, dpi=90)
+
+
+def surface_mesh(
+    mask: np.ndarray, spacing: Sequence[float] | None = None, max_faces: int = 40_000
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Marching-cubes surface ``(vertices [V, 3] in mm or voxels, faces [F, 3])`` of a binary mask."""
+    if not mask.any():
+        return None
+    padded = np.pad(mask.astype(np.float32), 1)  # closes surfaces at the volume border
+    step = 1
+    while True:
+        vertices, faces, _, _ = marching_cubes(
+            padded, level=0.5, spacing=tuple(spacing or (1.0, 1.0, 1.0)), step_size=step
+        )
+        if len(faces) <= max_faces or step >= 4:
+            break
+        step += 1
+    vertices -= np.asarray(spacing or (1.0, 1.0, 1.0))  # undo the padding offset
+    return vertices, faces
+
+
+def plot_surfaces(
+    prediction: np.ndarray,
+    label: np.ndarray | None,
+    path: Path,
+    title: str,
+    spacing: Sequence[float] | None = None,
+    num_classes: int = 2,
+) -> Path:
+    """Static 3D views: ground-truth surface, predicted surface, both overlaid (same camera and scale)."""
+    panels = (
+        [("ground truth", label), ("prediction", prediction)] if label is not None else [("prediction", prediction)]
+    )
+    fig = plt.figure(figsize=(4.2 * (len(panels) + (label is not None)), 4.4))
+    extent = np.asarray(prediction.shape) * np.asarray(spacing or (1.0, 1.0, 1.0))
+    views = [*panels, ("overlay (GT grey)", None)] if label is not None else panels
+    for i, (name, volume) in enumerate(views, start=1):
+        ax = fig.add_subplot(1, len(views), i, projection="3d")
+        layers = [(volume, 1.0)] if volume is not None else [(label, 0.18), (prediction, 0.75)]
+        for layer, alpha in layers:
+            for c in range(1, num_classes):
+                mesh = surface_mesh(layer == c, spacing, max_faces=20_000)
+                if mesh is None:
+                    continue
+                vertices, faces = mesh
+                grey = volume is None and layer is label
+                color = "#999999" if grey else _CLASS_COLORS[(c - 1) % len(_CLASS_COLORS)]
+                ax.add_collection3d(
+                    Poly3DCollection(vertices[faces], facecolors=color, linewidths=0, alpha=alpha, shade=True)
+                )
+        ax.set(xlim=(0, extent[0]), ylim=(0, extent[1]), zlim=(0, extent[2]), title=name)
+        ax.set_box_aspect(tuple(extent))  # matplotlib rescales an array argument in place
+        ax.tick_params(labelsize=6)
+    fig.suptitle(title, fontsize=10)
+    return save_figure(fig, path, dpi=90)
+
+
+def write_surfaces_html(
+    prediction: np.ndarray,
+    label: np.ndarray | None,
+    path: Path,
+    title: str,
+    spacing: Sequence[float] | None = None,
+    num_classes: int = 2,
+) -> Path:
+    """Interactive plotly view: predicted surfaces (coloured) and ground truth (grey, translucent).
+
+    plotly.js is written once beside the HTML files (``plotly.min.js``), so the pages open offline.
+    """
+    traces = []
+    for volume, name, opacity in ((label, "ground truth", 0.25), (prediction, "prediction", 0.7)):
+        if volume is None:
+            continue
+        for c in range(1, num_classes):
+            mesh = surface_mesh(volume == c, spacing)
+            if mesh is None:
+                continue
+            (x, y, z), faces = mesh[0].T, mesh[1]
+            color = "#888888" if volume is label else _CLASS_COLORS[(c - 1) % len(_CLASS_COLORS)]
+            suffix = f" class {c}" if num_classes > 2 else ""
+            traces.append(
+                go.Mesh3d(
+                    x=x,
+                    y=y,
+                    z=z,
+                    i=faces[:, 0],
+                    j=faces[:, 1],
+                    k=faces[:, 2],
+                    color=color,
+                    opacity=opacity,
+                    name=f"{name}{suffix}",
+                    showlegend=True,
+                )
+            )
+    unit = "mm" if spacing is not None else "voxels"
+    fig = go.Figure(traces)
+    fig.update_layout(
+        title=title,
+        scene={
+            "aspectmode": "data",
+            "xaxis_title": f"x ({unit})",
+            "yaxis_title": f"y ({unit})",
+            "zaxis_title": f"z ({unit})",
+        },
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.write_html(path, include_plotlyjs="directory", full_html=True)
+    return path
