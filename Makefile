@@ -13,7 +13,7 @@ SEG_DATA := $(or $(DATA),data/LA)
 CLS := $(PY) -m lesion_cls
 SEG := $(PY) -m volume_seg
 
-.PHONY: setup demo demo-data demo-cls demo-seg test smoke test-all lint \
+.PHONY: setup demo demo-data demo-cls demo-seg report sweep-cls sweep-seg test smoke test-all lint \
         train-cls-ce train-cls-focal train-seg-bce train-seg-dice train-seg-dice-aug clean
 
 setup: $(STAMP)
@@ -28,8 +28,9 @@ demo-data: setup
 	$(PY) -m lesion_cls.synthetic --out $(GENERATED)/ham10000 --n-images 1200
 	$(PY) -m volume_seg.synthetic --layout la --out $(GENERATED)/la_h5 --n-train 12 --n-test 4
 
-## The main job on generated data: both seed experiments, CPU-sized (runs in runs/demo/).
+## The main job on generated data: both seed experiments, CPU-sized (runs in runs/demo/), then the report.
 demo: demo-cls demo-seg
+	$(MAKE) --no-print-directory report
 
 demo-cls: demo-data
 	$(CLS) fit --config experiments/cls_ce.yaml --config experiments/demo/cls.yaml
@@ -39,6 +40,22 @@ demo-seg: demo-data
 	$(SEG) fit --config experiments/seg_bce.yaml --config experiments/demo/seg.yaml
 	$(SEG) fit --config experiments/seg_dice.yaml --config experiments/demo/seg.yaml
 	$(SEG) fit --config experiments/seg_dice_aug.yaml --config experiments/demo/seg.yaml
+
+## report.md + report.html from the newest run of each experiment under RUNS (default runs/demo).
+RUNS ?= runs/demo
+report: setup
+	$(PY) -m common.report --root $(RUNS) --out $(RUNS)/report
+
+## Offline sweeps (no W&B server). Without DATA they run on generated data with the CPU overlays;
+## MAX_RUNS=N runs only the first N configurations. Re-running resumes where a sweep stopped.
+SWEEP_ARGS = $(if $(MAX_RUNS),--max-runs $(MAX_RUNS)) $(if $(DATA),--data-root $(DATA))
+sweep-cls: $(if $(DATA),setup,demo-data)
+	$(PY) -m common.sweep experiments/sweeps/cls_loss.yaml $(SWEEP_ARGS) \
+		$(if $(DATA),,--config experiments/demo/cls.yaml --sweep-dir runs/demo/sweeps/cls_loss)
+
+sweep-seg: $(if $(DATA),setup,demo-data)
+	$(PY) -m common.sweep experiments/sweeps/seg_loss_aug.yaml $(SWEEP_ARGS) \
+		$(if $(DATA),,--config experiments/demo/seg.yaml --sweep-dir runs/demo/sweeps/seg_loss_aug)
 
 ## Tests: everything but `slow` (unit, smoke, ddp, and real-data tests where ../shared/data exists).
 test: setup

@@ -15,6 +15,7 @@ override. On top of LightningCLI this adds:
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -34,7 +35,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities import rank_zero_only
 
-from common.callbacks import MetricHistory, RunTimer, SplitExport
+from common.callbacks import MetricHistory, RunTimer, SplitExport, write_json
 from common.errors import MedlitError
 from common.loggers import WandbMode, build_loggers, finish_wandb
 
@@ -182,7 +183,28 @@ class MedlitCLI(LightningCLI):
         trainer_config.update(default_root_dir=str(self.run_dir), logger=self.loggers or False, **kwargs)
         callbacks = [self._get(self.config_init, key) for key in self._parser(self.subcommand).callback_keys]
         callbacks += self._house_callbacks(trainer_config)
+        self._write_run_info(
+            experiment=options.experiment,
+            subcommand=self.subcommand,
+            model_class=f"{type(self.model).__module__}.{type(self.model).__qualname__}",
+            datamodule_class=f"{type(self.datamodule).__module__}.{type(self.datamodule).__qualname__}",
+            monitor=self.model.monitor,
+            monitor_mode=self.model.monitor_mode,
+            parameters=sum(p.numel() for p in self.model.parameters()),
+            trainable_parameters=sum(p.numel() for p in self.model.parameters() if p.requires_grad),
+            started=time.strftime("%Y-%m-%d %H:%M:%S"),
+            argv=sys.argv,
+        )
         return self._instantiate_trainer(trainer_config, callbacks)
+
+    def _write_run_info(self, **values: Any) -> None:
+        """Merge ``values`` into ``run_info.json``: what the report needs to know about the run."""
+        assert self.run_dir is not None
+        if rank_zero_only.rank != 0:
+            return
+        path = self.run_dir / "run_info.json"
+        info = json.loads(path.read_text()) if path.exists() else {}
+        write_json(path, {**info, **values})
 
     def _house_callbacks(self, trainer_config: dict[str, Any]) -> list[Callback]:
         assert self.run_dir is not None
@@ -206,11 +228,13 @@ class MedlitCLI(LightningCLI):
         return callbacks
 
     def after_fit(self) -> None:
-        """Test the checkpoint chosen on validation data, in the same run dir."""
-        if not self._run_options().test_after_fit or not getattr(self.datamodule, "has_test_data", True):
-            return
+        """Record the checkpoint chosen on validation data and test it, in the same run dir."""
         checkpoint = self.trainer.checkpoint_callback
         best = checkpoint.best_model_path if isinstance(checkpoint, ModelCheckpoint) else ""
+        if best:
+            self._write_run_info(best_checkpoint=best, best_score=float(checkpoint.best_model_score))
+        if not self._run_options().test_after_fit or not getattr(self.datamodule, "has_test_data", True):
+            return
         self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best or None)
 
 

@@ -1,8 +1,9 @@
 """Writes the classifier's test and predict outputs into the run dir.
 
 Test: ``predictions.csv`` (ISIC submission format + ``label``), ``metrics.json``, ``classification_report.csv``
-and ``.md``, ``roc.png``, ``confusion_matrix.png`` and ``gradcam/<CLASS>/`` overlays of correctly and wrongly
-classified images of every class. Predict: ``predictions.csv`` and, on request, Grad-CAM by predicted class.
+and ``.md``, ``roc.png``, ``confusion_matrix.png``, ``calibration.png`` (reliability diagram, ECE) and
+``gradcam/<CLASS>/`` overlays of correctly and wrongly classified images of every class.
+Predict: ``predictions.csv`` and, on request, Grad-CAM by predicted class.
 """
 
 from __future__ import annotations
@@ -20,13 +21,14 @@ from lesion_cls import CLASS_NAMES
 from lesion_cls.data import LesionImageDataset
 from lesion_cls.metrics import (
     METRIC_DEFINITIONS,
+    calibration,
     classification_metrics,
     classification_report_table,
     confusion_matrix,
     report_markdown,
     roc_curves,
 )
-from lesion_cls.viz import gradcam_maps, plot_confusion, plot_gradcam, plot_roc
+from lesion_cls.viz import gradcam_maps, plot_calibration, plot_confusion, plot_gradcam, plot_roc
 
 __all__ = ["ClassificationOutputs", "predictions_frame"]
 
@@ -100,6 +102,8 @@ class ClassificationOutputs(Callback):
         metrics = classification_metrics(probs, target)
         loss = trainer.callback_metrics.get("test/loss")
         metrics["loss"] = float(loss) if loss is not None else float("nan")
+        metrics["calibration"] = calibration(probs, target)
+        metrics["ece"] = metrics["calibration"]["ece"]
         metrics["class_names"] = list(CLASS_NAMES)
         metrics["checkpoint"] = trainer.ckpt_path or "current weights"
         metrics["definitions"] = METRIC_DEFINITIONS
@@ -110,6 +114,7 @@ class ClassificationOutputs(Callback):
         if self.figures:
             plot_roc(roc_curves(probs, target), out / "roc.png")
             plot_confusion(confusion_matrix(probs, target), out / "confusion_matrix.png")
+            plot_calibration(metrics["calibration"], out / "calibration.png")
         dataset = getattr(trainer.datamodule, "test_dataset", None)
         if self.gradcam_per_class > 0 and dataset is not None:
             self._test_gradcam(pl_module, dataset, ids, probs, target, out / "gradcam")

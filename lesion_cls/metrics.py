@@ -25,6 +25,7 @@ from torchmetrics.functional.classification import (
     binary_roc,
     multiclass_accuracy,
     multiclass_auroc,
+    multiclass_calibration_error,
     multiclass_confusion_matrix,
     multiclass_f1_score,
     multiclass_precision,
@@ -36,6 +37,7 @@ from lesion_cls import CLASS_NAMES
 
 __all__ = [
     "METRIC_DEFINITIONS",
+    "calibration",
     "classification_metrics",
     "classification_report_table",
     "confusion_matrix",
@@ -51,6 +53,8 @@ METRIC_DEFINITIONS = {
     "weighted": "mean weighted by support (number of true images per class)",
     "auc": "one-vs-rest ROC AUC of the softmax probability; null when a class has no positive or no negative",
     "loss": "the training criterion on the test set (mean over images)",
+    "ece": "expected calibration error: sum over 15 equal-width confidence bins of (bin share) x |accuracy - mean "
+    "confidence|, confidence = highest softmax probability",
 }
 
 
@@ -160,3 +164,33 @@ def roc_curves(probs: Any, target: Any, class_names: Sequence[str] = CLASS_NAMES
         mean_tpr = np.mean([np.interp(grid, d["fpr"], d["tpr"]) for d in defined], axis=0)
         curves["macro"] = {"fpr": grid, "tpr": mean_tpr, "auc": float(np.trapezoid(mean_tpr, grid))}
     return curves
+
+
+def calibration(probs: Any, target: Any, n_bins: int = 15) -> dict[str, Any]:
+    """Expected calibration error (torchmetrics, L1) and the reliability-diagram bins behind it.
+
+    Returns:
+        ``{"ece": float, "n_bins": int, "bins": [{"lower", "upper", "count", "confidence", "accuracy"}]}``;
+        empty bins have ``null`` confidence and accuracy.
+    """
+    p, t = _tensors(probs, target)
+    ece = multiclass_calibration_error(p, t, p.shape[1], n_bins=n_bins, norm="l1").item()
+    confidence, predicted = p.max(dim=1)
+    correct = (predicted == t).double()
+    edges = torch.linspace(0, 1, n_bins + 1, dtype=torch.float64)
+    # bin b holds confidences in (edges[b], edges[b + 1]], as torchmetrics bins them
+    which = torch.bucketize(confidence, edges[1:-1], right=False)
+    bins = []
+    for b in range(n_bins):
+        inside = which == b
+        count = int(inside.sum())
+        bins.append(
+            {
+                "lower": float(edges[b]),
+                "upper": float(edges[b + 1]),
+                "count": count,
+                "confidence": float(confidence[inside].mean()) if count else float("nan"),
+                "accuracy": float(correct[inside].mean()) if count else float("nan"),
+            }
+        )
+    return {"ece": ece, "n_bins": n_bins, "bins": bins}

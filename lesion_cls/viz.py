@@ -16,7 +16,7 @@ from torch import nn
 from common.plots import save_figure
 from lesion_cls import CLASS_NAMES
 
-__all__ = ["gradcam_maps", "plot_confusion", "plot_gradcam", "plot_roc"]
+__all__ = ["gradcam_maps", "plot_calibration", "plot_confusion", "plot_gradcam", "plot_roc"]
 
 
 def plot_roc(curves: dict[str, dict[str, Any]], path: Path, title: str = "ROC curves (one-vs-rest)") -> Path:
@@ -61,6 +61,39 @@ def plot_confusion(counts: np.ndarray, path: Path, class_names: Sequence[str] = 
             annot_kws={"fontsize": 8},
         )
         ax.set(xlabel="predicted", ylabel="true", title=title)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def plot_calibration(calibration: dict[str, Any], path: Path, title: str = "Reliability diagram") -> Path:
+    """Accuracy against confidence per bin (gap to the diagonal = miscalibration), with bin counts below."""
+    sns.set_theme(style="whitegrid", context="notebook")
+    bins = [b for b in calibration["bins"] if b["count"]]
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(5.6, 6.4), sharex=True, height_ratios=[3, 1])
+    width = 1.0 / calibration["n_bins"]
+    top.bar(
+        [b["lower"] for b in bins],
+        [b["accuracy"] for b in bins],
+        width=width,
+        align="edge",
+        edgecolor="black",
+        color="#4c72b0",
+        alpha=0.8,
+        label="accuracy",
+    )
+    top.plot(
+        [b["confidence"] for b in bins],
+        [b["accuracy"] for b in bins],
+        "o",
+        color="#dd8452",
+        ms=4,
+        label="(mean confidence, accuracy)",
+    )
+    top.plot([0, 1], [0, 1], "--", color="grey", label="perfect calibration")
+    top.set(ylabel="accuracy", ylim=(0, 1), title=f"{title} (ECE {calibration['ece']:.3f})")
+    top.legend(fontsize=8, loc="upper left")
+    bottom.bar([b["lower"] for b in bins], [b["count"] for b in bins], width=width, align="edge", color="grey")
+    bottom.set(xlabel="confidence (highest softmax probability)", ylabel="images", xlim=(0, 1))
     fig.tight_layout()
     return save_figure(fig, path)
 

@@ -1,0 +1,165 @@
+"""A sweep's comparison: configuration → test metrics (mean ± std over seeds), as Markdown, CSV and figures.
+
+Reads the sweep dir's ``index.csv`` and each finished run's files (:mod:`common.results`); writes
+``comparison.csv`` (one row per run), ``comparison.md`` (one row per configuration), ``comparison_metrics.png``
+(each headline metric by configuration, seeds as points) and ``comparison_curves.png`` (validation monitor
+and training loss of every run, coloured by configuration).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
+
+from common.plots import METRIC_LABELS, save_figure
+from common.results import HEADLINE_METRICS, load_run
+
+__all__ = ["compare_sweep", "configuration_table", "format_mean_std", "sweep_runs"]
+
+SEED_HINT = "seed"
+
+
+def sweep_runs(sweep_dir: Path) -> pd.DataFrame:
+    """One row per finished run: ``run_id``, the sweep parameters, the validation score and headline metrics."""
+    index_path = sweep_dir / "index.csv"
+    if not index_path.exists():
+        return pd.DataFrame()
+    index = pd.read_csv(index_path, dtype=str)
+    rows = []
+    for entry in index[index["status"] == "finished"].itertuples():
+        run = load_run(Path(entry.run_dir))
+        row = {
+            "run_id": entry.run_id,
+            **json.loads(entry.params),
+            "validation": run.validation_score,
+            "monitor": run.monitor,
+            **run.headline(),
+            "run_dir": entry.run_dir,
+            "task": run.task,
+        }
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def format_mean_std(values: pd.Series, digits: int = 3) -> str:
+    """``mean ± std (n)`` of the finite values; std over seeds (ddof 1), ``–`` for a single value."""
+    finite = values.astype(float).dropna()
+    if finite.empty:
+        return "n/a"
+    std = f"{finite.std(ddof=1):.{digits}f}" if len(finite) > 1 else "–"
+    return f"{finite.mean():.{digits}f} ± {std} ({len(finite)})"
+
+
+def _varied(runs: pd.DataFrame, params: list[str]) -> tuple[list[str], list[str]]:
+    """Parameters that differ between runs, split into configuration keys and seed keys."""
+    varied = [p for p in params if runs[p].astype(str).nunique() > 1]
+    seeds = [p for p in varied if SEED_HINT in p.lower()]
+    return [p for p in varied if p not in seeds], seeds
+
+
+def configuration_table(runs: pd.DataFrame, params: list[str]) -> pd.DataFrame:
+    """One row per configuration: the configuration keys, then ``mean ± std (n)`` of each metric."""
+    keys, _ = _varied(runs, params)
+    metrics = ["validation", *HEADLINE_METRICS[runs["task"].iloc[0]]]
+    grouped = list(runs.groupby([runs[k].astype(str) for k in keys], sort=False)) if keys else [("all runs", runs)]
+    rows = []
+    for name, group in grouped:
+        label = name if isinstance(name, tuple) else (name,)
+        row = dict(zip(keys, label, strict=False)) if keys else {"configuration": "all runs"}
+        row.update({m: format_mean_std(group[m]) for m in metrics})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _markdown(table: pd.DataFrame, title: str, notes: list[str]) -> str:
+    header = "| " + " | ".join(table.columns) + " |\n|" + "---|" * len(table.columns) + "\n"
+    body = "\n".join("| " + " | ".join(str(v) for v in row) + " |" for row in table.itertuples(index=False))
+    return f"# {title}\n\n" + "\n".join(notes) + "\n\n" + header + body + "\n"
+
+
+def _label(runs: pd.DataFrame, keys: list[str]) -> pd.Series:
+    if not keys:
+        return pd.Series(["all runs"] * len(runs), index=runs.index)
+    return runs[keys].astype(str).agg(", ".join, axis=1)
+
+
+def _plot_metrics(runs: pd.DataFrame, keys: list[str], path: Path) -> Path:
+    metrics = ["validation", *HEADLINE_METRICS[runs["task"].iloc[0]]]
+    sns.set_theme(style="whitegrid", context="notebook")
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.6 * len(metrics), 4.2), squeeze=False)
+    x = keys[0] if keys else "configuration"
+    hue = keys[1] if len(keys) > 1 else None
+    data = runs.assign(**{k: runs[k].astype(str) for k in keys}, configuration="all runs")
+    for ax, metric in zip(axes[0], metrics, strict=True):
+        sns.barplot(data=data, x=x, y=metric, hue=hue, errorbar="sd", ax=ax, alpha=0.75, legend=ax is axes[0][-1])
+        sns.stripplot(
+            data=data, x=x, y=metric, hue=hue, dodge=hue is not None, color="black", size=3, ax=ax, legend=False
+        )
+        label = METRIC_LABELS.get(metric, metric)
+        ax.set_title(f"{label}" if metric != "validation" else f"validation {runs['monitor'].iloc[0]}", fontsize=10)
+        ax.set_ylabel("")
+        ax.tick_params(axis="x", rotation=30, labelsize=8)
+    fig.suptitle("test metrics by configuration (bars: mean ± sd over seeds; dots: runs)", fontsize=11)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def _plot_curves(runs: pd.DataFrame, keys: list[str], path: Path) -> Path:
+    sns.set_theme(style="whitegrid", context="notebook")
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.4))
+    labels = _label(runs, keys)
+    palette = dict(zip(labels.unique(), sns.color_palette("tab10", labels.nunique()), strict=False))
+    shown: set[str] = set()
+    for (_, run), label in zip(runs.iterrows(), labels, strict=True):
+        history = pd.read_csv(Path(run["run_dir"]) / "history.csv")
+        epochs = history["epoch"] + 1
+        kwargs = {"color": palette[label], "alpha": 0.8, "lw": 1.4, "label": None if label in shown else label}
+        shown.add(label)
+        axes[0].plot(epochs, history["train/loss"], **kwargs)
+        if run["monitor"] in history:
+            axes[1].plot(epochs, history[run["monitor"]], **{**kwargs, "label": None})
+    axes[0].set(xlabel="epoch", ylabel="training loss", title="training loss")
+    axes[1].set(xlabel="epoch", ylabel=runs["monitor"].iloc[0], title=f"validation {runs['monitor'].iloc[0]}")
+    axes[0].legend(fontsize=8, title=", ".join(keys) if keys else None, title_fontsize=8)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def compare_sweep(sweep_dir: Path) -> Path | None:
+    """Write the comparison files of a sweep dir; returns ``comparison.md`` (``None`` before any run finished)."""
+    runs = sweep_runs(sweep_dir)
+    if runs.empty:
+        return None
+    plan = json.loads((sweep_dir / "plan.json").read_text())
+    params = [p for p in (plan["plan"][0] if plan.get("plan") else {}) if p in runs] or [
+        c for c in runs.columns if "." in c or SEED_HINT in c
+    ]
+    keys, seeds = _varied(runs, params)
+    runs.to_csv(sweep_dir / "comparison.csv", index=False)
+    table = configuration_table(runs, params)
+    task = runs["task"].iloc[0]
+    unit = ""
+    if task == "segmentation":
+        unit = json.loads((Path(runs["run_dir"].iloc[0]) / "metrics.json").read_text()).get("distance_unit", "")
+    notes = [
+        f"Sweep `{plan['sweep']}` ({plan['method']}), {len(runs)} finished run(s); "
+        f"configurations differ in {', '.join(f'`{k}`' for k in keys) or 'nothing'}"
+        + (f", repeated over {', '.join(f'`{s}`' for s in seeds)}" if seeds else "")
+        + ".",
+        f"Cells are mean ± std (number of runs) over seeds. `validation` is each run's best `{runs['monitor'].iloc[0]}`"
+        " on the validation split (the checkpoint that was tested); the other columns are test-set metrics"
+        + (f" (hd95 and asd in {unit})" if unit else "")
+        + ".",
+    ]
+    path = sweep_dir / "comparison.md"
+    path.write_text(
+        _markdown(table, f"Comparison: {plan['sweep']}", notes)
+        + "\n![metrics](comparison_metrics.png)\n\n![curves](comparison_curves.png)\n"
+    )
+    _plot_metrics(runs, keys, sweep_dir / "comparison_metrics.png")
+    _plot_curves(runs, keys, sweep_dir / "comparison_curves.png")
+    return path

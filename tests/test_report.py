@@ -1,0 +1,174 @@
+"""The generated report: every number comes from the runs' files; better/best chosen on validation data."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from common.report import build_report, fmt
+from common.results import latest_runs
+from lesion_cls.__main__ import main as cls_main
+from tests.conftest import tiny_cls_args, tiny_seg_args
+from volume_seg.__main__ import main as seg_main
+
+
+@pytest.fixture(scope="module")
+def report_runs(tiny_ham: Path, tiny_la: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("report-runs")
+    cls_main(["fit", *tiny_cls_args(tiny_ham, root, "--outputs.gradcam_per_class", "1")])
+    cls_main(
+        [
+            "fit",
+            *tiny_cls_args(
+                tiny_ham,
+                root,
+                "--run.experiment",
+                "cls_ce_focal",
+                "--model.loss",
+                "ce_focal",
+                "--trainer.max_epochs",
+                "1",
+            ),
+        ]
+    )
+    seg_main(["fit", *tiny_seg_args(tiny_la, root, "--run.experiment", "seg_bce", "--model.loss", "bce")])
+    seg_main(["fit", *tiny_seg_args(tiny_la, root, "--trainer.max_epochs", "1")])
+    return root
+
+
+@pytest.fixture(scope="module")
+def report(report_runs: Path) -> Path:
+    md, _ = build_report(list(latest_runs(report_runs).values()), report_runs / "report")
+    return md
+
+
+def _numbers(value: object, out: set[str]) -> None:
+    """Every number in a parsed file, as the report may print it."""
+    if isinstance(value, dict):
+        for v in value.values():
+            _numbers(v, out)
+    elif isinstance(value, list | tuple):
+        for v in value:
+            _numbers(v, out)
+    elif isinstance(value, bool):
+        return
+    elif isinstance(value, int | np.integer):
+        out.add(str(int(value)))
+    elif isinstance(value, float | np.floating) and math.isfinite(value):
+        out.update({fmt(float(value), 2), fmt(float(value), 3), repr(float(value))})
+        if float(value).is_integer():
+            out.add(str(int(value)))
+
+
+def _source_numbers(root: Path) -> set[str]:
+    allowed: set[str] = set()
+    for run_dir in (d for e in root.iterdir() if e.name != "report" for d in e.iterdir()):
+        _numbers(json.loads((run_dir / "metrics.json").read_text()), allowed)
+        _numbers(json.loads((run_dir / "run_info.json").read_text()), allowed)
+        _numbers(yaml.safe_load((run_dir / "config.yaml").read_text()), allowed)
+        history = pd.read_csv(run_dir / "history.csv")
+        _numbers(history.to_numpy().ravel().tolist(), allowed)
+        _numbers((history["epoch"] + 1).tolist(), allowed)  # epochs are shown 1-based
+        if (run_dir / "classification_report.csv").exists():
+            _numbers(
+                pd.read_csv(run_dir / "classification_report.csv").iloc[:, 1:].to_numpy().ravel().tolist(), allowed
+            )
+    return allowed
+
+
+def test_every_number_in_the_report_is_read_from_the_runs(report: Path, report_runs: Path) -> None:
+    allowed = _source_numbers(report_runs)
+    text = report.read_text()
+    body = "\n".join(
+        line for line in text.splitlines() if not line.startswith(("Generated on", "![", "*", "["))
+    )  # header with paths, figures
+    body = re.sub(r"`[^`]*`", "", body)  # code spans: paths and names
+    body = re.sub(r"\b(?:MEL|NV|BCC|AKIEC|BKL|DF|VASC|HD95|F1|AUC|ECE|ISIC|2018|3D|2D|Task 3|HAM10000)\b", "", body)
+    body = re.sub(r"\b[a-z_]+\d+[a-z_]*\b", "", body)  # identifiers such as resnet10t, cls_ce
+    numbers = re.findall(r"(?<![\w.])\d+(?:\.\d+)?(?!\w)", body)  # not 95th, 3D
+    assert len(numbers) > 150
+    stray = sorted({n for n in numbers if n not in allowed})
+    assert not stray, f"numbers in the report that no run file holds: {stray}"
+
+
+def test_tables_match_metrics_json(report: Path, report_runs: Path) -> None:
+    text = report.read_text()
+    runs = latest_runs(report_runs)
+
+    def row(label: str) -> list[str]:
+        line = next(line for line in text.splitlines() if line.startswith(f"| {label} |"))
+        return [c.strip() for c in line.strip("|").split("|")][1:]
+
+    header = next(line for line in text.splitlines() if line.startswith("| metric | cls_ce"))
+    order = [c.strip() for c in header.strip("|").split("|")][1:]
+    accuracy = row("test accuracy")
+    for name, cell in zip(order, accuracy, strict=True):
+        assert cell == fmt(runs[name].metrics["accuracy"])
+    seg_header = next(line for line in text.splitlines() if line.startswith("| metric | seg_"))
+    seg_order = [c.strip() for c in seg_header.strip("|").split("|")][1:]
+    for name, cell in zip(seg_order, row("test Dice"), strict=True):
+        dice = runs[name].metrics["dice"]
+        assert cell == f"{fmt(dice['mean'])} ± {fmt(dice['std'])}"
+    unit = runs[seg_order[0]].metrics["distance_unit"]
+    assert f"test HD95 ({unit})" in text
+
+
+def test_better_and_best_are_chosen_on_validation(report: Path, report_runs: Path) -> None:
+    runs = latest_runs(report_runs)
+    text = report.read_text()
+    cls = {n: pd.read_csv(r.path / "history.csv")["val/bal_acc"].max() for n, r in runs.items() if n.startswith("cls")}
+    seg = {n: pd.read_csv(r.path / "history.csv")["val/dice"].max() for n, r in runs.items() if n.startswith("seg")}
+    better, best = max(cls, key=cls.get), max(seg, key=seg.get)
+    assert f"**Better model: {better}**, chosen on validation balanced accuracy ({fmt(cls[better])})" in text
+    assert f"**Best configuration: {best}**, chosen on validation Dice ({fmt(seg[best])})" in text
+    assert f"Grad-CAM examples of the better model ({better})" in text
+
+
+def test_html_is_self_contained(report: Path) -> None:
+    html = report.with_suffix(".html").read_text()
+    sources = re.findall(r'<img src="([^"]+)"', html)
+    assert sources and all(s.startswith("data:image/png;base64,") for s in sources)
+    for link in re.findall(r'<a href="([^"]+)"', html):
+        assert (report.parent / link).is_file() and (report.parent / link).with_name("plotly.min.js").is_file()
+    for link in re.findall(r"\]\(([^)]+)\)", report.read_text()):
+        assert (report.parent / link).is_file(), link
+
+
+@pytest.mark.slow
+def test_report_renders_in_headless_chromium(report: Path, tmp_path: Path) -> None:
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("chromium not installed (Debian package `chromium`)")
+    screenshot = tmp_path / "report.png"
+    subprocess.run(
+        [
+            chromium,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--no-first-run",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            f"--screenshot={screenshot}",
+            "--window-size=1280,2400",
+            report.with_suffix(".html").as_uri(),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    from PIL import Image
+
+    pixels = np.asarray(Image.open(screenshot).convert("L"), dtype=float)
+    assert pixels.shape == (2400, 1280) and pixels.std() > 20  # text, tables and figures, not a blank page
+    shutil.copy(screenshot, report.parent / "report_screenshot.png")
