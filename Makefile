@@ -13,7 +13,7 @@ SEG_DATA := $(or $(DATA),data/LA)
 CLS := $(PY) -m lesion_cls
 SEG := $(PY) -m volume_seg
 
-.PHONY: setup demo demo-data demo-cls demo-seg report sweep-cls sweep-seg test smoke test-all lint \
+.PHONY: setup demo demo-data demo-cls demo-seg report sweep-cls sweep-seg bench test smoke test-all lint \
         train-cls-ce train-cls-focal train-seg-bce train-seg-dice train-seg-dice-aug clean
 
 setup: $(STAMP)
@@ -56,6 +56,11 @@ sweep-cls: $(if $(DATA),setup,demo-data)
 sweep-seg: $(if $(DATA),setup,demo-data)
 	$(PY) -m common.sweep experiments/sweeps/seg_loss_aug.yaml $(SWEEP_ARGS) \
 		$(if $(DATA),,--config experiments/demo/seg.yaml --sweep-dir runs/demo/sweeps/seg_loss_aug)
+
+## Benchmarks: our hand-written pieces against the library or naive reference, measured in the same run.
+bench: setup
+	$(PY) -m benchmarks.bench_surface_metrics
+	$(PY) -m benchmarks.bench_pixel_cache
 
 ## Tests: everything but `slow` (unit, smoke, ddp, and real-data tests where ../shared/data exists).
 test: setup

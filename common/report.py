@@ -30,7 +30,7 @@ import pandas as pd
 from common.errors import MedlitError
 from common.results import RunResult, latest_runs, load_run
 
-__all__ = ["build_report", "fmt", "main"]
+__all__ = ["build_report", "fmt", "main", "show"]
 
 Block = tuple[str, Any, Any]  # (kind, content, extra): h1/h2/h3/p/table/img/link
 
@@ -39,12 +39,21 @@ def fmt(value: Any, digits: int = 3) -> str:
     """How the report shows a value: floats with ``digits`` decimals, ``n/a`` for missing or NaN."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "n/a"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def show(value: Any) -> str:
+    """How the report shows a configuration value: as written (``1e-05``, ``2.0``), lists as ``a×b×c``."""
+    if value is None:
+        return "–"
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, float):
-        return f"{value:.{digits}f}"
+        return f"{value:g}"
     if isinstance(value, list | tuple):
-        return "×".join(str(v) for v in value)
+        return "×".join(show(v) for v in value)
     return str(value)
 
 
@@ -53,8 +62,8 @@ def _mean_std(summary: dict[str, Any], digits: int = 3) -> str:
 
 
 def _table(rows: dict[str, dict[str, Any]]) -> pd.DataFrame:
-    """Columns = runs, rows = quantities (the seed's layout for parameter tables)."""
-    return pd.DataFrame(rows)
+    """Columns = runs, rows = quantities (the seed's layout); cells not yet text are configuration values."""
+    return pd.DataFrame(rows).map(lambda v: v if isinstance(v, str) else show(v))
 
 
 def _best(runs: Sequence[RunResult]) -> RunResult:
@@ -85,7 +94,7 @@ def _classification(runs: list[RunResult]) -> list[Block]:
             "backbone": run.cfg("model.backbone"),
             "pretrained": run.cfg("model.pretrained"),
             "loss": loss,
-            "focal gamma": run.cfg("model.focal_gamma") if "focal" in str(loss) else "–",
+            "focal gamma": run.cfg("model.focal_gamma") if "focal" in str(loss) else None,
             "optimizer": "Adam",
             "learning rate": run.cfg("model.lr"),
             "scheduler": run.cfg("model.scheduler"),
@@ -270,7 +279,7 @@ def _markdown(blocks: list[Block], out: Path) -> str:
             lines.append("| " + " | ".join(columns) + " |")
             lines.append("|" + "---|" * len(columns))
             for name, row in content.iterrows():
-                lines.append("| " + " | ".join([str(name), *(fmt(v) for v in row)]) + " |")
+                lines.append("| " + " | ".join([str(name), *map(str, row)]) + " |")
             lines.append("")
         elif kind == "img":
             lines += [f"![{extra}]({_copy(content, out)})", f"*{extra}*", ""]
@@ -308,7 +317,7 @@ def _html(blocks: list[Block], out: Path, title: str) -> str:
         elif kind == "table":
             head = "".join(f"<th>{html.escape(str(c))}</th>" for c in [extra, *content.columns])
             rows = "".join(
-                "<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in [str(name), *(fmt(x) for x in row)]) + "</tr>"
+                "<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in [name, *row]) + "</tr>"
                 for name, row in content.iterrows()
             )
             body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")

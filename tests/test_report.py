@@ -64,7 +64,7 @@ def _numbers(value: object, out: set[str]) -> None:
     elif isinstance(value, int | np.integer):
         out.add(str(int(value)))
     elif isinstance(value, float | np.floating) and math.isfinite(value):
-        out.update({fmt(float(value), 2), fmt(float(value), 3), repr(float(value))})
+        out.update({fmt(float(value), 2), fmt(float(value), 3), repr(float(value)), f"{float(value):g}"})
         if float(value).is_integer():
             out.add(str(int(value)))
 
@@ -94,7 +94,9 @@ def test_every_number_in_the_report_is_read_from_the_runs(report: Path, report_r
     body = re.sub(r"`[^`]*`", "", body)  # code spans: paths and names
     body = re.sub(r"\b(?:MEL|NV|BCC|AKIEC|BKL|DF|VASC|HD95|F1|AUC|ECE|ISIC|2018|3D|2D|Task 3|HAM10000)\b", "", body)
     body = re.sub(r"\b[a-z_]+\d+[a-z_]*\b", "", body)  # identifiers such as resnet10t, cls_ce
-    numbers = re.findall(r"(?<![\w.])\d+(?:\.\d+)?(?!\w)", body)  # not 95th, 3D
+    scientific = re.findall(r"(?<![\w.])\d+(?:\.\d+)?e[-+]\d+", body)  # e.g. a learning rate of 1e-05
+    body = re.sub(r"(?<![\w.])\d+(?:\.\d+)?e[-+]\d+", "", body)
+    numbers = scientific + re.findall(r"(?<![\w.])\d+(?:\.\d+)?(?!\w)", body)  # not 95th, 3D
     assert len(numbers) > 150
     stray = sorted({n for n in numbers if n not in allowed})
     assert not stray, f"numbers in the report that no run file holds: {stray}"

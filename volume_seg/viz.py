@@ -119,12 +119,11 @@ def plot_surfaces(
     num_classes: int = 2,
 ) -> Path:
     """Static 3D views: ground-truth surface, predicted surface, both overlaid (same camera and scale)."""
-    panels = (
-        [("ground truth", label), ("prediction", prediction)] if label is not None else [("prediction", prediction)]
-    )
-    fig = plt.figure(figsize=(4.2 * (len(panels) + (label is not None)), 4.4))
+    views = [("prediction", prediction)]
+    if label is not None:
+        views = [("ground truth", label), *views, ("overlay (GT grey)", None)]
+    fig = plt.figure(figsize=(4.2 * len(views), 4.4))
     extent = np.asarray(prediction.shape) * np.asarray(spacing or (1.0, 1.0, 1.0))
-    views = [*panels, ("overlay (GT grey)", None)] if label is not None else panels
     for i, (name, volume) in enumerate(views, start=1):
         ax = fig.add_subplot(1, len(views), i, projection="3d")
         layers = [(volume, 1.0)] if volume is not None else [(label, 0.18), (prediction, 0.75)]

@@ -1,0 +1,86 @@
+"""The shared CLI: run dirs, resume from a checkpoint, checkpoint weights instead of hub weights, W&B modes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from common.cli import RunOptions, resolve_run_dir
+from common.errors import MedlitError
+from common.loggers import resolve_wandb_mode
+from lesion_cls.__main__ import main
+from tests.conftest import REPO, tiny_cls_args
+
+
+def test_run_dirs_are_new_and_explicit_dirs_are_not_reused(tmp_path: Path) -> None:
+    options = RunOptions(experiment="exp", root=str(tmp_path))
+    first = resolve_run_dir(options)
+    first.mkdir(parents=True)
+    second = resolve_run_dir(options)
+    assert second != first and second.parent == first.parent and second.name.startswith(first.name)
+    (first / "config.yaml").write_text("{}")
+    with pytest.raises(MedlitError, match="already holds a run"):
+        resolve_run_dir(RunOptions(dir=str(first)))
+
+
+def test_wandb_modes(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    assert resolve_wandb_mode("auto") == "offline"
+    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
+    assert resolve_wandb_mode("auto") == "online"
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    assert resolve_wandb_mode("auto") == "off"
+    assert resolve_wandb_mode("offline") == "offline"
+
+
+@pytest.mark.smoke
+def test_resume_keeps_history_and_test_uses_checkpoint_not_hub(tiny_ham: Path, tmp_path: Path) -> None:
+    args = tiny_cls_args(tiny_ham, tmp_path, "--trainer.max_epochs", "1", "--outputs.gradcam_per_class", "0")
+    first = main(["fit", *args])
+    resumed = main(
+        [
+            "fit",
+            *tiny_cls_args(tiny_ham, tmp_path, "--trainer.max_epochs", "2", "--outputs.gradcam_per_class", "0"),
+            "--ckpt_path",
+            str(first / "checkpoints" / "last.ckpt"),
+        ]
+    )
+    history = pd.read_csv(resumed / "history.csv")
+    assert history["epoch"].tolist() == [0, 1]  # epoch 0 comes from the checkpoint
+    first_loss = pd.read_csv(first / "history.csv")["train/loss"].iloc[0]
+    assert history["train/loss"].iloc[0] == pytest.approx(first_loss)
+    # the seed config asks for hub weights (model.pretrained: true); weights from a checkpoint need no network
+    tested = main(
+        [
+            "test",
+            "--config",
+            str(REPO / "experiments" / "cls_ce.yaml"),
+            "--config",
+            str(REPO / "experiments" / "demo" / "cls.yaml"),
+            "--model.pretrained",
+            "true",
+            "--data.root",
+            str(tiny_ham),
+            "--data.image_size",
+            "32",
+            "--run.root",
+            str(tmp_path),
+            "--run.wandb",
+            "off",
+            "--trainer.enable_progress_bar",
+            "false",
+            "--outputs.gradcam_per_class",
+            "0",
+            "--ckpt_path",
+            str(resumed / "checkpoints" / "last.ckpt"),
+        ]
+    )
+    metrics = json.loads((tested / "metrics.json").read_text())
+    assert metrics["checkpoint"].endswith("last.ckpt") and 0 <= metrics["accuracy"] <= 1
+    info = json.loads((tested / "run_info.json").read_text())
+    assert info["subcommand"] == "test" and info["monitor"] == "val/bal_acc"
