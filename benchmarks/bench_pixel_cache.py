@@ -46,20 +46,20 @@ def main(argv: list[str] | None = None) -> None:
             root = generate_ham10000(Path(tmp) / "ham", n_images=min(args.images, 600))
         table = read_ham_metadata(root / "HAM10000_metadata.csv", root / "images").iloc[: args.images]
         size = (args.size, args.size)
-        transform = build_transforms(True, size, IMAGENET_MEAN, IMAGENET_STD)
         start = time.perf_counter()
         cache = build_pixel_cache(table["path"].tolist(), size, Path(tmp) / "cache")
         build_s = time.perf_counter() - start
-        cached = LesionImageDataset(table, size, transform, cache, np.arange(len(table)))
-        decoded = LesionImageDataset(table, size, transform)
         n = len(table)
-        _pass(cached, min(n, 50))  # warm the page cache for both
-        _pass(decoded, min(n, 50))
-        t_decoded, t_cached = _pass(decoded, n), _pass(cached, n)
-    print(f"{n} images at {args.size}x{args.size} from {root}, training transforms, one process")
-    print(f"decode every epoch : {n / t_decoded:8.0f} images/s ({t_decoded:.2f} s per epoch)")
-    print(f"pixel cache        : {n / t_cached:8.0f} images/s ({t_cached:.2f} s per epoch)")
-    print(f"speed-up           : {t_decoded / t_cached:8.2f}x   (cache built once in {build_s:.2f} s)")
+        print(f"{n} images at {args.size}x{args.size} from {root}, one process; cache built once in {build_s:.2f} s")
+        for name, train in (("evaluation transforms", False), ("training transforms", True)):
+            transform = build_transforms(train, size, IMAGENET_MEAN, IMAGENET_STD)
+            cached = LesionImageDataset(table, size, transform, cache, np.arange(n))
+            decoded = LesionImageDataset(table, size, transform)
+            _pass(cached, min(n, 50))  # warm the page cache for both
+            _pass(decoded, min(n, 50))
+            t_decoded, t_cached = _pass(decoded, n), _pass(cached, n)
+            print(f"{name}: decode every epoch {n / t_decoded:6.0f} images/s, pixel cache {n / t_cached:6.0f} "
+                  f"images/s, speed-up {t_decoded / t_cached:5.2f}x")
 
 
 if __name__ == "__main__":

@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--shared", type=Path, default=Path("../shared/data/la_uamt_h5"))
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args(argv)
-    print(f"{'volume':<14}{'shape':<16}{'medpy s':>9}{'ours s':>9}{'speed-up':>10}{'max |diff|':>12}")
+    print(f"{'volume':<18}{'shape':<16}{'medpy s':>9}{'ours s':>9}{'speed-up':>10}{'max |diff|':>12}")
     ratios = []
     for name, pred, label in _cases(args.shared):
         for spacing in (None, (0.625, 0.625, 0.625)):
@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> None:
             ratios.append(t_ref / t_ours)
             label_name = name + (" mm" if spacing else " vox")
             print(
-                f"{label_name:<14}{'x'.join(map(str, pred.shape)):<16}{t_ref:>9.3f}{t_ours:>9.3f}"
+                f"{label_name:<18}{'x'.join(map(str, pred.shape)):<16}{t_ref:>9.3f}{t_ours:>9.3f}"
                 f"{t_ref / t_ours:>9.1f}x{diff:>12.2e}"
             )
     print(f"geometric-mean speed-up over medpy: {np.exp(np.mean(np.log(ratios))):.1f}x")

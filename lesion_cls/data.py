@@ -204,7 +204,7 @@ def _load_rgb(path: str, size_hw: tuple[int, int]) -> np.ndarray:
             rgb = image.convert("RGB").resize((size_hw[1], size_hw[0]), Image.Resampling.BILINEAR)
     except (UnidentifiedImageError, OSError) as err:
         raise MedlitError(f"{path}: cannot decode image ({err})") from None
-    return np.asarray(rgb, dtype=np.uint8)
+    return np.array(rgb, dtype=np.uint8)  # a writable copy (torch.from_numpy warns on read-only arrays)
 
 
 def _cache_key(paths: Sequence[str], size_hw: tuple[int, int]) -> str:
