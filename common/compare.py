@@ -87,7 +87,7 @@ def _label(runs: pd.DataFrame, keys: list[str]) -> pd.Series:
     return runs[keys].astype(str).agg(", ".join, axis=1)
 
 
-def _plot_metrics(runs: pd.DataFrame, keys: list[str], path: Path) -> Path:
+def _plot_metrics(runs: pd.DataFrame, keys: list[str], path: Path, unit: str = "") -> Path:
     metrics = ["validation", *HEADLINE_METRICS[runs["task"].iloc[0]]]
     sns.set_theme(style="whitegrid", context="notebook")
     fig, axes = plt.subplots(1, len(metrics), figsize=(3.6 * len(metrics), 4.2), squeeze=False)
@@ -97,13 +97,28 @@ def _plot_metrics(runs: pd.DataFrame, keys: list[str], path: Path) -> Path:
     for ax, metric in zip(axes[0], metrics, strict=True):
         sns.barplot(data=data, x=x, y=metric, hue=hue, errorbar="sd", ax=ax, alpha=0.75, legend=ax is axes[0][-1])
         sns.stripplot(
-            data=data, x=x, y=metric, hue=hue, dodge=hue is not None, color="black", size=3, ax=ax, legend=False
+            data=data,
+            x=x,
+            y=metric,
+            hue=hue,
+            dodge=hue is not None,
+            palette="dark:black" if hue else None,
+            color=None if hue else "black",
+            size=3,
+            ax=ax,
+            legend=False,
         )
-        label = METRIC_LABELS.get(metric, metric)
-        ax.set_title(f"{label}" if metric != "validation" else f"validation {runs['monitor'].iloc[0]}", fontsize=10)
+        label = METRIC_LABELS.get(metric, metric) + (f" ({unit})" if unit and metric in ("hd95", "asd") else "")
+        ax.set_title(
+            f"test {label}" if metric != "validation" else f"validation {runs['monitor'].iloc[0]}", fontsize=10
+        )
         ax.set_ylabel("")
         ax.tick_params(axis="x", rotation=30, labelsize=8)
-    fig.suptitle("test metrics by configuration (bars: mean ± sd over seeds; dots: runs)", fontsize=11)
+    fig.suptitle(
+        "by configuration: the validation metric that selected each checkpoint, then test metrics "
+        "(bars: mean ± sd over seeds; dots: runs)",
+        fontsize=11,
+    )
     fig.tight_layout()
     return save_figure(fig, path)
 
@@ -122,7 +137,9 @@ def _plot_curves(runs: pd.DataFrame, keys: list[str], path: Path) -> Path:
         axes[0].plot(epochs, history["train/loss"], **kwargs)
         if run["monitor"] in history:
             axes[1].plot(epochs, history[run["monitor"]], **{**kwargs, "label": None})
-    axes[0].set(xlabel="epoch", ylabel="training loss", title="training loss")
+    axes[0].set(xlabel="epoch", ylabel="training loss", title="training loss (each run's own loss function)")
+    for ax in axes:
+        ax.xaxis.get_major_locator().set_params(integer=True)
     axes[1].set(xlabel="epoch", ylabel=runs["monitor"].iloc[0], title=f"validation {runs['monitor'].iloc[0]}")
     axes[0].legend(fontsize=8, title=", ".join(keys) if keys else None, title_fontsize=8)
     fig.tight_layout()
@@ -160,6 +177,6 @@ def compare_sweep(sweep_dir: Path) -> Path | None:
         _markdown(table, f"Comparison: {plan['sweep']}", notes)
         + "\n![metrics](comparison_metrics.png)\n\n![curves](comparison_curves.png)\n"
     )
-    _plot_metrics(runs, keys, sweep_dir / "comparison_metrics.png")
+    _plot_metrics(runs, keys, sweep_dir / "comparison_metrics.png", unit)
     _plot_curves(runs, keys, sweep_dir / "comparison_curves.png")
     return path

@@ -27,7 +27,8 @@ def _write(path: Path, data: dict) -> Path:
 def test_project_sweep_files_plan_as_documented() -> None:
     cls = load_sweep(REPO / "experiments" / "sweeps" / "cls_loss.yaml")
     plan = plan_runs(cls)
-    assert len(plan) == 18 and plan[0] == {"model.loss": "ce", "data.balanced_sampler": False, "seed_everything": 1}
+    assert len(plan) == 18 and plan[0] == {"seed_everything": 1, "model.loss": "ce", "data.balanced_sampler": False}
+    assert [p["model.loss"] for p in plan[:6]] == ["ce", "ce", "focal", "focal", "ce_focal", "ce_focal"]
     assert len({json.dumps(p, sort_keys=True) for p in plan}) == 18
     seg = load_sweep(REPO / "experiments" / "sweeps" / "seg_loss_aug.yaml")
     plan = plan_runs(seg)
