@@ -20,7 +20,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 
 from common.callbacks import atomic_path, gather_objects, run_dir_of, write_json
 from volume_seg.metrics import EMPTY_POLICY, METRIC_NAMES, case_metrics, summarize
-from volume_seg.viz import plot_overlay, plot_surfaces, write_surfaces_html
+from volume_seg.viz import plot_overlay, plot_surfaces, surface_meshes, write_surfaces_html
 
 __all__ = ["METRIC_DEFINITIONS", "SegmentationOutputs"]
 
@@ -79,10 +79,11 @@ class SegmentationOutputs(Callback):
             with atomic_path(out / "overlays" / f"{case}.png") as tmp:
                 plot_overlay(image, mask, label, tmp, title, num_classes)
         if self.views_3d:
+            meshes = surface_meshes(mask, label, spacing, num_classes)
             with atomic_path(out / "views3d" / f"{case}.png") as tmp:
-                plot_surfaces(mask, label, tmp, title, spacing, num_classes)
+                plot_surfaces(meshes, mask.shape, tmp, title, spacing)
             with atomic_path(out / "views3d" / f"{case}.html") as tmp:
-                write_surfaces_html(mask, label, tmp, title, spacing, num_classes)
+                write_surfaces_html(meshes, tmp, title, spacing)
 
     def _case_dice(self, case: str) -> float:
         values = [row["dice"] for row in self._rows if row["case"] == case]

@@ -14,7 +14,15 @@ from skimage.measure import marching_cubes
 
 from common.plots import save_figure
 
-__all__ = ["overlay_slices", "plot_overlay", "plot_surfaces", "surface_mesh", "write_surfaces_html"]
+__all__ = [
+    "Meshes",
+    "overlay_slices",
+    "plot_overlay",
+    "plot_surfaces",
+    "surface_mesh",
+    "surface_meshes",
+    "write_surfaces_html",
+]
 
 _CLASS_COLORS = ["#e41a1c", "#377eb8", "#4daf4a", "#984ea3", "#ff7f00", "#a65628", "#f781bf"]
 
@@ -110,64 +118,63 @@ def surface_mesh(
     return vertices, faces
 
 
-def plot_surfaces(
+Meshes = dict[str, dict[int, tuple[np.ndarray, np.ndarray]]]
+"""``{"ground truth" | "prediction": {class: (vertices, faces)}}``."""
+
+
+def surface_meshes(
     prediction: np.ndarray,
     label: np.ndarray | None,
-    path: Path,
-    title: str,
     spacing: Sequence[float] | None = None,
     num_classes: int = 2,
+    max_faces: int = 20_000,
+) -> Meshes:
+    """The surfaces of every foreground class of the prediction and (when given) the ground truth, computed once
+    for both the static and the interactive views."""
+    volumes = {"ground truth": label, "prediction": prediction}
+    return {
+        name: {c: mesh for c in range(1, num_classes) if (mesh := surface_mesh(volume == c, spacing, max_faces))}
+        for name, volume in volumes.items()
+        if volume is not None
+    }
+
+
+def plot_surfaces(
+    meshes: Meshes, shape: Sequence[int], path: Path, title: str, spacing: Sequence[float] | None = None
 ) -> Path:
     """Static 3D views: ground-truth surface, predicted surface, both overlaid (same camera and scale)."""
-    views = [("prediction", prediction)]
-    if label is not None:
-        views = [("ground truth", label), *views, ("overlay (GT grey)", None)]
+    views = [(name, [(name, 1.0)]) for name in meshes]
+    if "ground truth" in meshes:
+        views.append(("overlay (GT grey)", [("ground truth", 0.18), ("prediction", 0.75)]))
     fig = plt.figure(figsize=(4.2 * len(views), 4.4))
-    extent = np.asarray(prediction.shape) * np.asarray(spacing or (1.0, 1.0, 1.0))
-    for i, (name, volume) in enumerate(views, start=1):
+    extent = np.asarray(shape) * np.asarray(spacing or (1.0, 1.0, 1.0))
+    for i, (title_of_view, layers) in enumerate(views, start=1):
         ax = fig.add_subplot(1, len(views), i, projection="3d")
-        layers = [(volume, 1.0)] if volume is not None else [(label, 0.18), (prediction, 0.75)]
-        for layer, alpha in layers:
-            for c in range(1, num_classes):
-                mesh = surface_mesh(layer == c, spacing, max_faces=20_000)
-                if mesh is None:
-                    continue
-                vertices, faces = mesh
-                grey = volume is None and layer is label
+        for name, alpha in layers:
+            for c, (vertices, faces) in meshes[name].items():
+                grey = len(layers) > 1 and name == "ground truth"
                 color = "#999999" if grey else _CLASS_COLORS[(c - 1) % len(_CLASS_COLORS)]
                 ax.add_collection3d(
                     Poly3DCollection(vertices[faces], facecolors=color, linewidths=0, alpha=alpha, shade=True)
                 )
-        ax.set(xlim=(0, extent[0]), ylim=(0, extent[1]), zlim=(0, extent[2]), title=name)
+        ax.set(xlim=(0, extent[0]), ylim=(0, extent[1]), zlim=(0, extent[2]), title=title_of_view)
         ax.set_box_aspect(tuple(extent))  # matplotlib rescales an array argument in place
         ax.tick_params(labelsize=6)
     fig.suptitle(title, fontsize=10)
     return save_figure(fig, path, dpi=90)
 
 
-def write_surfaces_html(
-    prediction: np.ndarray,
-    label: np.ndarray | None,
-    path: Path,
-    title: str,
-    spacing: Sequence[float] | None = None,
-    num_classes: int = 2,
-) -> Path:
+def write_surfaces_html(meshes: Meshes, path: Path, title: str, spacing: Sequence[float] | None = None) -> Path:
     """Interactive plotly view: predicted surfaces (coloured) and ground truth (grey, translucent).
 
     plotly.js is written once beside the HTML files (``plotly.min.js``), so the pages open offline.
     """
     traces = []
-    for volume, name, opacity in ((label, "ground truth", 0.25), (prediction, "prediction", 0.7)):
-        if volume is None:
-            continue
-        for c in range(1, num_classes):
-            mesh = surface_mesh(volume == c, spacing)
-            if mesh is None:
-                continue
-            (x, y, z), faces = mesh[0].T, mesh[1]
-            color = "#888888" if volume is label else _CLASS_COLORS[(c - 1) % len(_CLASS_COLORS)]
-            suffix = f" class {c}" if num_classes > 2 else ""
+    for name, opacity in (("ground truth", 0.25), ("prediction", 0.7)):
+        for c, (vertices, faces) in meshes.get(name, {}).items():
+            x, y, z = vertices.T
+            suffix = f" class {c}" if len(meshes[name]) > 1 or c > 1 else ""
+            color = "#888888" if name == "ground truth" else _CLASS_COLORS[(c - 1) % len(_CLASS_COLORS)]
             traces.append(
                 go.Mesh3d(
                     x=x,
@@ -184,15 +191,8 @@ def write_surfaces_html(
             )
     unit = "mm" if spacing is not None else "voxels"
     fig = go.Figure(traces)
-    fig.update_layout(
-        title=title,
-        scene={
-            "aspectmode": "data",
-            "xaxis_title": f"x ({unit})",
-            "yaxis_title": f"y ({unit})",
-            "zaxis_title": f"z ({unit})",
-        },
-    )
+    axes = {f"{axis}axis_title": f"{axis} ({unit})" for axis in "xyz"}
+    fig.update_layout(title=title, scene={"aspectmode": "data", **axes})
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.write_html(path, include_plotlyjs="directory", full_html=True)
     return path
