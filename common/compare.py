@@ -23,26 +23,32 @@ __all__ = ["compare_sweep", "configuration_table", "format_mean_std", "sweep_run
 SEED_HINT = "seed"
 
 
-def sweep_runs(sweep_dir: Path) -> pd.DataFrame:
-    """One row per finished run: ``run_id``, the sweep parameters, the validation score and headline metrics."""
+def sweep_runs(sweep_dir: Path) -> tuple[pd.DataFrame, list[str]]:
+    """One row per finished run (``run_id``, the sweep parameters, the validation score, headline metrics), and
+    the names of the sweep parameters in file order."""
     index_path = sweep_dir / "index.csv"
     if not index_path.exists():
-        return pd.DataFrame()
+        return pd.DataFrame(), []
     index = pd.read_csv(index_path, dtype=str)
-    rows = []
+    rows: list[dict] = []
+    params: dict[str, None] = {}  # ordered set
     for entry in index[index["status"] == "finished"].itertuples():
         run = load_run(Path(entry.run_dir))
-        row = {
-            "run_id": entry.run_id,
-            **json.loads(entry.params),
-            "validation": run.validation_score,
-            "monitor": run.monitor,
-            **run.headline(),
-            "run_dir": entry.run_dir,
-            "task": run.task,
-        }
-        rows.append(row)
-    return pd.DataFrame(rows)
+        values = json.loads(entry.params)
+        params.update(dict.fromkeys(values))
+        rows.append(
+            {
+                "run_id": entry.run_id,
+                **values,
+                "validation": run.validation_score,
+                "monitor": run.monitor,
+                **run.headline(),
+                "distance_unit": run.metrics.get("distance_unit", ""),
+                "run_dir": entry.run_dir,
+                "task": run.task,
+            }
+        )
+    return pd.DataFrame(rows), list(params)
 
 
 def format_mean_std(values: pd.Series, digits: int = 3) -> str:
@@ -148,20 +154,14 @@ def _plot_curves(runs: pd.DataFrame, keys: list[str], path: Path) -> Path:
 
 def compare_sweep(sweep_dir: Path) -> Path | None:
     """Write the comparison files of a sweep dir; returns ``comparison.md`` (``None`` before any run finished)."""
-    runs = sweep_runs(sweep_dir)
+    runs, params = sweep_runs(sweep_dir)
     if runs.empty:
         return None
     plan = json.loads((sweep_dir / "plan.json").read_text())
-    params = [p for p in (plan["plan"][0] if plan.get("plan") else {}) if p in runs] or [
-        c for c in runs.columns if "." in c or SEED_HINT in c
-    ]
     keys, seeds = _varied(runs, params)
     runs.to_csv(sweep_dir / "comparison.csv", index=False)
     table = configuration_table(runs, params)
-    task = runs["task"].iloc[0]
-    unit = ""
-    if task == "segmentation":
-        unit = json.loads((Path(runs["run_dir"].iloc[0]) / "metrics.json").read_text()).get("distance_unit", "")
+    unit = runs["distance_unit"].iloc[0]
     notes = [
         f"Sweep `{plan['sweep']}` ({plan['method']}), {len(runs)} finished run(s); "
         f"configurations differ in {', '.join(f'`{k}`' for k in keys) or 'nothing'}"

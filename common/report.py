@@ -104,7 +104,7 @@ def _classification(runs: list[RunResult]) -> list[Block]:
             "augmentation": run.cfg("data.augment"),
             "balanced sampler": run.cfg("data.balanced_sampler"),
             "class weights": run.cfg("data.class_weights"),
-            "trainable parameters": run.info.get("trainable_parameters", "n/a"),
+            "trainable parameters": run.info["trainable_parameters"],
             "seed": run.cfg("seed_everything"),
         }
     blocks += [("h3", "Model parameters", None), ("table", _table(parameters), "parameter")]
@@ -208,7 +208,7 @@ def _segmentation(runs: list[RunResult]) -> list[Block]:
             "augmentation": run.cfg("data.augment"),
             "normalisation": run.cfg("data.normalize"),
             "largest component": run.cfg("model.largest_component"),
-            "trainable parameters": run.info.get("trainable_parameters", "n/a"),
+            "trainable parameters": run.info["trainable_parameters"],
             "seed": run.cfg("seed_everything"),
         }
     blocks += [("h3", "Configurations", None), ("table", _table(parameters), "parameter")]

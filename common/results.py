@@ -45,11 +45,12 @@ class RunResult:
 
     @property
     def monitor(self) -> str:
-        return str(self.info.get("monitor") or ("val/bal_acc" if self.task == "classification" else "val/dice"))
+        """The logged key that selected the checkpoint (the module's ``monitor``, recorded by the CLI)."""
+        return str(self.info["monitor"])
 
     @property
     def monitor_mode(self) -> str:
-        return str(self.info.get("monitor_mode", "max"))
+        return str(self.info["monitor_mode"])
 
     def best_epoch(self) -> pd.Series:
         """The history row of the epoch whose checkpoint was selected (best validation monitor)."""
@@ -82,16 +83,18 @@ class RunResult:
         return node
 
 
+_RUN_FILES = ("metrics.json", "history.csv", "config.yaml", "run_info.json")
+"""What a run dir holds once ``fit`` and its test have finished."""
+
+
 def load_run(path: Path) -> RunResult:
     """Read a finished run; a run without test metrics or history is refused with the missing file named."""
-    for name in ("metrics.json", "history.csv", "config.yaml"):
+    for name in _RUN_FILES:
         if not (path / name).is_file():
             raise MedlitError(f"{path}: not a finished run ({name} missing)")
-    info_path = path / "run_info.json"
-    info = json.loads(info_path.read_text()) if info_path.exists() else {}
     return RunResult(
         path=path,
-        info=info,
+        info=json.loads((path / "run_info.json").read_text()),
         config=yaml.safe_load((path / "config.yaml").read_text()) or {},
         metrics=json.loads((path / "metrics.json").read_text()),
         history=pd.read_csv(path / "history.csv"),
@@ -105,7 +108,7 @@ def latest_runs(root: Path) -> dict[str, RunResult]:
         raise MedlitError(f"{root}: no such runs folder")
     for experiment in sorted(p for p in root.iterdir() if p.is_dir()):
         for run_dir in sorted((p for p in experiment.iterdir() if p.is_dir()), reverse=True):
-            if (run_dir / "metrics.json").is_file() and (run_dir / "history.csv").is_file():
+            if all((run_dir / name).is_file() for name in _RUN_FILES):
                 runs[experiment.name] = load_run(run_dir)
                 break
     return runs

@@ -320,8 +320,9 @@ def run_sweep(
         _write_index(sweep_dir, index)
         if study is not None:
             _tell(study, trial, metric, status == "finished")
+        compare_sweep(sweep_dir)  # after every run, so a stopped sweep still has its comparison
+    if not (sweep_dir / "comparison.md").exists():
         compare_sweep(sweep_dir)
-    compare_sweep(sweep_dir)
     return sweep_dir
 
 
