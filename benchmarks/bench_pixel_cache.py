@@ -58,8 +58,10 @@ def main(argv: list[str] | None = None) -> None:
             _pass(cached, min(n, 50))  # warm the page cache for both
             _pass(decoded, min(n, 50))
             t_decoded, t_cached = _pass(decoded, n), _pass(cached, n)
-            print(f"{name}: decode every epoch {n / t_decoded:6.0f} images/s, pixel cache {n / t_cached:6.0f} "
-                  f"images/s, speed-up {t_decoded / t_cached:5.2f}x")
+            print(
+                f"{name}: decode every epoch {n / t_decoded:6.0f} images/s, pixel cache {n / t_cached:6.0f} "
+                f"images/s, speed-up {t_decoded / t_cached:5.2f}x"
+            )
 
 
 if __name__ == "__main__":

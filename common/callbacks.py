@@ -9,7 +9,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -78,9 +78,13 @@ class MetricHistory(Callback):
     """Collect epoch-level ``train/*`` and ``val/*`` metrics into ``history.csv`` and ``curves.png``.
 
     The history is part of the checkpoint, so a resumed run keeps its earlier epochs.
+
+    Args:
+        metric_labels: Axis labels of the curves by metric name (the module's ``metric_labels``).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, metric_labels: Mapping[str, str] | None = None) -> None:
+        self.metric_labels = dict(metric_labels or {})
         self.rows: list[dict[str, float]] = []
         self._epoch_start = 0.0
 
@@ -101,7 +105,8 @@ class MetricHistory(Callback):
 
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if trainer.is_global_zero and self.rows:
-            plot_history(pd.DataFrame(self.rows), run_dir_of(trainer) / "curves.png", title=_title(trainer))
+            history = pd.DataFrame(self.rows)
+            plot_history(history, run_dir_of(trainer) / "curves.png", _title(trainer), self.metric_labels)
 
     def state_dict(self) -> dict[str, Any]:
         return {"rows": self.rows}
@@ -116,11 +121,14 @@ def _title(trainer: Trainer) -> str:
 
 
 class SplitExport(Callback):
-    """Write the datamodule's split table (``split_table()``, one row per sample) to ``split.csv``."""
+    """Write the datamodule's split table (``split_table()``, one row per sample) to ``split.csv``.
+
+    The datamodule satisfies :class:`~common.contracts.TaskDataModule` (checked when the CLI starts).
+    """
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         datamodule = trainer.datamodule
-        if not trainer.is_global_zero or not hasattr(datamodule, "split_table") or stage == "predict":
+        if not trainer.is_global_zero or datamodule is None or stage == "predict":
             return
         path = run_dir_of(trainer) / "split.csv"
         if not path.exists():

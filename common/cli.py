@@ -11,6 +11,10 @@ override. On top of LightningCLI this adds:
   split and timing export) and the task's ``outputs`` callback (configurable under ``outputs:``),
 * expected mistakes (:class:`~common.errors.MedlitError`) printed as one ``error:`` line, exit status 2,
 * ``run_dir: <path>`` as the last line printed.
+
+The CLI knows a task only through its classes: the module and datamodule are checked against the contracts
+of :mod:`common.contracts` once, at start; values a module needs from the data reach it through
+:class:`Link` s (config keys copied, or attributes of the built datamodule), never by reading the datamodule.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,10 +40,11 @@ from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities import rank_zero_only
 
 from common.callbacks import MetricHistory, RunTimer, SplitExport, write_json
+from common.contracts import TaskDataModule, TaskModule, check_contract
 from common.errors import MedlitError
 from common.loggers import WandbMode, build_loggers, finish_wandb
 
-__all__ = ["MedlitCLI", "RunOptions", "resolve_run_dir", "run_cli"]
+__all__ = ["Link", "MedlitCLI", "RunOptions", "resolve_run_dir", "run_cli"]
 
 # Set by rank 0 so that the DDP worker processes Lightning launches write into the same run dir.
 RUN_DIR_ENV = "MEDLIT_RUN_DIR"
@@ -67,6 +72,25 @@ class RunOptions:
     wandb: WandbMode = "auto"
     wandb_project: str = "medlit"
     test_after_fit: bool = True
+
+
+@dataclass(frozen=True)
+class Link:
+    """A value set in one place and passed to another (jsonargparse's ``link_arguments``).
+
+    Args:
+        source: The config key the value comes from (``data.num_classes``), or ``data`` for the built
+            datamodule when ``compute`` derives the value from it.
+        target: The init argument that receives it (``model.num_classes``); it is no longer a config key.
+        compute: Turns the source into the value (required for ``source="data"``).
+        on_instantiate: Apply once the source object is built (for values the datamodule computes, e.g. class
+            weights) rather than when the config is parsed.
+    """
+
+    source: str
+    target: str
+    compute: Callable[[Any], Any] | None = None
+    on_instantiate: bool = False
 
 
 def _external_job_id() -> str | None:
@@ -112,8 +136,9 @@ class MedlitCLI(LightningCLI):
             ``monitor`` (a logged key) and ``monitor_mode`` (``min`` or ``max``).
         datamodule_class: The task's LightningDataModule.
         outputs_callback_class: The task's callback that writes test/predict outputs (``outputs:`` key).
-        links: ``(source, target)`` config keys whose value is copied (e.g. ``data.num_classes`` →
-            ``model.num_classes``), so that it is set in one place.
+        links: Values set in one place and passed on (:class:`Link`).
+        report_module: The module that registers the task's report sections (written to ``run_info.json``,
+            so that the report can find them).
         args: Command-line arguments (``None`` reads ``sys.argv``).
     """
 
@@ -122,22 +147,26 @@ class MedlitCLI(LightningCLI):
         model_class: type[LightningModule],
         datamodule_class: type[LightningDataModule],
         outputs_callback_class: type[Callback],
-        links: Sequence[tuple[str, str]] = (),
+        links: Sequence[Link] = (),
+        report_module: str | None = None,
         args: list[str] | None = None,
     ) -> None:
         self.outputs_callback_class = outputs_callback_class
         self.links = links
+        self.report_module = report_module
         self.run_dir: Path | None = None
         self.loggers: list[Logger] = []
         self.error: MedlitError | None = None
         try:
+            check_contract(model_class, TaskModule, "model class")
+            check_contract(datamodule_class, TaskDataModule, "datamodule class")
             super().__init__(
                 model_class,
                 datamodule_class,
                 save_config_callback=None,  # written by before_instantiate_classes, before anything can fail
                 seed_everything_default=42,
                 trainer_defaults={"log_every_n_steps": 10},
-                auto_configure_optimizers=False,  # the modules own their optimizer (Adam) and scheduler
+                auto_configure_optimizers=False,  # the modules own their optimizer and schedule (common.optim)
                 args=args,
             )
         except MedlitError as err:
@@ -147,8 +176,9 @@ class MedlitCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_class_arguments(RunOptions, "run")
         parser.add_lightning_class_args(self.outputs_callback_class, "outputs")
-        for source, target in self.links:
-            parser.link_arguments(source, target)
+        for link in self.links:
+            apply_on = "instantiate" if link.on_instantiate else "parse"
+            parser.link_arguments(link.source, link.target, compute_fn=link.compute, apply_on=apply_on)
 
     # --- run dir, config, trainer -------------------------------------------------------------------
     def _run_options(self) -> RunOptions:
@@ -158,7 +188,7 @@ class MedlitCLI(LightningCLI):
         config = self.config[self.subcommand]
         if config.get("ckpt_path"):
             # weights come from the checkpoint: skip e.g. hub downloads of pretrained weights
-            for key, value in getattr(self.model_class, "checkpoint_overrides", {}).items():
+            for key, value in self.model_class.checkpoint_overrides.items():
                 config["model"][key] = value
         self.run_dir = resolve_run_dir(self._run_options())
         if rank_zero_only.rank == 0:
@@ -185,6 +215,8 @@ class MedlitCLI(LightningCLI):
         callbacks += self._house_callbacks(trainer_config)
         self._write_run_info(
             experiment=options.experiment,
+            task=self.model.task,
+            report_module=self.report_module,
             subcommand=self.subcommand,
             model_class=f"{type(self.model).__module__}.{type(self.model).__qualname__}",
             datamodule_class=f"{type(self.datamodule).__module__}.{type(self.datamodule).__qualname__}",
@@ -209,7 +241,7 @@ class MedlitCLI(LightningCLI):
     def _house_callbacks(self, trainer_config: dict[str, Any]) -> list[Callback]:
         assert self.run_dir is not None
         configured = trainer_config.get("callbacks") or []
-        callbacks: list[Callback] = [MetricHistory(), SplitExport(), RunTimer()]
+        callbacks: list[Callback] = [MetricHistory(self.model.metric_labels), SplitExport(), RunTimer()]
         if not any(isinstance(c, ModelCheckpoint) for c in configured):
             callbacks.append(
                 ModelCheckpoint(
@@ -233,7 +265,7 @@ class MedlitCLI(LightningCLI):
         best = checkpoint.best_model_path if isinstance(checkpoint, ModelCheckpoint) else ""
         if best:
             self._write_run_info(best_checkpoint=best, best_score=float(checkpoint.best_model_score))
-        if not self._run_options().test_after_fit or not getattr(self.datamodule, "has_test_data", True):
+        if not self._run_options().test_after_fit or not self.datamodule.has_test_data:
             return
         self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best or None)
 
@@ -242,15 +274,18 @@ def run_cli(
     model_class: type[LightningModule],
     datamodule_class: type[LightningDataModule],
     outputs_callback_class: type[Callback],
-    links: Sequence[tuple[str, str]] = (),
+    links: Sequence[Link] = (),
+    report_module: str | None = None,
     args: list[str] | None = None,
 ) -> Path | None:
     """Run the CLI; print ``error: ...`` and exit 2 on expected mistakes, else print ``run_dir: <path>``.
 
+    Arguments as :class:`MedlitCLI`'s.
+
     Returns:
         The run directory (also when called from Python, e.g. by tests and the sweep runner).
     """
-    cli = MedlitCLI(model_class, datamodule_class, outputs_callback_class, links=links, args=args)
+    cli = MedlitCLI(model_class, datamodule_class, outputs_callback_class, links, report_module, args)
     finish_wandb(cli.loggers, exit_code=2 if cli.error else 0)
     if cli.error is not None:
         if cli.run_dir is not None and rank_zero_only.rank == 0 and cli.run_dir.is_dir():

@@ -15,40 +15,55 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from common.plots import METRIC_LABELS, save_figure
-from common.results import HEADLINE_METRICS, load_run
+from common.plots import save_figure
+from common.results import RunResult, load_run
 
-__all__ = ["compare_sweep", "configuration_table", "format_mean_std", "sweep_runs"]
+__all__ = ["compare_sweep", "configuration_table", "format_mean_std", "metric_title", "sweep_runs"]
 
 SEED_HINT = "seed"
 
 
-def sweep_runs(sweep_dir: Path) -> tuple[pd.DataFrame, list[str]]:
-    """One row per finished run (``run_id``, the sweep parameters, the validation score, headline metrics), and
-    the names of the sweep parameters in file order."""
+def _finished(sweep_dir: Path) -> list[tuple[str, dict, RunResult]]:
+    """``(run_id, sweep parameters, run)`` of every finished run of the sweep dir, in index order."""
     index_path = sweep_dir / "index.csv"
     if not index_path.exists():
-        return pd.DataFrame(), []
+        return []
     index = pd.read_csv(index_path, dtype=str)
+    return [
+        (entry.run_id, json.loads(entry.params), load_run(Path(entry.run_dir)))
+        for entry in index[index["status"] == "finished"].itertuples()
+    ]
+
+
+def sweep_runs(sweep_dir: Path) -> tuple[pd.DataFrame, list[str]]:
+    """One row per finished run (``run_id``, the sweep parameters, the validation score, the task's headline
+    metrics), and the names of the sweep parameters in file order."""
+    return _frame(_finished(sweep_dir))
+
+
+def _frame(finished: list[tuple[str, dict, RunResult]]) -> tuple[pd.DataFrame, list[str]]:
     rows: list[dict] = []
     params: dict[str, None] = {}  # ordered set
-    for entry in index[index["status"] == "finished"].itertuples():
-        run = load_run(Path(entry.run_dir))
-        values = json.loads(entry.params)
+    for run_id, values, run in finished:
         params.update(dict.fromkeys(values))
         rows.append(
             {
-                "run_id": entry.run_id,
+                "run_id": run_id,
                 **values,
                 "validation": run.validation_score,
                 "monitor": run.monitor,
                 **run.headline(),
-                "distance_unit": run.metrics.get("distance_unit", ""),
-                "run_dir": entry.run_dir,
-                "task": run.task,
+                "run_dir": str(run.path),
             }
         )
     return pd.DataFrame(rows), list(params)
+
+
+def metric_title(run: RunResult, metric: str) -> str:
+    """``<label> (<unit>)`` of a headline metric: the task report's label, the unit ``metrics.json`` states."""
+    label = run.report.metric_labels.get(metric, metric)
+    unit = run.unit(metric)
+    return f"{label} ({unit})" if unit and not unit.startswith("fraction") else label
 
 
 def format_mean_std(values: pd.Series, digits: int = 3) -> str:
@@ -67,10 +82,9 @@ def _varied(runs: pd.DataFrame, params: list[str]) -> tuple[list[str], list[str]
     return [p for p in varied if p not in seeds], seeds
 
 
-def configuration_table(runs: pd.DataFrame, params: list[str]) -> pd.DataFrame:
-    """One row per configuration: the configuration keys, then ``mean ± std (n)`` of each metric."""
+def configuration_table(runs: pd.DataFrame, params: list[str], metrics: list[str]) -> pd.DataFrame:
+    """One row per configuration: the configuration keys, then ``mean ± std (n)`` of each of ``metrics``."""
     keys, _ = _varied(runs, params)
-    metrics = ["validation", *HEADLINE_METRICS[runs["task"].iloc[0]]]
     grouped = list(runs.groupby([runs[k].astype(str) for k in keys], sort=False)) if keys else [("all runs", runs)]
     rows = []
     for name, group in grouped:
@@ -93,8 +107,9 @@ def _label(runs: pd.DataFrame, keys: list[str]) -> pd.Series:
     return runs[keys].astype(str).agg(", ".join, axis=1)
 
 
-def _plot_metrics(runs: pd.DataFrame, keys: list[str], path: Path, unit: str = "") -> Path:
-    metrics = ["validation", *HEADLINE_METRICS[runs["task"].iloc[0]]]
+def _plot_metrics(runs: pd.DataFrame, keys: list[str], path: Path, titles: dict[str, str]) -> Path:
+    """One panel per metric of ``titles`` (metric → panel title), configurations on x, seeds as points."""
+    metrics = list(titles)
     sns.set_theme(style="whitegrid", context="notebook")
     fig, axes = plt.subplots(1, len(metrics), figsize=(3.6 * len(metrics), 4.2), squeeze=False)
     x = keys[0] if keys else "configuration"
@@ -114,10 +129,7 @@ def _plot_metrics(runs: pd.DataFrame, keys: list[str], path: Path, unit: str = "
             ax=ax,
             legend=False,
         )
-        label = METRIC_LABELS.get(metric, metric) + (f" ({unit})" if unit and metric in ("hd95", "asd") else "")
-        ax.set_title(
-            f"test {label}" if metric != "validation" else f"validation {runs['monitor'].iloc[0]}", fontsize=10
-        )
+        ax.set_title(titles[metric], fontsize=10)
         ax.set_ylabel("")
         ax.tick_params(axis="x", rotation=30, labelsize=8)
     fig.suptitle(
@@ -154,14 +166,17 @@ def _plot_curves(runs: pd.DataFrame, keys: list[str], path: Path) -> Path:
 
 def compare_sweep(sweep_dir: Path) -> Path | None:
     """Write the comparison files of a sweep dir; returns ``comparison.md`` (``None`` before any run finished)."""
-    runs, params = sweep_runs(sweep_dir)
-    if runs.empty:
+    finished = _finished(sweep_dir)
+    if not finished:
         return None
+    runs, params = _frame(finished)
     plan = json.loads((sweep_dir / "plan.json").read_text())
     keys, seeds = _varied(runs, params)
     runs.to_csv(sweep_dir / "comparison.csv", index=False)
-    table = configuration_table(runs, params)
-    unit = runs["distance_unit"].iloc[0]
+    first = finished[0][2]
+    headline = list(first.report.headline_metrics)
+    table = configuration_table(runs, params, ["validation", *headline])
+    units = {m: first.unit(m) for m in headline if first.unit(m)}
     notes = [
         f"Sweep `{plan['sweep']}` ({plan['method']}), {len(runs)} finished run(s); "
         f"configurations differ in {', '.join(f'`{k}`' for k in keys) or 'nothing'}"
@@ -169,7 +184,7 @@ def compare_sweep(sweep_dir: Path) -> Path | None:
         + ".",
         f"Cells are mean ± std (number of runs) over seeds. `validation` is each run's best `{runs['monitor'].iloc[0]}`"
         " on the validation split (the checkpoint that was tested); the other columns are test-set metrics"
-        + (f" (hd95 and asd in {unit})" if unit else "")
+        + (" (units: " + ", ".join(f"{m} {u}" for m, u in units.items()) + ")" if units else "")
         + ".",
     ]
     path = sweep_dir / "comparison.md"
@@ -177,6 +192,7 @@ def compare_sweep(sweep_dir: Path) -> Path | None:
         _markdown(table, f"Comparison: {plan['sweep']}", notes)
         + "\n![metrics](comparison_metrics.png)\n\n![curves](comparison_curves.png)\n"
     )
-    _plot_metrics(runs, keys, sweep_dir / "comparison_metrics.png", unit)
+    titles = {"validation": f"validation {first.monitor}"} | {m: f"test {metric_title(first, m)}" for m in headline}
+    _plot_metrics(runs, keys, sweep_dir / "comparison_metrics.png", titles)
     _plot_curves(runs, keys, sweep_dir / "comparison_curves.png")
     return path

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import matplotlib
@@ -11,15 +12,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-__all__ = ["METRIC_LABELS", "history_metric_names", "plot_history", "save_figure"]
-
-METRIC_LABELS = {
-    "loss": "loss",
-    "acc": "accuracy",
-    "bal_acc": "balanced accuracy (macro recall)",
-    "f1_macro": "macro F1",
-    "dice": "Dice",
-}
+__all__ = ["history_metric_names", "plot_history", "save_figure"]
 
 
 def save_figure(fig: plt.Figure, path: Path, dpi: int = 110) -> Path:
@@ -36,8 +29,16 @@ def history_metric_names(history: pd.DataFrame) -> list[str]:
     return sorted(names, key=lambda n: (n != "loss", n))
 
 
-def plot_history(history: pd.DataFrame, path: Path, title: str = "") -> Path:
-    """One panel per metric, training and validation curves over epochs (x = epoch, 1-based)."""
+def plot_history(history: pd.DataFrame, path: Path, title: str = "", labels: Mapping[str, str] | None = None) -> Path:
+    """One panel per metric, training and validation curves over epochs (x = epoch, 1-based).
+
+    Args:
+        history: One row per epoch: ``epoch`` and ``train/<name>``, ``val/<name>`` columns.
+        path: PNG to write.
+        title: Figure title.
+        labels: Axis label of each metric name (the module's ``metric_labels``); the name where missing.
+    """
+    labels = labels or {}
     names = history_metric_names(history)
     sns.set_theme(style="whitegrid", context="notebook")
     cols = min(len(names), 3) or 1
@@ -52,7 +53,7 @@ def plot_history(history: pd.DataFrame, path: Path, title: str = "") -> Path:
                     epochs, history[key], style, markersize=3, label="training" if stage == "train" else "validation"
                 )
         ax.set_xlabel("epoch")
-        ax.set_ylabel(METRIC_LABELS.get(name, name))
+        ax.set_ylabel(labels.get(name, name))
         ax.legend(frameon=False)
     for ax in list(axes.flat)[len(names) :]:
         ax.axis("off")

@@ -1,11 +1,17 @@
 """Reading finished runs back from their run dirs (for comparisons and the report; nothing is recomputed).
 
-A run dir holds ``run_info.json`` (task, checkpoint monitor, parameter count), ``config.yaml``,
+A run dir holds ``run_info.json`` (task, report module, checkpoint monitor, parameter count), ``config.yaml``,
 ``history.csv`` and the test ``metrics.json``; :func:`load_run` gathers them into a :class:`RunResult`.
+
+What a task shows (headline metrics, report sections) comes from the :class:`~common.contracts.TaskReport`
+registered under the run's task name. A task's report module registers itself when imported; the run records
+that module (``report_module`` in ``run_info.json``), so reading a run imports it when needed and this
+module never names a task.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,15 +20,33 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from common.contracts import TaskReport, check_contract
 from common.errors import MedlitError
 
-__all__ = ["HEADLINE_METRICS", "RunResult", "latest_runs", "load_run"]
+__all__ = ["REPORTS", "RunResult", "latest_runs", "load_run", "register_report", "report_for"]
 
-HEADLINE_METRICS = {
-    "classification": ["accuracy", "balanced_accuracy", "f1_macro", "auc_macro"],
-    "segmentation": ["dice", "jaccard", "hd95", "asd"],
-}
-"""Test metrics shown for each task, as named in ``metrics.json``."""
+REPORTS: dict[str, TaskReport] = {}
+"""The registered task reports by task name."""
+
+
+def register_report(report: TaskReport) -> TaskReport:
+    """Register a task's report under ``report.task`` (called by the task's report module on import)."""
+    check_contract(report, TaskReport, "task report")
+    REPORTS[report.task] = report
+    return report
+
+
+def report_for(task: str, report_module: str | None = None) -> TaskReport:
+    """The report registered for ``task``, importing ``report_module`` first when it is not registered yet."""
+    if task not in REPORTS and report_module:
+        try:
+            importlib.import_module(report_module)
+        except ImportError as err:
+            raise MedlitError(f"report module '{report_module}' of task '{task}' cannot be imported ({err})") from None
+    if task not in REPORTS:
+        known = ", ".join(sorted(REPORTS)) or "none"
+        raise MedlitError(f"no report registered for task '{task}' (registered: {known})")
+    return REPORTS[task]
 
 
 @dataclass
@@ -41,7 +65,15 @@ class RunResult:
 
     @property
     def task(self) -> str:
-        return "classification" if "balanced_accuracy" in self.metrics else "segmentation"
+        """The task name the run's module declared (``run_info.json``)."""
+        if "task" not in self.info:
+            raise MedlitError(f"{self.path / 'run_info.json'}: no 'task' key (a run from an older medlit)")
+        return str(self.info["task"])
+
+    @property
+    def report(self) -> TaskReport:
+        """The task's registered report (headline metrics, sections)."""
+        return report_for(self.task, self.info.get("report_module"))
 
     @property
     def monitor(self) -> str:
@@ -64,14 +96,18 @@ class RunResult:
         return float(self.best_epoch()[self.monitor])
 
     def headline(self) -> dict[str, float]:
-        """The task's headline test metrics (segmentation: means over cases)."""
+        """The task's headline test metrics (a per-case summary ``{"mean": ...}`` gives its mean)."""
         out = {}
-        for name in HEADLINE_METRICS[self.task]:
+        for name in self.report.headline_metrics:
             value = self.metrics.get(name)
             out[name] = (
                 float(value["mean"] if isinstance(value, dict) else value) if value is not None else float("nan")
             )
         return out
+
+    def unit(self, metric: str) -> str:
+        """The unit ``metrics.json`` states for ``metric`` (its ``units`` mapping), ``""`` when none is stated."""
+        return str((self.metrics.get("units") or {}).get(metric, ""))
 
     def cfg(self, dotted: str, default: Any = None) -> Any:
         """A value of ``config.yaml`` by dotted key (``model.loss``)."""

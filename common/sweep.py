@@ -28,7 +28,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,7 @@ import yaml
 from common.compare import compare_sweep
 from common.errors import MedlitError
 
-__all__ = ["SweepSpec", "expand_command", "load_sweep", "main", "plan_runs", "run_sweep"]
+__all__ = ["DISTRIBUTIONS", "SweepSpec", "expand_command", "load_sweep", "main", "plan_runs", "run_sweep"]
 
 _PLAN_VERSION = 1
 
@@ -89,6 +89,45 @@ def load_sweep(path: Path) -> SweepSpec:
 
 
 # --- planning ------------------------------------------------------------------------------------------------
+def _int_uniform(param: dict[str, Any], rng: np.random.Generator) -> int:
+    return int(rng.integers(param["min"], param["max"] + 1))
+
+
+def _uniform(param: dict[str, Any], rng: np.random.Generator) -> float:
+    return float(rng.uniform(param["min"], param["max"]))
+
+
+def _log_uniform_values(param: dict[str, Any], rng: np.random.Generator) -> float:
+    return float(math.exp(rng.uniform(math.log(param["min"]), math.log(param["max"]))))
+
+
+def _q_uniform(param: dict[str, Any], rng: np.random.Generator) -> float:
+    q = param.get("q", 1.0)
+    return float(round(rng.uniform(param["min"], param["max"]) / q) * q)
+
+
+def _normal(param: dict[str, Any], rng: np.random.Generator) -> float:
+    return float(rng.normal(param.get("mu", 0.0), param.get("sigma", 1.0)))
+
+
+DISTRIBUTIONS: dict[str, Callable[[dict[str, Any], np.random.Generator], Any]] = {
+    "int_uniform": _int_uniform,
+    "uniform": _uniform,
+    "log_uniform_values": _log_uniform_values,
+    "q_uniform": _q_uniform,
+    "normal": _normal,
+}
+"""W&B distributions the offline random search draws from (besides ``value`` and ``values``)."""
+
+
+def _distribution_name(param: dict[str, Any]) -> str | None:
+    """The W&B distribution of a parameter; W&B infers ``int_uniform``/``uniform`` from ``min``/``max``."""
+    low, high = param.get("min"), param.get("max")
+    if param.get("distribution") is None and low is not None and high is not None:
+        return "int_uniform" if isinstance(low, int) and isinstance(high, int) else "uniform"
+    return param.get("distribution")
+
+
 def _sample(name: str, param: dict[str, Any], rng: np.random.Generator) -> Any:
     """One draw from a W&B parameter specification."""
     if "value" in param:
@@ -97,25 +136,13 @@ def _sample(name: str, param: dict[str, Any], rng: np.random.Generator) -> Any:
         values = param["values"]
         p = param.get("probabilities")
         return values[int(rng.choice(len(values), p=np.asarray(p) / np.sum(p) if p else None))]
-    distribution = param.get("distribution")
-    low, high = param.get("min"), param.get("max")
-    if distribution is None and low is not None and high is not None:
-        distribution = "int_uniform" if isinstance(low, int) and isinstance(high, int) else "uniform"
-    if distribution == "int_uniform":
-        return int(rng.integers(low, high + 1))
-    if distribution == "uniform":
-        return float(rng.uniform(low, high))
-    if distribution == "log_uniform_values":
-        return float(math.exp(rng.uniform(math.log(low), math.log(high))))
-    if distribution == "q_uniform":
-        q = param.get("q", 1.0)
-        return float(round(rng.uniform(low, high) / q) * q)
-    if distribution == "normal":
-        return float(rng.normal(param.get("mu", 0.0), param.get("sigma", 1.0)))
-    raise MedlitError(
-        f"parameters.{name}: distribution '{distribution}' is not supported offline "
-        "(use value, values, min/max, int_uniform, uniform, log_uniform_values, q_uniform or normal)"
-    )
+    distribution = _distribution_name(param)
+    if distribution not in DISTRIBUTIONS:
+        raise MedlitError(
+            f"parameters.{name}: distribution '{distribution}' is not supported offline "
+            f"(use value, values, min/max or one of {', '.join(DISTRIBUTIONS)})"
+        )
+    return DISTRIBUTIONS[distribution](param, rng)
 
 
 def plan_runs(spec: SweepSpec, max_runs: int | None = None, seed: int = 0) -> list[dict[str, Any]] | None:
@@ -249,6 +276,50 @@ def _prepare_dir(sweep_dir: Path, spec: SweepSpec, plan: list[dict[str, Any]] | 
     return plan
 
 
+def _fresh_run_dir(sweep_dir: Path, run_id: str) -> Path:
+    """The run's folder, empty: an interrupted earlier attempt is moved aside (kept as ``<run>.interrupted-N``)."""
+    run_dir = sweep_dir / "runs" / run_id
+    if run_dir.exists():
+        attempt = 1
+        while run_dir.with_name(f"{run_id}.interrupted-{attempt}").exists():
+            attempt += 1
+        run_dir.rename(run_dir.with_name(f"{run_id}.interrupted-{attempt}"))
+    return run_dir
+
+
+def _runner_arguments(spec: SweepSpec, run_dir: Path, runner_args: dict[str, Any]) -> list[str]:
+    """What the runner adds to every run's command, before the sweep parameters."""
+    extra = [f"--config={c}" for c in runner_args["configs"]]
+    extra += [f"--run.dir={run_dir}", f"--run.experiment={spec.name}", f"--run.wandb={runner_args['wandb']}"]
+    extra += [f"--data.root={runner_args['data_root']}"] if runner_args["data_root"] else []
+    return extra + [f"--{o}" for o in runner_args["overrides"]]
+
+
+def _execute(
+    spec: SweepSpec, sweep_dir: Path, index: pd.DataFrame, run_dir: Path, params: dict[str, Any], command: list[str]
+) -> tuple[pd.DataFrame, str, float]:
+    """Run one configuration, recording it in the index before and after; returns the index, status, metric."""
+    run_id = run_dir.name
+    started = time.strftime("%Y-%m-%d %H:%M:%S")
+    index = _set_row(index, run_id, status="running", run_dir=str(run_dir), params=json.dumps(params), started=started)
+    _write_index(sweep_dir, index)
+    start = time.perf_counter()
+    (sweep_dir / "logs").mkdir(exist_ok=True)
+    code = _run_one(command, sweep_dir / "logs" / f"{run_id}.log")
+    metric = _metric_of(run_dir, spec.metric.get("name"), spec.metric.get("goal", "maximize"))
+    status = "finished" if code == 0 and (run_dir / "metrics.json").exists() else f"failed (exit {code})"
+    finished = time.strftime("%Y-%m-%d %H:%M:%S")
+    seconds = round(time.perf_counter() - start, 1)
+    index = _set_row(index, run_id, status=status, finished=finished, seconds=seconds, metric=metric)
+    _write_index(sweep_dir, index)
+    return index, status, metric
+
+
+def _is_finished(index: pd.DataFrame, run_id: str) -> bool:
+    row = index.loc[index["run_id"] == run_id]
+    return not row.empty and row["status"].iloc[0] == "finished"
+
+
 def run_sweep(
     sweep_file: Path,
     sweep_dir: Path | None = None,
@@ -278,46 +349,14 @@ def run_sweep(
     index = _read_index(sweep_dir)
     for position in range(total):
         run_id = f"run{position:03d}"
-        row = index.loc[index["run_id"] == run_id]
-        if not row.empty and row["status"].iloc[0] == "finished":
+        if _is_finished(index, run_id):
             continue
-        run_dir = sweep_dir / "runs" / run_id
-        if run_dir.exists():  # interrupted earlier: keep its files, start over in a clean folder
-            attempt = 1
-            while run_dir.with_name(f"{run_id}.interrupted-{attempt}").exists():
-                attempt += 1
-            run_dir.rename(run_dir.with_name(f"{run_id}.interrupted-{attempt}"))
+        run_dir = _fresh_run_dir(sweep_dir, run_id)
         trial = _ask(study, spec, run_id) if study is not None else None
         params = plan[position] if plan is not None else trial.params
-        extra = [f"--config={c}" for c in configs]
-        extra += [f"--run.dir={run_dir}", f"--run.experiment={spec.name}", f"--run.wandb={wandb_mode}"]
-        extra += [f"--data.root={data_root}"] if data_root else []
-        extra += [f"--{o}" for o in overrides]
-        command = expand_command(spec, params, extra)
-        index = _set_row(
-            index,
-            run_id,
-            status="running",
-            run_dir=str(run_dir),
-            params=json.dumps(params),
-            started=time.strftime("%Y-%m-%d %H:%M:%S"),
-        )
-        _write_index(sweep_dir, index)
+        command = expand_command(spec, params, _runner_arguments(spec, run_dir, runner_args))
         print(f"[sweep {spec.name}] {run_id} ({position + 1}/{total}): {' '.join(command)}", flush=True)
-        start = time.perf_counter()
-        (sweep_dir / "logs").mkdir(exist_ok=True)
-        code = _run_one(command, sweep_dir / "logs" / f"{run_id}.log")
-        metric = _metric_of(run_dir, spec.metric.get("name"), spec.metric.get("goal", "maximize"))
-        status = "finished" if code == 0 and (run_dir / "metrics.json").exists() else f"failed (exit {code})"
-        index = _set_row(
-            index,
-            run_id,
-            status=status,
-            finished=time.strftime("%Y-%m-%d %H:%M:%S"),
-            seconds=round(time.perf_counter() - start, 1),
-            metric=metric,
-        )
-        _write_index(sweep_dir, index)
+        index, status, metric = _execute(spec, sweep_dir, index, run_dir, params, command)
         if study is not None:
             _tell(study, trial, metric, status == "finished")
         compare_sweep(sweep_dir)  # after every run, so a stopped sweep still has its comparison
@@ -345,25 +384,26 @@ def _optuna_study(spec: SweepSpec, sweep_dir: Path, seed: int) -> Any:
     return study
 
 
-def _distribution(name: str, param: dict[str, Any]) -> Any:
+def _optuna_distribution(name: str, param: dict[str, Any]) -> Any:
     import optuna
 
     if "value" in param:
         return optuna.distributions.CategoricalDistribution([param["value"]])
     if "values" in param:
         return optuna.distributions.CategoricalDistribution(param["values"])
-    low, high, kind = param.get("min"), param.get("max"), param.get("distribution")
-    if kind in (None, "int_uniform") and isinstance(low, int) and isinstance(high, int):
-        return optuna.distributions.IntDistribution(low, high)
-    if kind in (None, "uniform"):
-        return optuna.distributions.FloatDistribution(low, high)
-    if kind == "log_uniform_values":
-        return optuna.distributions.FloatDistribution(low, high, log=True)
-    raise MedlitError(f"parameters.{name}: distribution '{kind}' is not supported by the offline bayes search")
+    kinds = {
+        "int_uniform": lambda low, high: optuna.distributions.IntDistribution(low, high),
+        "uniform": lambda low, high: optuna.distributions.FloatDistribution(low, high),
+        "log_uniform_values": lambda low, high: optuna.distributions.FloatDistribution(low, high, log=True),
+    }
+    kind = _distribution_name(param)
+    if kind not in kinds:
+        raise MedlitError(f"parameters.{name}: distribution '{kind}' is not supported by the offline bayes search")
+    return kinds[kind](param["min"], param["max"])
 
 
 def _ask(study: Any, spec: SweepSpec, run_id: str) -> Any:
-    trial = study.ask({n: _distribution(n, p) for n, p in spec.parameters.items()})
+    trial = study.ask({n: _optuna_distribution(n, p) for n, p in spec.parameters.items()})
     trial.set_user_attr("run_id", run_id)
     return trial
 

@@ -5,3 +5,6 @@ CLASS_NAMES: tuple[str, ...] = ("MEL", "NV", "BCC", "AKIEC", "BKL", "DF", "VASC"
 
 DX_CODES: tuple[str, ...] = ("mel", "nv", "bcc", "akiec", "bkl", "df", "vasc")
 """HAM10000 ``dx`` codes, in the order of :data:`CLASS_NAMES`."""
+
+TASK = "classification"
+"""The task name the classifier declares; its report sections are registered under it (``report.py``)."""

@@ -32,6 +32,7 @@ from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 from torchvision.transforms import v2
 
 from common.errors import MedlitError, check_choice
+from common.workers import available_cpus
 from lesion_cls import CLASS_NAMES, DX_CODES
 
 __all__ = [
@@ -215,11 +216,14 @@ def _cache_key(paths: Sequence[str], size_hw: tuple[int, int]) -> str:
     return digest.hexdigest()[:16]
 
 
-def build_pixel_cache(paths: Sequence[str], size_hw: tuple[int, int], cache_dir: Path, threads: int = 4) -> Path:
+def build_pixel_cache(
+    paths: Sequence[str], size_hw: tuple[int, int], cache_dir: Path, threads: int | None = None
+) -> Path:
     """Decode and resize every image once into ``<cache_dir>/pixels-<key>.npy`` (``uint8 [N, H, W, 3]``).
 
     The key hashes paths, sizes, modification times and the target size: an existing file is reused, a
     changed image makes a new one. Written to a temporary name and renamed, so readers never see half a file.
+    Decoding runs in ``threads`` threads (default: the cores this process may use).
     """
     cache_dir.mkdir(parents=True, exist_ok=True)
     target = cache_dir / f"pixels-{_cache_key(paths, size_hw)}.npy"
@@ -232,7 +236,7 @@ def build_pixel_cache(paths: Sequence[str], size_hw: tuple[int, int], cache_dir:
         pixels[i] = _load_rgb(paths[i], size_hw)
 
     rank_zero_info(f"caching {len(paths)} images at {size_hw[0]}x{size_hw[1]} in {target}")
-    with ThreadPoolExecutor(max_workers=threads) as pool:
+    with ThreadPoolExecutor(max_workers=threads or available_cpus()) as pool:
         list(pool.map(fill, range(len(paths))))
     pixels.flush()
     tmp.replace(target)
@@ -350,8 +354,8 @@ class HAM10000DataModule(LightningDataModule):
         color_jitter: Brightness/contrast/saturation jitter strength (0 = off).
         crop_scale_min: Smallest crop area of the random resized crop (1 = off).
         balanced_sampler: Draw training images with probability inversely proportional to class frequency.
-        class_weights: ``none``, ``balanced`` (``n / (C * n_c)`` on the training split, passed to the loss)
-            or an explicit list of 7 weights.
+        class_weights: ``none``, ``balanced`` (``n / (C * n_c)`` on the training split) or an explicit list
+            of 7 weights; :meth:`loss_class_weights` gives them to the model through a CLI link.
         batch_size: Images per batch (per device).
         num_workers: DataLoader worker processes.
         cache_dir: Where decoded pixels are cached (default ``$MEDLIT_CACHE`` or ``~/.cache/medlit``).
@@ -396,7 +400,7 @@ class HAM10000DataModule(LightningDataModule):
             raise MedlitError("data.test_csv is set but data.test_image_dir is not: the test images are needed")
         self.class_names = CLASS_NAMES
         self.table: pd.DataFrame | None = None
-        self.class_weights: torch.Tensor | None = None
+        self._labelled: pd.DataFrame | None = None
         self.train_dataset: LesionImageDataset | None = None
         self.val_dataset: LesionImageDataset | None = None
         self.test_dataset: LesionImageDataset | None = None
@@ -427,9 +431,32 @@ class HAM10000DataModule(LightningDataModule):
             return pd.concat([metadata, test.assign(split="test")], ignore_index=True)
         return metadata.assign(split=split_by_lesion(metadata, hp.val_fraction, hp.test_fraction, hp.split_seed))
 
+    def _labelled_table(self) -> pd.DataFrame:
+        """:meth:`_read_table`, read once."""
+        if self._labelled is None:
+            self._labelled = self._read_table()
+        return self._labelled
+
+    def loss_class_weights(self) -> list[float] | None:
+        """The loss's class weights from ``data.class_weights`` (``None`` for ``none``).
+
+        ``balanced`` is ``n / (C * n_c)`` over the training split's labels (read from the metadata; no image is
+        decoded), 1 for a class absent from it.
+        """
+        setting = self.hparams.class_weights
+        if not isinstance(setting, str):
+            return [float(w) for w in setting]
+        if setting == "none":
+            return None
+        table = self._labelled_table()
+        labels = table.loc[table["split"] == "train", "label"].to_numpy()
+        counts = np.bincount(labels, minlength=len(CLASS_NAMES)).astype(np.float64)
+        weights = np.where(counts > 0, len(labels) / (len(CLASS_NAMES) * np.maximum(counts, 1)), 1.0)
+        return [float(w) for w in weights]
+
     def prepare_data(self) -> None:
         """Check the files and build the pixel cache (once per node)."""
-        table = self._read_table()
+        table = self._labelled_table()
         build_pixel_cache(table["path"].tolist(), self.image_size, self.cache_dir)
 
     def setup(self, stage: str) -> None:
@@ -438,7 +465,7 @@ class HAM10000DataModule(LightningDataModule):
             return
         if self.table is not None:
             return
-        table = self._read_table()
+        table = self._labelled_table()
         cache_file = build_pixel_cache(table["path"].tolist(), self.image_size, self.cache_dir)
         self.table = table
         hp = self.hparams
@@ -449,7 +476,6 @@ class HAM10000DataModule(LightningDataModule):
             transform = build_transforms(split == "train", self.image_size, self.mean, self.std, **augment)
             dataset = LesionImageDataset(table.iloc[rows], self.image_size, transform, cache_file, rows)
             setattr(self, f"{split}_dataset", dataset)
-        self.class_weights = self._class_weights(self.train_dataset.labels)
         self._log_summary()
 
     def _setup_predict(self) -> None:
@@ -466,16 +492,6 @@ class HAM10000DataModule(LightningDataModule):
         if self.hparams.normalize == "none":
             return (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
         return IMAGENET_MEAN, IMAGENET_STD
-
-    def _class_weights(self, labels: np.ndarray) -> torch.Tensor | None:
-        setting = self.hparams.class_weights
-        if isinstance(setting, str):
-            if setting == "none":
-                return None
-            counts = np.bincount(labels, minlength=len(CLASS_NAMES)).astype(np.float64)
-            weights = np.where(counts > 0, len(labels) / (len(CLASS_NAMES) * np.maximum(counts, 1)), 1.0)
-            return torch.tensor(weights, dtype=torch.float32)
-        return torch.tensor(setting, dtype=torch.float32)
 
     def _log_summary(self) -> None:
         assert self.table is not None

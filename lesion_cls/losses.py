@@ -7,13 +7,14 @@ and label smoothing, so that ``FocalLoss(gamma=0)`` equals ``nn.CrossEntropyLoss
   ``q_i = (1 - eps) * onehot(y_i) + eps / C`` (label smoothing ``eps``),
 * ``reduction="mean"`` divides by ``sum_i w_{y_i}`` (by ``N`` without class weights ``w``).
 
-``alpha`` is the focal paper's per-class balancing factor (Lin et al., ICCV 2017); ``weight`` are the
-datamodule's class weights, set after construction with :meth:`set_class_weights`.
+``alpha`` is the focal paper's per-class balancing factor (Lin et al., ICCV 2017); ``weight`` are the class
+weights computed on the training split (``data.class_weights``, linked to ``model.loss_weights``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -26,23 +27,26 @@ __all__ = ["LOSSES", "CEFocalLoss", "CrossEntropyLoss", "FocalLoss", "build_loss
 _REDUCTIONS = ("mean", "sum", "none")
 
 
-class _WeightedLoss(nn.Module):
-    """Shared checks and the class-weight buffer (not saved: it is recomputed from the training split)."""
+def _as_weight(weight: Sequence[float] | torch.Tensor | None) -> torch.Tensor | None:
+    return None if weight is None else torch.as_tensor(weight, dtype=torch.float32).detach().clone()
 
-    def __init__(self, label_smoothing: float = 0.0, reduction: str = "mean") -> None:
+
+class _WeightedLoss(nn.Module):
+    """Shared checks and the class-weight buffer (not saved: it follows the training split's configuration)."""
+
+    def __init__(
+        self,
+        label_smoothing: float = 0.0,
+        reduction: str = "mean",
+        weight: Sequence[float] | torch.Tensor | None = None,
+    ) -> None:
         super().__init__()
         check_choice("reduction", reduction, _REDUCTIONS)
         if not 0.0 <= label_smoothing < 1.0:
-            raise MedlitError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
+            raise MedlitError(f"model.label_smoothing must be in [0, 1), got {label_smoothing}")
         self.label_smoothing = label_smoothing
         self.reduction = reduction
-        self.register_buffer("weight", None, persistent=False)
-
-    def set_class_weights(self, weight: torch.Tensor | None) -> None:
-        self.weight = None if weight is None else weight.detach().clone().float().to(self._device())
-
-    def _device(self) -> torch.device:
-        return next((b.device for b in self.buffers()), torch.device("cpu"))
+        self.register_buffer("weight", _as_weight(weight), persistent=False)
 
     def _check(self, logits: torch.Tensor, target: torch.Tensor) -> None:
         if logits.ndim != 2 or target.ndim != 1 or logits.shape[0] != target.shape[0]:
@@ -77,6 +81,7 @@ class FocalLoss(_WeightedLoss):
         alpha: Optional per-class factors ``[C]``.
         label_smoothing: See module docstring.
         reduction: ``mean``, ``sum`` or ``none``.
+        weight: Optional class weights ``[C]``.
     """
 
     def __init__(
@@ -85,10 +90,11 @@ class FocalLoss(_WeightedLoss):
         alpha: Sequence[float] | None = None,
         label_smoothing: float = 0.0,
         reduction: str = "mean",
+        weight: Sequence[float] | torch.Tensor | None = None,
     ) -> None:
-        super().__init__(label_smoothing, reduction)
+        super().__init__(label_smoothing, reduction, weight)
         if gamma < 0:
-            raise MedlitError(f"focal gamma must be >= 0, got {gamma}")
+            raise MedlitError(f"model.focal_gamma must be >= 0, got {gamma}")
         self.gamma = gamma
         self.register_buffer("alpha", None if alpha is None else torch.as_tensor(alpha, dtype=torch.float32))
 
@@ -120,21 +126,38 @@ class CEFocalLoss(nn.Module):
         ce_weight: float = 1.0,
         focal_weight: float = 1.0,
         reduction: str = "mean",
+        weight: Sequence[float] | torch.Tensor | None = None,
     ) -> None:
         super().__init__()
-        self.ce = CrossEntropyLoss(label_smoothing, reduction)
-        self.focal = FocalLoss(gamma, alpha, label_smoothing, reduction)
+        self.ce = CrossEntropyLoss(label_smoothing, reduction, weight)
+        self.focal = FocalLoss(gamma, alpha, label_smoothing, reduction, weight)
         self.ce_weight, self.focal_weight = ce_weight, focal_weight
-
-    def set_class_weights(self, weight: torch.Tensor | None) -> None:
-        self.ce.set_class_weights(weight)
-        self.focal.set_class_weights(weight)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return self.ce_weight * self.ce(logits, target) + self.focal_weight * self.focal(logits, target)
 
 
-LOSSES: dict[str, type[nn.Module]] = {"ce": CrossEntropyLoss, "focal": FocalLoss, "ce_focal": CEFocalLoss}
+def _ce(options: dict[str, Any]) -> nn.Module:
+    return CrossEntropyLoss(options["label_smoothing"], weight=options["weight"])
+
+
+def _focal(options: dict[str, Any]) -> nn.Module:
+    return FocalLoss(options["gamma"], options["alpha"], options["label_smoothing"], weight=options["weight"])
+
+
+def _ce_focal(options: dict[str, Any]) -> nn.Module:
+    return CEFocalLoss(
+        options["gamma"],
+        options["alpha"],
+        options["label_smoothing"],
+        options["ce_weight"],
+        options["focal_weight"],
+        weight=options["weight"],
+    )
+
+
+LOSSES: dict[str, Callable[[dict[str, Any]], nn.Module]] = {"ce": _ce, "focal": _focal, "ce_focal": _ce_focal}
+"""Loss builders by name; each takes the options of :func:`build_loss` it uses."""
 
 
 def build_loss(
@@ -144,11 +167,16 @@ def build_loss(
     label_smoothing: float = 0.0,
     ce_weight: float = 1.0,
     focal_weight: float = 1.0,
+    class_weights: Sequence[float] | torch.Tensor | None = None,
 ) -> nn.Module:
     """The loss registered under ``name`` (``ce``, ``focal``, ``ce_focal``); other arguments where they apply."""
-    check_choice("loss", name, LOSSES)
-    if name == "ce":
-        return CrossEntropyLoss(label_smoothing)
-    if name == "focal":
-        return FocalLoss(focal_gamma, focal_alpha, label_smoothing)
-    return CEFocalLoss(focal_gamma, focal_alpha, label_smoothing, ce_weight, focal_weight)
+    check_choice("model.loss", name, LOSSES)
+    options = {
+        "gamma": focal_gamma,
+        "alpha": focal_alpha,
+        "label_smoothing": label_smoothing,
+        "ce_weight": ce_weight,
+        "focal_weight": focal_weight,
+        "weight": class_weights,
+    }
+    return LOSSES[name](options)

@@ -1,4 +1,4 @@
-"""The lesion classifier: a timm backbone, a registered loss, Adam, torchmetrics per stage."""
+"""The lesion classifier: a timm backbone, a registered loss, an optimizer by name, torchmetrics per stage."""
 
 from __future__ import annotations
 
@@ -17,10 +17,11 @@ from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score, MulticlassRecall
 
 from common.errors import MedlitError, check_choice
-from lesion_cls import CLASS_NAMES
+from common.optim import OPTIMIZERS, SCHEDULERS, configure_optimizers
+from lesion_cls import CLASS_NAMES, TASK
 from lesion_cls.losses import build_loss
 
-__all__ = ["SCHEDULERS", "LesionClassifier", "create_backbone"]
+__all__ = ["LesionClassifier", "create_backbone"]
 
 _HUB_HOST = ("huggingface.co", 443)
 
@@ -91,23 +92,6 @@ def create_backbone(
     return timm.create_model(name, pretrained=pretrained, **kwargs)
 
 
-def _cosine(optimizer: torch.optim.Optimizer, max_epochs: int) -> Any:
-    return {"scheduler": torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, max_epochs))}
-
-
-def _plateau(optimizer: torch.optim.Optimizer, max_epochs: int) -> Any:
-    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=0.5, patience=2)
-    return {"scheduler": scheduler, "monitor": "val/loss"}
-
-
-def _step(optimizer: torch.optim.Optimizer, max_epochs: int) -> Any:
-    return {"scheduler": torch.optim.lr_scheduler.StepLR(optimizer, step_size=max(1, max_epochs // 3), gamma=0.1)}
-
-
-SCHEDULERS = {"cosine": _cosine, "plateau": _plateau, "step": _step}
-"""Epoch-wise LR schedulers by name (``none`` = constant LR, the seed's setting)."""
-
-
 class LesionClassifier(LightningModule):
     """Image classifier for the 7 ISIC 2018 classes.
 
@@ -122,16 +106,27 @@ class LesionClassifier(LightningModule):
         ce_weight: Weight of the CE term in ``ce_focal``.
         focal_weight: Weight of the focal term in ``ce_focal``.
         label_smoothing: Label smoothing of every loss.
-        lr: Adam learning rate (seed: 1e-3).
-        weight_decay: Adam weight decay.
-        scheduler: ``none``, ``cosine``, ``plateau`` (on ``val/loss``) or ``step``.
+        loss_weights: Per-class weights of the loss (class order MEL..VASC); linked from the datamodule's
+            ``data.class_weights`` setting, computed on the training split.
+        optimizer: ``adam`` (the seed's), ``adamw`` or ``sgd`` (:data:`common.optim.OPTIMIZERS`).
+        lr: Learning rate (seed: 1e-3).
+        weight_decay: Weight decay.
+        scheduler: ``none``, ``cosine``, ``plateau`` (on ``val/loss``) or ``step`` (:data:`common.optim.SCHEDULERS`).
     """
 
+    task = TASK
     monitor = "val/bal_acc"
     """Checkpoint selection: balanced accuracy (macro recall) on validation data, the ISIC 2018 ranking metric."""
     monitor_mode = "max"
     checkpoint_overrides = {"pretrained": False, "pretrained_file": None}
     """Init arguments the CLI sets when weights come from a checkpoint (no hub download for test/predict)."""
+    metric_labels = {
+        "loss": "loss",
+        "acc": "accuracy",
+        "bal_acc": "balanced accuracy (macro recall)",
+        "f1_macro": "macro F1",
+    }
+    """Axis labels of the logged metrics (``train/<name>``, ``val/<name>``)."""
 
     def __init__(
         self,
@@ -145,18 +140,24 @@ class LesionClassifier(LightningModule):
         ce_weight: float = 1.0,
         focal_weight: float = 1.0,
         label_smoothing: float = 0.0,
+        loss_weights: Sequence[float] | None = None,
+        optimizer: str = "adam",
         lr: float = 1e-3,
         weight_decay: float = 0.0,
         scheduler: str = "none",
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        if scheduler != "none":
-            check_choice("model.scheduler", scheduler, SCHEDULERS)
-        self.class_names = CLASS_NAMES
+        check_choice("model.optimizer", optimizer, OPTIMIZERS)
+        check_choice("model.scheduler", scheduler, SCHEDULERS)
         num_classes = len(CLASS_NAMES)
+        if loss_weights is not None and len(loss_weights) != num_classes:
+            raise MedlitError(f"model.loss_weights needs {num_classes} numbers, got {len(loss_weights)}")
+        self.class_names = CLASS_NAMES
         self.net = create_backbone(backbone, num_classes, pretrained, pretrained_file, drop_rate)
-        self.criterion = build_loss(loss, focal_gamma, focal_alpha, label_smoothing, ce_weight, focal_weight)
+        self.criterion = build_loss(
+            loss, focal_gamma, focal_alpha, label_smoothing, ce_weight, focal_weight, loss_weights
+        )
         metrics = MetricCollection(
             {
                 "acc": MulticlassAccuracy(num_classes, average="micro"),
@@ -167,11 +168,6 @@ class LesionClassifier(LightningModule):
         self.train_metrics = metrics.clone(prefix="train/")
         self.val_metrics = metrics.clone(prefix="val/")
         self.test_metrics = metrics.clone(prefix="test/")
-
-    def setup(self, stage: str) -> None:
-        """Take the class weights the datamodule computed on the training split (``data.class_weights``)."""
-        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-        self.criterion.set_class_weights(getattr(datamodule, "class_weights", None))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Logits ``[N, 7]`` for images ``[N, 3, H, W]``."""
@@ -221,8 +217,7 @@ class LesionClassifier(LightningModule):
         return {"probs": probs, "target": batch["label"], "image_id": batch["image_id"]}
 
     def configure_optimizers(self) -> Any:
-        optimizer = torch.optim.Adam(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
-        if self.hparams.scheduler == "none":
-            return optimizer
-        max_epochs = self.trainer.max_epochs if self.trainer.max_epochs and self.trainer.max_epochs > 0 else 1
-        return {"optimizer": optimizer, "lr_scheduler": SCHEDULERS[self.hparams.scheduler](optimizer, max_epochs)}
+        hp = self.hparams
+        return configure_optimizers(
+            self.parameters(), self.trainer.max_epochs, hp.optimizer, hp.lr, hp.weight_decay, hp.scheduler
+        )

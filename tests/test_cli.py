@@ -12,7 +12,7 @@ from common.cli import RunOptions, resolve_run_dir
 from common.errors import MedlitError
 from common.loggers import resolve_wandb_mode
 from lesion_cls.__main__ import main
-from tests.conftest import REPO, tiny_cls_args
+from tests.helpers import REPO, tiny_cls_args
 
 
 def test_run_dirs_are_new_and_explicit_dirs_are_not_reused(tmp_path: Path) -> None:

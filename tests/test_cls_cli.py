@@ -17,7 +17,7 @@ from sklearn.metrics import accuracy_score, classification_report, precision_rec
 
 from lesion_cls import CLASS_NAMES
 from lesion_cls.__main__ import main
-from tests.conftest import REPO, tiny_cls_args
+from tests.helpers import REPO, tiny_cls_args
 
 
 @pytest.fixture(scope="module")

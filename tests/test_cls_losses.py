@@ -25,8 +25,7 @@ def batch() -> tuple[torch.Tensor, torch.Tensor]:
 def test_focal_with_gamma_0_equals_cross_entropy(batch, label_smoothing, weighted, reduction) -> None:
     logits, target = batch
     weight = torch.linspace(0.5, 2.0, 7) if weighted else None
-    focal = FocalLoss(gamma=0.0, label_smoothing=label_smoothing, reduction=reduction)
-    focal.set_class_weights(weight)
+    focal = FocalLoss(gamma=0.0, label_smoothing=label_smoothing, reduction=reduction, weight=weight)
     expected = F.cross_entropy(logits, target, weight=weight, label_smoothing=label_smoothing, reduction=reduction)
     torch.testing.assert_close(focal(logits, target), expected)
 
@@ -78,15 +77,14 @@ def test_ce_focal_is_the_weighted_sum(batch) -> None:
 def test_class_weights_reach_both_terms(batch) -> None:
     logits, target = batch
     weight = torch.linspace(0.1, 3.0, 7)
-    combined = build_loss("ce_focal", focal_gamma=0.0)
-    combined.set_class_weights(weight)
+    combined = build_loss("ce_focal", focal_gamma=0.0, class_weights=weight)
     torch.testing.assert_close(combined(logits, target), 2 * F.cross_entropy(logits, target, weight=weight))
 
 
 def test_registry_and_checks(batch) -> None:
     logits, target = batch
     assert isinstance(build_loss("ce"), CrossEntropyLoss)
-    with pytest.raises(MedlitError, match="unknown loss 'dice'.*ce, ce_focal, focal"):
+    with pytest.raises(MedlitError, match="unknown model.loss 'dice'.*ce, ce_focal, focal"):
         build_loss("dice")
     with pytest.raises(MedlitError, match="reduction"):
         FocalLoss(reduction="avg")

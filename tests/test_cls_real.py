@@ -11,7 +11,7 @@ import pytest
 from lesion_cls import CLASS_NAMES
 from lesion_cls.__main__ import main
 from lesion_cls.data import read_ham_metadata, read_isic_ground_truth
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 pytestmark = pytest.mark.real
 

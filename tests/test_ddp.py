@@ -13,7 +13,7 @@ import pytest
 
 from lesion_cls import CLASS_NAMES
 from lesion_cls.metrics import classification_metrics
-from tests.conftest import REPO, tiny_cls_args, tiny_seg_args
+from tests.helpers import REPO, tiny_cls_args, tiny_seg_args
 
 DDP = ("--trainer.strategy", "ddp", "--trainer.devices", "2", "--trainer.accelerator", "cpu")
 

@@ -7,7 +7,7 @@ import tomllib
 
 import yaml
 
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 
 def _pins(requirements: list[str]) -> dict[str, str]:

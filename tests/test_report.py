@@ -17,7 +17,7 @@ import yaml
 from common.report import build_report, fmt
 from common.results import latest_runs
 from lesion_cls.__main__ import main as cls_main
-from tests.conftest import tiny_cls_args, tiny_seg_args
+from tests.helpers import tiny_cls_args, tiny_seg_args
 from volume_seg.__main__ import main as seg_main
 
 

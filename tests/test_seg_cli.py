@@ -14,7 +14,7 @@ import torch
 import yaml
 from medpy.metric import binary as medpy
 
-from tests.conftest import tiny_seg_args
+from tests.helpers import tiny_seg_args
 from volume_seg.__main__ import main
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import REPO
+from tests.helpers import REPO
 from volume_seg.__main__ import main
 from volume_seg.data import discover_cases, load_volume, read_case_list
 

@@ -16,7 +16,7 @@ import yaml
 
 from common.errors import MedlitError
 from common.sweep import expand_command, load_sweep, plan_runs
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 
 def _write(path: Path, data: dict) -> Path:
@@ -187,10 +187,10 @@ run_dir = Path(args["run.dir"])
 run_dir.mkdir(parents=True)
 x = float(args["model.x"])
 (run_dir / "config.yaml").write_text("model: {x: %s}\\n" % x)
-(run_dir / "run_info.json").write_text(json.dumps({"monitor": "val/score", "monitor_mode": "max"}))
+(run_dir / "run_info.json").write_text(json.dumps({"monitor": "val/score", "monitor_mode": "max",
+                                                   "task": "toy_regression", "report_module": "tests.toy_task.report"}))
 (run_dir / "history.csv").write_text("epoch,train/loss,val/score\\n0,1.0,%r\\n" % (-(x - 0.3) ** 2))
-(run_dir / "metrics.json").write_text(json.dumps({"dice": {"mean": 1 - abs(x - 0.3)}, "jaccard": {"mean": 0.5},
-                                                   "hd95": {"mean": 1.0}, "asd": {"mean": 1.0}}))
+(run_dir / "metrics.json").write_text(json.dumps({"mae": abs(x - 0.3), "rmse": abs(x - 0.3)}))
 """
 
 

@@ -4,18 +4,25 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from common.cli import run_cli
+from common.cli import Link, run_cli
 from volume_seg.callbacks import SegmentationOutputs
 from volume_seg.data import VolumeDataModule
 from volume_seg.model import VolumeSegmenter
 
 # set once, in the data section: the network's outputs follow the classes, the sliding window the patch
-LINKS = (("data.num_classes", "model.num_classes"), ("data.patch_size", "model.roi_size"))
+# and the class names of the outputs follow the data's
+LINKS = (
+    Link("data.num_classes", "model.num_classes"),
+    Link("data.patch_size", "model.roi_size"),
+    Link("data.class_names", "model.class_names"),
+)
 
 
 def main(args: list[str] | None = None) -> Path | None:
     """Entry point of ``python -m volume_seg`` and the ``volume-seg`` console script; returns the run dir."""
-    return run_cli(VolumeSegmenter, VolumeDataModule, SegmentationOutputs, links=LINKS, args=args)
+    return run_cli(
+        VolumeSegmenter, VolumeDataModule, SegmentationOutputs, LINKS, report_module="volume_seg.report", args=args
+    )
 
 
 if __name__ == "__main__":

@@ -19,18 +19,10 @@ import pandas as pd
 from lightning.pytorch import Callback, LightningModule, Trainer
 
 from common.callbacks import atomic_path, gather_objects, run_dir_of, write_json
-from volume_seg.metrics import EMPTY_POLICY, METRIC_NAMES, case_metrics, summarize
+from volume_seg.metrics import EMPTY_POLICY, METRIC_DEFINITIONS, METRIC_NAMES, case_metrics, summarize
 from volume_seg.viz import plot_overlay, plot_surfaces, surface_meshes, write_surfaces_html
 
-__all__ = ["METRIC_DEFINITIONS", "SegmentationOutputs"]
-
-METRIC_DEFINITIONS = {
-    "dice": "2|P∩G| / (|P| + |G|) per case and foreground class (medpy.metric.binary.dc)",
-    "jaccard": "|P∩G| / |P∪G| (medpy.metric.binary.jc)",
-    "hd95": "95th percentile of the symmetric surface distances (medpy.metric.binary.hd95)",
-    "asd": "mean distance from the predicted surface to the ground-truth surface (medpy.metric.binary.asd)",
-    "summary": "mean and std over test cases of each case's value (multi-class: averaged over foreground classes)",
-}
+__all__ = ["SegmentationOutputs"]
 
 
 def _spacing(spacing: np.ndarray) -> list[float] | None:
@@ -67,9 +59,8 @@ class SegmentationOutputs(Callback):
         label = batch["label"][0, 0].cpu().numpy().astype(np.uint8) if "label" in batch else None
         spacing = _spacing(batch["spacing"][0].cpu().numpy())
         if label is not None:
-            names = getattr(trainer.datamodule, "class_names", None)
             unit = "mm" if spacing is not None else "voxels"
-            for row in case_metrics(mask, label, num_classes, spacing, names):
+            for row in case_metrics(mask, label, num_classes, spacing, pl_module.class_names):
                 self._rows.append({"case": case, **row, "distance_unit": unit})
         if self.save_masks:
             with atomic_path(out / "predictions" / f"{case}.nii.gz") as tmp:

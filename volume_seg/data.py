@@ -35,6 +35,8 @@ from sklearn.model_selection import train_test_split
 from torch.utils.data import Dataset
 
 from common.errors import MedlitError, check_choice
+from common.workers import available_cpus
+from volume_seg import default_class_names
 
 __all__ = [
     "AUGMENTATIONS",
@@ -117,18 +119,21 @@ _LAYOUTS: dict[str, Callable[[Path], list[dict[str, Any]]]] = {
 }
 
 
+_LAYOUT_SIGNS: dict[str, Callable[[Path], bool]] = {
+    "msd": lambda root: (root / "dataset.json").is_file(),
+    "folders": lambda root: (root / "images").is_dir() and (root / "labels").is_dir(),
+    "la_h5": lambda root: any((d / LA_FILE).is_file() for d in root.iterdir() if d.is_dir()),
+}
+"""How ``layout: auto`` recognises each layout, tried in this order."""
+
+
 def discover_cases(root: Path, layout: str = "auto") -> tuple[str, list[dict[str, Any]]]:
     """The layout and one record (``case``, ``image``, ``label``, ``format``) per labelled case."""
     if not root.is_dir():
         raise MedlitError(f"data.root {root} does not exist")
     if layout == "auto":
-        if (root / "dataset.json").is_file():
-            layout = "msd"
-        elif (root / "images").is_dir() and (root / "labels").is_dir():
-            layout = "folders"
-        elif any((d / LA_FILE).is_file() for d in root.iterdir() if d.is_dir()):
-            layout = "la_h5"
-        else:
+        layout = next((name for name, sign in _LAYOUT_SIGNS.items() if sign(root)), "")
+        if not layout:
             raise MedlitError(
                 f"{root}: no known layout (dataset.json, images/ + labels/, or <CASE>/{LA_FILE}); set data.layout"
             )
@@ -391,11 +396,7 @@ class VolumeDataModule(LightningDataModule):
             raise MedlitError("data.val_fraction must be in (0, 1) and data.test_fraction in [0, 1)")
         if class_names is not None and len(class_names) != num_classes:
             raise MedlitError(f"data.class_names has {len(class_names)} names for {num_classes} classes")
-        self.class_names = class_names or (
-            ["background", "foreground"]
-            if num_classes == 2
-            else ["background", *(f"class_{c}" for c in range(1, num_classes))]
-        )
+        self.class_names = list(class_names or default_class_names(num_classes))
         self.split: pd.DataFrame | None = None
         self.train_dataset: PatchDataset | None = None
         self.val_dataset: _Volumes | None = None
@@ -449,7 +450,12 @@ class VolumeDataModule(LightningDataModule):
 
     def _cache(self, records: list[dict[str, Any]]) -> CacheDataset:
         return CacheDataset(
-            records, self._deterministic(), cache_rate=1.0, num_workers=4, progress=False, copy_cache=False
+            records,
+            self._deterministic(),
+            cache_rate=1.0,
+            num_workers=available_cpus(),
+            progress=False,
+            copy_cache=False,
         )
 
     def _training_transform(self) -> mt.Compose:

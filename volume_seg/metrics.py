@@ -29,6 +29,7 @@ from scipy.ndimage import binary_erosion, distance_transform_edt, generate_binar
 
 __all__ = [
     "EMPTY_POLICY",
+    "METRIC_DEFINITIONS",
     "METRIC_NAMES",
     "asd",
     "assd",
@@ -47,6 +48,14 @@ EMPTY_POLICY = (
     "dice and jaccard are 0 when exactly one is empty and NaN when both are; "
     "summary means and stds are over the cases where a metric is defined, and n_undefined counts the rest"
 )
+
+METRIC_DEFINITIONS = {
+    "dice": "2|P∩G| / (|P| + |G|) per case and foreground class (medpy.metric.binary.dc)",
+    "jaccard": "|P∩G| / |P∪G| (medpy.metric.binary.jc)",
+    "hd95": "95th percentile of the symmetric surface distances (medpy.metric.binary.hd95)",
+    "asd": "mean distance from the predicted surface to the ground-truth surface (medpy.metric.binary.asd)",
+    "summary": "mean and std over test cases of each case's value (multi-class: averaged over foreground classes)",
+}
 
 
 def _as_bool(mask: Any) -> np.ndarray:

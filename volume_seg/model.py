@@ -1,4 +1,4 @@
-"""The volume segmenter: a MONAI 3D U-Net, a registered loss, Adam, sliding-window evaluation."""
+"""The volume segmenter: a MONAI 3D U-Net, a registered loss, an optimizer by name, sliding-window evaluation."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ from monai.transforms import KeepLargestConnectedComponent
 from torch import nn
 
 from common.errors import MedlitError, check_choice
+from common.optim import OPTIMIZERS, SCHEDULERS, configure_optimizers
+from volume_seg import TASK, default_class_names
 from volume_seg.losses import build_loss, output_channels
 
 __all__ = ["NETWORKS", "VolumeSegmenter", "build_network"]
@@ -75,9 +77,13 @@ class VolumeSegmenter(LightningModule):
         channels: Feature maps per level.
         strides: Downsampling per level (one fewer than ``channels``).
         dropout: Dropout in the network.
+        class_names: Names of the classes, background first (linked from ``data.class_names``; default
+            :func:`default_class_names`), used in the per-case outputs.
         loss: ``bce``, ``dice``, ``dice_ce`` or ``dice_focal`` (see :mod:`volume_seg.losses`).
-        lr: Adam learning rate.
-        weight_decay: Adam weight decay.
+        optimizer: ``adam`` (the seed's), ``adamw`` or ``sgd`` (:data:`common.optim.OPTIMIZERS`).
+        lr: Learning rate.
+        weight_decay: Weight decay.
+        scheduler: ``none``, ``cosine``, ``plateau`` (on ``val/loss``) or ``step`` (:data:`common.optim.SCHEDULERS`).
         roi_size: Sliding-window size (linked from ``data.patch_size``).
         sw_batch_size: Windows evaluated together.
         sw_overlap: Overlap of neighbouring windows.
@@ -86,9 +92,14 @@ class VolumeSegmenter(LightningModule):
             test and predict).
     """
 
+    task = TASK
     monitor = "val/dice"
     """Checkpoint selection: mean foreground Dice over the validation volumes."""
     monitor_mode = "max"
+    metric_labels = {"loss": "loss", "dice": "Dice"}
+    """Axis labels of the logged metrics (``train/<name>``, ``val/<name>``)."""
+    checkpoint_overrides: dict[str, Any] = {}
+    """Nothing to change when the weights come from a checkpoint (no pretrained weights are downloaded)."""
 
     def __init__(
         self,
@@ -97,9 +108,12 @@ class VolumeSegmenter(LightningModule):
         channels: list[int] = (16, 32, 64, 128, 256),
         strides: list[int] = (2, 2, 2, 2),
         dropout: float = 0.0,
+        class_names: list[str] | None = None,
         loss: Literal["bce", "dice", "dice_ce", "dice_focal"] = "dice",
+        optimizer: str = "adam",
         lr: float = 1e-3,
         weight_decay: float = 0.0,
+        scheduler: str = "none",
         roi_size: list[int] = (112, 112, 80),
         sw_batch_size: int = 2,
         sw_overlap: float = 0.5,
@@ -108,7 +122,12 @@ class VolumeSegmenter(LightningModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
+        check_choice("model.optimizer", optimizer, OPTIMIZERS)
+        check_choice("model.scheduler", scheduler, SCHEDULERS)
+        if class_names is not None and len(class_names) != num_classes:
+            raise MedlitError(f"data.class_names has {len(class_names)} names for {num_classes} classes")
         self.num_classes = num_classes
+        self.class_names = list(class_names or default_class_names(num_classes))
         self.net = build_network(net, num_classes, channels, strides, dropout)
         self.criterion = build_loss(loss, num_classes)
         # binary: the single channel is the foreground; multi-class: background channel excluded
@@ -119,9 +138,6 @@ class VolumeSegmenter(LightningModule):
     def forward(self, volume: torch.Tensor) -> torch.Tensor:
         """Logits ``[B, C, X, Y, Z]`` for volumes ``[B, 1, X, Y, Z]``."""
         return self.net(volume)
-
-    def _loss(self, logits: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
-        return self.criterion(logits, label.float() if self.hparams.loss != "bce" else label)
 
     def predict_volume(self, volume: torch.Tensor) -> torch.Tensor:
         """Sliding-window logits over a whole volume ``[B, 1, X, Y, Z]`` (MONAI inferer)."""
@@ -147,7 +163,7 @@ class VolumeSegmenter(LightningModule):
         return nn.functional.one_hot(mask[:, 0].long(), self.num_classes).movedim(-1, 1).float()
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        loss = self._loss(self(batch["image"]), batch["label"])
+        loss = self.criterion(self(batch["image"]), batch["label"])
         batch_size = len(batch["image"])
         self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=batch_size)
         self.log("train/loss_step", loss, on_step=True, on_epoch=False, batch_size=batch_size)
@@ -156,7 +172,7 @@ class VolumeSegmenter(LightningModule):
     def _evaluate(self, batch: dict[str, Any], stage: str) -> dict[str, Any]:
         logits = self.predict_volume(batch["image"])
         mask = self.to_mask(logits)
-        self.log(f"{stage}/loss", self._loss(logits, batch["label"]), on_epoch=True, batch_size=1, sync_dist=True)
+        self.log(f"{stage}/loss", self.criterion(logits, batch["label"]), on_epoch=True, batch_size=1, sync_dist=True)
         getattr(self, f"{stage}_dice")(y_pred=self._one_hot(mask), y=self._one_hot(batch["label"]))
         return {"mask": mask, "case": batch["case"]}
 
@@ -181,5 +197,8 @@ class VolumeSegmenter(LightningModule):
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
         return {"mask": self.to_mask(self.predict_volume(batch["image"])), "case": batch["case"]}
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.Adam(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+    def configure_optimizers(self) -> Any:
+        hp = self.hparams
+        return configure_optimizers(
+            self.parameters(), self.trainer.max_epochs, hp.optimizer, hp.lr, hp.weight_decay, hp.scheduler
+        )

@@ -1,0 +1,107 @@
+"""The written contracts between the shared pieces and a task: what the CLI and the report need from it.
+
+A task (``lesion_cls``, ``volume_seg``, or a third one) provides
+
+* a LightningModule class that satisfies :class:`TaskModule` (its task name, the checkpoint monitor, labels
+  for its logged metrics, init arguments to override when weights come from a checkpoint),
+* a LightningDataModule class that satisfies :class:`TaskDataModule` (whether it has test data, its split),
+* a report module that registers a :class:`TaskReport` for its task name (``register_report``).
+
+:func:`check_contract` checks a class against a contract once, when the CLI starts, and names each missing
+member, so that a misspelt attribute is an error rather than a silent default.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
+
+from common.errors import MedlitError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from common.results import RunResult
+
+__all__ = ["Block", "TaskDataModule", "TaskModule", "TaskReport", "check_contract", "contract_members"]
+
+Block = tuple[str, Any, Any]
+"""One piece of a report: ``(kind, content, extra)`` with kind ``h1``/``h2``/``h3`` (content = text), ``p``
+(Markdown-light text: ``**bold**`` and ```code```), ``table`` (content = DataFrame, extra = index header),
+``img`` (content = PNG path, extra = caption) or ``link`` (content = file path, extra = link text)."""
+
+
+@runtime_checkable
+class TaskModule(Protocol):
+    """What the CLI needs from a task's LightningModule class (class attributes)."""
+
+    task: ClassVar[str]
+    """The task name, written to ``run_info.json``; the report looks its sections up under it."""
+    monitor: ClassVar[str]
+    """The logged validation key that selects the checkpoint (e.g. ``val/<metric>``)."""
+    monitor_mode: ClassVar[str]
+    """``max`` or ``min``."""
+    metric_labels: ClassVar[Mapping[str, str]]
+    """Axis labels of the logged metrics by short name (``train/<name>``, ``val/<name>``) for the curves."""
+    checkpoint_overrides: ClassVar[Mapping[str, Any]]
+    """Init arguments set when the weights come from a checkpoint (e.g. no hub download)."""
+
+
+@runtime_checkable
+class TaskDataModule(Protocol):
+    """What the CLI and the house callbacks need from a task's LightningDataModule."""
+
+    @property
+    def has_test_data(self) -> bool:
+        """Whether ``fit`` is followed by a test (the CLI's ``run.test_after_fit``)."""
+        ...
+
+    def split_table(self) -> pd.DataFrame:
+        """One row per sample or case with its split (saved as ``split.csv`` once set up)."""
+        ...
+
+
+@runtime_checkable
+class TaskReport(Protocol):
+    """A task's part of the report and of sweep comparisons; registered with ``register_report``."""
+
+    task: str
+    """The task name the module declares."""
+    title: str
+    """Short title of the task, used in the report's default title."""
+    headline_metrics: Sequence[str]
+    """Test metrics shown in comparisons, as named in ``metrics.json`` (a number or ``{"mean": ...}``)."""
+    metric_labels: Mapping[str, str]
+    """Readable names of the headline metrics."""
+
+    def sections(self, runs: list[RunResult]) -> list[Block]:
+        """The report blocks for this task's runs (all read from the run dirs)."""
+        ...
+
+
+def contract_members(protocol: type) -> list[str]:
+    """The public members a protocol asks for: its annotations, methods and properties."""
+    names = [n for n in getattr(protocol, "__annotations__", {}) if not n.startswith("_")]
+    names += [
+        n for n, v in vars(protocol).items() if not n.startswith("_") and (callable(v) or isinstance(v, property))
+    ]
+    return list(dict.fromkeys(names))
+
+
+def check_contract(cls: type, protocol: type, role: str) -> None:
+    """Raise a :class:`MedlitError` naming every member of ``protocol`` that ``cls`` lacks.
+
+    Args:
+        cls: The class (or object) to check.
+        protocol: One of this module's protocols.
+        role: What ``cls`` is for, in the message (e.g. ``model class``).
+    """
+    missing = [name for name in contract_members(protocol) if not hasattr(cls, name)]
+    if missing:
+        name = getattr(cls, "__qualname__", type(cls).__qualname__)
+        module = getattr(cls, "__module__", "")
+        raise MedlitError(
+            f"{module}.{name}: the {role} does not satisfy {protocol.__name__}; missing "
+            + ", ".join(f"'{m}'" for m in missing)
+            + " (see common/contracts.py)"
+        )

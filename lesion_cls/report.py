@@ -1,0 +1,155 @@
+"""The classification part of the report (registered for the task ``classification``).
+
+For the classification runs: the model-parameter table, overall metrics per run, per-class tables, curves, ROC
+curves, confusion matrices, calibration and the Grad-CAM examples of the better model (chosen on validation
+balanced accuracy). Everything is read from the run dirs: ``metrics.json``, ``classification_report.csv``,
+``history.csv``, ``config.yaml``, ``run_info.json`` and the figures the test wrote.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from common.contracts import Block
+from common.report import best_run, fmt, table
+from common.results import RunResult, register_report
+from lesion_cls import CLASS_NAMES, TASK
+
+__all__ = ["PARAMETERS", "ClassificationReport"]
+
+PARAMETERS: dict[str, str] = {
+    "backbone": "model.backbone",
+    "pretrained": "model.pretrained",
+    "loss": "model.loss",
+    "focal gamma": "model.focal_gamma",
+    "optimizer": "model.optimizer",
+    "learning rate": "model.lr",
+    "scheduler": "model.scheduler",
+    "epochs": "trainer.max_epochs",
+    "batch size": "data.batch_size",
+    "image size": "data.image_size",
+    "augmentation": "data.augment",
+    "balanced sampler": "data.balanced_sampler",
+    "class weights": "data.class_weights",
+}
+"""The parameter table: row label → config key (then the trainable parameters and the seed)."""
+
+
+def _parameters(run: RunResult) -> dict[str, object]:
+    values = {label: run.cfg(key) for label, key in PARAMETERS.items()}
+    if "focal" not in str(values["loss"]):
+        values["focal gamma"] = None  # not used by the loss
+    return {**values, "trainable parameters": run.info["trainable_parameters"], "seed": run.cfg("seed_everything")}
+
+
+def _overall(run: RunResult) -> dict[str, str]:
+    best = run.best_epoch()
+    m = run.metrics
+    return {
+        "selected epoch": int(best["epoch"]) + 1,
+        "train loss": fmt(best.get("train/loss")),
+        "validation loss": fmt(best.get("val/loss")),
+        "train accuracy": fmt(best.get("train/acc")),
+        "validation accuracy": fmt(best.get("val/acc")),
+        "validation balanced accuracy": fmt(best.get("val/bal_acc")),
+        "test loss": fmt(m.get("loss")),
+        "test accuracy": fmt(m.get("accuracy")),
+        "test balanced accuracy": fmt(m.get("balanced_accuracy")),
+        "test macro F1": fmt(m.get("f1_macro")),
+        "test macro AUC": fmt(m.get("auc_macro")),
+        "test ECE": fmt(m.get("ece")),
+    }
+
+
+def _per_class(run: RunResult) -> pd.DataFrame:
+    report = pd.read_csv(run.path / "classification_report.csv", index_col=0)
+    shown = report.copy()
+    for column in ("precision", "recall", "f1-score"):
+        shown[column] = [fmt(v) if not pd.isna(v) else "" for v in report[column]]
+    shown["support"] = report["support"].astype(int).astype(str)
+    return shown
+
+
+def _figures(runs: list[RunResult]) -> list[Block]:
+    blocks: list[Block] = [("h3", "Training and validation curves", None)]
+    blocks += [
+        ("img", run.path / "curves.png", f"{run.experiment}: loss, accuracy, balanced accuracy, macro F1")
+        for run in runs
+    ]
+    blocks.append(("h3", "ROC curves", None))
+    blocks += [("img", run.path / "roc.png", f"{run.experiment}: one-vs-rest ROC per class") for run in runs]
+    blocks.append(("h3", "Confusion matrices", None))
+    blocks += [("img", run.path / "confusion_matrix.png", f"{run.experiment}") for run in runs]
+    blocks.append(("h3", "Calibration", None))
+    blocks += [
+        ("img", run.path / "calibration.png", f"{run.experiment}: reliability diagram")
+        for run in runs
+        if (run.path / "calibration.png").exists()
+    ]
+    return blocks
+
+
+def _gradcam(better: RunResult) -> list[Block]:
+    blocks: list[Block] = [("h3", f"Grad-CAM examples of the better model ({better.experiment})", None)]
+    folder = better.path / "gradcam"
+    for class_folder in sorted(folder.iterdir()) if folder.is_dir() else []:
+        examples = sorted(class_folder.glob("correct_*.png"))[:1] + sorted(class_folder.glob("wrong_*.png"))[:1]
+        if not examples:
+            blocks.append(("p", f"{class_folder.name}: no test image of this class.", None))
+        blocks += [("img", path, f"{class_folder.name}: {path.stem.split('_')[0]}ly classified") for path in examples]
+    return blocks
+
+
+@dataclass(frozen=True)
+class ClassificationReport:
+    """The :class:`~common.contracts.TaskReport` of the classifier's runs (:data:`lesion_cls.TASK`)."""
+
+    task: str = TASK
+    title: str = "skin-lesion classification"
+    headline_metrics: tuple[str, ...] = ("accuracy", "balanced_accuracy", "f1_macro", "auc_macro")
+    metric_labels: dict[str, str] = field(
+        default_factory=lambda: {
+            "accuracy": "accuracy",
+            "balanced_accuracy": "balanced accuracy (macro recall)",
+            "f1_macro": "macro F1",
+            "auc_macro": "macro AUC",
+        }
+    )
+
+    def sections(self, runs: list[RunResult]) -> list[Block]:
+        first, better = runs[0], best_run(runs)
+        intro = (
+            f"Data: `{first.cfg('data.root')}`, split by `lesion_id` (no lesion in two splits), seed "
+            f"{first.cfg('data.split_seed')}; {first.metrics.get('n_images')} test images. Classes in the fixed "
+            f"order {', '.join(CLASS_NAMES)}. Each model was tested with the checkpoint of its best validation "
+            "balanced accuracy."
+        )
+        blocks: list[Block] = [
+            ("h2", "Skin-lesion classification (HAM10000 / ISIC 2018 Task 3)", None),
+            ("p", intro, None),
+            ("h3", "Model parameters", None),
+            ("table", table({run.experiment: _parameters(run) for run in runs}), "parameter"),
+            ("h3", "Overall metrics", None),
+            (
+                "p",
+                "Training and validation values are those of the selected epoch; test values are on the held-out "
+                "test split. Balanced accuracy is the mean per-class recall (the ISIC 2018 ranking metric); ECE is "
+                "the expected calibration error over 15 confidence bins.",
+                None,
+            ),
+            ("table", table({run.experiment: _overall(run) for run in runs}), "metric"),
+            (
+                "p",
+                f"**Better model: {better.experiment}**, chosen on validation balanced accuracy "
+                f"({fmt(better.validation_score)}), not on test data.",
+                None,
+            ),
+        ]
+        for run in runs:
+            blocks += [("h3", f"Per-class results: {run.experiment}", None), ("table", _per_class(run), "class")]
+        return blocks + _figures(runs) + _gradcam(better)
+
+
+REPORT = register_report(ClassificationReport())

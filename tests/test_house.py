@@ -1,0 +1,140 @@
+"""The house rules: ``common/`` knows no task, functions stay short, and a third task plugs in unchanged."""
+
+from __future__ import annotations
+
+import ast
+import itertools
+import json
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from common.cli import run_cli
+from common.contracts import TaskDataModule, TaskModule, check_contract
+from common.errors import MedlitError
+from common.report import build_report
+from common.results import latest_runs
+from tests.helpers import REPO
+from tests.toy_task.callbacks import ToyOutputs
+from tests.toy_task.data import ToyDataModule
+from tests.toy_task.model import ToyRegressor
+
+TASK_WORDS = re.compile(
+    r"lesion_cls|volume_seg|gradcam|views3d|classification_report|balanced_accuracy|bal_acc|"
+    r"\bdice\b|\bhd95\b|\basd\b|\bjaccard\b|auc_macro|distance_unit|\bclassification\b|\bsegmentation\b|HAM10000",
+    re.IGNORECASE,
+)
+PACKAGES = ("common", "lesion_cls", "volume_seg")
+
+
+def _docstring_nodes(tree: ast.AST) -> set[int]:
+    kinds = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
+    docs = {id(n.body[0].value) for n in ast.walk(tree) if isinstance(n, kinds) and n.body and _is_str(n.body[0])}
+    # attribute docstrings: a string statement right after an assignment
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if isinstance(body, list):
+            for before, statement in itertools.pairwise(body):
+                if isinstance(before, ast.Assign | ast.AnnAssign) and _is_str(statement):
+                    docs.add(id(statement.value))
+    return docs
+
+
+def _is_str(statement: ast.stmt) -> bool:
+    return (
+        isinstance(statement, ast.Expr)
+        and isinstance(statement.value, ast.Constant)
+        and isinstance(statement.value.value, str)
+    )
+
+
+def test_common_names_no_task_outside_docstrings() -> None:
+    found = []
+    for path in sorted((REPO / "common").glob("*.py")):
+        tree = ast.parse(path.read_text())
+        docs = _docstring_nodes(tree)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import | ast.ImportFrom):
+                modules = [a.name for a in node.names] + [getattr(node, "module", None) or ""]
+                found += [f"{path.name}:{node.lineno} imports {m}" for m in modules if TASK_WORDS.search(m)]
+            elif isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docs:
+                if TASK_WORDS.search(node.value):
+                    found.append(f"{path.name}:{node.lineno} {node.value[:60]!r}")
+            elif isinstance(node, ast.Name | ast.Attribute):
+                name = node.id if isinstance(node, ast.Name) else node.attr
+                if TASK_WORDS.search(name):
+                    found.append(f"{path.name}:{node.lineno} names {name}")
+    assert not found, found
+
+
+def test_the_rule_above_would_catch_a_task_name() -> None:
+    tree = ast.parse('"""Docstrings may say balanced_accuracy."""\nKEY = "balanced_accuracy"\n')
+    docs = _docstring_nodes(tree)
+    strings = [n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and id(n) not in docs]
+    assert strings == ["balanced_accuracy"] and TASK_WORDS.search(strings[0])
+
+
+def test_no_function_over_60_lines() -> None:
+    long = []
+    for package in PACKAGES:
+        for path in sorted((REPO / package).glob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.end_lineno - node.lineno >= 60:
+                    long.append(f"{package}/{path.name}:{node.name} ({node.end_lineno - node.lineno + 1} lines)")
+    assert not long, long
+
+
+def test_the_tasks_satisfy_the_contracts() -> None:
+    from lesion_cls.data import HAM10000DataModule
+    from lesion_cls.model import LesionClassifier
+    from volume_seg.data import VolumeDataModule
+    from volume_seg.model import VolumeSegmenter
+
+    for module, datamodule in ((LesionClassifier, HAM10000DataModule), (VolumeSegmenter, VolumeDataModule)):
+        check_contract(module, TaskModule, "model class")
+        check_contract(datamodule, TaskDataModule, "datamodule class")
+    assert LesionClassifier.task != VolumeSegmenter.task
+
+
+def test_a_missing_contract_member_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bare_module = type("BareModule", (), {"monitor": "val/x"})
+    with pytest.raises(MedlitError, match=r"does not satisfy TaskModule; missing 'task', 'monitor_mode', 'metric"):
+        check_contract(bare_module, TaskModule, "model class")
+    # a misspelt flag is an error at start, not a silent default
+    bare_data = type("BareData", (), {"has_test_date": True, "split_table": lambda self: None})
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(ToyRegressor, bare_data, ToyOutputs, args=["fit", "--run.root", str(tmp_path)])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and "missing 'has_test_data'" in err[0]
+    assert not any(tmp_path.iterdir())  # nothing written
+
+
+@pytest.mark.smoke
+def test_a_third_task_runs_through_the_cli_and_the_report(tmp_path: Path) -> None:
+    args = [
+        *("--run.root", str(tmp_path / "runs"), "--run.wandb", "off", "--run.experiment", "toy"),
+        *("--trainer.max_epochs", "3", "--trainer.enable_progress_bar", "false"),
+        *("--trainer.enable_model_summary", "false", "--trainer.log_every_n_steps", "1"),
+    ]
+    run_dir = run_cli(
+        ToyRegressor, ToyDataModule, ToyOutputs, report_module="tests.toy_task.report", args=["fit", *args]
+    )
+    info = json.loads((run_dir / "run_info.json").read_text())
+    assert info["task"] == "toy_regression" and info["report_module"] == "tests.toy_task.report"
+    assert info["monitor"] == "val/mae" and info["best_checkpoint"].endswith(".ckpt")
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    history = pd.read_csv(run_dir / "history.csv")
+    assert len(history) == 3 and history["val/mae"].notna().all()
+    assert pd.read_csv(run_dir / "split.csv")["split"].value_counts().to_dict() == {"train": 120, "val": 40, "test": 40}
+    run = latest_runs(tmp_path / "runs")["toy"]
+    assert run.task == "toy_regression" and run.headline() == {"mae": metrics["mae"], "rmse": metrics["rmse"]}
+    assert run.unit("mae") == "y units"
+    md, html = build_report([run], tmp_path / "report")
+    text = md.read_text()
+    assert text.startswith("# medlit: toy regression") and "## Toy regression" in text
+    assert "| optimizer | sgd |" in text and f"| mae | {metrics['mae']:.3f} |" in text
+    assert "**Best toy run: toy**, chosen on validation MAE" in text
+    assert "data:image/png;base64," in html.read_text()

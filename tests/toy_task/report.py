@@ -1,0 +1,41 @@
+"""The toy task's report section, registered under its task name."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from common.contracts import Block
+from common.report import best_run, fmt, table
+from common.results import RunResult, register_report
+from tests.toy_task import TASK
+
+
+@dataclass(frozen=True)
+class ToyReport:
+    task: str = TASK
+    title: str = "toy regression"
+    headline_metrics: tuple[str, ...] = ("mae", "rmse")
+    metric_labels: dict[str, str] = field(default_factory=lambda: {"mae": "MAE", "rmse": "RMSE"})
+
+    def sections(self, runs: list[RunResult]) -> list[Block]:
+        rows = {
+            run.experiment: {
+                "optimizer": run.cfg("model.optimizer"),
+                **{m: fmt(run.metrics[m]) for m in ("mae", "rmse")},
+            }
+            for run in runs
+        }
+        best = best_run(runs)
+        return [
+            ("h2", "Toy regression", None),
+            ("table", table(rows), "quantity"),
+            (
+                "p",
+                f"**Best toy run: {best.experiment}**, chosen on validation MAE ({fmt(best.validation_score)}).",
+                None,
+            ),
+            ("img", best.path / "curves.png", f"{best.experiment}: curves"),
+        ]
+
+
+REPORT = register_report(ToyReport())

@@ -1,0 +1,113 @@
+"""The segmentation part of the report (registered for the task ``segmentation``).
+
+For the segmentation runs: each configuration's parameters and test metrics (mean ± std over cases, with the
+distance unit the run states), the configuration chosen on validation Dice, training curves, and the 2D overlays
+and 3D views of that configuration. Everything is read from the run dirs (``metrics.json``, ``history.csv``,
+``config.yaml``, ``run_info.json`` and the figures the test wrote).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from common.contracts import Block
+from common.report import best_run, fmt, mean_std, table
+from common.results import RunResult, register_report
+from volume_seg import TASK
+
+__all__ = ["PARAMETERS", "SegmentationReport"]
+
+PARAMETERS: dict[str, str] = {
+    "network": "model.net",
+    "channels": "model.channels",
+    "loss": "model.loss",
+    "optimizer": "model.optimizer",
+    "learning rate": "model.lr",
+    "batch size": "data.batch_size",
+    "epochs": "trainer.max_epochs",
+    "patches per volume": "data.patches_per_volume",
+    "patch size": "data.patch_size",
+    "augmentation": "data.augment",
+    "normalisation": "data.normalize",
+    "largest component": "model.largest_component",
+}
+"""The configuration table: row label → config key (then the trainable parameters and the seed)."""
+
+
+def _parameters(run: RunResult) -> dict[str, object]:
+    values = {label: run.cfg(key) for label, key in PARAMETERS.items()}
+    return {**values, "trainable parameters": run.info["trainable_parameters"], "seed": run.cfg("seed_everything")}
+
+
+def _test_metrics(run: RunResult, unit: str) -> dict[str, object]:
+    m = run.metrics
+    return {
+        "selected epoch": int(run.best_epoch()["epoch"]) + 1,
+        "validation Dice": fmt(run.validation_score),
+        "test Dice": mean_std(m["dice"]),
+        "test Jaccard": mean_std(m["jaccard"]),
+        f"test HD95 ({unit})": mean_std(m["hd95"], 2),
+        f"test ASD ({unit})": mean_std(m["asd"], 2),
+        "cases with HD95 defined": f"{m['hd95']['n_defined']}/{m['n_cases']}",
+        "empty predictions": m.get("n_empty_prediction", 0),
+    }
+
+
+def _figures(runs: list[RunResult], best: RunResult) -> list[Block]:
+    blocks: list[Block] = [("h3", "Training curves", None)]
+    blocks += [
+        ("img", run.path / "curves.png", f"{run.experiment}: training loss, validation loss and Dice") for run in runs
+    ]
+    blocks.append(("h3", f"2D overlays of the best configuration ({best.experiment})", None))
+    blocks += [
+        ("img", path, f"{path.stem}: image, ground truth, prediction, errors")
+        for path in sorted((best.path / "overlays").glob("*.png"))[:4]
+    ]
+    blocks.append(("h3", f"3D views of the best configuration ({best.experiment})", None))
+    for path in sorted((best.path / "views3d").glob("*.png"))[:2]:
+        blocks.append(("img", path, f"{path.stem}: ground truth, prediction, overlay (marching cubes)"))
+        if path.with_suffix(".html").exists():
+            blocks.append(("link", path.with_suffix(".html"), f"{path.stem}: interactive 3D view"))
+    return blocks
+
+
+@dataclass(frozen=True)
+class SegmentationReport:
+    """The :class:`~common.contracts.TaskReport` of the segmenter's runs (:data:`volume_seg.TASK`)."""
+
+    task: str = TASK
+    title: str = "3D segmentation"
+    headline_metrics: tuple[str, ...] = ("dice", "jaccard", "hd95", "asd")
+    metric_labels: dict[str, str] = field(
+        default_factory=lambda: {"dice": "Dice", "jaccard": "Jaccard", "hd95": "HD95", "asd": "ASD"}
+    )
+
+    def sections(self, runs: list[RunResult]) -> list[Block]:
+        first, best = runs[0], best_run(runs)
+        unit = first.metrics.get("distance_unit", "voxels")
+        intro = (
+            f"Data: `{first.cfg('data.root')}`; {first.metrics.get('n_cases')} test cases, evaluated on whole "
+            "volumes by sliding-window inference with the checkpoint of the best validation Dice. Dice and Jaccard "
+            "are fractions; HD95 (95th-percentile symmetric surface distance) and ASD (mean distance from the "
+            f"predicted to the true surface) are in {unit}, as defined by medpy. "
+            f"Empty masks: {first.metrics.get('empty_mask_policy', 'n/a')}."
+        )
+        blocks: list[Block] = [
+            ("h2", "3D segmentation", None),
+            ("p", intro, None),
+            ("h3", "Configurations", None),
+            ("table", table({run.experiment: _parameters(run) for run in runs}), "parameter"),
+            ("h3", "Test metrics", None),
+            ("p", "Mean ± standard deviation over test cases.", None),
+            ("table", table({run.experiment: _test_metrics(run, unit) for run in runs}), "metric"),
+            (
+                "p",
+                f"**Best configuration: {best.experiment}**, chosen on validation Dice ({fmt(best.validation_score)}), "
+                "not on test data.",
+                None,
+            ),
+        ]
+        return blocks + _figures(runs, best)
+
+
+REPORT = register_report(SegmentationReport())
