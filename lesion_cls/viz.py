@@ -98,13 +98,23 @@ def plot_calibration(calibration: dict[str, Any], path: Path, title: str = "Reli
     return save_figure(fig, path)
 
 
-def gradcam_maps(model: nn.Module, target_layer: str, images: torch.Tensor, class_index: int) -> np.ndarray:
-    """Grad-CAM maps ``[N, H, W]`` in ``[0, 1]`` at the input's size, for ``class_index``.
+def _min_max(maps: torch.Tensor) -> torch.Tensor:
+    """Each map scaled to ``[0, 1]`` with its minimum at 0 and its maximum at 1 (constant maps: 0)."""
+    flat = maps.flatten(1)
+    low, high = flat.min(dim=1).values, flat.max(dim=1).values
+    shape = (-1,) + (1,) * (maps.ndim - 1)
+    return (maps - low.view(shape)) / (high - low).clamp_min(1e-12).view(shape)
 
-    Runs with gradients enabled even inside Lightning's inference mode; ``model`` should be in eval mode.
+
+def gradcam_maps(model: nn.Module, target_layer: str, images: torch.Tensor, class_index: int) -> np.ndarray:
+    """Grad-CAM maps ``[N, H, W]`` in ``[0, 1]`` at the input's size, for ``class_index``; 1 = strongest evidence.
+
+    MONAI's default post-processing maps (min, max) to (1, 0), which would show the evidence the other way
+    round; :func:`_min_max` keeps the strongest evidence at 1. Runs with gradients enabled even inside
+    Lightning's inference mode; ``model`` should be in eval mode.
     """
     with torch.inference_mode(False), torch.enable_grad():
-        cam = GradCAM(nn_module=model, target_layers=target_layer)
+        cam = GradCAM(nn_module=model, target_layers=target_layer, postprocessing=_min_max)
         maps = cam(images.detach().clone().requires_grad_(True), class_idx=class_index)
     return maps[:, 0].detach().cpu().numpy()
 

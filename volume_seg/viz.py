@@ -34,7 +34,8 @@ def overlay_slices(mask: np.ndarray, n: int = 3, axis: int = 2) -> list[int]:
     occupied = np.flatnonzero(per_slice)
     if occupied.size == 0:
         return [int(s) for s in np.linspace(0, mask.shape[axis] - 1, n + 2)[1:-1].round()]
-    picks = np.quantile(occupied, np.linspace(0.2, 0.8, n)).round().astype(int)
+    # quantiles of the occupied slices themselves ("nearest"), so a gap between two structures is never picked
+    picks = np.quantile(occupied, np.linspace(0.2, 0.8, n), method="nearest").astype(int)
     return sorted({int(p) for p in picks})
 
 
