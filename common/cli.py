@@ -41,7 +41,7 @@ from lightning.pytorch.utilities import rank_zero_only
 
 from common.callbacks import MetricHistory, RunTimer, SplitExport, write_json
 from common.contracts import TaskDataModule, TaskModule, check_contract
-from common.errors import MedlitError
+from common.errors import MedlitError, find_medlit_error
 from common.loggers import WandbMode, build_loggers, finish_wandb
 
 __all__ = ["Link", "MedlitCLI", "RunOptions", "resolve_run_dir", "run_cli"]
@@ -169,8 +169,10 @@ class MedlitCLI(LightningCLI):
                 auto_configure_optimizers=False,  # the modules own their optimizer and schedule (common.optim)
                 args=args,
             )
-        except MedlitError as err:
-            self.error = err
+        except Exception as err:  # an expected mistake may reach here wrapped by a library (see find_medlit_error)
+            self.error = find_medlit_error(err)
+            if self.error is None:
+                raise
 
     # --- parser -----------------------------------------------------------------------------------
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:

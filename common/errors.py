@@ -6,7 +6,7 @@ traceback. Anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
-__all__ = ["MedlitError", "check_choice"]
+__all__ = ["MedlitError", "check_choice", "find_medlit_error"]
 
 
 class MedlitError(Exception):
@@ -18,3 +18,26 @@ def check_choice(kind: str, name: str, choices: dict | list | tuple) -> None:
     if name not in choices:
         valid = ", ".join(sorted(map(str, choices)))
         raise MedlitError(f"unknown {kind} '{name}'; choose one of: {valid}")
+
+
+_WORKER_MARK = "MedlitError: "
+
+
+def find_medlit_error(error: BaseException) -> MedlitError | None:
+    """The :class:`MedlitError` behind ``error``, also when a library re-raised it wrapped.
+
+    MONAI's ``Compose`` and thread pools raise ``RuntimeError`` from it (``__cause__``/``__context__``); a
+    DataLoader worker process re-creates it with the worker's traceback as its message, whose last
+    ``MedlitError:`` line is the original message.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, MedlitError):
+            text = str(current)
+            if "Traceback (most recent call last)" in text and _WORKER_MARK in text:
+                return MedlitError(text.rsplit(_WORKER_MARK, 1)[1].strip())
+            return current
+        current = current.__cause__ or current.__context__
+    return None

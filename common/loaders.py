@@ -1,10 +1,20 @@
-"""How much CPU parallelism a run may use: derived from the cores this process may run on, not fixed numbers."""
+"""Data-loading pieces every task uses: the cores a run may use, and evaluation without repeated samples.
+
+Lightning's distributed sampler pads the validation and test sets so that every process gets the same number
+of batches, which counts some samples twice in the metrics. :func:`evaluation_sampler` gives each process a
+disjoint share instead (uneven by at most one sample), so metrics synced across processes count every sample
+once.
+"""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator, Sized
 
-__all__ = ["available_cpus"]
+import torch
+from torch.utils.data import DistributedSampler, Sampler
+
+__all__ = ["UnrepeatedDistributedSampler", "available_cpus", "evaluation_sampler"]
 
 
 def available_cpus() -> int:
@@ -13,3 +23,31 @@ def available_cpus() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # no affinity masks (macOS, Windows)
         return max(1, os.cpu_count() or 1)
+
+
+class UnrepeatedDistributedSampler(DistributedSampler):
+    """Samples ``rank, rank + world, rank + 2 world, ...`` in order: every sample on exactly one process.
+
+    A :class:`~torch.utils.data.DistributedSampler`, so Lightning keeps it instead of installing its own
+    padding one.
+    """
+
+    def __init__(self, dataset: Sized, num_replicas: int, rank: int) -> None:
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=False, drop_last=False)
+        self.num_samples = len(range(rank, len(dataset), num_replicas))
+        self.total_size = len(dataset)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(range(self.rank, self.total_size, self.num_replicas))
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+
+def evaluation_sampler(dataset: Sized) -> Sampler | None:
+    """The sampler of a validation/test/predict loader: ``None`` (in order) in one process, else an
+    :class:`UnrepeatedDistributedSampler` over the running process group."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return None
+    world = torch.distributed.get_world_size()
+    return UnrepeatedDistributedSampler(dataset, world, torch.distributed.get_rank()) if world > 1 else None

@@ -16,7 +16,7 @@ import pandas as pd
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 
-from common.callbacks import gather_objects, run_dir_of, write_json
+from common.callbacks import atomic_path, gather_objects, run_dir_of, write_json
 from lesion_cls import CLASS_NAMES
 from lesion_cls.data import LesionImageDataset
 from lesion_cls.metrics import (
@@ -30,7 +30,10 @@ from lesion_cls.metrics import (
 )
 from lesion_cls.viz import gradcam_maps, plot_calibration, plot_confusion, plot_gradcam, plot_roc
 
-__all__ = ["ClassificationOutputs", "predictions_frame"]
+__all__ = ["LOGGED_METRICS", "ClassificationOutputs", "predictions_frame"]
+
+LOGGED_METRICS = ("loss", "accuracy", "balanced_accuracy", "f1_macro", "auc_macro", "ece")
+"""Test metrics logged as ``test/<name>``: the same numbers as in ``metrics.json``."""
 
 
 def predictions_frame(image_ids: list[str], probs: np.ndarray, labels: np.ndarray | None) -> pd.DataFrame:
@@ -67,8 +70,14 @@ class ClassificationOutputs(Callback):
     on_predict_epoch_start = _reset
 
     def _collect(self, outputs: dict[str, Any]) -> None:
+        losses = outputs.get("loss")
         self._batches.append(
-            (list(outputs["image_id"]), outputs["probs"].cpu().numpy(), outputs["target"].cpu().numpy())
+            (
+                list(outputs["image_id"]),
+                outputs["probs"].cpu().numpy(),
+                outputs["target"].cpu().numpy(),
+                losses.cpu().numpy() if losses is not None else np.full(len(outputs["image_id"]), np.nan),
+            )
         )
 
     def on_test_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, *_: Any) -> None:
@@ -77,36 +86,53 @@ class ClassificationOutputs(Callback):
     def on_predict_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, *_: Any) -> None:
         self._collect(outputs)
 
-    def _gathered(self) -> tuple[list[str], np.ndarray, np.ndarray]:
-        """All ranks' rows, each image once (distributed samplers pad with repeats)."""
-        ids: list[str] = []
-        probs, target = [], []
-        seen: set[str] = set()
+    def _gathered(self) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+        """All ranks' rows (ids, probabilities, targets, losses), each image once, in first-seen order."""
+        rows: dict[str, tuple[np.ndarray, int, float]] = {}
         for batches in gather_objects(self._batches):
-            for batch_ids, batch_probs, batch_target in batches:
+            for batch_ids, batch_probs, batch_target, batch_loss in batches:
                 for i, image_id in enumerate(batch_ids):
-                    if image_id not in seen:
-                        seen.add(image_id)
-                        ids.append(image_id)
-                        probs.append(batch_probs[i])
-                        target.append(batch_target[i])
-        return ids, np.asarray(probs), np.asarray(target, dtype=np.int64)
+                    rows.setdefault(image_id, (batch_probs[i], int(batch_target[i]), float(batch_loss[i])))
+        ids = list(rows)
+        probs = np.asarray([rows[i][0] for i in ids])
+        target = np.asarray([rows[i][1] for i in ids], dtype=np.int64)
+        return ids, probs, target, np.asarray([rows[i][2] for i in ids], dtype=np.float64)
 
     # --- test ---
     def on_test_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        ids, probs, target = self._gathered()
-        if not trainer.is_global_zero or not ids:
+        """Score the test images once: the same numbers are logged (``test/<name>``) and written."""
+        ids, probs, target, losses = self._gathered()
+        if not ids:
             return
-        out = run_dir_of(trainer)
-        predictions_frame(ids, probs, target).to_csv(out / "predictions.csv", index=False, float_format="%.6f")
+        metrics = self._metrics(probs, target, losses, trainer)
+        for name in LOGGED_METRICS:  # every process logs the same number
+            pl_module.log(f"test/{name}", metrics[name], sync_dist=False)
+        if trainer.is_global_zero:
+            self._write_test_outputs(trainer, pl_module, ids, probs, target, metrics)
+
+    @staticmethod
+    def _metrics(probs: np.ndarray, target: np.ndarray, losses: np.ndarray, trainer: Trainer) -> dict[str, Any]:
         metrics = classification_metrics(probs, target)
-        loss = trainer.callback_metrics.get("test/loss")
-        metrics["loss"] = float(loss) if loss is not None else float("nan")
+        metrics["loss"] = float(losses.mean())
         metrics["calibration"] = calibration(probs, target)
         metrics["ece"] = metrics["calibration"]["ece"]
         metrics["class_names"] = list(CLASS_NAMES)
         metrics["checkpoint"] = trainer.ckpt_path or "current weights"
         metrics["definitions"] = METRIC_DEFINITIONS
+        return metrics
+
+    def _write_test_outputs(
+        self,
+        trainer: Trainer,
+        pl_module: LightningModule,
+        ids: list[str],
+        probs: np.ndarray,
+        target: np.ndarray,
+        metrics: dict[str, Any],
+    ) -> None:
+        out = run_dir_of(trainer)
+        with atomic_path(out / "predictions.csv") as tmp:
+            predictions_frame(ids, probs, target).to_csv(tmp, index=False, float_format="%.6f")
         write_json(out / "metrics.json", metrics)
         table = classification_report_table(metrics)
         table.to_csv(out / "classification_report.csv", float_format="%.4f")
@@ -166,11 +192,12 @@ class ClassificationOutputs(Callback):
 
     # --- predict ---
     def on_predict_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        ids, probs, _ = self._gathered()
+        ids, probs, _, _ = self._gathered()
         if not trainer.is_global_zero or not ids:
             return
         out = run_dir_of(trainer)
-        predictions_frame(ids, probs, None).to_csv(out / "predictions.csv", index=False, float_format="%.6f")
+        with atomic_path(out / "predictions.csv") as tmp:
+            predictions_frame(ids, probs, None).to_csv(tmp, index=False, float_format="%.6f")
         dataset = getattr(trainer.datamodule, "predict_dataset", None)
         if self.gradcam_on_predict and dataset is not None:
             with torch.inference_mode(False):

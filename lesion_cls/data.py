@@ -32,7 +32,7 @@ from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 from torchvision.transforms import v2
 
 from common.errors import MedlitError, check_choice
-from common.workers import available_cpus
+from common.loaders import available_cpus, evaluation_sampler
 from lesion_cls import CLASS_NAMES, DX_CODES
 
 __all__ = [
@@ -515,8 +515,12 @@ class HAM10000DataModule(LightningDataModule):
 
     # -- loaders --
     def _loader(self, dataset: Dataset | None, shuffle: bool = False, sampler: Any = None) -> DataLoader:
+        """A loader of ``dataset``; evaluation loaders (no shuffle, no sampler) see every image once, also
+        across processes (:func:`~common.loaders.evaluation_sampler`), so metrics count each image once."""
         if dataset is None:
             raise MedlitError("the datamodule has not been set up for this stage")
+        if not shuffle and sampler is None:
+            sampler = evaluation_sampler(dataset)
         workers = self.hparams.num_workers
         return DataLoader(
             dataset,

@@ -13,7 +13,7 @@ import timm
 import torch
 from lightning.pytorch import LightningModule
 from torch import nn
-from torchmetrics import MetricCollection
+from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score, MulticlassRecall
 
 from common.errors import MedlitError, check_choice
@@ -167,7 +167,7 @@ class LesionClassifier(LightningModule):
         )
         self.train_metrics = metrics.clone(prefix="train/")
         self.val_metrics = metrics.clone(prefix="val/")
-        self.test_metrics = metrics.clone(prefix="test/")
+        self.val_loss = MeanMetric()
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Logits ``[N, 7]`` for images ``[N, 3, H, W]``."""
@@ -177,40 +177,40 @@ class LesionClassifier(LightningModule):
         """Name of the last feature stage of the backbone, for Grad-CAM."""
         return f"net.{self.net.feature_info[-1]['module']}"
 
-    def _step(self, batch: dict[str, Any], stage: str) -> dict[str, Any]:
+    def _step(self, batch: dict[str, Any], stage: str) -> torch.Tensor:
+        """Loss of a training or validation batch, with the stage's metrics updated and logged."""
         logits = self(batch["image"])
         target = batch["label"]
         loss = self.criterion(logits, target)
         metrics = getattr(self, f"{stage}_metrics")
         metrics.update(logits, target)
         batch_size = len(target)
-        self.log(
-            f"{stage}/loss",
-            loss,
-            on_step=False,
-            on_epoch=True,
-            prog_bar=True,
-            batch_size=batch_size,
-            sync_dist=stage != "train",
-        )
         if stage == "train":
+            self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=batch_size)
             self.log("train/loss_step", loss, on_step=True, on_epoch=False, batch_size=batch_size)
+        else:  # a torchmetrics mean: synced as sum and count, exact when processes hold different numbers
+            self.val_loss.update(loss.detach(), weight=batch_size)
+            self.log("val/loss", self.val_loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=batch_size)
         self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=stage != "train", batch_size=batch_size)
-        return {
-            "loss": loss,
-            "probs": logits.detach().float().softmax(dim=1),
-            "target": target,
-            "image_id": batch["image_id"],
-        }
+        return loss
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        return self._step(batch, "train")["loss"]
+        return self._step(batch, "train")
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         self._step(batch, "val")
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
-        return self._step(batch, "test")
+        """Probabilities and per-image losses; the outputs callback scores each image once and logs ``test/*``."""
+        logits = self(batch["image"])
+        target = batch["label"]
+        losses = torch.stack([self.criterion(logits[i : i + 1], target[i : i + 1]) for i in range(len(target))])
+        return {
+            "probs": logits.detach().float().softmax(dim=1),
+            "target": target,
+            "image_id": batch["image_id"],
+            "loss": losses.detach().float(),
+        }
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
         probs = self(batch["image"]).float().softmax(dim=1)

@@ -42,3 +42,27 @@ def tiny_seg_args(data_root: Path, runs_root: Path, *extra: str) -> list[str]:
         *_quiet_run(runs_root),
         *extra,
     ]
+
+
+def logged_test_metrics(run_dir: Path) -> dict[str, float]:
+    """The ``test/<name>`` values the CSV logger recorded in ``logs/metrics.csv`` (the last test row)."""
+    import pandas as pd
+
+    log = pd.read_csv(run_dir / "logs" / "metrics.csv")
+    test = log[[c for c in log.columns if c.startswith("test/")]].dropna(how="all")
+    return {key.removeprefix("test/"): float(value) for key, value in test.iloc[-1].items()}
+
+
+def assert_one_number(run_dir: Path, names: tuple[str, ...]) -> None:
+    """Each logged ``test/<name>`` equals ``metrics.json``'s value (or its ``mean``), to float32 precision."""
+    import json
+    import math
+
+    logged = logged_test_metrics(run_dir)
+    written = json.loads((run_dir / "metrics.json").read_text())
+    for name in names:
+        value = written[name]["mean"] if isinstance(written[name], dict) else written[name]
+        value = float("nan") if value is None else value
+        assert math.isclose(logged[name], value, rel_tol=1e-6, abs_tol=1e-7) or (
+            math.isnan(logged[name]) and math.isnan(value)
+        ), (name, logged[name], value)

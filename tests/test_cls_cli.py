@@ -17,7 +17,7 @@ from sklearn.metrics import accuracy_score, classification_report, precision_rec
 
 from lesion_cls import CLASS_NAMES
 from lesion_cls.__main__ import main
-from tests.helpers import REPO, tiny_cls_args
+from tests.helpers import REPO, assert_one_number, tiny_cls_args
 
 
 @pytest.fixture(scope="module")
@@ -68,6 +68,7 @@ def test_test_outputs_agree_with_sklearn(fitted_run: Path) -> None:
 
     metrics = json.loads((fitted_run / "metrics.json").read_text())
     assert metrics["accuracy"] == pytest.approx(accuracy_score(target, pred), abs=1e-5)
+    assert_one_number(fitted_run, ("loss", "accuracy", "balanced_accuracy", "f1_macro", "auc_macro", "ece"))
     macro = precision_recall_fscore_support(target, pred, average="macro", zero_division=0)
     assert metrics["balanced_accuracy"] == pytest.approx(macro[1], abs=1e-5)
     assert metrics["f1_macro"] == pytest.approx(macro[2], abs=1e-5)

@@ -44,12 +44,15 @@ def test_hub_weights_without_network_fail_at_once(monkeypatch: pytest.MonkeyPatc
 
 
 def test_module_step_and_optimizer() -> None:
-    module = LesionClassifier(backbone="resnet10t", loss="ce_focal", scheduler="cosine")
+    module = LesionClassifier(backbone="resnet10t", loss="ce_focal", scheduler="cosine").eval()
     batch = {"image": torch.randn(4, 3, 32, 32), "label": torch.tensor([0, 1, 2, 6]), "image_id": list("abcd")}
-    out = module._step(batch, "test")
-    assert out["probs"].shape == (4, 7)
+    out = module.test_step(batch, 0)
+    assert out["probs"].shape == (4, 7) and out["image_id"] == list("abcd")
     torch.testing.assert_close(out["probs"].sum(dim=1), torch.ones(4))
-    assert out["loss"].ndim == 0 and out["loss"] > 0
+    # per-image losses: their mean is the batch criterion (no class weights)
+    assert out["loss"].shape == (4,) and (out["loss"] > 0).all()
+    with torch.no_grad():
+        torch.testing.assert_close(out["loss"].mean(), module.criterion(module(batch["image"]), batch["label"]))
     with pytest.raises(MedlitError, match="unknown model.scheduler 'linear'"):
         LesionClassifier(backbone="resnet10t", scheduler="linear")
 

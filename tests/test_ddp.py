@@ -13,7 +13,7 @@ import pytest
 
 from lesion_cls import CLASS_NAMES
 from lesion_cls.metrics import classification_metrics
-from tests.helpers import REPO, tiny_cls_args, tiny_seg_args
+from tests.helpers import REPO, assert_one_number, tiny_cls_args, tiny_seg_args
 
 DDP = ("--trainer.strategy", "ddp", "--trainer.devices", "2", "--trainer.accelerator", "cpu")
 
@@ -50,6 +50,7 @@ def test_classification_ddp(tiny_ham: Path, tmp_path: Path) -> None:
     )
     assert metrics["accuracy"] == pytest.approx(recomputed["accuracy"])
     assert metrics["n_images"] == len(predictions)
+    assert_one_number(run_dir, ("loss", "accuracy", "balanced_accuracy", "f1_macro", "auc_macro", "ece"))
 
 
 @pytest.mark.ddp
@@ -62,3 +63,4 @@ def test_segmentation_ddp(tiny_la: Path, tmp_path: Path) -> None:
     assert sorted(p.name for p in (run_dir / "predictions").iterdir()) == sorted(f"{c}.nii.gz" for c in test_cases)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["n_cases"] == 3 and metrics["dice"]["mean"] == pytest.approx(table["dice"].mean(), abs=1e-6)
+    assert_one_number(run_dir, ("dice", "jaccard", "hd95", "asd", "loss"))

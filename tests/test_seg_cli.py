@@ -14,7 +14,7 @@ import torch
 import yaml
 from medpy.metric import binary as medpy
 
-from tests.helpers import tiny_seg_args
+from tests.helpers import assert_one_number, tiny_seg_args
 from volume_seg.__main__ import main
 
 
@@ -74,6 +74,7 @@ def test_la_metrics_equal_medpy_on_saved_masks(la_run: Path, tiny_la: Path) -> N
     assert metrics["n_cases"] == 3 and metrics["distance_unit"] == "voxels"
     assert metrics["units"]["hd95"] == "voxels" and "empty" in metrics["empty_mask_policy"]
     assert metrics["largest_component"] is False
+    assert_one_number(la_run, ("dice", "jaccard", "hd95", "asd", "loss"))
 
 
 @pytest.mark.smoke

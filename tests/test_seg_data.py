@@ -56,11 +56,13 @@ def test_load_binary_and_multiclass(tiny_msd: Path, tmp_path: Path) -> None:
     assert set(np.unique(load_volume({**records[0], "label": str(tmp_path / "f.nii.gz")}, 3)["label"])) == {0, 1, 2}
     halves = np.asanyarray(label.dataobj).astype(np.float32) * 0.5  # 0, 0.5, 1: not class indices
     nib.save(nib.Nifti1Image(halves, label.affine), tmp_path / "h.nii.gz")
-    with pytest.raises(MedlitError, match=r"h.nii.gz: label values .* are not integers in 0..2"):
+    with pytest.raises(MedlitError, match=r"h.nii.gz: label values 0, 0.5, 1 are not integers .*expected classes 0..2"):
         load_volume({**records[0], "label": str(tmp_path / "h.nii.gz")}, 3)
+    with pytest.raises(MedlitError, match=r"label values 0, 0.5, 1 are not integers .*0..1 \(or 0/255\)"):
+        load_volume({**records[0], "label": str(tmp_path / "h.nii.gz")}, 2)  # binary too: never label > 0
     twos = np.asanyarray(label.dataobj).astype(np.float32)
     nib.save(nib.Nifti1Image(twos + 1, label.affine), tmp_path / "t.nii.gz")
-    with pytest.raises(MedlitError, match=r"t.nii.gz: label values .* are not integers in 0..2"):
+    with pytest.raises(MedlitError, match=r"t.nii.gz: label values 1, 2, 3 are not classes 0..2"):
         load_volume({**records[0], "label": str(tmp_path / "t.nii.gz")}, 3)
 
 
@@ -105,7 +107,7 @@ def test_split_without_lists_and_leak_check(tiny_msd: Path, tmp_path: Path) -> N
     with pytest.raises(MedlitError, match="case 'case_002' is in both train.list and test.list"):
         VolumeDataModule(root=str(root), num_classes=3, train_list="train.list", test_list="test.list").setup("fit")
     (root / "test.list").write_text("case_999\n")
-    with pytest.raises(MedlitError, match="test.list: case 'case_999' not found"):
+    with pytest.raises(MedlitError, match=r"test.list: 1 case\(s\) not found under .*: 'case_999'"):
         VolumeDataModule(root=str(root), num_classes=3, test_list="test.list").setup("fit")
 
 

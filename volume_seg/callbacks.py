@@ -5,8 +5,9 @@ prediction, errors) and ``views3d/<case>.png`` + ``.html`` (marching-cubes surfa
 ``metrics_per_case.csv`` and ``metrics.json`` (mean and std of Dice, Jaccard, HD95 and ASD, units, the
 empty-mask policy, post-processing). Predict: masks, overlays and 3D views.
 
-Each process handles the cases of its own batches (files are written atomically), and the per-case metric
-rows are gathered on rank 0.
+Each process handles the cases of its own batches (files are written atomically). The per-case metric rows are
+gathered on every process, each case counted once, and summarised once: the same numbers are logged as
+``test/<metric>`` (means over cases, and ``test/loss``) and written to ``metrics.json``.
 """
 
 from __future__ import annotations
@@ -19,7 +20,14 @@ import pandas as pd
 from lightning.pytorch import Callback, LightningModule, Trainer
 
 from common.callbacks import atomic_path, gather_objects, run_dir_of, write_json
-from volume_seg.metrics import EMPTY_POLICY, METRIC_DEFINITIONS, METRIC_NAMES, case_metrics, summarize
+from volume_seg.metrics import (
+    EMPTY_POLICY,
+    METRIC_DEFINITIONS,
+    METRIC_NAMES,
+    case_metrics,
+    case_summary,
+    summarize,
+)
 from volume_seg.viz import plot_overlay, plot_surfaces, surface_meshes, write_surfaces_html
 
 __all__ = ["SegmentationOutputs"]
@@ -60,8 +68,9 @@ class SegmentationOutputs(Callback):
         spacing = _spacing(batch["spacing"][0].cpu().numpy())
         if label is not None:
             unit = "mm" if spacing is not None else "voxels"
-            for row in case_metrics(mask, label, num_classes, spacing, pl_module.class_names):
-                self._rows.append({"case": case, **row, "distance_unit": unit})
+            loss = float(outputs.get("loss", float("nan")))
+            for index, row in enumerate(case_metrics(mask, label, num_classes, spacing, pl_module.class_names), 1):
+                self._rows.append({"case": case, "class_index": index, **row, "distance_unit": unit, "loss": loss})
         if self.save_masks:
             with atomic_path(out / "predictions" / f"{case}.nii.gz") as tmp:
                 nib.save(nib.Nifti1Image(mask, batch["affine"][0].cpu().numpy()), tmp)
@@ -92,26 +101,33 @@ class SegmentationOutputs(Callback):
 
     def on_test_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         rows = {(r["case"], r["class"]): r for rows in gather_objects(self._rows) for r in rows}  # once each
-        if not trainer.is_global_zero or not rows:
+        if not rows:
             return
-        out = run_dir_of(trainer)
-        table = pd.DataFrame(list(rows.values())).sort_values(["case", "class"], kind="stable")
+        table = pd.DataFrame(list(rows.values())).sort_values(["case", "class_index"], kind="stable")
+        metrics = self._summary(table, trainer, pl_module)
+        for name in (*METRIC_NAMES, "loss"):  # every process logs the same number
+            value = metrics[name]["mean"] if isinstance(metrics[name], dict) else metrics[name]
+            pl_module.log(f"test/{name}", value, sync_dist=False)
+        if trainer.is_global_zero:
+            out = run_dir_of(trainer)
+            columns = ["case", "class", *METRIC_NAMES, "distance_unit", "empty_prediction", "empty_reference"]
+            with atomic_path(out / "metrics_per_case.csv") as tmp:
+                table[columns].to_csv(tmp, index=False, float_format="%.6f")
+            write_json(out / "metrics.json", metrics)
+
+    @staticmethod
+    def _summary(table: pd.DataFrame, trainer: Trainer, pl_module: LightningModule) -> dict[str, Any]:
+        """``metrics.json``: the summary over cases (each case's value averaged over its foreground classes)."""
         unit = "/".join(sorted(table["distance_unit"].unique()))  # one unit unless spacing is missing for some
-        columns = ["case", "class", *METRIC_NAMES, "distance_unit", "empty_prediction", "empty_reference"]
-        table[columns].to_csv(out / "metrics_per_case.csv", index=False, float_format="%.6f")
-        per_case = table.groupby("case")[list(METRIC_NAMES)].mean()  # mean over classes (NaN-aware)
-        per_case["empty_prediction"] = table.groupby("case")["empty_prediction"].any()
-        per_case["empty_reference"] = table.groupby("case")["empty_reference"].any()
-        loss = trainer.callback_metrics.get("test/loss")
-        metrics = {
+        per_case = case_summary(table)
+        return {
             **summarize(per_case.reset_index().to_dict("records")),
             "per_class": {name: summarize(group.to_dict("records")) for name, group in table.groupby("class")},
             "distance_unit": unit,
             "units": {"dice": "fraction (0-1)", "jaccard": "fraction (0-1)", "hd95": unit, "asd": unit},
             "empty_mask_policy": EMPTY_POLICY,
             "largest_component": bool(pl_module.hparams.largest_component),
-            "loss": float(loss) if loss is not None else float("nan"),
+            "loss": float(table.groupby("case")["loss"].first().mean()),
             "checkpoint": trainer.ckpt_path or "current weights",
             "definitions": METRIC_DEFINITIONS,
         }
-        write_json(out / "metrics.json", metrics)

@@ -11,7 +11,8 @@ Layouts (``data.layout``, detected with ``auto``):
 
 NIfTI volumes keep their spacing (from the header) and affine. Labels are binary (``label > 0``) when
 ``data.num_classes`` is 2 and integer classes ``0 .. num_classes - 1`` otherwise (float label files are
-rounded). All volumes are loaded and normalised once and kept in memory (MONAI ``CacheDataset``); training
+rounded). Every volume is checked as it is read (:func:`load_volume`: readable, 3D, finite, label shape and
+affine, label values), then loaded and normalised once and kept in memory (:func:`cache_volumes`); training
 draws random patches from them, validation and test use whole volumes.
 """
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Hashable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal
 
@@ -28,14 +30,14 @@ import numpy as np
 import pandas as pd
 import torch
 from lightning.pytorch import LightningDataModule
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from monai import transforms as mt
-from monai.data import CacheDataset, DataLoader
+from monai.data import DataLoader
 from sklearn.model_selection import train_test_split
 from torch.utils.data import Dataset
 
 from common.errors import MedlitError, check_choice
-from common.workers import available_cpus
+from common.loaders import available_cpus, evaluation_sampler
 from volume_seg import default_class_names
 
 __all__ = [
@@ -44,6 +46,7 @@ __all__ = [
     "LoadVolumed",
     "PatchDataset",
     "VolumeDataModule",
+    "cache_volumes",
     "discover_cases",
     "load_volume",
     "read_case_list",
@@ -65,6 +68,9 @@ def read_case_list(path: Path) -> list[str]:
             names.append(Path(line.removesuffix(LA_FILE).rstrip("/")).name)
     if not names:
         raise MedlitError(f"{path}: no case names")
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise MedlitError(f"{path}: case '{repeated[0]}' is listed more than once ({len(repeated)} repeated name(s))")
     return names
 
 
@@ -141,6 +147,13 @@ def discover_cases(root: Path, layout: str = "auto") -> tuple[str, list[dict[str
     records = _LAYOUTS[layout](root)
     if not records:
         raise MedlitError(f"{root}: no cases found for layout {layout}")
+    names = [r["case"] for r in records]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise MedlitError(f"{root}: case id '{repeated[0]}' appears more than once ({layout} layout)")
+    missing = [r[key] for r in records for key in ("image", "label") if r.get(key) and not Path(r[key]).is_file()]
+    if missing:
+        raise MedlitError(f"{missing[0]}: file not found ({len(missing)} missing file(s) under {root})")
     return layout, records
 
 
@@ -161,48 +174,103 @@ def predict_records(folder: Path) -> list[dict[str, Any]]:
     return records
 
 
+def _values(array: np.ndarray, limit: int = 8) -> str:
+    found = np.unique(array)
+    shown = ", ".join(f"{v:g}" for v in found[:limit].tolist())
+    return shown + (f", ... ({len(found)} values)" if len(found) > limit else "")
+
+
 def _labels_to_classes(label: np.ndarray, num_classes: int, path: str) -> np.ndarray:
+    """Integer classes ``0 .. num_classes - 1`` from a label array, refusing what is not a label map.
+
+    Float files holding exact integers are fine. Binary tasks take ``label > 0`` (so 0/1, 0/255 and
+    multi-class maps collapsed to foreground all work); values that are not integers (an interpolated or
+    probability map) or negative are refused, naming the values found and those expected.
+    """
+    if not np.issubdtype(label.dtype, np.integer):
+        if not np.isfinite(label).all():
+            raise MedlitError(f"{path}: label holds NaN or Inf values; expected integer classes")
+        if (np.abs(label - np.rint(label)) > 1e-3).any():
+            raise MedlitError(
+                f"{path}: label values {_values(label)} are not integers (an interpolated or probability map?); "
+                f"expected classes 0..{num_classes - 1}" + (" (or 0/255)" if num_classes == 2 else "")
+            )
+        label = np.rint(label)
+    if label.min(initial=0) < 0:
+        raise MedlitError(
+            f"{path}: label values {_values(label)} include negative values; expected 0..{num_classes - 1}"
+        )
     if num_classes == 2:
         return (label > 0).astype(np.uint8)
-    rounded = np.rint(label)
-    if np.abs(label - rounded).max(initial=0) > 1e-3 or rounded.min() < 0 or rounded.max() >= num_classes:
-        found = np.unique(label)[:8]
-        raise MedlitError(f"{path}: label values {list(found)} are not integers in 0..{num_classes - 1}")
-    return rounded.astype(np.uint8)
+    if label.max(initial=0) >= num_classes:
+        raise MedlitError(
+            f"{path}: label values {_values(label)} are not classes 0..{num_classes - 1} (data.num_classes is "
+            f"{num_classes})"
+        )
+    return label.astype(np.uint8)
+
+
+def _read_h5(record: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, np.ndarray]:
+    path = record["image"]
+    with h5py.File(path, "r") as h5:
+        if "image" not in h5:
+            raise MedlitError(f"{path}: no 'image' dataset (has: {', '.join(h5.keys()) or 'nothing'})")
+        if record.get("label") and "label" not in h5:
+            raise MedlitError(f"{path}: no 'label' dataset (has: {', '.join(h5.keys())})")
+        image = h5["image"][()]
+        label = h5["label"][()] if record.get("label") else None
+    return image, label, np.full(3, np.nan), np.eye(4)
+
+
+def _read_nifti(record: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, np.ndarray]:
+    nifti = nib.load(record["image"])
+    image = np.asanyarray(nifti.dataobj)
+    spacing = np.asarray(nifti.header.get_zooms()[:3], dtype=np.float64)
+    label = None
+    if record.get("label"):
+        label_file = nib.load(record["label"])
+        label = np.asanyarray(label_file.dataobj)
+        if label.shape == image.shape and not np.allclose(label_file.affine, nifti.affine, atol=1e-3):
+            raise MedlitError(
+                f"{record['label']}: affine differs from its image's ({record['image']}): the label is not "
+                "in the image's space"
+            )
+    return image, label, spacing, nifti.affine
+
+
+_READERS = {"h5": _read_h5, "nifti": _read_nifti}
+"""Readers by file format: ``(image, label or None, spacing (NaN when unknown), affine)``."""
+
+
+def _check_image(image: np.ndarray, path: str) -> None:
+    if image.ndim != 3:
+        raise MedlitError(f"{path}: expected a 3D volume, got shape {image.shape}")
+    if not np.issubdtype(image.dtype, np.number) or np.issubdtype(image.dtype, np.complexfloating):
+        raise MedlitError(f"{path}: image data type {image.dtype} is not real numbers")
+    bad = np.count_nonzero(~np.isfinite(image)) if np.issubdtype(image.dtype, np.floating) else 0
+    if bad:
+        raise MedlitError(f"{path}: image holds {bad} NaN/Inf voxel(s); fix or mask them before training")
 
 
 def load_volume(record: Mapping[str, Any], num_classes: int, spacing: Sequence[float] | None = None) -> dict[str, Any]:
-    """Read one case.
+    """Read and check one case.
 
     Returns:
         ``image`` float32 ``[1, X, Y, Z]``, ``label`` uint8 ``[1, X, Y, Z]`` (absent when unlabelled),
         ``spacing`` float64 ``[3]`` (NaN when unknown), ``affine`` ``[4, 4]`` and ``case``.
+
+    Raises:
+        MedlitError: unreadable or partial files, missing datasets, a volume that is not 3D, NaN/Inf voxels,
+            a label whose shape or affine differs from the image's, label values that are not classes.
     """
-    out: dict[str, Any] = {"case": record["case"]}
     try:
-        if record["format"] == "h5":
-            with h5py.File(record["image"], "r") as h5:
-                if "image" not in h5:
-                    raise MedlitError(f"{record['image']}: no 'image' dataset (has: {', '.join(h5.keys())})")
-                image = h5["image"][()]
-                label = h5["label"][()] if record.get("label") and "label" in h5 else None
-                if record.get("label") and label is None:
-                    raise MedlitError(f"{record['image']}: no 'label' dataset")
-            known = np.full(3, np.nan)
-            affine = np.eye(4)
-        else:
-            nifti = nib.load(record["image"])
-            image = np.asanyarray(nifti.dataobj)
-            known = np.asarray(nifti.header.get_zooms()[:3], dtype=np.float64)
-            affine = nifti.affine
-            label = np.asanyarray(nib.load(record["label"]).dataobj) if record.get("label") else None
-    except (OSError, ValueError, nib.filebasedimages.ImageFileError) as err:
-        raise MedlitError(f"{record['image']}: cannot read volume ({err})") from None
-    if image.ndim != 3:
-        raise MedlitError(f"{record['image']}: expected a 3D volume, got shape {image.shape}")
+        image, label, known, affine = _READERS[record["format"]](record)
+    except (OSError, ValueError, EOFError, KeyError, nib.filebasedimages.ImageFileError) as err:
+        raise MedlitError(f"{record['image']}: cannot read volume ({str(err)[:200]})") from None
+    _check_image(image, record["image"])
     if label is not None and label.shape != image.shape:
         raise MedlitError(f"{record['label']}: label shape {label.shape} differs from image shape {image.shape}")
-    out["image"] = image.astype(np.float32)[None]
+    out: dict[str, Any] = {"case": record["case"], "image": image.astype(np.float32)[None]}
     if label is not None:
         out["label"] = _labels_to_classes(label, num_classes, record["label"])[None]
     out["spacing"] = np.asarray(spacing, dtype=np.float64) if spacing is not None else known
@@ -210,6 +278,31 @@ def load_volume(record: Mapping[str, Any], num_classes: int, spacing: Sequence[f
         affine = np.diag([*out["spacing"], 1.0])
     out["affine"] = np.asarray(affine, dtype=np.float64)
     return out
+
+
+def cache_volumes(records: Sequence[Mapping[str, Any]], transform: Callable, threads: int | None = None) -> list:
+    """``transform`` (loading and normalisation) applied once to every record, kept in memory.
+
+    What MONAI's ``CacheDataset`` does, with two differences that matter for bad input: a
+    :class:`MedlitError` raised while loading reaches the caller unchanged (MONAI's thread pool wraps it in
+    ``RuntimeError``), and HDF5 files are read one at a time in the calling thread (h5py is not thread-safe;
+    reading from several threads aborted or hung on truncated files). NIfTI files decode in ``threads``
+    threads (default: the cores this process may use).
+    """
+    if not records:
+        return []
+    serial = any(r.get("format") == "h5" for r in records)
+    workers = 1 if serial else min(len(records), threads or available_cpus())
+    if workers == 1:
+        return [transform(dict(r)) for r in records]
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = [pool.submit(transform, dict(r)) for r in records]
+        try:
+            return [f.result() for f in futures]
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
 
 
 class LoadVolumed(mt.MapTransform):
@@ -355,6 +448,8 @@ class VolumeDataModule(LightningDataModule):
         batch_size: Training patches per batch (per device); evaluation uses one whole volume per batch.
         num_workers: DataLoader worker processes for training patches.
         predict_dir: Folder of volumes for ``predict``.
+        empty_labels: What to do with a training or validation case whose label has no foreground: ``warn``
+            (train on it, say which) or ``error`` (refuse).
     """
 
     def __init__(
@@ -378,9 +473,11 @@ class VolumeDataModule(LightningDataModule):
         batch_size: int = 4,
         num_workers: int = 2,
         predict_dir: str | None = None,
+        empty_labels: str = "warn",
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
+        check_choice("data.empty_labels", empty_labels, ("warn", "error"))
         check_choice("data.normalize", normalize, NORMALIZATIONS)
         check_choice("data.augment", augment, AUGMENTATIONS)
         if num_classes < 2:
@@ -419,7 +516,8 @@ class VolumeDataModule(LightningDataModule):
             names = read_case_list(root / list_name)
             missing = [n for n in names if n not in by_case]
             if missing:
-                raise MedlitError(f"{root / list_name}: case '{missing[0]}' not found under {root}")
+                shown = ", ".join(f"'{n}'" for n in missing[:5]) + (", ..." if len(missing) > 5 else "")
+                raise MedlitError(f"{root / list_name}: {len(missing)} case(s) not found under {root}: {shown}")
             return names
 
         test = named(hp.test_list) if hp.test_list else []
@@ -448,15 +546,8 @@ class VolumeDataModule(LightningDataModule):
         hp = self.hparams
         return mt.Compose([LoadVolumed(hp.num_classes, hp.spacing), *NORMALIZATIONS[hp.normalize](), _plain_tensors()])
 
-    def _cache(self, records: list[dict[str, Any]]) -> CacheDataset:
-        return CacheDataset(
-            records,
-            self._deterministic(),
-            cache_rate=1.0,
-            num_workers=available_cpus(),
-            progress=False,
-            copy_cache=False,
-        )
+    def _cache(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return cache_volumes(records, self._deterministic())
 
     def _training_transform(self) -> mt.Compose:
         hp = self.hparams
@@ -492,6 +583,7 @@ class VolumeDataModule(LightningDataModule):
         for name in ("val", "test"):
             cases = split.loc[split["split"] == name, "case"]
             setattr(self, f"{name}_dataset", _Volumes([volumes[c] for c in cases]))
+        self._check_foreground(split, volumes)
         train = [volumes[c] for c in split.loc[split["split"] == "train", "case"]]
         self.train_dataset = PatchDataset(train, self._training_transform(), self.hparams.patches_per_volume)
         self.split = split
@@ -501,6 +593,17 @@ class VolumeDataModule(LightningDataModule):
             + ", ".join(f"{s} {counts.get(s, 0)} cases" for s in ("train", "val", "test"))
             + f"; epoch = {len(self.train_dataset)} patches of {list(self.hparams.patch_size)}"
         )
+
+    def _check_foreground(self, split: pd.DataFrame, volumes: dict[str, Mapping[str, Any]]) -> None:
+        """Warn about (or refuse) training and validation cases without any foreground voxel."""
+        fitting = split.loc[split["split"].isin(["train", "val"]), "case"]
+        empty = [c for c in fitting if not bool(torch.as_tensor(volumes[c]["label"]).any())]
+        if not empty:
+            return
+        message = f"{len(empty)} training/validation case(s) have an empty label: {', '.join(empty[:5])}"
+        if self.hparams.empty_labels == "error":
+            raise MedlitError(f"{message} (data.empty_labels=error; set warn to train on them)")
+        rank_zero_warn(message + " (set data.empty_labels=error to refuse them)")
 
     # -- loaders --
     def train_dataloader(self) -> DataLoader:
@@ -515,9 +618,10 @@ class VolumeDataModule(LightningDataModule):
         )
 
     def _whole_volumes(self, dataset: Dataset | None) -> DataLoader:
+        """One whole volume per batch, every volume once, also across processes (metrics count each once)."""
         if dataset is None:
             raise MedlitError("the datamodule has not been set up for this stage")
-        return DataLoader(dataset, batch_size=1, shuffle=False, num_workers=0)
+        return DataLoader(dataset, batch_size=1, shuffle=False, sampler=evaluation_sampler(dataset), num_workers=0)
 
     def val_dataloader(self) -> DataLoader:
         return self._whole_volumes(self.val_dataset)

@@ -35,9 +35,11 @@ __all__ = [
     "assd",
     "binary_case_metrics",
     "case_metrics",
+    "case_summary",
     "dc",
     "hd95",
     "jc",
+    "mean_foreground_dice",
     "summarize",
     "surface_distances",
 ]
@@ -164,6 +166,34 @@ def case_metrics(
         {"class": names[c], **binary_case_metrics(prediction == c, label == c, voxelspacing)}
         for c in range(1, num_classes)
     ]
+
+
+def case_summary(rows: Any) -> Any:
+    """One row per case from per-class rows (a DataFrame of :func:`case_metrics` rows with a ``case`` column).
+
+    Dice and Jaccard average the classes where they are defined (a class absent from both masks is skipped).
+    HD95 and ASD average the classes present in the prediction or the reference, and are NaN for the case when
+    any of them is undefined: a class missed entirely (or predicted where there is none) makes the case's
+    distance undefined, never the other classes' distance.
+    """
+    absent = rows["empty_prediction"] & rows["empty_reference"]
+    present = rows[~absent]
+    grouped = rows.groupby("case", sort=False)
+    out = grouped[["dice", "jaccard"]].mean()  # NaN-aware: skips classes absent from both masks
+    distances = present.groupby("case", sort=False)[["hd95", "asd"]].mean(numeric_only=True)
+    undefined = present.groupby("case", sort=False)[["hd95", "asd"]].agg(lambda v: v.isna().any())
+    out[["hd95", "asd"]] = distances.where(~undefined).reindex(out.index)
+    out["empty_prediction"] = grouped["empty_prediction"].any()
+    out["empty_reference"] = grouped["empty_reference"].any()
+    return out
+
+
+def mean_foreground_dice(prediction: np.ndarray, label: np.ndarray, num_classes: int) -> float:
+    """Dice of each foreground class (:func:`dc`) of integer label maps, averaged over the classes present in
+    the prediction or the label (NaN when none is): the per-case Dice of validation and of ``metrics.json``."""
+    values = [dc(prediction == c, label == c) for c in range(1, num_classes)]
+    defined = [v for v in values if not np.isnan(v)]
+    return float(np.mean(defined)) if defined else float("nan")
 
 
 def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:

@@ -5,18 +5,20 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
+import numpy as np
 import torch
 from lightning.pytorch import LightningModule
 from monai.inferers import sliding_window_inference
-from monai.metrics import DiceMetric
 from monai.networks.nets import BasicUNet, DynUNet, UNet
 from monai.transforms import KeepLargestConnectedComponent
 from torch import nn
 
+from common.callbacks import gather_objects
 from common.errors import MedlitError, check_choice
 from common.optim import OPTIMIZERS, SCHEDULERS, configure_optimizers
 from volume_seg import TASK, default_class_names
 from volume_seg.losses import build_loss, output_channels
+from volume_seg.metrics import mean_foreground_dice
 
 __all__ = ["NETWORKS", "VolumeSegmenter", "build_network"]
 
@@ -130,9 +132,7 @@ class VolumeSegmenter(LightningModule):
         self.class_names = list(class_names or default_class_names(num_classes))
         self.net = build_network(net, num_classes, channels, strides, dropout)
         self.criterion = build_loss(loss, num_classes)
-        # binary: the single channel is the foreground; multi-class: background channel excluded
-        self.val_dice = DiceMetric(include_background=num_classes == 2, reduction="mean", ignore_empty=True)
-        self.test_dice = DiceMetric(include_background=num_classes == 2, reduction="mean", ignore_empty=True)
+        self._val_cases: list[tuple[str, float, float]] = []  # (case, Dice, loss) of this process
         self._keep_largest = KeepLargestConnectedComponent(applied_labels=list(range(1, num_classes)), is_onehot=False)
 
     def forward(self, volume: torch.Tensor) -> torch.Tensor:
@@ -157,11 +157,6 @@ class VolumeSegmenter(LightningModule):
             mask = torch.stack([self._keep_largest(m) for m in mask])
         return mask
 
-    def _one_hot(self, mask: torch.Tensor) -> torch.Tensor:
-        if self.num_classes == 2:
-            return mask.float()
-        return nn.functional.one_hot(mask[:, 0].long(), self.num_classes).movedim(-1, 1).float()
-
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss = self.criterion(self(batch["image"]), batch["label"])
         batch_size = len(batch["image"])
@@ -169,30 +164,36 @@ class VolumeSegmenter(LightningModule):
         self.log("train/loss_step", loss, on_step=True, on_epoch=False, batch_size=batch_size)
         return loss
 
-    def _evaluate(self, batch: dict[str, Any], stage: str) -> dict[str, Any]:
+    def _evaluate(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """Sliding-window prediction of one whole volume, its mask and its loss (evaluation batches hold one)."""
         logits = self.predict_volume(batch["image"])
-        mask = self.to_mask(logits)
-        self.log(f"{stage}/loss", self.criterion(logits, batch["label"]), on_epoch=True, batch_size=1, sync_dist=True)
-        getattr(self, f"{stage}_dice")(y_pred=self._one_hot(mask), y=self._one_hot(batch["label"]))
-        return {"mask": mask, "case": batch["case"]}
+        return {
+            "mask": self.to_mask(logits),
+            "case": batch["case"],
+            "loss": float(self.criterion(logits, batch["label"])),
+        }
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        self._evaluate(batch, "val")
+        outputs = self._evaluate(batch)
+        dice = mean_foreground_dice(
+            outputs["mask"][0, 0].cpu().numpy(), batch["label"][0, 0].cpu().numpy(), self.num_classes
+        )
+        self._val_cases.append((batch["case"][0], dice, outputs["loss"]))
 
-    def test_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
-        return self._evaluate(batch, "test")
-
-    def _log_dice(self, stage: str) -> None:
-        metric: DiceMetric = getattr(self, f"{stage}_dice")
-        value = metric.aggregate().item()  # MONAI cumulative metric: gathered across processes
-        metric.reset()
-        self.log(f"{stage}/dice", value, prog_bar=True, sync_dist=False)
+    def on_validation_epoch_start(self) -> None:
+        self._val_cases = []
 
     def on_validation_epoch_end(self) -> None:
-        self._log_dice("val")
+        """``val/dice`` and ``val/loss``: means over the validation cases, each case once across processes."""
+        cases = {case: (dice, loss) for rows in gather_objects(self._val_cases) for case, dice, loss in rows}
+        dice = np.array([d for d, _ in cases.values()], dtype=np.float64)
+        loss = np.array([value for _, value in cases.values()], dtype=np.float64)
+        self.log("val/dice", float(np.nanmean(dice)) if np.isfinite(dice).any() else float("nan"), prog_bar=True)
+        self.log("val/loss", float(loss.mean()) if loss.size else float("nan"))
 
-    def on_test_epoch_end(self) -> None:
-        self._log_dice("test")
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
+        """Mask and loss of one test volume; the outputs callback scores the cases once and logs ``test/*``."""
+        return self._evaluate(batch)
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
         return {"mask": self.to_mask(self.predict_volume(batch["image"])), "case": batch["case"]}

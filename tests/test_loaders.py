@@ -1,0 +1,27 @@
+"""Evaluation loaders: every sample on exactly one process, so metrics synced across processes count it once."""
+
+from __future__ import annotations
+
+import pytest
+from torch.utils.data import DataLoader
+
+from common.loaders import UnrepeatedDistributedSampler, available_cpus, evaluation_sampler
+
+
+@pytest.mark.parametrize(("size", "world"), [(7, 2), (3, 2), (10, 3), (1, 4), (0, 2)])
+def test_unrepeated_shares_are_disjoint_and_complete(size: int, world: int) -> None:
+    shares = [list(UnrepeatedDistributedSampler(range(size), world, rank)) for rank in range(world)]
+    flat = [i for share in shares for i in share]
+    assert sorted(flat) == list(range(size))  # each sample exactly once: no padding repeats
+    assert [len(UnrepeatedDistributedSampler(range(size), world, r)) for r in range(world)] == list(map(len, shares))
+    assert max(map(len, shares)) - min(map(len, shares)) <= 1
+
+
+def test_lightning_keeps_the_sampler_and_one_process_needs_none() -> None:
+    from torch.utils.data import DistributedSampler
+
+    assert isinstance(UnrepeatedDistributedSampler(range(5), 2, 0), DistributedSampler)  # Lightning leaves it
+    assert evaluation_sampler(range(5)) is None  # no process group: plain order
+    loader = DataLoader(range(5), batch_size=2, sampler=evaluation_sampler(range(5)))
+    assert [x.tolist() for x in loader] == [[0, 1], [2, 3], [4]]
+    assert available_cpus() >= 1
