@@ -8,12 +8,14 @@ from __future__ import annotations
 import json
 import math
 import os
+import random
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
@@ -22,6 +24,7 @@ from common.plots import plot_history
 
 __all__ = [
     "MetricHistory",
+    "RngState",
     "RunTimer",
     "SplitExport",
     "atomic_path",
@@ -173,3 +176,61 @@ class RunTimer(Callback):
 
     def on_predict_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._end(trainer, "predict")
+
+
+def _rng_states() -> dict[str, Any]:
+    """The global random states as plain values (loadable with ``torch.load(weights_only=True)``)."""
+    kind, keys, position, has_gauss, cached = np.random.get_state()
+    states: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": [kind, keys.tolist(), int(position), int(has_gauss), float(cached)],
+        "python": random.getstate(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def _set_rng_states(states: dict[str, Any]) -> None:
+    torch.set_rng_state(states["torch"])
+    kind, keys, position, has_gauss, cached = states["numpy"]
+    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), position, has_gauss, cached))
+    version, internal, gauss = states["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+class RngState(Callback):
+    """Keeps the global random states (torch, numpy, Python, CUDA) in every checkpoint and restores them when
+    training resumes, so that a run resumed from an epoch-end checkpoint draws the same shuffles and
+    augmentations as one that was never stopped.
+
+    Lightning creates the first epoch's training iterator (which draws a seed) before ``on_train_start``, and the
+    sanity check's loader draws one too; so the states are restored after the sanity check (and at fit start,
+    for runs without one), just before that iterator is created, as in a run that never stopped.
+    """
+
+    KEY = "medlit_rng_states"
+
+    def __init__(self) -> None:
+        self._pending: dict[str, Any] | None = None
+
+    def on_save_checkpoint(self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]) -> None:
+        checkpoint[self.KEY] = _rng_states()
+
+    def on_load_checkpoint(self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]) -> None:
+        self._pending = checkpoint.get(self.KEY)
+
+    def _restore(self) -> None:
+        if self._pending is not None:
+            _set_rng_states(self._pending)
+
+    def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._restore()
+
+    def on_sanity_check_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._restore()  # again: the sanity check's loader drew from the restored states
+
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._pending = None

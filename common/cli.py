@@ -39,15 +39,17 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities import rank_zero_only
 
-from common.callbacks import MetricHistory, RunTimer, SplitExport, write_json
+from common.callbacks import MetricHistory, RngState, RunTimer, SplitExport, write_json
 from common.contracts import TaskDataModule, TaskModule, check_contract
 from common.errors import MedlitError, find_medlit_error
-from common.loggers import WandbMode, build_loggers, finish_wandb
+from common.loggers import WandbMode, build_loggers, finish_wandb, new_wandb_id
+from common.resume import prepare_resumed_dir, resume_target
 
 __all__ = ["Link", "MedlitCLI", "RunOptions", "resolve_run_dir", "run_cli"]
 
-# Set by rank 0 so that the DDP worker processes Lightning launches write into the same run dir.
+# Set by rank 0 so that the DDP worker processes Lightning launches write into the same run dir and W&B run.
 RUN_DIR_ENV = "MEDLIT_RUN_DIR"
+WANDB_ID_ENV = "MEDLIT_WANDB_ID"
 
 
 @dataclass
@@ -155,6 +157,7 @@ class MedlitCLI(LightningCLI):
         self.links = links
         self.report_module = report_module
         self.run_dir: Path | None = None
+        self.resuming = False
         self.loggers: list[Logger] = []
         self.error: MedlitError | None = None
         try:
@@ -192,12 +195,21 @@ class MedlitCLI(LightningCLI):
             # weights come from the checkpoint: skip e.g. hub downloads of pretrained weights
             for key, value in self.model_class.checkpoint_overrides.items():
                 config["model"][key] = value
-        self.run_dir = resolve_run_dir(self._run_options())
+        options = self._run_options()
+        target = None
+        if self.subcommand == "fit" and config.get("ckpt_path"):
+            target = resume_target(str(config["ckpt_path"]), Path(options.root) / options.experiment)
+        if target is not None:  # an unfinished run: continue it in its own dir
+            self.run_dir, checkpoint = target
+            config["ckpt_path"] = str(checkpoint)
+            self.resuming = True
+        else:
+            self.run_dir = resolve_run_dir(options)
         if rank_zero_only.rank == 0:
             os.environ[RUN_DIR_ENV] = str(self.run_dir)
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            parser = self._parser(self.subcommand)
-            parser.save(self.config[self.subcommand], self.run_dir / "config.yaml", skip_none=False, overwrite=True)
+            config_path = prepare_resumed_dir(self.run_dir) if self.resuming else self.run_dir / "config.yaml"
+            self._parser(self.subcommand).save(config, config_path, skip_none=False, overwrite=True)
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         assert self.run_dir is not None
@@ -207,7 +219,9 @@ class MedlitCLI(LightningCLI):
         if user_logger is False:
             self.loggers = []
         else:
-            self.loggers = build_loggers(self.run_dir, options.experiment, options.wandb, options.wandb_project)
+            self.loggers = build_loggers(
+                self.run_dir, options.experiment, options.wandb, options.wandb_project, self._wandb_id()
+            )
             if isinstance(user_logger, Logger):
                 self.loggers.append(user_logger)
             elif isinstance(user_logger, list):
@@ -215,6 +229,31 @@ class MedlitCLI(LightningCLI):
         trainer_config.update(default_root_dir=str(self.run_dir), logger=self.loggers or False, **kwargs)
         callbacks = [self._get(self.config_init, key) for key in self._parser(self.subcommand).callback_keys]
         callbacks += self._house_callbacks(trainer_config)
+        if self.resuming:
+            self._record_resume()
+        else:
+            self._write_first_run_info(options)
+        return self._instantiate_trainer(trainer_config, callbacks)
+
+    def _wandb_id(self) -> str:
+        """The run's W&B id: kept in ``run_info.json``, so that a resumed run continues the same W&B run."""
+        assert self.run_dir is not None
+        path = self.run_dir / "run_info.json"
+        info = json.loads(path.read_text()) if path.exists() else {}
+        if "wandb_id" not in info:
+            info["wandb_id"] = os.environ.get(WANDB_ID_ENV) or new_wandb_id()
+            os.environ[WANDB_ID_ENV] = info["wandb_id"]  # DDP workers started by Lightning use the same
+            self._write_run_info(wandb_id=info["wandb_id"])
+        return str(info["wandb_id"])
+
+    def _record_resume(self) -> None:
+        assert self.run_dir is not None
+        path = self.run_dir / "run_info.json"
+        resumes = json.loads(path.read_text()).get("resumes", []) if path.exists() else []
+        entry = {"at": time.strftime("%Y-%m-%d %H:%M:%S"), "ckpt_path": self.config[self.subcommand]["ckpt_path"]}
+        self._write_run_info(resumes=[*resumes, {**entry, "argv": sys.argv}])
+
+    def _write_first_run_info(self, options: RunOptions) -> None:
         self._write_run_info(
             experiment=options.experiment,
             task=self.model.task,
@@ -229,7 +268,6 @@ class MedlitCLI(LightningCLI):
             started=time.strftime("%Y-%m-%d %H:%M:%S"),
             argv=sys.argv,
         )
-        return self._instantiate_trainer(trainer_config, callbacks)
 
     def _write_run_info(self, **values: Any) -> None:
         """Merge ``values`` into ``run_info.json``: what the report needs to know about the run."""
@@ -243,7 +281,7 @@ class MedlitCLI(LightningCLI):
     def _house_callbacks(self, trainer_config: dict[str, Any]) -> list[Callback]:
         assert self.run_dir is not None
         configured = trainer_config.get("callbacks") or []
-        callbacks: list[Callback] = [MetricHistory(self.model.metric_labels), SplitExport(), RunTimer()]
+        callbacks: list[Callback] = [MetricHistory(self.model.metric_labels), SplitExport(), RunTimer(), RngState()]
         if not any(isinstance(c, ModelCheckpoint) for c in configured):
             callbacks.append(
                 ModelCheckpoint(

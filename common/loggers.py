@@ -9,7 +9,7 @@ from typing import Literal
 
 from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
 
-__all__ = ["WandbMode", "build_loggers", "finish_wandb", "resolve_wandb_mode"]
+__all__ = ["WandbMode", "build_loggers", "finish_wandb", "new_wandb_id", "resolve_wandb_mode"]
 
 WandbMode = Literal["auto", "online", "offline", "off"]
 
@@ -40,10 +40,25 @@ def resolve_wandb_mode(mode: WandbMode) -> Literal["online", "offline", "off"]:
     return "online" if _wandb_key_configured() else "offline"
 
 
+def new_wandb_id() -> str:
+    """A fresh W&B run id (8 lowercase letters and digits, as W&B makes them)."""
+    import secrets
+    import string
+
+    return "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(8))
+
+
 def build_loggers(
-    run_dir: Path, experiment: str, wandb_mode: WandbMode = "auto", wandb_project: str = "medlit"
+    run_dir: Path,
+    experiment: str,
+    wandb_mode: WandbMode = "auto",
+    wandb_project: str = "medlit",
+    wandb_id: str | None = None,
 ) -> list[Logger]:
-    """CSV logs in ``<run_dir>/logs/metrics.csv``; W&B files in ``<run_dir>/wandb/`` unless mode is off."""
+    """CSV logs in ``<run_dir>/logs/metrics.csv``; W&B files in ``<run_dir>/wandb/`` unless mode is off.
+
+    ``wandb_id`` names the W&B run; the same id continues the same run (``resume="allow"``) after a resume.
+    """
     loggers: list[Logger] = [CSVLogger(save_dir=str(run_dir), name="logs", version="")]
     mode = resolve_wandb_mode(wandb_mode)
     if mode != "off":
@@ -55,6 +70,8 @@ def build_loggers(
                 group=experiment,
                 offline=mode == "offline",
                 log_model=False,
+                id=wandb_id,
+                resume="allow" if wandb_id else None,
             )
         )
     return loggers

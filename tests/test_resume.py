@@ -1,0 +1,95 @@
+"""``kill -9`` during training, then ``fit --ckpt_path last``: same run dir, same history, same final metrics."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from lesion_cls.__main__ import main
+from tests.helpers import REPO, tiny_cls_args
+
+METRICS = ("loss", "accuracy", "balanced_accuracy", "f1_macro", "auc_macro")
+
+
+def _args(data: Path, runs: Path) -> list[str]:
+    return tiny_cls_args(data, runs, "--trainer.max_epochs", "3", "--outputs.gradcam_per_class", "0")
+
+
+def _kill_after_first_epoch(args: list[str], runs: Path) -> Path:
+    """Start ``fit`` in a process and SIGKILL it once an epoch has ended (its checkpoint is written first)."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "lesion_cls", "fit", *args],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and process.poll() is None:
+            if list(runs.glob("*/*/checkpoints/last.ckpt")):  # written at the end of the first epoch
+                os.kill(process.pid, signal.SIGKILL)
+                break
+            time.sleep(0.02)
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    (run_dir,) = [p.parent.parent for p in runs.glob("*/*/checkpoints/last.ckpt")]
+    assert (run_dir / "checkpoints" / "last.ckpt").is_file() and not (run_dir / "metrics.json").exists()
+    return run_dir
+
+
+@pytest.mark.smoke
+def test_killed_fit_resumes_in_place_with_the_uninterrupted_result(tiny_ham: Path, tmp_path: Path) -> None:
+    reference = main(["fit", *_args(tiny_ham, tmp_path / "reference")])
+    killed = _kill_after_first_epoch(_args(tiny_ham, tmp_path / "runs"), tmp_path / "runs")
+    first_config = (killed / "config.yaml").read_text()
+    resumed = main(["fit", *_args(tiny_ham, tmp_path / "runs"), "--ckpt_path", "last"])
+
+    assert resumed == killed  # the same run dir, not a new one
+    assert (killed / "config.yaml").read_text() == first_config and (killed / "config.resume-1.yaml").is_file()
+    history, expected_history = pd.read_csv(resumed / "history.csv"), pd.read_csv(reference / "history.csv")
+    assert history["epoch"].tolist() == [0, 1, 2]
+    pd.testing.assert_frame_equal(
+        history.drop(columns="epoch_time_s"),
+        expected_history.drop(columns="epoch_time_s"),
+        check_exact=False,
+        rtol=1e-6,
+    )
+    metrics = json.loads((resumed / "metrics.json").read_text())
+    expected = json.loads((reference / "metrics.json").read_text())
+    assert {m: metrics[m] for m in METRICS} == pytest.approx({m: expected[m] for m in METRICS}, rel=1e-6)
+    info = json.loads((resumed / "run_info.json").read_text())
+    assert len(info["resumes"]) == 1 and info["resumes"][0]["ckpt_path"].endswith("last.ckpt")
+    assert info["wandb_id"] and info["best_checkpoint"].startswith(str(resumed))
+    # the earlier CSV log is kept beside the resumed one
+    assert (resumed / "logs" / "metrics.before-resume-1.csv").is_file()
+    # a finished run is never changed: last now finds no unfinished run
+    with pytest.raises(SystemExit):
+        main(["fit", *_args(tiny_ham, tmp_path / "runs"), "--ckpt_path", "last"])
+
+
+def test_same_seed_same_metrics(tiny_la: Path, tmp_path: Path) -> None:
+    from tests.helpers import tiny_seg_args
+    from volume_seg.__main__ import main as seg_main
+
+    args = ("--trainer.max_epochs", "2", "--outputs.views_3d", "false", "--outputs.overlays", "false")
+    first = seg_main(["fit", *tiny_seg_args(tiny_la, tmp_path / "a", *args)])
+    second = seg_main(["fit", *tiny_seg_args(tiny_la, tmp_path / "b", *args)])
+    a, b = (pd.read_csv(run / "metrics_per_case.csv") for run in (first, second))
+    pd.testing.assert_frame_equal(a, b)
+    pd.testing.assert_frame_equal(
+        pd.read_csv(first / "history.csv").drop(columns="epoch_time_s"),
+        pd.read_csv(second / "history.csv").drop(columns="epoch_time_s"),
+    )
