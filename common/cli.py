@@ -23,11 +23,13 @@ import json
 import os
 import sys
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from jsonargparse import namespace_to_dict
 from lightning.pytorch import Callback, LightningDataModule, LightningModule, Trainer
 from lightning.pytorch.callbacks import (
     LearningRateMonitor,
@@ -40,6 +42,7 @@ from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities import rank_zero_only
 
 from common.callbacks import MetricHistory, RngState, RunTimer, SplitExport, write_json
+from common.check import DataCheck
 from common.contracts import TaskDataModule, TaskModule, check_contract
 from common.errors import MedlitError, find_medlit_error
 from common.loggers import WandbMode, build_loggers, finish_wandb, new_wandb_id
@@ -66,6 +69,8 @@ class RunOptions:
         wandb_project: W&B project name.
         test_after_fit: After ``fit``, run ``test`` on the best checkpoint (chosen on validation data)
             in the same run dir.
+        check_data: Before ``fit``, run the cheap part of the dataset check (files listed, metadata read) and
+            stop with the first problem found (``python -m <task> check`` lists them all).
     """
 
     experiment: str = "default"
@@ -74,6 +79,7 @@ class RunOptions:
     wandb: WandbMode = "auto"
     wandb_project: str = "medlit"
     test_after_fit: bool = True
+    check_data: bool = True
 
 
 @dataclass(frozen=True)
@@ -130,6 +136,10 @@ def resolve_run_dir(options: RunOptions) -> Path:
     return run_dir
 
 
+class _CheckDoneSignal(Exception):  # noqa: N818 (a signal, not an error)
+    """Raised inside LightningCLI's set-up once ``check`` has checked the data: nothing else is built."""
+
+
 class MedlitCLI(LightningCLI):
     """LightningCLI with run directories, house loggers/callbacks and one-line errors.
 
@@ -160,6 +170,11 @@ class MedlitCLI(LightningCLI):
         self.resuming = False
         self.loggers: list[Logger] = []
         self.error: MedlitError | None = None
+        self.check_only = bool(args and args[0] == "check") or (args is None and sys.argv[1:2] == ["check"])
+        self.check_result: DataCheck | None = None
+        if self.check_only:  # parsed as fit (same keys); stops once the datamodule is built and checked
+            args = ["fit", *(args[1:] if args else sys.argv[2:])]
+            warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
         try:
             check_contract(model_class, TaskModule, "model class")
             check_contract(datamodule_class, TaskDataModule, "datamodule class")
@@ -172,6 +187,8 @@ class MedlitCLI(LightningCLI):
                 auto_configure_optimizers=False,  # the modules own their optimizer and schedule (common.optim)
                 args=args,
             )
+        except _CheckDoneSignal:
+            pass
         except Exception as err:  # an expected mistake may reach here wrapped by a library (see find_medlit_error)
             self.error = find_medlit_error(err)
             if self.error is None:
@@ -191,6 +208,10 @@ class MedlitCLI(LightningCLI):
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand]
+        if self.check_only:
+            datamodule = self.datamodule_class(**namespace_to_dict(config["data"]))
+            self.check_result = datamodule.check_data(full=True)
+            raise _CheckDoneSignal
         if config.get("ckpt_path"):
             # weights come from the checkpoint: skip e.g. hub downloads of pretrained weights
             for key, value in self.model_class.checkpoint_overrides.items():
@@ -299,6 +320,20 @@ class MedlitCLI(LightningCLI):
             callbacks.append(LearningRateMonitor(logging_interval="epoch"))
         return callbacks
 
+    def before_fit(self) -> None:
+        """The cheap dataset check (``run.check_data``): stop at once, before training, on a broken dataset."""
+        if not self._run_options().check_data:
+            return
+        result = self.datamodule.check_data(full=False)
+        if len(result.problems) == 1:
+            raise MedlitError(str(result.problems[0]))
+        if result.problems:
+            command = f"python -m {type(self.model).__module__.split('.')[0]} check"
+            raise MedlitError(
+                f"{result.problems[0]}; and {len(result.problems) - 1} more problem(s): `{command}` with the same "
+                "arguments lists them all (run.check_data=false skips this check)"
+            )
+
     def after_fit(self) -> None:
         """Record the checkpoint chosen on validation data and test it, in the same run dir."""
         checkpoint = self.trainer.checkpoint_callback
@@ -327,6 +362,9 @@ def run_cli(
     """
     cli = MedlitCLI(model_class, datamodule_class, outputs_callback_class, links, report_module, args)
     finish_wandb(cli.loggers, exit_code=2 if cli.error else 0)
+    if cli.check_result is not None and cli.error is None:
+        print(cli.check_result.render())
+        sys.exit(0 if cli.check_result.ok else 1)
     if cli.error is not None:
         if cli.run_dir is not None and rank_zero_only.rank == 0 and cli.run_dir.is_dir():
             (cli.run_dir / "error.txt").write_text(f"{cli.error}\n")

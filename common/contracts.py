@@ -4,7 +4,8 @@ A task (``lesion_cls``, ``volume_seg``, or a third one) provides
 
 * a LightningModule class that satisfies :class:`TaskModule` (its task name, the checkpoint monitor, labels
   for its logged metrics, init arguments to override when weights come from a checkpoint),
-* a LightningDataModule class that satisfies :class:`TaskDataModule` (whether it has test data, its split),
+* a LightningDataModule class that satisfies :class:`TaskDataModule` (whether it has test data, its split, a
+  dataset check),
 * a report module that registers a :class:`TaskReport` for its task name (``register_report``).
 
 :func:`check_contract` checks a class against a contract once, when the CLI starts, and names each missing
@@ -21,6 +22,7 @@ from common.errors import MedlitError
 if TYPE_CHECKING:
     import pandas as pd
 
+    from common.check import DataCheck
     from common.results import RunResult
 
 __all__ = ["Block", "TaskDataModule", "TaskModule", "TaskReport", "check_contract", "contract_members"]
@@ -58,6 +60,10 @@ class TaskDataModule(Protocol):
 
     def split_table(self) -> pd.DataFrame:
         """One row per sample or case with its split (saved as ``split.csv`` once set up)."""
+        ...
+
+    def check_data(self, full: bool = True) -> DataCheck:
+        """Every problem of the dataset and a summary; ``full=False``: only what is cheap (no decoding)."""
         ...
 
 

@@ -31,6 +31,7 @@ from sklearn.model_selection import train_test_split
 from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 from torchvision.transforms import v2
 
+from common.check import DataCheck, Problem
 from common.errors import MedlitError, check_choice
 from common.loaders import available_cpus, evaluation_sampler
 from lesion_cls import CLASS_NAMES, DX_CODES
@@ -96,6 +97,61 @@ def _attach_paths(table: pd.DataFrame, csv_path: Path, image_dir: Path) -> pd.Da
     return table.assign(path=paths.map(str))
 
 
+def ham_metadata_problems(table: pd.DataFrame, csv_path: Path) -> list[Problem]:
+    """Every row problem of a HAM10000 metadata table (unknown ``dx``, empty ids, repeated ``image_id``), in row
+    order; row numbers are file lines (header = line 1)."""
+    found: list[tuple[int, Problem]] = []
+    dx = table["dx"].str.strip().str.lower()
+    expected = ", ".join(DX_CODES)
+    for i in np.flatnonzero(~dx.isin(DX_CODES).to_numpy()):
+        what = f"unknown dx '{table['dx'].iloc[i]}' (expected one of {expected})"
+        found.append((i, Problem(f"{csv_path} row {i + 2}", what)))
+    for column in ("image_id", "lesion_id"):
+        for i in np.flatnonzero((table[column].str.strip() == "").to_numpy()):
+            found.append((i, Problem(f"{csv_path} row {i + 2}", f"empty {column}")))
+    for i in np.flatnonzero(table["image_id"].duplicated().to_numpy()):
+        found.append((i, Problem(f"{csv_path} row {i + 2}", f"image_id '{table['image_id'].iloc[i]}' appears twice")))
+    return [problem for _, problem in sorted(found, key=lambda item: item[0])]
+
+
+def _onehot_problems(table: pd.DataFrame, csv_path: Path) -> list[Problem]:
+    """Rows of an ISIC one-hot CSV that are not exactly one class column set to 1."""
+    values = table[list(CLASS_NAMES)].apply(pd.to_numeric, errors="coerce").to_numpy()
+    bad = ~(np.isin(values, (0.0, 1.0)).all(axis=1) & (np.nansum(values, axis=1) == 1))
+    return [
+        Problem(f"{csv_path} row {i + 2}", "expected exactly one class column set to 1 (numbers 0/1)")
+        for i in np.flatnonzero(bad)
+    ]
+
+
+def _decode_all(paths: Sequence[Path], check: DataCheck) -> None:
+    """Open and fully decode every image; add a problem for each that fails; summarise sizes and modes."""
+    sizes: dict[tuple[int, int], int] = {}
+    modes: dict[str, int] = {}
+
+    def decode(path: Path) -> tuple[tuple[int, int], str] | Problem:
+        try:
+            with Image.open(path) as image:
+                image.load()
+                return image.size, image.mode
+        except (UnidentifiedImageError, OSError, SyntaxError) as err:
+            return Problem(str(path), f"cannot decode image ({err})", "re-export it as JPEG or PNG")
+
+    with ThreadPoolExecutor(max_workers=available_cpus()) as pool:
+        for result in pool.map(decode, paths):
+            if isinstance(result, Problem):
+                check.problems.append(result)
+            else:
+                sizes[result[0]] = sizes.get(result[0], 0) + 1
+                modes[result[1]] = modes.get(result[1], 0) + 1
+    if sizes:
+        common = sorted(sizes.items(), key=lambda kv: -kv[1])[:3]
+        shown = ", ".join(f"{w}x{h} ({n})" for (w, h), n in common)
+        check.summary[f"decoded images ({len(paths)})"] = f"sizes {shown}; modes " + ", ".join(
+            f"{m} ({n})" for m, n in sorted(modes.items())
+        )
+
+
 def read_ham_metadata(csv_path: Path, image_dir: Path | None = None) -> pd.DataFrame:
     """Read ``HAM10000_metadata.csv``.
 
@@ -105,22 +161,10 @@ def read_ham_metadata(csv_path: Path, image_dir: Path | None = None) -> pd.DataF
         lines (header = line 1).
     """
     table = _read_csv(csv_path, _HAM_COLUMNS)
+    problems = ham_metadata_problems(table, csv_path)
+    if problems:
+        raise MedlitError(str(problems[0]))
     dx = table["dx"].str.strip().str.lower()
-    unknown = ~dx.isin(DX_CODES)
-    if unknown.any():
-        first = _first(unknown)
-        expected = ", ".join(DX_CODES)
-        raise MedlitError(
-            f"{csv_path} row {first + 2}: unknown dx '{table['dx'].iloc[first]}' (expected one of {expected})"
-        )
-    for column in ("image_id", "lesion_id"):
-        blank = table[column].str.strip() == ""
-        if blank.any():
-            raise MedlitError(f"{csv_path} row {_first(blank) + 2}: empty {column}")
-    duplicated = table["image_id"].duplicated()
-    if duplicated.any():
-        first = _first(duplicated)
-        raise MedlitError(f"{csv_path} row {first + 2}: image_id '{table['image_id'].iloc[first]}' appears twice")
     out = pd.DataFrame(
         {
             "image_id": table["image_id"].str.strip(),
@@ -453,6 +497,52 @@ class HAM10000DataModule(LightningDataModule):
         counts = np.bincount(labels, minlength=len(CLASS_NAMES)).astype(np.float64)
         weights = np.where(counts > 0, len(labels) / (len(CLASS_NAMES) * np.maximum(counts, 1)), 1.0)
         return [float(w) for w in weights]
+
+    # -- dataset check --
+    def check_data(self, full: bool = True) -> DataCheck:
+        """Every problem of the metadata, the images and the test set, and a summary (``check`` command).
+
+        Args:
+            full: Also open and decode every image (the cheap check reads the CSV files and lists the folder).
+        """
+        check, hp = DataCheck(), self.hparams
+        root = Path(hp.root)
+        sources = [(root / hp.metadata_csv, root / hp.image_dir, _HAM_COLUMNS, ham_metadata_problems)]
+        if hp.test_csv:
+            sources.append((Path(hp.test_csv), Path(hp.test_image_dir), ("image", *CLASS_NAMES), _onehot_problems))
+        ids: dict[str, set[str]] = {}
+        for csv_path, image_dir, columns, row_problems in sources:
+            try:
+                table = _read_csv(csv_path, columns)
+                images = index_images(image_dir)
+            except MedlitError as err:
+                check.add_error(err, csv_path)
+                continue
+            check.extend(row_problems(table, csv_path))
+            id_column = "image_id" if "image_id" in table else "image"
+            found = table[id_column].str.strip()
+            ids[str(csv_path)] = set(found)
+            for i in np.flatnonzero(~found.isin(images).to_numpy()):
+                check.add(f"{csv_path} row {i + 2}", f"image '{found.iloc[i]}' not found in {image_dir}", ".jpg/.png")
+            self._summarize(check, csv_path, table)
+            if full:
+                _decode_all([images[i] for i in found if i in images], check)
+        if len(ids) == 2:
+            leaked = sorted(set.intersection(*ids.values()))
+            if leaked:
+                check.add(hp.test_csv, f"{len(leaked)} test image(s) also in the training metadata: {leaked[0]}, ...")
+        return check
+
+    @staticmethod
+    def _summarize(check: DataCheck, csv_path: Path, table: pd.DataFrame) -> None:
+        if "dx" in table:
+            counts = table["dx"].str.strip().str.lower().value_counts()
+            check.summary[f"{csv_path.name}: images"] = f"{len(table)} ({table['lesion_id'].nunique()} lesions)"
+            check.summary[f"{csv_path.name}: classes"] = ", ".join(
+                f"{name} {int(counts.get(code, 0))}" for name, code in zip(CLASS_NAMES, DX_CODES, strict=True)
+            )
+        else:
+            check.summary[f"{csv_path.name}: images"] = str(len(table))
 
     def prepare_data(self) -> None:
         """Check the files and build the pixel cache (once per node)."""

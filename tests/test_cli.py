@@ -84,3 +84,19 @@ def test_resume_keeps_history_and_test_uses_checkpoint_not_hub(tiny_ham: Path, t
     assert metrics["checkpoint"].endswith("last.ckpt") and 0 <= metrics["accuracy"] <= 1
     info = json.loads((tested / "run_info.json").read_text())
     assert info["subcommand"] == "test" and info["monitor"] == "val/bal_acc"
+
+
+@pytest.mark.smoke
+def test_a_wandb_key_never_reaches_run_files(tiny_ham: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from common.report import build_report
+    from common.results import load_run
+
+    key = "medlitsecret" + "7" * 28  # 40 characters, as W&B keys are
+    monkeypatch.setenv("WANDB_API_KEY", key)
+    args = tiny_cls_args(tiny_ham, tmp_path / "runs", "--trainer.max_epochs", "1", "--run.wandb", "offline")
+    run_dir = main(["fit", *args, "--outputs.gradcam_per_class", "0"])
+    build_report([load_run(run_dir)], tmp_path / "report")
+    files = [p for root in (run_dir, tmp_path / "report") for p in root.rglob("*") if p.is_file()]
+    assert any("wandb" in p.parts for p in files)  # W&B did write its offline run
+    leaked = [p for p in files if key.encode() in p.read_bytes()]
+    assert not leaked, leaked

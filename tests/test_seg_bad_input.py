@@ -89,7 +89,7 @@ def _negative_label(la: Path) -> tuple[str, str]:
 
 def _missing_case(la: Path) -> tuple[str, str]:
     (la / "train.list").write_text((la / "train.list").read_text() + "LA999\n")
-    return str(la / "train.list"), "1 case(s) not found under"
+    return str(la / "train.list"), "case 'LA999' not found"
 
 
 def _duplicate_case(la: Path) -> tuple[str, str]:

@@ -36,6 +36,7 @@ from monai.data import DataLoader
 from sklearn.model_selection import train_test_split
 from torch.utils.data import Dataset
 
+from common.check import DataCheck, Problem
 from common.errors import MedlitError, check_choice
 from common.loaders import available_cpus, evaluation_sampler
 from volume_seg import default_class_names
@@ -134,7 +135,17 @@ _LAYOUT_SIGNS: dict[str, Callable[[Path], bool]] = {
 
 
 def discover_cases(root: Path, layout: str = "auto") -> tuple[str, list[dict[str, Any]]]:
-    """The layout and one record (``case``, ``image``, ``label``, ``format``) per labelled case."""
+    """The layout and one record (``case``, ``image``, ``label``, ``format``) per labelled case; refuses
+    repeated case ids and missing files (:func:`record_problems`)."""
+    layout, records = _find_cases(root, layout)
+    problems = record_problems(records, root)
+    if problems:
+        raise MedlitError(f"{problems[0]}" + (f" ({len(problems)} problems in all)" if len(problems) > 1 else ""))
+    return layout, records
+
+
+def _find_cases(root: Path, layout: str) -> tuple[str, list[dict[str, Any]]]:
+    """The layout and the records it names (files not checked)."""
     if not root.is_dir():
         raise MedlitError(f"data.root {root} does not exist")
     if layout == "auto":
@@ -147,14 +158,23 @@ def discover_cases(root: Path, layout: str = "auto") -> tuple[str, list[dict[str
     records = _LAYOUTS[layout](root)
     if not records:
         raise MedlitError(f"{root}: no cases found for layout {layout}")
-    names = [r["case"] for r in records]
-    repeated = sorted({n for n in names if names.count(n) > 1})
-    if repeated:
-        raise MedlitError(f"{root}: case id '{repeated[0]}' appears more than once ({layout} layout)")
-    missing = [r[key] for r in records for key in ("image", "label") if r.get(key) and not Path(r[key]).is_file()]
-    if missing:
-        raise MedlitError(f"{missing[0]}: file not found ({len(missing)} missing file(s) under {root})")
     return layout, records
+
+
+def record_problems(records: Sequence[Mapping[str, Any]], root: Path) -> list[Problem]:
+    """Every repeated case id and missing image or label file of the discovered records."""
+    names = [r["case"] for r in records]
+    problems = [
+        Problem(str(root), f"case id '{n}' appears more than once", "case ids must be unique")
+        for n in sorted({n for n in names if names.count(n) > 1})
+    ]
+    problems += [
+        Problem(str(r[key]), "file not found", f"{key} of case {r['case']}")
+        for r in records
+        for key in ("image", "label")
+        if r.get(key) and not Path(r[key]).is_file()
+    ]
+    return problems
 
 
 def predict_records(folder: Path) -> list[dict[str, Any]]:
@@ -278,6 +298,38 @@ def load_volume(record: Mapping[str, Any], num_classes: int, spacing: Sequence[f
         affine = np.diag([*out["spacing"], 1.0])
     out["affine"] = np.asarray(affine, dtype=np.float64)
     return out
+
+
+def _check_volumes(
+    check: DataCheck, records: Sequence[Mapping[str, Any]], num_classes: int, spacing: Sequence[float] | None
+) -> None:
+    """Read every volume (one at a time: memory stays flat); problems and a summary into ``check``."""
+    shapes, spacings, lows, highs, values, empty = [], set(), [], [], set(), []
+    for record in records:
+        try:
+            volume = load_volume(record, num_classes, spacing)
+        except MedlitError as err:
+            check.add_error(err, record["image"])
+            continue
+        image = volume["image"][0]
+        shapes.append(image.shape)
+        known = volume["spacing"]
+        spacings.add("none stored (voxels)" if np.isnan(known).any() else str(np.round(known, 4).tolist()))
+        lows.append(float(image.min()))
+        highs.append(float(image.max()))
+        if "label" in volume:
+            values.update(np.unique(volume["label"]).tolist())
+            if not volume["label"].any():
+                empty.append(record["case"])
+    if shapes:
+        sizes = np.array(shapes)
+        check.summary["shapes"] = " x ".join(f"{lo}..{hi}" for lo, hi in zip(sizes.min(0), sizes.max(0), strict=True))
+        check.summary["spacings"] = ", ".join(sorted(spacings)[:4]) + (" ..." if len(spacings) > 4 else "")
+        check.summary["intensity"] = (
+            f"minima {min(lows):.4g}..{max(lows):.4g}, maxima {min(highs):.4g}..{max(highs):.4g}"
+        )
+        check.summary["label values"] = ", ".join(str(v) for v in sorted(values)) + f" (as classes of {num_classes})"
+        check.summary["empty labels"] = f"{len(empty)} case(s)" + (f": {', '.join(empty[:5])}" if empty else "")
 
 
 def cache_volumes(records: Sequence[Mapping[str, Any]], transform: Callable, threads: int | None = None) -> list:
@@ -535,6 +587,40 @@ class VolumeDataModule(LightningDataModule):
         split = pd.DataFrame(rows, columns=["case", "split"])
         split["image"] = [by_case[c]["image"] for c in split["case"]]
         return split, by_case
+
+    # -- dataset check --
+    def check_data(self, full: bool = True) -> DataCheck:
+        """Every problem of the cases and the case lists, and a summary (``check`` command).
+
+        Args:
+            full: Also read and check every volume (the cheap check lists the files and reads the lists).
+        """
+        check, hp, root = DataCheck(), self.hparams, Path(self.hparams.root)
+        try:
+            layout, records = _find_cases(root, hp.layout)
+        except MedlitError as err:
+            check.add_error(err, root)
+            return check
+        check.extend(record_problems(records, root))
+        known = {r["case"] for r in records}
+        for list_name in (hp.train_list, hp.test_list):
+            if list_name:
+                self._check_list(check, root / list_name, known)
+        check.summary["cases"] = f"{len(records)} ({layout} layout)"
+        if full:
+            _check_volumes(check, [r for r in records if Path(r["image"]).is_file()], hp.num_classes, hp.spacing)
+        return check
+
+    @staticmethod
+    def _check_list(check: DataCheck, path: Path, known: set[str]) -> None:
+        try:
+            names = read_case_list(path)
+        except MedlitError as err:
+            check.add_error(err, path)
+            return
+        check.extend(
+            Problem(str(path), f"case '{n}' not found", "no such case folder or file") for n in names if n not in known
+        )
 
     def split_table(self) -> pd.DataFrame:
         """One row per case: ``case, split, image`` (saved as ``split.csv``)."""

@@ -7,6 +7,8 @@ import torch
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset
 
+from common.check import DataCheck
+
 
 class _Samples(Dataset):
     def __init__(self, x: torch.Tensor, y: torch.Tensor) -> None:
@@ -38,6 +40,12 @@ class ToyDataModule(LightningDataModule):
         cut = [0, int(0.6 * len(y)), int(0.8 * len(y)), len(y)]
         for name, start, stop in zip(("train", "val", "test"), cut, cut[1:], strict=False):
             self.splits[name] = _Samples(x[start:stop], y[start:stop])
+
+    def check_data(self, full: bool = True) -> DataCheck:
+        check = DataCheck(summary={"samples": str(self.hparams.n)})
+        if self.hparams.n < 5:
+            check.add("data.n", f"{self.hparams.n} samples cannot be split 60/20/20", "use at least 5")
+        return check
 
     def split_table(self) -> pd.DataFrame:
         return pd.DataFrame(
