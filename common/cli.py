@@ -366,9 +366,10 @@ def run_cli(
         print(cli.check_result.render())
         sys.exit(0 if cli.check_result.ok else 1)
     if cli.error is not None:
-        if cli.run_dir is not None and rank_zero_only.rank == 0 and cli.run_dir.is_dir():
-            (cli.run_dir / "error.txt").write_text(f"{cli.error}\n")
-        print(f"error: {cli.error}", file=sys.stderr)
+        if rank_zero_only.rank == 0:  # DDP workers meet the same mistake: one line, from rank 0
+            if cli.run_dir is not None and cli.run_dir.is_dir():
+                (cli.run_dir / "error.txt").write_text(f"{cli.error}\n")
+            print(f"error: {cli.error}", file=sys.stderr)
         sys.exit(2)
     if rank_zero_only.rank == 0:
         print(f"run_dir: {cli.run_dir}", flush=True)

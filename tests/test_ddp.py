@@ -64,3 +64,36 @@ def test_segmentation_ddp(tiny_la: Path, tmp_path: Path) -> None:
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["n_cases"] == 3 and metrics["dice"]["mean"] == pytest.approx(table["dice"].mean(), abs=1e-6)
     assert_one_number(run_dir, ("dice", "jaccard", "hd95", "asd", "loss"))
+
+
+@pytest.mark.ddp
+def test_bad_volume_in_ddp_workers_is_one_line(tiny_la: Path, tmp_path: Path) -> None:
+    """A mistake found after the worker processes started (while caching volumes): one line, exit 2, no process
+    left behind."""
+    import shutil
+
+    import h5py
+    import numpy as np
+
+    root = Path(shutil.copytree(tiny_la, tmp_path / "la"))
+    path = root / "LA002" / "mri_norm2.h5"
+    with h5py.File(path, "r+") as h5:
+        image = h5["image"][()]
+        image[1, 2, 3] = np.nan
+        del h5["image"]
+        h5.create_dataset("image", data=image)
+    args = tiny_seg_args(root, tmp_path / "runs", *DDP, "--trainer.max_epochs", "1")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    result = subprocess.run(
+        [sys.executable, "-m", "volume_seg", "fit", *args],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [f"error: {path}: image holds 1 NaN/Inf voxel(s); fix or mask them before training"]
+    leftover = subprocess.run(["pgrep", "-f", str(root)], capture_output=True, text=True).stdout.split()
+    assert not leftover, leftover
