@@ -212,6 +212,8 @@ class MedlitCLI(LightningCLI):
             datamodule = self.datamodule_class(**namespace_to_dict(config["data"]))
             self.check_result = datamodule.check_data(full=True)
             raise _CheckDoneSignal
+        if "weights_only" in config and config["weights_only"] is None:
+            config["weights_only"] = True  # our checkpoints hold tensors and plain values only: no pickled code
         if config.get("ckpt_path"):
             # weights come from the checkpoint: skip e.g. hub downloads of pretrained weights
             for key, value in self.model_class.checkpoint_overrides.items():
@@ -342,7 +344,7 @@ class MedlitCLI(LightningCLI):
             self._write_run_info(best_checkpoint=best, best_score=float(checkpoint.best_model_score))
         if not self._run_options().test_after_fit or not self.datamodule.has_test_data:
             return
-        self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best or None)
+        self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best or None, weights_only=True)
 
 
 def run_cli(

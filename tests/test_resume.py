@@ -93,3 +93,14 @@ def test_same_seed_same_metrics(tiny_la: Path, tmp_path: Path) -> None:
         pd.read_csv(first / "history.csv").drop(columns="epoch_time_s"),
         pd.read_csv(second / "history.csv").drop(columns="epoch_time_s"),
     )
+
+
+def test_checkpoints_load_with_weights_only(tiny_ham: Path, tmp_path: Path) -> None:
+    import torch
+
+    run_dir = main(["fit", *tiny_cls_args(tiny_ham, tmp_path, "--trainer.max_epochs", "1")])
+    config = (run_dir / "config.yaml").read_text()
+    assert "weights_only: true" in config  # what the CLI passes to Lightning when loading a checkpoint
+    for checkpoint in (run_dir / "checkpoints").iterdir():
+        state = torch.load(checkpoint, weights_only=True, map_location="cpu")  # no pickled code needed
+        assert "medlit_rng_states" in state and state["hyper_parameters"]["backbone"] == "resnet10t"
