@@ -135,8 +135,10 @@ class ClassificationOutputs(Callback):
             predictions_frame(ids, probs, target).to_csv(tmp, index=False, float_format="%.6f")
         write_json(out / "metrics.json", metrics)
         table = classification_report_table(metrics)
-        table.to_csv(out / "classification_report.csv", float_format="%.4f")
-        (out / "classification_report.md").write_text(report_markdown(table))
+        with atomic_path(out / "classification_report.csv") as tmp:
+            table.to_csv(tmp, float_format="%.4f")
+        with atomic_path(out / "classification_report.md") as tmp:
+            tmp.write_text(report_markdown(table))
         if self.figures:
             plot_roc(roc_curves(probs, target), out / "roc.png")
             plot_confusion(confusion_matrix(probs, target), out / "confusion_matrix.png")

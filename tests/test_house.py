@@ -138,3 +138,25 @@ def test_a_third_task_runs_through_the_cli_and_the_report(tmp_path: Path) -> Non
     assert "| optimizer | sgd |" in text and f"| mae | {metrics['mae']:.3f} |" in text
     assert "**Best toy run: toy**, chosen on validation MAE" in text
     assert "data:image/png;base64," in html.read_text()
+
+
+def test_an_error_raised_in_a_loader_worker_is_found_unwrapped() -> None:
+    from torch.utils.data import DataLoader, Dataset
+
+    from common.errors import find_medlit_error
+
+    class Broken(Dataset):
+        def __len__(self) -> int:
+            return 2
+
+        def __getitem__(self, index: int) -> int:
+            raise MedlitError("/data/case_7.nii.gz: image holds 3 NaN/Inf voxel(s)")
+
+    with pytest.raises(Exception) as raised:
+        next(iter(DataLoader(Broken(), num_workers=1)))
+    found = find_medlit_error(raised.value)
+    assert found is not None and str(found) == "/data/case_7.nii.gz: image holds 3 NaN/Inf voxel(s)"
+    wrapped = RuntimeError("applying transform")
+    wrapped.__cause__ = MedlitError("x.h5: no 'label' dataset")
+    assert str(find_medlit_error(wrapped)) == "x.h5: no 'label' dataset"
+    assert find_medlit_error(ValueError("a bug")) is None  # a bug keeps its traceback

@@ -80,7 +80,7 @@ def test_killed_fit_resumes_in_place_with_the_uninterrupted_result(tiny_ham: Pat
         main(["fit", *_args(tiny_ham, tmp_path / "runs"), "--ckpt_path", "last"])
 
 
-def test_same_seed_same_metrics(tiny_la: Path, tmp_path: Path) -> None:
+def test_same_seed_same_metrics(tiny_ham: Path, tiny_la: Path, tmp_path: Path) -> None:
     from tests.helpers import tiny_seg_args
     from volume_seg.__main__ import main as seg_main
 
@@ -89,10 +89,13 @@ def test_same_seed_same_metrics(tiny_la: Path, tmp_path: Path) -> None:
     second = seg_main(["fit", *tiny_seg_args(tiny_la, tmp_path / "b", *args)])
     a, b = (pd.read_csv(run / "metrics_per_case.csv") for run in (first, second))
     pd.testing.assert_frame_equal(a, b)
-    pd.testing.assert_frame_equal(
-        pd.read_csv(first / "history.csv").drop(columns="epoch_time_s"),
-        pd.read_csv(second / "history.csv").drop(columns="epoch_time_s"),
-    )
+    cls_args = ("--trainer.max_epochs", "2", "--outputs.gradcam_per_class", "0")
+    runs = [main(["fit", *tiny_cls_args(tiny_ham, tmp_path / name, *cls_args)]) for name in ("c", "d")]
+    for pair in ((first, second), runs):
+        histories = [pd.read_csv(run / "history.csv").drop(columns="epoch_time_s") for run in pair]
+        pd.testing.assert_frame_equal(*histories)
+    predictions = [pd.read_csv(run / "predictions.csv") for run in runs]
+    pd.testing.assert_frame_equal(*predictions)
 
 
 def test_checkpoints_load_with_weights_only(tiny_ham: Path, tmp_path: Path) -> None:
