@@ -11,8 +11,13 @@ of the same names (tests check equality on varied shapes, anisotropic spacing an
   as medpy's ``asd``; ``assd`` pools both directions).
 * Distances are in voxels without ``voxelspacing`` and in the spacing's unit (mm) with it.
 
-Faster than medpy because the distance transforms run on the bounding box of both masks (plus one voxel),
-which gives the same distances, and the two directions are computed once for all distance metrics.
+Faster than medpy, with the same numbers: medpy runs a Euclidean distance transform over the whole volume for
+every direction of every metric. Here each mask's surface voxels are found once (an erosion by shifted slices
+over the mask's bounding box), and the distance from each surface voxel of one mask to the nearest surface voxel
+of the other is a nearest-neighbour query in a k-d tree of the other surface's voxel centres (scaled by the
+spacing; ``pykdtree``, multi-threaded, in float64): exactly the distance the transform gives, computed for
+surface voxels only. The two directions are
+computed once for all distance metrics (:func:`binary_case_metrics`).
 
 Empty-mask policy (:data:`EMPTY_POLICY`): where the prediction or the reference is empty, ``hd95`` and ``asd``
 are NaN (never 0, never a perfect score), and summaries count such cases; Dice and Jaccard are 0 when exactly
@@ -25,7 +30,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from scipy.ndimage import binary_erosion, distance_transform_edt, generate_binary_structure
+from pykdtree.kdtree import KDTree
+from scipy.ndimage import generate_binary_structure
 
 __all__ = [
     "EMPTY_POLICY",
@@ -42,6 +48,7 @@ __all__ = [
     "mean_foreground_dice",
     "summarize",
     "surface_distances",
+    "surface_points",
 ]
 
 METRIC_NAMES = ("dice", "jaccard", "hd95", "asd")
@@ -61,7 +68,7 @@ METRIC_DEFINITIONS = {
 
 
 def _as_bool(mask: Any) -> np.ndarray:
-    return np.atleast_1d(np.asarray(mask).astype(bool))
+    return np.atleast_1d(np.asarray(mask, dtype=bool))  # no copy when it already is boolean
 
 
 def dc(result: Any, reference: Any) -> float:
@@ -87,6 +94,48 @@ def _spacing(voxelspacing: float | Sequence[float] | None, ndim: int) -> np.ndar
     return spacing
 
 
+def _eroded(mask: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """Binary erosion by the footprint whose non-centre ``offsets`` are given; outside counts as background.
+
+    One AND of shifted views per offset (no padded copy); voxels whose neighbour would lie outside are removed.
+    """
+    out = mask.copy()
+    for offset in offsets:
+        target, source = [], []
+        for o, n in zip(offset, mask.shape, strict=True):
+            target.append(slice(max(0, -o), n - max(0, o)))
+            source.append(slice(max(0, o), n - max(0, -o)))
+        out[tuple(target)] &= mask[tuple(source)]
+        for axis, o in enumerate(offset):  # the neighbour is outside the box: background
+            if o:
+                edge = [slice(None)] * mask.ndim
+                edge[axis] = slice(mask.shape[axis] - o, None) if o > 0 else slice(0, -o)
+                out[tuple(edge)] = False
+    return out
+
+
+def _bounding_box(mask: np.ndarray) -> tuple[slice, ...]:
+    """The smallest box holding every voxel of a non-empty mask (from projections: cheaper than np.nonzero)."""
+    box = []
+    for axis in range(mask.ndim):
+        occupied = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
+        box.append(slice(int(occupied[0]), int(occupied[-1]) + 1))
+    return tuple(box)
+
+
+def surface_points(mask: np.ndarray, connectivity: int = 1) -> np.ndarray:
+    """Integer coordinates ``[K, ndim]`` of the surface voxels of a non-empty boolean mask: its voxels removed by
+    one erosion with ``generate_binary_structure(ndim, connectivity)`` (as medpy; outside is background)."""
+    box = _bounding_box(mask)
+    sub = mask[box]
+    footprint = generate_binary_structure(mask.ndim, connectivity)
+    offsets = np.argwhere(footprint) - 1
+    offsets = offsets[np.any(offsets != 0, axis=1)]
+    border = sub & ~_eroded(sub, offsets)
+    flat = np.flatnonzero(border)  # with unravel_index: several times faster than np.argwhere
+    return np.column_stack(np.unravel_index(flat, border.shape)) + np.array([b.start for b in box])
+
+
 def surface_distances(
     result: Any, reference: Any, voxelspacing: float | Sequence[float] | None = None, connectivity: int = 1
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -101,17 +150,12 @@ def surface_distances(
     if not result.any() or not reference.any():
         return np.empty(0), np.empty(0)
     spacing = _spacing(voxelspacing, result.ndim)
-    # crop to the bounding box of both masks plus one voxel: the surfaces and every distance between them
-    # lie inside, and the voxel outside stays background, as outside the volume in medpy's erosion
-    coords = np.nonzero(result | reference)
-    box = tuple(slice(max(int(c.min()) - 1, 0), int(c.max()) + 2) for c in coords)
-    result, reference = result[box], reference[box]
-    footprint = generate_binary_structure(result.ndim, connectivity)
-    result_border = result ^ binary_erosion(result, structure=footprint, iterations=1)
-    reference_border = reference ^ binary_erosion(reference, structure=footprint, iterations=1)
-    to_reference = distance_transform_edt(~reference_border, sampling=spacing)[result_border]
-    to_result = distance_transform_edt(~result_border, sampling=spacing)[reference_border]
-    return to_reference, to_result
+    scale = np.ones(result.ndim) if spacing is None else spacing
+    result_points = surface_points(result, connectivity) * scale
+    reference_points = surface_points(reference, connectivity) * scale
+    to_reference, _ = KDTree(reference_points).query(result_points, k=1)
+    to_result, _ = KDTree(result_points).query(reference_points, k=1)
+    return to_reference.astype(np.float64), to_result.astype(np.float64)
 
 
 def hd95(
@@ -141,15 +185,19 @@ def assd(
 def binary_case_metrics(
     result: Any, reference: Any, voxelspacing: float | Sequence[float] | None = None
 ) -> dict[str, float]:
-    """Dice, Jaccard, HD95 and ASD of one binary mask pair, sharing one surface-distance computation."""
+    """Dice, Jaccard, HD95 and ASD of one binary mask pair: voxel counts and surface distances computed once."""
+    result, reference = _as_bool(result), _as_bool(reference)
+    n_result, n_reference = np.count_nonzero(result), np.count_nonzero(reference)
+    overlap = np.count_nonzero(result & reference)
+    total, union = n_result + n_reference, n_result + n_reference - overlap
     forward, backward = surface_distances(result, reference, voxelspacing)
     return {
-        "dice": dc(result, reference),
-        "jaccard": jc(result, reference),
+        "dice": 2.0 * overlap / total if total else float("nan"),
+        "jaccard": overlap / union if union else float("nan"),
         "hd95": float(np.percentile(np.hstack((forward, backward)), 95)) if forward.size else float("nan"),
         "asd": float(forward.mean()) if forward.size else float("nan"),
-        "empty_prediction": not np.asarray(result).any(),
-        "empty_reference": not np.asarray(reference).any(),
+        "empty_prediction": n_result == 0,
+        "empty_reference": n_reference == 0,
     }
 
 
