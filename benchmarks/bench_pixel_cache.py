@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.results_file import record
 from lesion_cls.data import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -23,6 +24,8 @@ from lesion_cls.data import (
     build_transforms,
     read_ham_metadata,
 )
+
+COMMAND = "python -m benchmarks.bench_pixel_cache"
 
 
 def _pass(dataset: LesionImageDataset, n: int) -> float:
@@ -50,7 +53,8 @@ def main(argv: list[str] | None = None) -> None:
         cache = build_pixel_cache(table["path"].tolist(), size, Path(tmp) / "cache")
         build_s = time.perf_counter() - start
         n = len(table)
-        print(f"{n} images at {args.size}x{args.size} from {root}, one process; cache built once in {build_s:.2f} s")
+        lines = [f"{n} images at {args.size}x{args.size} from {root}, one process; cache built once in {build_s:.2f} s"]
+        print(lines[0])
         for name, train in (("evaluation transforms", False), ("training transforms", True)):
             transform = build_transforms(train, size, IMAGENET_MEAN, IMAGENET_STD)
             cached = LesionImageDataset(table, size, transform, cache, np.arange(n))
@@ -58,10 +62,13 @@ def main(argv: list[str] | None = None) -> None:
             _pass(cached, min(n, 50))  # warm the page cache for both
             _pass(decoded, min(n, 50))
             t_decoded, t_cached = _pass(decoded, n), _pass(cached, n)
-            print(
+            lines.append(
                 f"{name}: decode every epoch {n / t_decoded:6.0f} images/s, pixel cache {n / t_cached:6.0f} "
                 f"images/s, speed-up {t_decoded / t_cached:5.2f}x"
             )
+            print(lines[-1])
+    path = record("Decoded-pixel cache against decoding every epoch", [f"- {line}" for line in lines], COMMAND)
+    print(f"results: {path}")
 
 
 if __name__ == "__main__":

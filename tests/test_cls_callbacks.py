@@ -176,11 +176,15 @@ def test_nan_auc_and_missing_loss_are_null(tmp_path: Path) -> None:
     trainer = _trainer(tmp_path)
     trainer.ckpt_path = "/runs/x/checkpoints/best.ckpt"
     callback = ClassificationOutputs(gradcam_per_class=0, figures=False)
-    _run_test_epoch(callback, trainer, ids, probs[keep], target[keep], losses=False)
+    logged = _run_test_epoch(callback, trainer, ids, probs[keep], target[keep], losses=False)
     text = (tmp_path / "metrics.json").read_text()
     assert "NaN" not in text
     metrics = json.loads(text)
     assert metrics["loss"] is None
+    # classes without a test image: the logged numbers are still the written ones (NaN written as null)
+    written = {k: (float("nan") if metrics[k] is None else metrics[k]) for k in ("loss", "accuracy", "auc_macro")}
+    assert np.isnan(logged["test/loss"]) and logged["test/accuracy"] == written["accuracy"]
+    assert logged["test/auc_macro"] == pytest.approx(written["auc_macro"], nan_ok=True)
     assert metrics["checkpoint"] == "/runs/x/checkpoints/best.ckpt"
     assert metrics["per_class"]["MEL"]["auc"] == pytest.approx(roc_auc_score(target[keep] == 0, probs[keep, 0]))
     assert all(metrics["per_class"][name]["auc"] is None for name in CLASS_NAMES[2:])
