@@ -1,4 +1,5 @@
-"""Callbacks every run gets: epoch history + curves, the data split, and timings.
+"""Callbacks every run gets: epoch history + curves, the data split, timings, and the random states that a
+resumed run continues from.
 
 Task-specific outputs (predictions, reports, overlays) live in each task's ``callbacks.py``.
 """
@@ -139,10 +140,14 @@ class SplitExport(Callback):
 
 
 class RunTimer(Callback):
-    """Wall-clock seconds of fit/test/predict, merged into ``timing.json``."""
+    """Wall-clock seconds of fit/test/predict, merged into ``timing.json``.
+
+    The fit seconds spent before a checkpoint travel in it, so a resumed fit reports its whole training time.
+    """
 
     def __init__(self) -> None:
         self._start: dict[str, float] = {}
+        self._carried_fit_s = 0.0
 
     def _begin(self, stage: str) -> None:
         self._start[stage] = time.perf_counter()
@@ -152,7 +157,8 @@ class RunTimer(Callback):
             return
         path = run_dir_of(trainer) / "timing.json"
         timing = json.loads(path.read_text()) if path.exists() else {}
-        timing[f"{stage}_s"] = round(time.perf_counter() - self._start.pop(stage), 3)
+        seconds = time.perf_counter() - self._start.pop(stage) + (self._carried_fit_s if stage == "fit" else 0.0)
+        timing[f"{stage}_s"] = round(seconds, 3)
         if stage == "fit":
             timing["epochs"] = trainer.current_epoch
             timing["devices"] = trainer.num_devices
@@ -161,6 +167,13 @@ class RunTimer(Callback):
 
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._begin("fit")
+
+    def state_dict(self) -> dict[str, Any]:
+        running = time.perf_counter() - self._start["fit"] if "fit" in self._start else 0.0
+        return {"fit_s": self._carried_fit_s + running}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._carried_fit_s = float(state_dict.get("fit_s", 0.0))
 
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._end(trainer, "fit")
@@ -187,7 +200,7 @@ def _rng_states() -> dict[str, Any]:
         "python": random.getstate(),
     }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
-        states["cuda"] = torch.cuda.get_rng_state_all()
+        states["cuda"] = torch.cuda.get_rng_state()  # this process's device (a resume may see other devices)
     return states
 
 
@@ -198,13 +211,16 @@ def _set_rng_states(states: dict[str, Any]) -> None:
     version, internal, gauss = states["python"]
     random.setstate((version, tuple(internal), gauss))
     if "cuda" in states and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
+        torch.cuda.set_rng_state(states["cuda"])
 
 
 class RngState(Callback):
     """Keeps the global random states (torch, numpy, Python, CUDA) in every checkpoint and restores them when
     training resumes, so that a run resumed from an epoch-end checkpoint draws the same shuffles and
     augmentations as one that was never stopped.
+
+    Only rank 0 writes checkpoints, so under DDP every process resumes with rank 0's states: equality with an
+    uninterrupted run is promised for one process with data loaded in it (what the tests check).
 
     Lightning creates the first epoch's training iterator (which draws a seed) before ``on_train_start``, and the
     sanity check's loader draws one too; so the states are restored after the sanity check (and at fit start,

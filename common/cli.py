@@ -5,10 +5,14 @@ so every constructor argument of the model, datamodule and trainer is a config k
 override. On top of LightningCLI this adds:
 
 * a ``run`` group (experiment name, runs root, W&B mode, test after fit),
-* one fresh directory per run, ``<run.root>/<run.experiment>/<timestamp>/``, that holds the resolved
+* one directory per run, ``<run.root>/<run.experiment>/<timestamp>/``, that holds the resolved
   ``config.yaml``, ``checkpoints/``, ``logs/metrics.csv``, W&B files, metrics and figures,
 * the house callbacks (checkpoint on the module's validation monitor, progress bar, history curves,
-  split and timing export) and the task's ``outputs`` callback (configurable under ``outputs:``),
+  split and timing export, random states) and the task's ``outputs`` callback (configurable under ``outputs:``),
+* ``check``: the same keys as ``fit``; builds only the datamodule and prints its dataset check
+  (:mod:`common.check`); ``fit`` runs the cheap part of it first,
+* ``fit --ckpt_path last`` (or a checkpoint of an unfinished run) continues that run in its own directory
+  (:mod:`common.resume`); every other run gets a fresh one,
 * expected mistakes (:class:`~common.errors.MedlitError`) printed as one ``error:`` line, exit status 2,
 * ``run_dir: <path>`` as the last line printed.
 
@@ -46,7 +50,7 @@ from common.check import DataCheck
 from common.contracts import TaskDataModule, TaskModule, check_contract
 from common.errors import MedlitError, find_medlit_error
 from common.loggers import WandbMode, build_loggers, finish_wandb, new_wandb_id
-from common.resume import prepare_resumed_dir, resume_target
+from common.resume import changed_settings, prepare_resumed_dir, resume_target
 
 __all__ = ["Link", "MedlitCLI", "RunOptions", "resolve_run_dir", "run_cli"]
 
@@ -93,12 +97,15 @@ class Link:
         compute: Turns the source into the value (required for ``source="data"``).
         on_instantiate: Apply once the source object is built (for values the datamodule computes, e.g. class
             weights) rather than when the config is parsed.
+        subcommands: The subcommands it applies to (default: all); elsewhere the target stays a config key
+            (e.g. ``predict`` needs no training data for class weights).
     """
 
     source: str
     target: str
     compute: Callable[[Any], Any] | None = None
     on_instantiate: bool = False
+    subcommands: tuple[str, ...] | None = None
 
 
 def _external_job_id() -> str | None:
@@ -166,6 +173,7 @@ class MedlitCLI(LightningCLI):
         self.outputs_callback_class = outputs_callback_class
         self.links = links
         self.report_module = report_module
+        self._building: str | None = None
         self.run_dir: Path | None = None
         self.resuming = False
         self.loggers: list[Logger] = []
@@ -174,10 +182,23 @@ class MedlitCLI(LightningCLI):
         self.check_result: DataCheck | None = None
         if self.check_only:  # parsed as fit (same keys); stops once the datamodule is built and checked
             args = ["fit", *(args[1:] if args else sys.argv[2:])]
-            warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
         try:
             check_contract(model_class, TaskModule, "model class")
             check_contract(datamodule_class, TaskDataModule, "datamodule class")
+            self._init_lightning_cli(model_class, datamodule_class, args)
+        except _CheckDoneSignal:
+            pass
+        except Exception as err:  # an expected mistake may reach here wrapped by a library (see find_medlit_error)
+            self.error = find_medlit_error(err)
+            if self.error is None:
+                raise
+
+    def _init_lightning_cli(
+        self, model_class: type[LightningModule], datamodule_class: type[LightningDataModule], args: list[str] | None
+    ) -> None:
+        with warnings.catch_warnings():
+            if self.check_only:  # args given while sys.argv says "check": intended, not a mistake
+                warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
             super().__init__(
                 model_class,
                 datamodule_class,
@@ -187,20 +208,20 @@ class MedlitCLI(LightningCLI):
                 auto_configure_optimizers=False,  # the modules own their optimizer and schedule (common.optim)
                 args=args,
             )
-        except _CheckDoneSignal:
-            pass
-        except Exception as err:  # an expected mistake may reach here wrapped by a library (see find_medlit_error)
-            self.error = find_medlit_error(err)
-            if self.error is None:
-                raise
 
     # --- parser -----------------------------------------------------------------------------------
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_class_arguments(RunOptions, "run")
         parser.add_lightning_class_args(self.outputs_callback_class, "outputs")
         for link in self.links:
+            if link.subcommands is not None and self._building not in link.subcommands:
+                continue
             apply_on = "instantiate" if link.on_instantiate else "parse"
             parser.link_arguments(link.source, link.target, compute_fn=link.compute, apply_on=apply_on)
+
+    def _prepare_subcommand_parser(self, klass: type, subcommand: str, **kwargs: Any) -> LightningArgumentParser:
+        self._building = subcommand  # which subcommand's parser add_arguments_to_parser is filling
+        return super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
 
     # --- run dir, config, trainer -------------------------------------------------------------------
     def _run_options(self) -> RunOptions:
@@ -228,6 +249,14 @@ class MedlitCLI(LightningCLI):
             self.resuming = True
         else:
             self.run_dir = resolve_run_dir(options)
+        if self.resuming:
+            changed = changed_settings(self.run_dir, self._parser(self.subcommand).dump(config, skip_none=False))
+            if changed:
+                raise MedlitError(
+                    f"{self.run_dir / 'config.yaml'}: a resumed run keeps its settings, but "
+                    f"{', '.join(changed[:5])}{' ...' if len(changed) > 5 else ''} differ; resume with the same "
+                    "arguments (only run.*, trainer.max_epochs/max_steps/max_time may change)"
+                )
         if rank_zero_only.rank == 0:
             os.environ[RUN_DIR_ENV] = str(self.run_dir)
             self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -340,6 +369,7 @@ class MedlitCLI(LightningCLI):
         """Record the checkpoint chosen on validation data and test it, in the same run dir."""
         checkpoint = self.trainer.checkpoint_callback
         best = checkpoint.best_model_path if isinstance(checkpoint, ModelCheckpoint) else ""
+        self._write_run_info(fit_finished=time.strftime("%Y-%m-%d %H:%M:%S"))  # a later resume starts a new run
         if best:
             self._write_run_info(best_checkpoint=best, best_score=float(checkpoint.best_model_score))
         if not self._run_options().test_after_fit or not self.datamodule.has_test_data:
@@ -368,10 +398,12 @@ def run_cli(
         print(cli.check_result.render())
         sys.exit(0 if cli.check_result.ok else 1)
     if cli.error is not None:
-        if rank_zero_only.rank == 0:  # DDP workers meet the same mistake: one line, from rank 0
+        if rank_zero_only.rank == 0:
             if cli.run_dir is not None and cli.run_dir.is_dir():
                 (cli.run_dir / "error.txt").write_text(f"{cli.error}\n")
             print(f"error: {cli.error}", file=sys.stderr)
+        else:  # a worker's own mistake must not go unsaid; the same one as rank 0's is marked as a repeat
+            print(f"[rank {rank_zero_only.rank}] {cli.error}", file=sys.stderr)
         sys.exit(2)
     if rank_zero_only.rank == 0:
         print(f"run_dir: {cli.run_dir}", flush=True)

@@ -26,9 +26,10 @@ _WORKER_MARK = "MedlitError: "
 def find_medlit_error(error: BaseException) -> MedlitError | None:
     """The :class:`MedlitError` behind ``error``, also when a library re-raised it wrapped.
 
-    MONAI's ``Compose`` and thread pools raise ``RuntimeError`` from it (``__cause__``/``__context__``); a
-    DataLoader worker process re-creates it with the worker's traceback as its message, whose last
-    ``MedlitError:`` line is the original message.
+    MONAI's ``Compose`` raises ``RuntimeError`` from it (``__cause__``); a DataLoader worker process re-creates
+    it with the worker's traceback as its message, whose last ``MedlitError:`` line is the original message.
+    Only explicit causes are followed: an error raised while handling a ``MedlitError`` is a bug and keeps its
+    traceback.
     """
     seen: set[int] = set()
     current: BaseException | None = error
@@ -39,5 +40,5 @@ def find_medlit_error(error: BaseException) -> MedlitError | None:
             if "Traceback (most recent call last)" in text and _WORKER_MARK in text:
                 return MedlitError(text.rsplit(_WORKER_MARK, 1)[1].strip())
             return current
-        current = current.__cause__ or current.__context__
+        current = current.__cause__
     return None

@@ -46,8 +46,13 @@ class UnrepeatedDistributedSampler(DistributedSampler):
 
 def evaluation_sampler(dataset: Sized) -> Sampler | None:
     """The sampler of a validation/test/predict loader: ``None`` (in order) in one process, else an
-    :class:`UnrepeatedDistributedSampler` over the running process group."""
+    :class:`UnrepeatedDistributedSampler` over the running process group (``None``, i.e. Lightning's padded
+    sampler, when there are fewer samples than processes)."""
     if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
         return None
     world = torch.distributed.get_world_size()
-    return UnrepeatedDistributedSampler(dataset, world, torch.distributed.get_rank()) if world > 1 else None
+    if world == 1 or len(dataset) < world:
+        # fewer samples than processes: an empty share would stall the others; Lightning's padded sampler
+        # gives every process one, and the outputs callbacks drop the repeats
+        return None
+    return UnrepeatedDistributedSampler(dataset, world, torch.distributed.get_rank())

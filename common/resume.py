@@ -1,26 +1,38 @@
 """Continuing a killed ``fit`` in its own run dir: ``fit --ckpt_path last`` or ``--ckpt_path <run>/checkpoints/x``.
 
-A run that has not finished (no ``metrics.json``) is continued where it stopped: same run dir, same history
-(kept in the checkpoint), same W&B run (its id is in ``run_info.json``). Nothing earlier is overwritten: the
-resumed invocation's configuration is saved as ``config.resume-N.yaml`` and the earlier CSV log is kept as
-``logs/metrics.before-resume-N.csv`` (Lightning's CSV logger starts a new file). A finished run is never
-changed: continuing it (e.g. to train longer) starts a new run dir from its checkpoint.
+A run whose fit has not finished (``run_info.json`` has no ``fit_finished``) is continued where it stopped: same
+run dir, same history (kept in the checkpoint), same W&B run (its id is in ``run_info.json``), same settings
+(:func:`changed_settings`: only where it is recorded and how long it trains may change). Nothing earlier is
+overwritten: the resumed invocation's configuration is saved as ``config.resume-N.yaml`` and the earlier CSV
+log is kept as ``logs/metrics.before-resume-N.csv`` (Lightning's CSV logger starts a new file). A finished run
+is never changed: continuing it (e.g. to train longer) starts a new run dir from its checkpoint.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 from common.errors import MedlitError
 
-__all__ = ["LAST", "prepare_resumed_dir", "resume_target", "resumes_so_far"]
+__all__ = ["LAST", "changed_settings", "prepare_resumed_dir", "resume_target", "resumes_so_far"]
+
+MAY_CHANGE = ("ckpt_path", "run", "trainer.max_epochs", "trainer.max_steps", "trainer.max_time")
+"""Settings a resumed run may change (where it is recorded, and how long it trains); all others must match."""
 
 LAST = "last"
 """``--ckpt_path last``: the newest unfinished run of the experiment."""
 
 
 def _unfinished(run_dir: Path) -> bool:
-    return (run_dir / "config.yaml").is_file() and not (run_dir / "metrics.json").is_file()
+    """A run dir whose ``fit`` started but did not end (the CLI records ``fit_finished`` when it ends)."""
+    info_path = run_dir / "run_info.json"
+    if not (run_dir / "config.yaml").is_file() or (run_dir / "metrics.json").is_file():
+        return False
+    return not (info_path.is_file() and json.loads(info_path.read_text()).get("fit_finished"))
 
 
 def resume_target(ckpt_path: str, experiment_dir: Path) -> tuple[Path, Path] | None:
@@ -40,8 +52,8 @@ def resume_target(ckpt_path: str, experiment_dir: Path) -> tuple[Path, Path] | N
             )
         return unfinished[-1].parent.parent, unfinished[-1]
     checkpoint = Path(ckpt_path)
-    if not checkpoint.is_file():
-        raise MedlitError(f"ckpt_path: {checkpoint} not found")
+    if not checkpoint.is_file():  # Lightning's own values (hpc, registry), remote paths, or a missing file
+        return None
     run_dir = checkpoint.parent.parent
     if checkpoint.parent.name == "checkpoints" and _unfinished(run_dir):
         return run_dir, checkpoint
@@ -60,3 +72,22 @@ def prepare_resumed_dir(run_dir: Path) -> Path:
     if log.is_file():
         log.rename(log.with_name(f"metrics.before-resume-{n}.csv"))
     return run_dir / f"config.resume-{n}.yaml"
+
+
+def _flat(node: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(node, dict):
+        return {prefix: node}
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        out.update(_flat(value, f"{prefix}.{key}" if prefix else str(key)))
+    return out
+
+
+def changed_settings(run_dir: Path, new_config_yaml: str) -> list[str]:
+    """Config keys whose value in this invocation differs from the run's ``config.yaml`` (but for
+    :data:`MAY_CHANGE`): a run must continue with the settings it started with."""
+    old = _flat(yaml.safe_load((run_dir / "config.yaml").read_text()) or {})
+    new = _flat(yaml.safe_load(new_config_yaml) or {})
+    allowed = tuple(MAY_CHANGE)
+    keys = sorted(k for k in set(old) | set(new) if not k.startswith(allowed) and old.get(k) != new.get(k))
+    return keys

@@ -10,8 +10,15 @@ from lesion_cls.data import HAM10000DataModule
 from lesion_cls.model import LesionClassifier
 
 LINKS = (
-    # the loss's class weights follow data.class_weights, computed on the training split
-    Link("data", "model.loss_weights", compute=HAM10000DataModule.loss_class_weights, on_instantiate=True),
+    # the loss's class weights follow data.class_weights, computed on the training split (predict needs no loss,
+    # hence no training data)
+    Link(
+        "data",
+        "model.loss_weights",
+        compute=HAM10000DataModule.loss_class_weights,
+        on_instantiate=True,
+        subcommands=("fit", "validate", "test"),
+    ),
 )
 
 

@@ -119,7 +119,7 @@ def _onehot_problems(table: pd.DataFrame, csv_path: Path) -> list[Problem]:
     values = table[list(CLASS_NAMES)].apply(pd.to_numeric, errors="coerce").to_numpy()
     bad = ~(np.isin(values, (0.0, 1.0)).all(axis=1) & (np.nansum(values, axis=1) == 1))
     return [
-        Problem(f"{csv_path} row {i + 2}", "expected exactly one class column set to 1 (numbers 0/1)")
+        Problem(f"{csv_path} row {i + 2}", "expected exactly one class column set to 1 (class columns are numbers 0/1)")
         for i in np.flatnonzero(bad)
     ]
 
@@ -183,26 +183,13 @@ def read_isic_ground_truth(csv_path: Path, image_dir: Path | None = None) -> pd.
         when ``image_dir`` is given, ``path``.
     """
     table = _read_csv(csv_path, ("image", *CLASS_NAMES))
-    try:
-        onehot = table[list(CLASS_NAMES)].astype(float).to_numpy()
-    except ValueError:
-        bad = next(i for i, row in table[list(CLASS_NAMES)].iterrows() if not _all_numeric(row))
-        raise MedlitError(f"{csv_path} row {bad + 2}: class columns must be numbers 0/1") from None
-    not_onehot = ~(np.isin(onehot, (0.0, 1.0)).all(axis=1) & (onehot.sum(axis=1) == 1))
-    if not_onehot.any():
-        first = _first(not_onehot)
-        raise MedlitError(f"{csv_path} row {first + 2}: expected exactly one class column set to 1")
+    problems = _onehot_problems(table, csv_path)
+    if problems:
+        raise MedlitError(str(problems[0]))
+    onehot = table[list(CLASS_NAMES)].astype(float).to_numpy()
     image_ids = table["image"].str.strip()
     out = pd.DataFrame({"image_id": image_ids, "lesion_id": image_ids, "label": onehot.argmax(axis=1)})
     return _attach_paths(out, csv_path, image_dir) if image_dir is not None else out
-
-
-def _all_numeric(row: pd.Series) -> bool:
-    try:
-        row.astype(float)
-    except ValueError:
-        return False
-    return True
 
 
 def read_folder(image_dir: Path) -> pd.DataFrame:
@@ -442,7 +429,6 @@ class HAM10000DataModule(LightningDataModule):
             raise MedlitError(f"data.class_weights needs {len(CLASS_NAMES)} numbers, got {len(class_weights)}")
         if test_csv and not test_image_dir:
             raise MedlitError("data.test_csv is set but data.test_image_dir is not: the test images are needed")
-        self.class_names = CLASS_NAMES
         self.table: pd.DataFrame | None = None
         self._labelled: pd.DataFrame | None = None
         self.train_dataset: LesionImageDataset | None = None
@@ -514,17 +500,20 @@ class HAM10000DataModule(LightningDataModule):
         for csv_path, image_dir, columns, row_problems in sources:
             try:
                 table = _read_csv(csv_path, columns)
-                images = index_images(image_dir)
             except MedlitError as err:
                 check.add_error(err, csv_path)
                 continue
             check.extend(row_problems(table, csv_path))
-            id_column = "image_id" if "image_id" in table else "image"
-            found = table[id_column].str.strip()
+            self._summarize(check, csv_path, table)
+            found = table["image_id" if "image_id" in table else "image"].str.strip()
             ids[str(csv_path)] = set(found)
+            try:
+                images = index_images(image_dir)
+            except MedlitError as err:
+                check.add_error(err, image_dir)
+                continue
             for i in np.flatnonzero(~found.isin(images).to_numpy()):
                 check.add(f"{csv_path} row {i + 2}", f"image '{found.iloc[i]}' not found in {image_dir}", ".jpg/.png")
-            self._summarize(check, csv_path, table)
             if full:
                 _decode_all([images[i] for i in found if i in images], check)
         if len(ids) == 2:
@@ -545,7 +534,9 @@ class HAM10000DataModule(LightningDataModule):
             check.summary[f"{csv_path.name}: images"] = str(len(table))
 
     def prepare_data(self) -> None:
-        """Check the files and build the pixel cache (once per node)."""
+        """Check the files and build the pixel cache (once per node); ``predict`` reads only its own folder."""
+        if self.trainer is not None and self.trainer.predicting:
+            return
         table = self._labelled_table()
         build_pixel_cache(table["path"].tolist(), self.image_size, self.cache_dir)
 

@@ -138,11 +138,13 @@ class CEFocalLoss(nn.Module):
 
 
 def _ce(options: dict[str, Any]) -> nn.Module:
-    return CrossEntropyLoss(options["label_smoothing"], weight=options["weight"])
+    return CrossEntropyLoss(options["label_smoothing"], options["reduction"], options["weight"])
 
 
 def _focal(options: dict[str, Any]) -> nn.Module:
-    return FocalLoss(options["gamma"], options["alpha"], options["label_smoothing"], weight=options["weight"])
+    return FocalLoss(
+        options["gamma"], options["alpha"], options["label_smoothing"], options["reduction"], options["weight"]
+    )
 
 
 def _ce_focal(options: dict[str, Any]) -> nn.Module:
@@ -152,7 +154,8 @@ def _ce_focal(options: dict[str, Any]) -> nn.Module:
         options["label_smoothing"],
         options["ce_weight"],
         options["focal_weight"],
-        weight=options["weight"],
+        options["reduction"],
+        options["weight"],
     )
 
 
@@ -168,6 +171,7 @@ def build_loss(
     ce_weight: float = 1.0,
     focal_weight: float = 1.0,
     class_weights: Sequence[float] | torch.Tensor | None = None,
+    reduction: str = "mean",
 ) -> nn.Module:
     """The loss registered under ``name`` (``ce``, ``focal``, ``ce_focal``); other arguments where they apply."""
     check_choice("model.loss", name, LOSSES)
@@ -178,5 +182,6 @@ def build_loss(
         "ce_weight": ce_weight,
         "focal_weight": focal_weight,
         "weight": class_weights,
+        "reduction": reduction,
     }
     return LOSSES[name](options)

@@ -52,7 +52,7 @@ METRIC_DEFINITIONS = {
     "macro": "unweighted mean over classes present in ground truth or predictions",
     "weighted": "mean weighted by support (number of true images per class)",
     "auc": "one-vs-rest ROC AUC of the softmax probability; null when a class has no positive or no negative",
-    "loss": "mean over test images of the criterion of each image (class weights, which weight the batch mean, cancel)",
+    "loss": "mean over test images of each image's training criterion without class weights",
     "ece": "expected calibration error: sum over 15 equal-width confidence bins of (bin share) x |accuracy - mean "
     "confidence|, confidence = highest softmax probability",
 }

@@ -158,6 +158,10 @@ class LesionClassifier(LightningModule):
         self.criterion = build_loss(
             loss, focal_gamma, focal_alpha, label_smoothing, ce_weight, focal_weight, loss_weights
         )
+        # the test loss: each image's criterion without class weights (weights only weight a batch mean)
+        self.image_criterion = build_loss(
+            loss, focal_gamma, focal_alpha, label_smoothing, ce_weight, focal_weight, reduction="none"
+        )
         metrics = MetricCollection(
             {
                 "acc": MulticlassAccuracy(num_classes, average="micro"),
@@ -204,7 +208,7 @@ class LesionClassifier(LightningModule):
         """Probabilities and per-image losses; the outputs callback scores each image once and logs ``test/*``."""
         logits = self(batch["image"])
         target = batch["label"]
-        losses = torch.stack([self.criterion(logits[i : i + 1], target[i : i + 1]) for i in range(len(target))])
+        losses = self.image_criterion(logits, target)
         return {
             "probs": logits.detach().float().softmax(dim=1),
             "target": target,

@@ -116,6 +116,11 @@ def test_predict_from_checkpoint_reproduces_test_probabilities(
             str(tmp_path / "runs"),
             "--outputs.gradcam_on_predict",
             "true",
+            # predict reads only its own folder: no training data, even with class weights configured
+            "--data.root",
+            str(tmp_path / "no_training_data_here"),
+            "--data.class_weights",
+            "balanced",
         ]
     )
     predicted = pd.read_csv(run_dir / "predictions.csv").set_index("image")

@@ -93,7 +93,10 @@ def test_bad_volume_in_ddp_workers_is_one_line(tiny_la: Path, tmp_path: Path) ->
         timeout=300,
     )
     assert result.returncode == 2 and "Traceback" not in result.stderr
+    message = f"{path}: image holds 1 NaN/Inf voxel(s); fix or mask them before training"
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert errors == [f"error: {path}: image holds 1 NaN/Inf voxel(s); fix or mask them before training"]
+    assert errors == [f"error: {message}"]  # one error line, from rank 0
+    worker = [line for line in result.stderr.splitlines() if line.startswith("[rank 1]")]
+    assert worker in ([], [f"[rank 1] {message}"])  # the worker says what it met, marked as such
     leftover = subprocess.run(["pgrep", "-f", str(root)], capture_output=True, text=True).stdout.split()
     assert not leftover, leftover

@@ -107,3 +107,26 @@ def test_checkpoints_load_with_weights_only(tiny_ham: Path, tmp_path: Path) -> N
     for checkpoint in (run_dir / "checkpoints").iterdir():
         state = torch.load(checkpoint, weights_only=True, map_location="cpu")  # no pickled code needed
         assert "medlit_rng_states" in state and state["hyper_parameters"]["backbone"] == "resnet10t"
+
+
+def test_resume_refuses_changed_settings_and_never_reopens_a_finished_fit(
+    tiny_ham: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = [*tiny_cls_args(tiny_ham, tmp_path, "--trainer.max_epochs", "1"), "--run.test_after_fit", "false"]
+    run_dir = main(["fit", *args])
+    info = json.loads((run_dir / "run_info.json").read_text())
+    assert info["fit_finished"] and not (run_dir / "metrics.json").exists()  # finished, though never tested
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", *args, "--ckpt_path", "last"])
+    assert exit_info.value.code == 2 and "no unfinished run" in capsys.readouterr().err
+    # an unfinished run continues only with its own settings
+    info.pop("fit_finished")
+    (run_dir / "run_info.json").write_text(json.dumps(info))
+    with pytest.raises(SystemExit):
+        main(["fit", *args, "--model.lr", "0.5", "--ckpt_path", "last"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        f"error: {run_dir / 'config.yaml'}: a resumed run keeps its settings, but model.lr differ; resume with the "
+        "same arguments (only run.*, trainer.max_epochs/max_steps/max_time may change)"
+    ]
+    assert not (run_dir / "config.resume-1.yaml").exists()  # nothing written

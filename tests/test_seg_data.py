@@ -207,3 +207,11 @@ def test_msd_dataset_json_errors(tmp_path: Path) -> None:
     (tmp_path / "dataset.json").write_text(json.dumps({"training": [{"image": "x.nii.gz"}]}))
     with pytest.raises(MedlitError, match="training entry 0 needs 'image' and 'label'"):
         discover_cases(tmp_path)
+
+
+def test_an_explicit_layout_without_its_files_is_one_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "images").mkdir()
+    with pytest.raises(MedlitError, match=r"labels: not found \(data.layout folders needs images/ and labels/\)"):
+        discover_cases(tmp_path, "folders")
+    with pytest.raises(MedlitError, match=r"dataset.json: not found \(data.layout msd needs dataset.json\)"):
+        discover_cases(tmp_path, "msd")

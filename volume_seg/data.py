@@ -39,7 +39,6 @@ from torch.utils.data import Dataset
 from common.check import DataCheck, Problem
 from common.errors import MedlitError, check_choice
 from common.loaders import available_cpus, evaluation_sampler
-from volume_seg import default_class_names
 
 __all__ = [
     "AUGMENTATIONS",
@@ -97,9 +96,11 @@ def _la_records(root: Path) -> list[dict[str, Any]]:
 
 def _msd_records(root: Path) -> list[dict[str, Any]]:
     path = root / "dataset.json"
+    if not path.is_file():
+        raise MedlitError(f"{path}: not found (data.layout msd needs dataset.json)")
     try:
         entries = json.loads(path.read_text())["training"]
-    except (json.JSONDecodeError, KeyError, TypeError) as err:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as err:
         raise MedlitError(f"{path}: expected JSON with a 'training' list ({err})") from None
     records = []
     for i, entry in enumerate(entries):
@@ -111,11 +112,19 @@ def _msd_records(root: Path) -> list[dict[str, Any]]:
 
 
 def _folder_records(root: Path) -> list[dict[str, Any]]:
+    for folder in ("images", "labels"):
+        if not (root / folder).is_dir():
+            raise MedlitError(f"{root / folder}: not found (data.layout folders needs images/ and labels/)")
     images = {_nifti_name(p): p for p in sorted((root / "images").iterdir()) if _is_nifti(p)}
     labels = {_nifti_name(p): p for p in sorted((root / "labels").iterdir()) if _is_nifti(p)}
     unlabelled = sorted(set(images) - set(labels))
     if unlabelled:
-        raise MedlitError(f"{root / 'images' / unlabelled[0]}: no label of the same name in {root / 'labels'}")
+        more = (
+            f" ({len(unlabelled)} images without a label: {', '.join(unlabelled[:5])}...)"
+            if len(unlabelled) > 1
+            else ""
+        )
+        raise MedlitError(f"{root / 'images' / unlabelled[0]}: no label of the same name in {root / 'labels'}{more}")
     return [{"case": n, "image": str(p), "label": str(labels[n]), "format": "nifti"} for n, p in images.items()]
 
 
@@ -335,11 +344,11 @@ def _check_volumes(
 def cache_volumes(records: Sequence[Mapping[str, Any]], transform: Callable, threads: int | None = None) -> list:
     """``transform`` (loading and normalisation) applied once to every record, kept in memory.
 
-    What MONAI's ``CacheDataset`` does, with two differences that matter for bad input: a
-    :class:`MedlitError` raised while loading reaches the caller unchanged (MONAI's thread pool wraps it in
-    ``RuntimeError``), and HDF5 files are read one at a time in the calling thread (h5py is not thread-safe;
-    reading from several threads aborted or hung on truncated files). NIfTI files decode in ``threads``
-    threads (default: the cores this process may use).
+    What MONAI's ``CacheDataset`` does, with one difference that matters for bad input: HDF5 files are read one
+    at a time in the calling thread (h5py is not thread-safe; reading from several threads aborted or hung on
+    truncated files). NIfTI files decode in ``threads`` threads (default: the cores this process may use). An
+    error is re-raised as the transform raised it (MONAI's ``Compose`` wraps a :class:`MedlitError` in
+    ``RuntimeError`` from it; the CLI finds it with :func:`common.errors.find_medlit_error`).
     """
     if not records:
         return []
@@ -488,7 +497,8 @@ class VolumeDataModule(LightningDataModule):
         test_fraction: Fraction held out for testing when there is no ``test_list``.
         split_seed: Seed of the validation/test split.
         num_classes: Classes including background; 2 = binary (``label > 0``).
-        class_names: Names of the classes (default ``background``, ``foreground`` / ``class_1``...).
+        class_names: Names of the classes, background first (linked to ``model.class_names``, which checks the count;
+            default ``background``, ``foreground`` / ``class_1``...).
         spacing: Voxel spacing in mm to use instead of the file's (LA h5 files store none).
         normalize: ``zscore``, ``minmax``, ``percentile`` or ``none``, per volume.
         patch_size: Training patch (and sliding-window ROI) size; volumes smaller than it are zero-padded.
@@ -543,9 +553,6 @@ class VolumeDataModule(LightningDataModule):
             )
         if not 0 < val_fraction < 1 or not 0 <= test_fraction < 1:
             raise MedlitError("data.val_fraction must be in (0, 1) and data.test_fraction in [0, 1)")
-        if class_names is not None and len(class_names) != num_classes:
-            raise MedlitError(f"data.class_names has {len(class_names)} names for {num_classes} classes")
-        self.class_names = list(class_names or default_class_names(num_classes))
         self.split: pd.DataFrame | None = None
         self.train_dataset: PatchDataset | None = None
         self.val_dataset: _Volumes | None = None
