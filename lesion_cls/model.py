@@ -100,6 +100,8 @@ class LesionClassifier(LightningModule):
         pretrained: Start from the hub's ImageNet weights.
         pretrained_file: Local weights file instead of the hub.
         drop_rate: Dropout before the classifier.
+        channels_last: Keep the network's weights and inputs in channels-last memory layout (faster convolutions
+            on GPUs with tensor cores, notably with bf16; same numbers).
         loss: ``ce``, ``focal`` or ``ce_focal`` (see :mod:`lesion_cls.losses`).
         focal_gamma: Focal focusing parameter.
         focal_alpha: Optional per-class focal factors (7 numbers, class order MEL..VASC).
@@ -134,6 +136,7 @@ class LesionClassifier(LightningModule):
         pretrained: bool = False,
         pretrained_file: str | None = None,
         drop_rate: float = 0.0,
+        channels_last: bool = False,
         loss: Literal["ce", "focal", "ce_focal"] = "ce",
         focal_gamma: float = 2.0,
         focal_alpha: Sequence[float] | None = None,
@@ -155,6 +158,8 @@ class LesionClassifier(LightningModule):
             raise MedlitError(f"model.loss_weights needs {num_classes} numbers, got {len(loss_weights)}")
         self.class_names = CLASS_NAMES
         self.net = create_backbone(backbone, num_classes, pretrained, pretrained_file, drop_rate)
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.net = self.net.to(memory_format=self.memory_format)
         self.criterion = build_loss(
             loss, focal_gamma, focal_alpha, label_smoothing, ce_weight, focal_weight, loss_weights
         )
@@ -175,7 +180,7 @@ class LesionClassifier(LightningModule):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Logits ``[N, 7]`` for images ``[N, 3, H, W]``."""
-        return self.net(images)
+        return self.net(images.contiguous(memory_format=self.memory_format))
 
     def gradcam_layer(self) -> str:
         """Name of the last feature stage of the backbone, for Grad-CAM."""

@@ -65,3 +65,15 @@ def test_gradcam_has_input_size_and_depends_on_class() -> None:
     assert maps[0].shape == (2, 48, 64)
     assert maps[0].min() >= 0.0 and maps[0].max() <= 1.0 + 1e-6
     assert abs(maps[0] - maps[3]).max() > 0.1
+
+
+def test_channels_last_gives_the_same_logits() -> None:
+    torch.manual_seed(0)
+    plain = LesionClassifier(backbone="resnet10t").eval()
+    channels_last = LesionClassifier(backbone="resnet10t", channels_last=True).eval()
+    channels_last.load_state_dict(plain.state_dict())
+    images = torch.randn(2, 3, 48, 64)
+    weight = next(p for p in channels_last.net.parameters() if p.ndim == 4)
+    assert weight.is_contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        torch.testing.assert_close(channels_last(images), plain(images), rtol=1e-4, atol=1e-5)
