@@ -61,6 +61,7 @@ sweep-seg: $(if $(DATA),setup,demo-data)
 bench: setup
 	$(PY) -m benchmarks.bench_surface_metrics
 	$(PY) -m benchmarks.bench_pixel_cache
+	$(PY) -m benchmarks.bench_loader
 
 ## Tests: everything but `slow` (unit, smoke, ddp, and real-data tests where ../shared/data exists).
 test: setup

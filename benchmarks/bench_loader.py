@@ -1,0 +1,137 @@
+"""Data loading against training: the share of step time spent waiting for data, and the loader alone.
+
+``python -m benchmarks.bench_loader`` runs, for HAM10000 at 150x200 (batch 32, resnet18 from scratch) and LA
+patches (96x96x64, batch 2, a MONAI U-Net 16-128), a plain training loop (forward, backward, Adam) over the
+project's own datamodule with its default loader settings, and measures how long each step waits in
+``next(loader)`` against the whole step (goal: <= 5 %). It also times the loader alone (images or patches per
+second, no model). Real data from ``../shared/data`` when present, else generated data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from benchmarks.results_file import record
+from common.loaders import available_cpus
+
+COMMAND = "python -m benchmarks.bench_loader"
+
+
+def _waiting_share(loader: Any, step: Callable[[Any], None], steps: int, warmup: int = 3) -> tuple[float, float]:
+    """Seconds per step and the share of it spent waiting for the next batch."""
+    iterator: Iterator = iter(loader)
+    for _ in range(warmup):
+        step(next(iterator))
+    waited = total = 0.0
+    for _ in range(steps):
+        start = time.perf_counter()
+        batch = next(iterator)
+        got = time.perf_counter()
+        step(batch)
+        waited += got - start
+        total += time.perf_counter() - start
+    return total / steps, waited / total
+
+
+def _loader_alone(loader: Any, batches: int) -> float:
+    """Samples per second of the loader with no model."""
+    iterator = iter(loader)
+    next(iterator)
+    start, samples = time.perf_counter(), 0
+    for _ in range(batches):
+        batch = next(iterator)
+        samples += len(batch["image"])
+    return samples / (time.perf_counter() - start)
+
+
+def _train_step(net: torch.nn.Module, loss_fn: Callable, target_key: str) -> Callable[[Any], None]:
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
+
+    def step(batch: dict[str, Any]) -> None:
+        optimizer.zero_grad()
+        loss_fn(net(batch["image"]), batch[target_key]).backward()
+        optimizer.step()
+
+    return step
+
+
+def _ham(shared: Path, tmp: Path, steps: int) -> list[str]:
+    import timm
+
+    from lesion_cls.data import HAM10000DataModule
+    from lesion_cls.synthetic import generate_ham10000
+
+    root = shared / "ham10000_200x150"
+    if not (root / "HAM10000_metadata.csv").is_file():
+        root = generate_ham10000(tmp / "ham", n_images=800, size_hw=(150, 200))
+    dm = HAM10000DataModule(root=str(root), image_size=[150, 200], batch_size=32, cache_dir=str(tmp / "cache"))
+    dm.prepare_data()
+    dm.setup("fit")
+    loader = dm.train_dataloader()
+    workers = loader.num_workers
+    alone = _loader_alone(loader, 20)
+    net = timm.create_model("resnet18", num_classes=7)
+    seconds, share = _waiting_share(loader, _train_step(net, torch.nn.functional.cross_entropy, "label"), steps)
+    return [
+        f"HAM10000 150x200, batch 32, {workers} worker(s): loader alone {alone:.0f} images/s; resnet18 step "
+        f"{seconds:.3f} s, waiting for data {100 * share:.1f} % of it"
+    ]
+
+
+def _la(shared: Path, tmp: Path, steps: int) -> list[str]:
+    from monai.networks.nets import UNet
+
+    from volume_seg.data import VolumeDataModule
+    from volume_seg.losses import build_loss
+    from volume_seg.synthetic import generate_la_h5
+
+    root, lists = shared / "la_uamt_h5", {"train_list": "labeled16.list", "test_list": "test20.list"}
+    if not (root / "labeled16.list").is_file():
+        root, lists = generate_la_h5(tmp / "la", n_train=8, n_test=2, shape=(128, 128, 80)), {}
+    dm = VolumeDataModule(
+        root=str(root),
+        layout="la_h5",
+        patch_size=[96, 96, 64],
+        batch_size=2,
+        sampling="foreground",
+        foreground_ratio=0.67,
+        augment="rotflip",
+        patches_per_volume=64,
+        **lists,
+    )
+    dm.setup("fit")
+    loader = dm.train_dataloader()
+    alone = _loader_alone(loader, 20)
+    net = UNet(3, 1, 1, channels=(16, 32, 64, 128), strides=(2, 2, 2), num_res_units=2)
+    seconds, share = _waiting_share(loader, _train_step(net, build_loss("dice_ce", 2), "label"), steps)
+    return [
+        f"LA patches 96x96x64, batch 2, {loader.num_workers} worker(s): loader alone {alone:.1f} patches/s; U-Net "
+        f"16-128 step {seconds:.3f} s, waiting for data {100 * share:.1f} % of it"
+    ]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--shared", type=Path, default=Path("../shared/data"))
+    parser.add_argument("--steps", type=int, default=12)
+    args = parser.parse_args(argv)
+    torch.manual_seed(0)
+    lines = [f"- {available_cpus()} cores; torch threads {torch.get_num_threads()}"]
+    with tempfile.TemporaryDirectory() as tmp:
+        for bench in (_ham, _la):
+            for line in bench(args.shared, Path(tmp), args.steps):
+                print(line, flush=True)
+                lines.append(f"- {line}")
+    path = record("Data loading against training (default loader settings)", lines, COMMAND)
+    print(f"results: {path}")
+
+
+if __name__ == "__main__":
+    main()
