@@ -62,6 +62,7 @@ bench: setup
 	$(PY) -m benchmarks.bench_surface_metrics
 	$(PY) -m benchmarks.bench_pixel_cache
 	$(PY) -m benchmarks.bench_loader
+	$(PY) -m benchmarks.bench_step
 
 ## Tests: everything but `slow` (unit, smoke, ddp, and real-data tests where ../shared/data exists).
 test: setup
