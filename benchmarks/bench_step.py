@@ -115,15 +115,17 @@ def _la(shared: Path, tmp: Path) -> tuple[Callable[[], LightningModule], Lightni
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--shared", type=Path, default=Path("../shared/data"))
-    parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=16)
     parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--tasks", nargs="+", default=["ham", "la"], choices=["ham", "la"])
     args = parser.parse_args(argv)
     lines = [
         "| task | precision | Lightning s/step | plain loop s/step | plain/Lightning |",
         "|---|---|---:|---:|---:|",
     ]
     with tempfile.TemporaryDirectory() as tmp:
-        for name, build in (("HAM10000 150x200 resnet18", _ham), ("LA 96x96x64 U-Net", _la)):
+        benches = {"ham": ("HAM10000 150x200 resnet18", _ham), "la": ("LA 96x96x64 U-Net", _la)}
+        for name, build in (benches[task] for task in args.tasks):
             make_module, dm, target = build(args.shared, Path(tmp))
             dm.prepare_data()
             dm.setup("fit")
