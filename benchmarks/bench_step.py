@@ -75,7 +75,7 @@ def _plain(
     return (time.perf_counter() - start) / steps
 
 
-def _ham(shared: Path, tmp: Path) -> tuple[Callable[[], LightningModule], LightningDataModule, str]:
+def _ham(shared: Path, tmp: Path, **loader: Any) -> tuple[Callable[[], LightningModule], LightningDataModule, str]:
     from lesion_cls.data import HAM10000DataModule
     from lesion_cls.model import LesionClassifier
     from lesion_cls.synthetic import generate_ham10000
@@ -83,11 +83,13 @@ def _ham(shared: Path, tmp: Path) -> tuple[Callable[[], LightningModule], Lightn
     root = shared / "ham10000_200x150"
     if not (root / "HAM10000_metadata.csv").is_file():
         root = generate_ham10000(tmp / "ham", n_images=800, size_hw=(150, 200))
-    dm = HAM10000DataModule(root=str(root), image_size=[150, 200], batch_size=32, cache_dir=str(tmp / "cache"))
+    dm = HAM10000DataModule(
+        root=str(root), image_size=[150, 200], batch_size=32, cache_dir=str(tmp / "cache"), **loader
+    )
     return (lambda: LesionClassifier(backbone="resnet18")), dm, "label"
 
 
-def _la(shared: Path, tmp: Path) -> tuple[Callable[[], LightningModule], LightningDataModule, str]:
+def _la(shared: Path, tmp: Path, **loader: Any) -> tuple[Callable[[], LightningModule], LightningDataModule, str]:
     from volume_seg.data import VolumeDataModule
     from volume_seg.model import VolumeSegmenter
     from volume_seg.synthetic import generate_la_h5
@@ -118,6 +120,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=16)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--tasks", nargs="+", default=["ham", "la"], choices=["ham", "la"])
+    parser.add_argument("--workers", type=int, default=None, help="data.num_workers (default: the datamodule's)")
     args = parser.parse_args(argv)
     lines = [
         "| task | precision | Lightning s/step | plain loop s/step | plain/Lightning |",
@@ -126,7 +129,8 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         benches = {"ham": ("HAM10000 150x200 resnet18", _ham), "la": ("LA 96x96x64 U-Net", _la)}
         for name, build in (benches[task] for task in args.tasks):
-            make_module, dm, target = build(args.shared, Path(tmp))
+            loader = {} if args.workers is None else {"num_workers": args.workers}
+            make_module, dm, target = build(args.shared, Path(tmp), **loader)
             dm.prepare_data()
             dm.setup("fit")
             for precision in ("32-true", "bf16-mixed"):

@@ -33,7 +33,7 @@ from torchvision.transforms import v2
 
 from common.check import DataCheck, Problem
 from common.errors import MedlitError, check_choice
-from common.loaders import available_cpus, evaluation_sampler
+from common.loaders import available_cpus, default_workers, evaluation_sampler
 from lesion_cls import CLASS_NAMES, DX_CODES
 
 __all__ = [
@@ -388,7 +388,8 @@ class HAM10000DataModule(LightningDataModule):
         class_weights: ``none``, ``balanced`` (``n / (C * n_c)`` on the training split) or an explicit list
             of 7 weights; :meth:`loss_class_weights` gives them to the model through a CLI link.
         batch_size: Images per batch (per device).
-        num_workers: DataLoader worker processes.
+        num_workers: DataLoader worker processes; default: :func:`common.loaders.default_workers`
+            (the cores shared among the machine's training processes, at most 8).
         cache_dir: Where decoded pixels are cached (default ``$MEDLIT_CACHE`` or ``~/.cache/medlit``).
     """
 
@@ -412,7 +413,7 @@ class HAM10000DataModule(LightningDataModule):
         balanced_sampler: bool = False,
         class_weights: str | list[float] = "none",
         batch_size: int = 32,
-        num_workers: int = 2,
+        num_workers: int | None = None,
         cache_dir: str | None = None,
     ) -> None:
         super().__init__()
@@ -602,7 +603,7 @@ class HAM10000DataModule(LightningDataModule):
             raise MedlitError("the datamodule has not been set up for this stage")
         if not shuffle and sampler is None:
             sampler = evaluation_sampler(dataset)
-        workers = self.hparams.num_workers
+        workers = self._workers()
         return DataLoader(
             dataset,
             batch_size=self.hparams.batch_size,
@@ -612,6 +613,13 @@ class HAM10000DataModule(LightningDataModule):
             persistent_workers=workers > 0,
             pin_memory=torch.cuda.is_available(),
         )
+
+    def _workers(self) -> int:
+        """``data.num_workers``, or the default derived from the cores and the training processes."""
+        if self.hparams.num_workers is not None:
+            return int(self.hparams.num_workers)
+        processes = self.trainer.num_devices if self.trainer is not None else 1
+        return default_workers(processes)
 
     def train_dataloader(self) -> DataLoader:
         sampler = None

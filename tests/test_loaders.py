@@ -25,3 +25,12 @@ def test_lightning_keeps_the_sampler_and_one_process_needs_none() -> None:
     loader = DataLoader(range(5), batch_size=2, sampler=evaluation_sampler(range(5)))
     assert [x.tolist() for x in loader] == [[0, 1], [2, 3], [4]]
     assert available_cpus() >= 1
+
+
+def test_default_workers_share_the_cores() -> None:
+    from common.loaders import default_workers
+
+    cores = available_cpus()
+    assert default_workers() == max(1, min(8, cores))
+    assert default_workers(processes=cores * 2) == 1  # never 0: one worker per process at least
+    assert default_workers(processes=2, most=1) == 1

@@ -38,7 +38,7 @@ from torch.utils.data import Dataset
 
 from common.check import DataCheck, Problem
 from common.errors import MedlitError, check_choice
-from common.loaders import available_cpus, evaluation_sampler
+from common.loaders import available_cpus, default_workers, evaluation_sampler
 
 __all__ = [
     "AUGMENTATIONS",
@@ -508,7 +508,8 @@ class VolumeDataModule(LightningDataModule):
         foreground_ratio: See ``sampling``.
         augment: ``none``, ``rotflip`` or ``rich`` (:data:`AUGMENTATIONS`).
         batch_size: Training patches per batch (per device); evaluation uses one whole volume per batch.
-        num_workers: DataLoader worker processes for training patches.
+        num_workers: DataLoader worker processes for training patches; default: :func:`common.loaders.default_workers`
+            (the cores shared among the machine's training processes, at most 8).
         predict_dir: Folder of volumes for ``predict``.
         empty_labels: What to do with a training or validation case whose label has no foreground: ``warn``
             (train on it, say which) or ``error`` (refuse).
@@ -533,7 +534,7 @@ class VolumeDataModule(LightningDataModule):
         foreground_ratio: float = 0.5,
         augment: str = "none",
         batch_size: int = 4,
-        num_workers: int = 2,
+        num_workers: int | None = None,
         predict_dir: str | None = None,
         empty_labels: str = "warn",
     ) -> None:
@@ -699,14 +700,22 @@ class VolumeDataModule(LightningDataModule):
         rank_zero_warn(message + " (set data.empty_labels=error to refuse them)")
 
     # -- loaders --
+    def _workers(self) -> int:
+        """``data.num_workers``, or the default derived from the cores and the training processes."""
+        if self.hparams.num_workers is not None:
+            return int(self.hparams.num_workers)
+        processes = self.trainer.num_devices if self.trainer is not None else 1
+        return default_workers(processes)
+
     def train_dataloader(self) -> DataLoader:
-        workers = self.hparams.num_workers
+        workers = self._workers()
         return DataLoader(
             self.train_dataset,
             batch_size=self.hparams.batch_size,
             shuffle=True,
             num_workers=workers,
             persistent_workers=workers > 0,
+            pin_memory=torch.cuda.is_available(),
             drop_last=len(self.train_dataset) > self.hparams.batch_size,
         )
 
