@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from benchmarks.datasets import ham_datamodule, la_datamodule
 from benchmarks.results_file import record
 from common.loaders import available_cpus
 
@@ -65,47 +66,25 @@ def _train_step(net: torch.nn.Module, loss_fn: Callable, target_key: str) -> Cal
 def _ham(shared: Path, tmp: Path, steps: int) -> list[str]:
     import timm
 
-    from lesion_cls.data import HAM10000DataModule
-    from lesion_cls.synthetic import generate_ham10000
-
-    root = shared / "ham10000_200x150"
-    if not (root / "HAM10000_metadata.csv").is_file():
-        root = generate_ham10000(tmp / "ham", n_images=800, size_hw=(150, 200))
-    dm = HAM10000DataModule(root=str(root), image_size=[150, 200], batch_size=32, cache_dir=str(tmp / "cache"))
+    dm = ham_datamodule(shared, tmp)
     dm.prepare_data()
     dm.setup("fit")
     loader = dm.train_dataloader()
-    workers = loader.num_workers
     alone = _loader_alone(loader, 20)
     net = timm.create_model("resnet18", num_classes=7)
     seconds, share = _waiting_share(loader, _train_step(net, torch.nn.functional.cross_entropy, "label"), steps)
     return [
-        f"HAM10000 150x200, batch 32, {workers} worker(s): loader alone {alone:.0f} images/s; resnet18 step "
-        f"{seconds:.3f} s, waiting for data {100 * share:.1f} % of it"
+        f"HAM10000 150x200, batch 32, {loader.num_workers} worker(s): loader alone {alone:.0f} images/s; resnet18 "
+        f"step {seconds:.3f} s, waiting for data {100 * share:.1f} % of it"
     ]
 
 
 def _la(shared: Path, tmp: Path, steps: int) -> list[str]:
     from monai.networks.nets import UNet
 
-    from volume_seg.data import VolumeDataModule
     from volume_seg.losses import build_loss
-    from volume_seg.synthetic import generate_la_h5
 
-    root, lists = shared / "la_uamt_h5", {"train_list": "labeled16.list", "test_list": "test20.list"}
-    if not (root / "labeled16.list").is_file():
-        root, lists = generate_la_h5(tmp / "la", n_train=8, n_test=2, shape=(128, 128, 80)), {}
-    dm = VolumeDataModule(
-        root=str(root),
-        layout="la_h5",
-        patch_size=[96, 96, 64],
-        batch_size=2,
-        sampling="foreground",
-        foreground_ratio=0.67,
-        augment="rotflip",
-        patches_per_volume=64,
-        **lists,
-    )
+    dm = la_datamodule(shared, tmp)
     dm.setup("fit")
     loader = dm.train_dataloader()
     alone = _loader_alone(loader, 20)

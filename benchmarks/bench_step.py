@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from lightning.pytorch import Callback, LightningDataModule, LightningModule, Trainer
 
+from benchmarks.datasets import ham_datamodule, la_datamodule
 from benchmarks.results_file import record
 
 COMMAND = "python -m benchmarks.bench_step"
@@ -76,42 +77,18 @@ def _plain(
 
 
 def _ham(shared: Path, tmp: Path, **loader: Any) -> tuple[Callable[[], LightningModule], LightningDataModule, str]:
-    from lesion_cls.data import HAM10000DataModule
     from lesion_cls.model import LesionClassifier
-    from lesion_cls.synthetic import generate_ham10000
 
-    root = shared / "ham10000_200x150"
-    if not (root / "HAM10000_metadata.csv").is_file():
-        root = generate_ham10000(tmp / "ham", n_images=800, size_hw=(150, 200))
-    dm = HAM10000DataModule(
-        root=str(root), image_size=[150, 200], batch_size=32, cache_dir=str(tmp / "cache"), **loader
-    )
-    return (lambda: LesionClassifier(backbone="resnet18")), dm, "label"
+    return (lambda: LesionClassifier(backbone="resnet18")), ham_datamodule(shared, tmp, **loader), "label"
 
 
 def _la(shared: Path, tmp: Path, **loader: Any) -> tuple[Callable[[], LightningModule], LightningDataModule, str]:
-    from volume_seg.data import VolumeDataModule
     from volume_seg.model import VolumeSegmenter
-    from volume_seg.synthetic import generate_la_h5
-
-    root, lists = shared / "la_uamt_h5", {"train_list": "labeled16.list", "test_list": "test20.list"}
-    if not (root / "labeled16.list").is_file():
-        root, lists = generate_la_h5(tmp / "la", n_train=8, n_test=2, shape=(128, 128, 80)), {}
-    dm = VolumeDataModule(
-        root=str(root),
-        layout="la_h5",
-        patch_size=[96, 96, 64],
-        batch_size=2,
-        sampling="foreground",
-        augment="rotflip",
-        patches_per_volume=64,
-        **lists,
-    )
 
     def module() -> LightningModule:
         return VolumeSegmenter(channels=[16, 32, 64, 128], strides=[2, 2, 2], loss="dice_ce", roi_size=[96, 96, 64])
 
-    return module, dm, "label"
+    return module, la_datamodule(shared, tmp, **loader), "label"
 
 
 def main(argv: list[str] | None = None) -> None:
