@@ -289,9 +289,7 @@ class MedlitCLI(LightningCLI):
 
     def _wandb_id(self) -> str:
         """The run's W&B id: kept in ``run_info.json``, so that a resumed run continues the same W&B run."""
-        assert self.run_dir is not None
-        path = self.run_dir / "run_info.json"
-        info = json.loads(path.read_text()) if path.exists() else {}
+        info = self._run_info()
         if "wandb_id" not in info:
             info["wandb_id"] = os.environ.get(WANDB_ID_ENV) or new_wandb_id()
             os.environ[WANDB_ID_ENV] = info["wandb_id"]  # DDP workers started by Lightning use the same
@@ -299,9 +297,7 @@ class MedlitCLI(LightningCLI):
         return str(info["wandb_id"])
 
     def _record_resume(self) -> None:
-        assert self.run_dir is not None
-        path = self.run_dir / "run_info.json"
-        resumes = json.loads(path.read_text()).get("resumes", []) if path.exists() else []
+        resumes = self._run_info().get("resumes", [])
         entry = {"at": time.strftime("%Y-%m-%d %H:%M:%S"), "ckpt_path": self.config[self.subcommand]["ckpt_path"]}
         self._write_run_info(resumes=[*resumes, {**entry, "argv": sys.argv}])
 
@@ -321,14 +317,18 @@ class MedlitCLI(LightningCLI):
             argv=sys.argv,
         )
 
+    def _run_info(self) -> dict[str, Any]:
+        """The run's ``run_info.json`` so far (empty before it is first written)."""
+        assert self.run_dir is not None
+        path = self.run_dir / "run_info.json"
+        return json.loads(path.read_text()) if path.exists() else {}
+
     def _write_run_info(self, **values: Any) -> None:
         """Merge ``values`` into ``run_info.json``: what the report needs to know about the run."""
         assert self.run_dir is not None
         if rank_zero_only.rank != 0:
             return
-        path = self.run_dir / "run_info.json"
-        info = json.loads(path.read_text()) if path.exists() else {}
-        write_json(path, {**info, **values})
+        write_json(self.run_dir / "run_info.json", {**self._run_info(), **values})
 
     def _house_callbacks(self, trainer_config: dict[str, Any]) -> list[Callback]:
         assert self.run_dir is not None

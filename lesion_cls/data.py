@@ -54,6 +54,8 @@ __all__ = [
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+_DECODE_ERRORS = (UnidentifiedImageError, OSError, SyntaxError)
+"""What PIL raises for a file it cannot decode (truncated, not an image, a broken PNG chunk)."""
 _HAM_COLUMNS = ("lesion_id", "image_id", "dx")
 
 
@@ -134,7 +136,7 @@ def _decode_all(paths: Sequence[Path], check: DataCheck) -> None:
             with Image.open(path) as image:
                 image.load()
                 return image.size, image.mode
-        except (UnidentifiedImageError, OSError, SyntaxError) as err:
+        except _DECODE_ERRORS as err:
             return Problem(str(path), f"cannot decode image ({err})", "re-export it as JPEG or PNG")
 
     with ThreadPoolExecutor(max_workers=available_cpus()) as pool:
@@ -234,7 +236,7 @@ def _load_rgb(path: str, size_hw: tuple[int, int]) -> np.ndarray:
     try:
         with Image.open(path) as image:
             rgb = image.convert("RGB").resize((size_hw[1], size_hw[0]), Image.Resampling.BILINEAR)
-    except (UnidentifiedImageError, OSError) as err:
+    except _DECODE_ERRORS as err:
         raise MedlitError(f"{path}: cannot decode image ({err})") from None
     return np.array(rgb, dtype=np.uint8)  # a writable copy (torch.from_numpy warns on read-only arrays)
 
