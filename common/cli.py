@@ -75,6 +75,9 @@ class RunOptions:
             in the same run dir.
         check_data: Before ``fit``, run the cheap part of the dataset check (files listed, metadata read) and
             stop with the first problem found (``python -m <task> check`` lists them all).
+        compile: Compile the module's forward with ``torch.compile`` (in place, so checkpoints keep their keys and
+            load without it). Pays off on GPUs for long runs; the first steps of each input shape are slow while
+            it compiles, and on CPU it needs a C++ compiler.
     """
 
     experiment: str = "default"
@@ -84,6 +87,7 @@ class RunOptions:
     wandb_project: str = "medlit"
     test_after_fit: bool = True
     check_data: bool = True
+    compile: bool = False
 
 
 @dataclass(frozen=True)
@@ -285,6 +289,8 @@ class MedlitCLI(LightningCLI):
             self._record_resume()
         else:
             self._write_first_run_info(options)
+        if options.compile:
+            self.model.compile()  # nn.Module.compile: the module's __call__, not a wrapper with renamed weights
         return self._instantiate_trainer(trainer_config, callbacks)
 
     def _wandb_id(self) -> str:

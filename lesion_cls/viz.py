@@ -111,9 +111,10 @@ def gradcam_maps(model: nn.Module, target_layer: str, images: torch.Tensor, clas
 
     MONAI's default post-processing maps (min, max) to (1, 0), which would show the evidence the other way
     round; :func:`_min_max` keeps the strongest evidence at 1. Runs with gradients enabled even inside
-    Lightning's inference mode; ``model`` should be in eval mode.
+    Lightning's inference mode; ``model`` should be in eval mode. A compiled model (``run.compile``) runs eagerly
+    here: Grad-CAM's hooks would otherwise make it recompile for every image.
     """
-    with torch.inference_mode(False), torch.enable_grad():
+    with torch.inference_mode(False), torch.enable_grad(), torch.compiler.set_stance("force_eager"):
         cam = GradCAM(nn_module=model, target_layers=target_layer, postprocessing=_min_max)
         maps = cam(images.detach().clone().requires_grad_(True), class_idx=class_index)
     return maps[:, 0].detach().cpu().numpy()

@@ -15,7 +15,8 @@ import torch
 from medpy.metric import binary as medpy
 from PIL import Image
 
-from volume_seg.callbacks import SegmentationOutputs
+from common.errors import MedlitError
+from volume_seg.callbacks import SegmentationOutputs, default_eval_workers
 
 SHAPE = (20, 20, 12)
 COLUMNS = ["case", "class", "dice", "jaccard", "hd95", "asd", "distance_unit", "empty_prediction", "empty_reference"]
@@ -28,6 +29,8 @@ def _trainer(root: Path, *, is_global_zero: bool = True) -> SimpleNamespace:
         is_global_zero=is_global_zero,
         ckpt_path=None,
         datamodule=SimpleNamespace(test_dataset=None),
+        strategy=SimpleNamespace(root_device=torch.device("cpu")),
+        num_devices=1,
     )
 
 
@@ -82,8 +85,7 @@ def _run(callback: SegmentationOutputs, trainer: Any, module: Any, cases: list[t
     for batch_idx, case in enumerate(cases):
         outputs, batch = _batch(*case)
         getattr(callback, f"on_{stage}_batch_end")(trainer, module, outputs, batch, batch_idx)
-    if stage == "test":
-        callback.on_test_epoch_end(trainer, module)
+    getattr(callback, f"on_{stage}_epoch_end")(trainer, module)
 
 
 def _medpy_row(mask: np.ndarray, label: np.ndarray, spacing: tuple | None) -> dict[str, float]:
@@ -113,12 +115,15 @@ BINARY_CASES = {
 }
 
 
-def test_binary_metrics_equal_medpy(tmp_path: Path) -> None:
+@pytest.mark.parametrize("eval_workers", [0, 2], ids=["inline", "2-workers"])
+def test_binary_metrics_equal_medpy(tmp_path: Path, eval_workers: int) -> None:
     order = ["c2", "c1", "c3", "c4", "c1"]  # c1 again at the end, as a distributed sampler pads
     shifts = {case: 3.0 * i for i, case in enumerate(BINARY_CASES)}  # a distinct affine per case
     cases = [(case, *BINARY_CASES[case], shifts[case]) for case in order]
     module = _module()
-    _run(SegmentationOutputs(overlays=False, views_3d=False), _trainer(tmp_path), module, cases)
+    callback = SegmentationOutputs(overlays=False, views_3d=False, eval_workers=eval_workers)
+    _run(callback, _trainer(tmp_path), module, cases)
+    assert callback._workers._pool is None  # the worker processes are gone when the epoch ends
 
     table = pd.read_csv(tmp_path / "metrics_per_case.csv")
     assert list(table.columns) == COLUMNS
@@ -252,3 +257,19 @@ def test_only_rank_zero_writes_metrics(tmp_path: Path) -> None:
     _run(callback, _trainer(tmp_path, is_global_zero=False), _module(), [("r1", mask, label, None)])
     assert (tmp_path / "predictions" / "r1.nii.gz").is_file()  # every rank writes its own cases' files
     assert not (tmp_path / "metrics_per_case.csv").exists() and not (tmp_path / "metrics.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("cores", "on_gpu", "processes", "expected"),
+    [(2, False, 1, 0), (16, False, 1, 4), (16, False, 2, 2), (2, True, 1, 1), (16, True, 1, 4), (16, True, 8, 1)],
+)
+def test_default_eval_workers(
+    monkeypatch: pytest.MonkeyPatch, cores: int, on_gpu: bool, processes: int, expected: int
+) -> None:
+    monkeypatch.setattr("volume_seg.callbacks.available_cpus", lambda: cores)
+    assert default_eval_workers(on_gpu, processes) == expected
+
+
+def test_negative_eval_workers_refused() -> None:
+    with pytest.raises(MedlitError, match="outputs.eval_workers must be >= 0, got -1"):
+        SegmentationOutputs(eval_workers=-1)

@@ -5,13 +5,20 @@ prediction, errors) and ``views3d/<case>.png`` + ``.html`` (marching-cubes surfa
 ``metrics_per_case.csv`` and ``metrics.json`` (mean and std of Dice, Jaccard, HD95 and ASD, units, the
 empty-mask policy, post-processing). Predict: masks, overlays and 3D views.
 
-Each process handles the cases of its own batches (files are written atomically). The per-case metric rows are
-gathered on every process, each case counted once, and summarised once: the same numbers are logged as
-``test/<metric>`` (means over cases, and ``test/loss``) and written to ``metrics.json``.
+Each process handles the cases of its own batches (files are written atomically). Scoring and drawing a case
+runs in worker processes (``outputs.eval_workers``) while the next volume is predicted, so an accelerator does
+not wait for them. The per-case metric rows are gathered on every process, each case counted once, and
+summarised once: the same numbers are logged as ``test/<metric>`` (means over cases, and ``test/loss``) and
+written to ``metrics.json``.
 """
 
 from __future__ import annotations
 
+import multiprocessing
+from collections import deque
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import nibabel as nib
@@ -20,6 +27,8 @@ import pandas as pd
 from lightning.pytorch import Callback, LightningModule, Trainer
 
 from common.callbacks import atomic_path, gather_objects, run_dir_of, write_json
+from common.errors import MedlitError
+from common.loaders import available_cpus
 from volume_seg.metrics import (
     EMPTY_POLICY,
     METRIC_DEFINITIONS,
@@ -30,11 +39,117 @@ from volume_seg.metrics import (
 )
 from volume_seg.viz import plot_overlay, plot_surfaces, surface_meshes, write_surfaces_html
 
-__all__ = ["SegmentationOutputs"]
+__all__ = ["CaseJob", "CaseWorkers", "SegmentationOutputs", "default_eval_workers", "write_case"]
 
 
 def _spacing(spacing: np.ndarray) -> list[float] | None:
     return None if np.isnan(spacing).any() else [float(s) for s in spacing]
+
+
+@dataclass
+class CaseJob:
+    """What :func:`write_case` needs for one case: plain arrays and settings, cheap to send to a worker."""
+
+    out_dir: Path
+    case: str
+    image: np.ndarray
+    mask: np.ndarray
+    label: np.ndarray | None
+    spacing: list[float] | None
+    affine: np.ndarray
+    num_classes: int
+    class_names: list[str]
+    loss: float
+    overlays: bool
+    views_3d: bool
+    save_masks: bool
+
+
+def write_case(job: CaseJob) -> list[dict[str, Any]]:
+    """Score one case (when it has a label) and write its files; returns its per-class metric rows.
+
+    Runs in the evaluation worker processes (or inline), so it touches nothing but its arguments.
+    """
+    rows = []
+    if job.label is not None:
+        unit = "mm" if job.spacing is not None else "voxels"
+        metrics = case_metrics(job.mask, job.label, job.num_classes, job.spacing, job.class_names)
+        rows = [
+            {"case": job.case, "class_index": index, **row, "distance_unit": unit, "loss": job.loss}
+            for index, row in enumerate(metrics, 1)
+        ]
+    if job.save_masks:
+        with atomic_path(job.out_dir / "predictions" / f"{job.case}.nii.gz") as tmp:
+            nib.save(nib.Nifti1Image(job.mask, job.affine), tmp)
+    dice = [row["dice"] for row in rows if not np.isnan(row["dice"])]
+    title = job.case + (f" (Dice {np.mean(dice):.3f})" if dice else "")
+    if job.overlays:
+        with atomic_path(job.out_dir / "overlays" / f"{job.case}.png") as tmp:
+            plot_overlay(job.image, job.mask, job.label, tmp, title, job.num_classes)
+    if job.views_3d:
+        meshes = surface_meshes(job.mask, job.label, job.spacing, job.num_classes)
+        with atomic_path(job.out_dir / "views3d" / f"{job.case}.png") as tmp:
+            plot_surfaces(meshes, job.mask.shape, tmp, title, job.spacing)
+        with atomic_path(job.out_dir / "views3d" / f"{job.case}.html") as tmp:
+            write_surfaces_html(meshes, tmp, title, job.spacing)
+    return rows
+
+
+def _ready() -> None:
+    """A worker's first job: importing this module is the work."""
+
+
+def default_eval_workers(on_gpu: bool, processes: int = 1, most: int = 4) -> int:
+    """Evaluation worker processes per process when ``outputs.eval_workers`` is not set.
+
+    On a GPU a worker lets the next volume's inference start while this one is scored and drawn (the cores
+    are otherwise idle); on a CPU inference already uses every core, so workers only pay off when there are
+    cores to spare (``benchmarks/bench_test_stage.py``).
+    """
+    cores = available_cpus() // max(1, processes)
+    if on_gpu:
+        return max(1, min(most, cores - 1))
+    return min(most, cores // 4)
+
+
+class CaseWorkers:
+    """Runs :func:`write_case` jobs inline (``workers=0``) or in a pool of spawned processes, in order.
+
+    At most ``2 * workers`` jobs wait at a time: a fast accelerator then waits for the scoring instead of
+    holding every volume of the test set in memory.
+    """
+
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+        self._pool: ProcessPoolExecutor | None = None
+        self._pending: deque[Future] = deque()
+        self._done: list[list[dict[str, Any]]] = []
+        if workers > 0:
+            # spawn, not fork: the parent's OpenMP and CUDA state is not safe to fork
+            self._pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+            for _ in range(workers):  # start them now: their imports overlap the first volume's inference
+                self._pool.submit(_ready)
+
+    def submit(self, job: CaseJob) -> None:
+        if self._pool is None:
+            self._done.append(write_case(job))
+            return
+        self._pending.append(self._pool.submit(write_case, job))
+        while len(self._pending) > 2 * self.workers:
+            self._done.append(self._pending.popleft().result())
+
+    def results(self) -> list[dict[str, Any]]:
+        """Every row of the jobs submitted so far (waits for them), in submission order."""
+        while self._pending:
+            self._done.append(self._pending.popleft().result())
+        return [row for rows in self._done for row in rows]
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+        self._pool = None
+        self._pending.clear()
+        self._done = []
 
 
 class SegmentationOutputs(Callback):
@@ -44,63 +159,73 @@ class SegmentationOutputs(Callback):
         overlays: Write 2D slice overlays.
         views_3d: Write 3D surface views (PNG and interactive HTML).
         save_masks: Write predicted masks as NIfTI.
+        eval_workers: Processes that score and draw the cases while the next ones are predicted; ``0`` does it
+            in the main process; default :func:`default_eval_workers`.
     """
 
-    def __init__(self, overlays: bool = True, views_3d: bool = True, save_masks: bool = True) -> None:
+    def __init__(
+        self, overlays: bool = True, views_3d: bool = True, save_masks: bool = True, eval_workers: int | None = None
+    ) -> None:
+        if eval_workers is not None and eval_workers < 0:
+            raise MedlitError(f"outputs.eval_workers must be >= 0, got {eval_workers}")
         self.overlays = overlays
         self.views_3d = views_3d
         self.save_masks = save_masks
-        self._rows: list[dict[str, Any]] = []
+        self.eval_workers = eval_workers
+        self._workers = CaseWorkers(0)
 
-    def _reset(self, *_: Any) -> None:
-        self._rows = []
+    def _start(self, trainer: Trainer, *_: Any) -> None:
+        self._workers.close()
+        workers = self.eval_workers
+        if workers is None:
+            on_gpu = trainer.strategy.root_device.type != "cpu"
+            workers = default_eval_workers(on_gpu, max(1, trainer.num_devices))
+        self._workers = CaseWorkers(workers)
 
-    on_test_epoch_start = _reset
-    on_predict_epoch_start = _reset
+    on_test_epoch_start = _start
+    on_predict_epoch_start = _start
 
-    def _write_case(self, trainer: Trainer, pl_module: LightningModule, outputs: dict, batch: dict) -> None:
-        out = run_dir_of(trainer)
-        num_classes = pl_module.num_classes
-        case = batch["case"][0]
-        image = batch["image"][0, 0].float().cpu().numpy()
-        mask = outputs["mask"][0, 0].cpu().numpy().astype(np.uint8)
-        label = batch["label"][0, 0].cpu().numpy().astype(np.uint8) if "label" in batch else None
-        spacing = _spacing(batch["spacing"][0].cpu().numpy())
-        if label is not None:
-            unit = "mm" if spacing is not None else "voxels"
-            loss = float(outputs.get("loss", float("nan")))
-            for index, row in enumerate(case_metrics(mask, label, num_classes, spacing, pl_module.class_names), 1):
-                self._rows.append({"case": case, "class_index": index, **row, "distance_unit": unit, "loss": loss})
-        if self.save_masks:
-            with atomic_path(out / "predictions" / f"{case}.nii.gz") as tmp:
-                nib.save(nib.Nifti1Image(mask, batch["affine"][0].cpu().numpy()), tmp)
-        title = f"{case}" + (f" (Dice {self._case_dice(case):.3f})" if label is not None else "")
-        if self.overlays:
-            with atomic_path(out / "overlays" / f"{case}.png") as tmp:
-                plot_overlay(image, mask, label, tmp, title, num_classes)
-        if self.views_3d:
-            meshes = surface_meshes(mask, label, spacing, num_classes)
-            with atomic_path(out / "views3d" / f"{case}.png") as tmp:
-                plot_surfaces(meshes, mask.shape, tmp, title, spacing)
-            with atomic_path(out / "views3d" / f"{case}.html") as tmp:
-                write_surfaces_html(meshes, tmp, title, spacing)
+    def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        self._workers.close()
 
-    def _case_dice(self, case: str) -> float:
-        values = [row["dice"] for row in self._rows if row["case"] == case]
-        return float(np.nanmean(values)) if values and not np.isnan(values).all() else float("nan")
+    def _submit(self, trainer: Trainer, pl_module: LightningModule, outputs: dict, batch: dict) -> None:
+        label = batch.get("label")
+        self._workers.submit(
+            CaseJob(
+                out_dir=run_dir_of(trainer),
+                case=batch["case"][0],
+                image=batch["image"][0, 0].float().cpu().numpy(),
+                mask=outputs["mask"][0, 0].cpu().numpy().astype(np.uint8),
+                label=label[0, 0].cpu().numpy().astype(np.uint8) if label is not None else None,
+                spacing=_spacing(batch["spacing"][0].cpu().numpy()),
+                affine=batch["affine"][0].cpu().numpy(),
+                num_classes=pl_module.num_classes,
+                class_names=list(pl_module.class_names),
+                loss=float(outputs.get("loss", float("nan"))),
+                overlays=self.overlays,
+                views_3d=self.views_3d,
+                save_masks=self.save_masks,
+            )
+        )
 
     def on_test_batch_end(
         self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, *_: Any
     ) -> None:
-        self._write_case(trainer, pl_module, outputs, batch)
+        self._submit(trainer, pl_module, outputs, batch)
 
     def on_predict_batch_end(
         self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, *_: Any
     ) -> None:
-        self._write_case(trainer, pl_module, outputs, batch)
+        self._submit(trainer, pl_module, outputs, batch)
+
+    def on_predict_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._workers.results()  # every file written before predict returns
+        self._workers.close()
 
     def on_test_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        rows = {(r["case"], r["class"]): r for rows in gather_objects(self._rows) for r in rows}  # once each
+        own_rows = self._workers.results()
+        self._workers.close()
+        rows = {(r["case"], r["class"]): r for rows in gather_objects(own_rows) for r in rows}  # once each
         if not rows:
             return
         table = pd.DataFrame(list(rows.values())).sort_values(["case", "class_index"], kind="stable")
