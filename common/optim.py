@@ -1,20 +1,36 @@
 """Optimizers and learning-rate schedules by name, shared by every task.
 
-A module takes ``optimizer``, ``lr``, ``weight_decay`` and ``scheduler`` as init arguments (so they are config
-keys, ``model.optimizer`` etc., and the report reads them from ``config.yaml``) and returns
+A module takes ``optimizer``, ``lr``, ``weight_decay``, ``scheduler`` and ``warmup_steps`` as init arguments (so
+they are config keys, ``model.optimizer`` etc., and the report reads them from ``config.yaml``) and returns
 :func:`configure_optimizers` from its ``configure_optimizers`` hook.
+
+The decaying schedules follow the training budget, not a step count fixed in advance: the learning rate is
+updated after every step from :func:`training_progress`, the larger of the share of steps done (``max_steps``,
+or the steps ``max_epochs`` gives) and the share of ``trainer.max_time`` used. A CPU run budgeted by time
+therefore reaches the end of its schedule when the time runs out instead of being cut in the middle of it.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
+from lightning.pytorch import Trainer
+from lightning.pytorch.callbacks import Timer
 
-from common.errors import check_choice
+from common.errors import MedlitError, check_choice
 
-__all__ = ["OPTIMIZERS", "SCHEDULERS", "build_optimizer", "build_scheduler", "configure_optimizers"]
+__all__ = [
+    "OPTIMIZERS",
+    "SCHEDULERS",
+    "SCHEDULES",
+    "build_optimizer",
+    "configure_optimizers",
+    "schedule_factor",
+    "training_progress",
+]
 
 
 def _adam(params: Iterable[Any], lr: float, weight_decay: float) -> torch.optim.Optimizer:
@@ -33,29 +49,57 @@ OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {"adam": _adam, "a
 """Optimizers by name: Adam (the seeds' choice), AdamW (decoupled weight decay), SGD with Nesterov momentum
 0.99 (nnU-Net's setting)."""
 
-
-def _cosine(optimizer: torch.optim.Optimizer, max_epochs: int) -> dict[str, Any]:
-    return {"scheduler": torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, max_epochs))}
-
-
-def _plateau(optimizer: torch.optim.Optimizer, max_epochs: int) -> dict[str, Any]:
-    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=0.5, patience=2)
-    return {"scheduler": scheduler, "monitor": "val/loss"}
-
-
-def _step_lr(optimizer: torch.optim.Optimizer, max_epochs: int) -> dict[str, Any]:
-    step_size = max(1, max_epochs // 3)
-    return {"scheduler": torch.optim.lr_scheduler.StepLR(optimizer, step_size=step_size, gamma=0.1)}
-
-
-SCHEDULERS: dict[str, Callable[[torch.optim.Optimizer, int], dict[str, Any]] | None] = {
-    "none": None,
-    "cosine": _cosine,
-    "plateau": _plateau,
-    "step": _step_lr,
+SCHEDULES: dict[str, Callable[[float], float]] = {
+    "none": lambda progress: 1.0,
+    "cosine": lambda progress: 0.5 * (1.0 + math.cos(math.pi * progress)),
+    "poly": lambda progress: (1.0 - progress) ** 0.9,
+    "step": lambda progress: 0.1 ** min(2, math.floor(3 * progress)),
 }
-"""Epoch-wise schedules by name: ``none`` (constant, the seeds' setting), ``cosine`` (to 0 over the epochs),
-``plateau`` (halve after 2 epochs without a lower ``val/loss``), ``step`` (x0.1 every third of the epochs)."""
+"""Learning-rate factors by training progress ``p`` in [0, 1]: ``none`` (constant, the seeds' setting), ``cosine``
+(to 0), ``poly`` (``(1 - p)^0.9``, nnU-Net's), ``step`` (x0.1 at a third and at two thirds of the budget)."""
+
+SCHEDULERS = (*SCHEDULES, "plateau")
+"""Every ``model.scheduler`` value: :data:`SCHEDULES` and ``plateau`` (halve the learning rate after 2
+validations without a lower ``val/loss``)."""
+
+
+def schedule_factor(name: str, progress: float, step: int = 0, warmup_steps: int = 0) -> float:
+    """The factor on the base learning rate of schedule ``name`` at ``progress`` (clipped to [0, 1]), times a
+    linear warm-up from ``1 / warmup_steps`` to 1 over the first ``warmup_steps`` steps (``step`` counts from 0)."""
+    check_choice("model.scheduler", name, SCHEDULES)
+    warmup = min(1.0, (step + 1) / warmup_steps) if warmup_steps > 0 else 1.0
+    return warmup * SCHEDULES[name](min(1.0, max(0.0, progress)))
+
+
+def _timer(trainer: Trainer) -> Timer | None:
+    return next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
+
+
+def training_progress(trainer: Trainer) -> float:
+    """The share of the training budget used, in [0, 1]: the larger of the steps done over the step budget
+    (``max_steps``, else what ``max_epochs`` gives) and the training time over ``max_time`` (Lightning's
+    :class:`~lightning.pytorch.callbacks.Timer`, which keeps its time across a resume)."""
+    shares = [0.0]
+    steps = trainer.max_steps if trainer.max_steps and trainer.max_steps > 0 else trainer.estimated_stepping_batches
+    if steps and math.isfinite(steps):
+        shares.append(trainer.global_step / steps)
+    timer = _timer(trainer)
+    if timer is not None:
+        elapsed, remaining = timer.time_elapsed("train"), timer.time_remaining("train")
+        if remaining is not None and elapsed + remaining > 0:
+            shares.append(elapsed / (elapsed + remaining))
+    return min(1.0, max(shares))
+
+
+class _BudgetFactor:
+    """``LambdaLR``'s factor: the schedule at the trainer's current progress (an object, not a lambda, so the
+    scheduler's state dict stays plain)."""
+
+    def __init__(self, name: str, warmup_steps: int, progress: Callable[[], float]) -> None:
+        self.name, self.warmup_steps, self.progress = name, warmup_steps, progress
+
+    def __call__(self, step: int) -> float:
+        return schedule_factor(self.name, self.progress(), step, self.warmup_steps)
 
 
 def build_optimizer(name: str, params: Iterable[Any], lr: float, weight_decay: float = 0.0) -> torch.optim.Optimizer:
@@ -64,22 +108,25 @@ def build_optimizer(name: str, params: Iterable[Any], lr: float, weight_decay: f
     return OPTIMIZERS[name](params, lr, weight_decay)
 
 
-def build_scheduler(name: str, optimizer: torch.optim.Optimizer, max_epochs: int) -> dict[str, Any] | None:
-    """Lightning's ``lr_scheduler`` entry for the schedule ``name`` (``model.scheduler``), ``None`` for ``none``."""
-    check_choice("model.scheduler", name, SCHEDULERS)
-    factory = SCHEDULERS[name]
-    return factory(optimizer, max_epochs) if factory is not None else None
-
-
 def configure_optimizers(
     params: Iterable[Any],
-    max_epochs: int | None,
+    trainer: Trainer,
     optimizer: str = "adam",
     lr: float = 1e-3,
     weight_decay: float = 0.0,
     scheduler: str = "none",
+    warmup_steps: int = 0,
 ) -> Any:
-    """What a LightningModule's ``configure_optimizers`` returns for these settings."""
+    """What a LightningModule's ``configure_optimizers`` returns for these settings (``trainer``: the module's)."""
+    check_choice("model.scheduler", scheduler, SCHEDULERS)
+    if warmup_steps < 0:
+        raise MedlitError(f"model.warmup_steps must be >= 0, got {warmup_steps}")
     built = build_optimizer(optimizer, params, lr, weight_decay)
-    schedule = build_scheduler(scheduler, built, max_epochs if max_epochs and max_epochs > 0 else 1)
-    return built if schedule is None else {"optimizer": built, "lr_scheduler": schedule}
+    if scheduler == "plateau":
+        plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(built, mode="min", factor=0.5, patience=2)
+        return {"optimizer": built, "lr_scheduler": {"scheduler": plateau, "monitor": "val/loss"}}
+    if scheduler == "none" and warmup_steps == 0:
+        return built
+    factor = _BudgetFactor(scheduler, warmup_steps, lambda: training_progress(trainer))
+    schedule = torch.optim.lr_scheduler.LambdaLR(built, factor)
+    return {"optimizer": built, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}

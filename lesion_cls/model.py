@@ -113,7 +113,9 @@ class LesionClassifier(LightningModule):
         optimizer: ``adam`` (the seed's), ``adamw`` or ``sgd`` (:data:`common.optim.OPTIMIZERS`).
         lr: Learning rate (seed: 1e-3).
         weight_decay: Weight decay.
-        scheduler: ``none``, ``cosine``, ``plateau`` (on ``val/loss``) or ``step`` (:data:`common.optim.SCHEDULERS`).
+        scheduler: ``none``, ``cosine``, ``poly``, ``step`` (each over the training budget: steps or
+            ``trainer.max_time``, whichever runs out first) or ``plateau`` (on ``val/loss``); see :mod:`common.optim`.
+        warmup_steps: Linear learning-rate warm-up over the first steps (0: none).
     """
 
     task = TASK
@@ -148,6 +150,7 @@ class LesionClassifier(LightningModule):
         lr: float = 1e-3,
         weight_decay: float = 0.0,
         scheduler: str = "none",
+        warmup_steps: int = 0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -228,5 +231,5 @@ class LesionClassifier(LightningModule):
     def configure_optimizers(self) -> Any:
         hp = self.hparams
         return configure_optimizers(
-            self.parameters(), self.trainer.max_epochs, hp.optimizer, hp.lr, hp.weight_decay, hp.scheduler
+            self.parameters(), self.trainer, hp.optimizer, hp.lr, hp.weight_decay, hp.scheduler, hp.warmup_steps
         )

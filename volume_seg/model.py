@@ -85,7 +85,9 @@ class VolumeSegmenter(LightningModule):
         optimizer: ``adam`` (the seed's), ``adamw`` or ``sgd`` (:data:`common.optim.OPTIMIZERS`).
         lr: Learning rate.
         weight_decay: Weight decay.
-        scheduler: ``none``, ``cosine``, ``plateau`` (on ``val/loss``) or ``step`` (:data:`common.optim.SCHEDULERS`).
+        scheduler: ``none``, ``cosine``, ``poly``, ``step`` (each over the training budget: steps or
+            ``trainer.max_time``, whichever runs out first) or ``plateau`` (on ``val/loss``); see :mod:`common.optim`.
+        warmup_steps: Linear learning-rate warm-up over the first steps (0: none).
         roi_size: Sliding-window size (linked from ``data.patch_size``).
         sw_batch_size: Windows evaluated together.
         sw_overlap: Overlap of neighbouring windows.
@@ -116,6 +118,7 @@ class VolumeSegmenter(LightningModule):
         lr: float = 1e-3,
         weight_decay: float = 0.0,
         scheduler: str = "none",
+        warmup_steps: int = 0,
         roi_size: list[int] = (112, 112, 80),
         sw_batch_size: int = 2,
         sw_overlap: float = 0.5,
@@ -201,5 +204,5 @@ class VolumeSegmenter(LightningModule):
     def configure_optimizers(self) -> Any:
         hp = self.hparams
         return configure_optimizers(
-            self.parameters(), self.trainer.max_epochs, hp.optimizer, hp.lr, hp.weight_decay, hp.scheduler
+            self.parameters(), self.trainer, hp.optimizer, hp.lr, hp.weight_decay, hp.scheduler, hp.warmup_steps
         )

@@ -51,4 +51,4 @@ class ToyRegressor(LightningModule):
 
     def configure_optimizers(self) -> Any:
         hp = self.hparams
-        return configure_optimizers(self.parameters(), self.trainer.max_epochs, hp.optimizer, hp.lr)
+        return configure_optimizers(self.parameters(), self.trainer, hp.optimizer, hp.lr)

@@ -1,0 +1,152 @@
+"""Optimizers and budget-following learning-rate schedules (common/optim.py)."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+import torch
+from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.callbacks import Timer
+from torch.utils.data import DataLoader, TensorDataset
+
+from common.errors import MedlitError
+from common.optim import configure_optimizers, schedule_factor, training_progress
+
+
+@pytest.mark.parametrize(
+    ("name", "progress", "expected"),
+    [
+        ("none", 0.7, 1.0),
+        ("cosine", 0.0, 1.0),
+        ("cosine", 0.5, 0.5),
+        ("cosine", 0.75, 0.5 * (1 + math.cos(0.75 * math.pi))),
+        ("cosine", 1.0, 0.0),
+        ("poly", 0.0, 1.0),
+        ("poly", 0.5, 0.5**0.9),
+        ("poly", 1.0, 0.0),
+        ("poly", 1.7, 0.0),  # progress is clipped: never a negative base
+        ("step", 0.33, 1.0),
+        ("step", 0.34, 0.1),
+        ("step", 0.67, 0.01),
+        ("step", 1.0, 0.01),
+    ],
+)
+def test_schedule_values(name: str, progress: float, expected: float) -> None:
+    assert schedule_factor(name, progress) == pytest.approx(expected, abs=1e-12)
+
+
+def test_warmup_is_linear_then_the_schedule() -> None:
+    assert [schedule_factor("none", 0.0, step, warmup_steps=4) for step in range(6)] == [0.25, 0.5, 0.75, 1, 1, 1]
+    assert schedule_factor("poly", 0.5, 1, warmup_steps=4) == pytest.approx(0.5 * 0.5**0.9)
+
+
+class _FakeTimer(Timer):
+    def __init__(self, elapsed: float, remaining: float | None) -> None:
+        super().__init__(duration=None if remaining is None else "00:00:01:00")
+        self.elapsed, self.remaining = elapsed, remaining
+
+    def time_elapsed(self, stage: Any = "train") -> float:
+        return self.elapsed
+
+    def time_remaining(self, stage: Any = "train") -> float | None:
+        return self.remaining
+
+
+def _trainer(step: int, max_steps: int = -1, estimated: float = math.inf, timer: Timer | None = None) -> Any:
+    callbacks = [timer] if timer is not None else []
+    return SimpleNamespace(
+        global_step=step, max_steps=max_steps, estimated_stepping_batches=estimated, callbacks=callbacks
+    )
+
+
+@pytest.mark.parametrize(
+    ("trainer", "expected"),
+    [
+        (_trainer(25, max_steps=100), 0.25),
+        (_trainer(25, estimated=50), 0.5),  # the steps max_epochs gives
+        (_trainer(10, estimated=math.inf), 0.0),  # no budget at all: the schedule stays at its start
+        (_trainer(10, max_steps=100, timer=_FakeTimer(30.0, 90.0)), 0.25),  # time runs out first
+        (_trainer(60, max_steps=100, timer=_FakeTimer(30.0, 90.0)), 0.6),  # steps run out first
+        (_trainer(5, max_steps=100, timer=_FakeTimer(130.0, 0.0)), 1.0),
+        (_trainer(5, estimated=math.inf, timer=_FakeTimer(30.0, None)), 0.0),  # a timer without a duration
+        (_trainer(150, max_steps=100), 1.0),
+    ],
+)
+def test_training_progress(trainer: Any, expected: float) -> None:
+    assert training_progress(trainer) == pytest.approx(expected)
+
+
+class _Regression(LightningModule):
+    def __init__(self, scheduler: str, warmup_steps: int = 0) -> None:
+        super().__init__()
+        self.layer = torch.nn.Linear(3, 1)
+        self.scheduler, self.warmup_steps = scheduler, warmup_steps
+
+    def training_step(self, batch: list[torch.Tensor], batch_idx: int) -> torch.Tensor:
+        return torch.nn.functional.mse_loss(self.layer(batch[0]), batch[1])
+
+    def configure_optimizers(self) -> Any:
+        return configure_optimizers(
+            self.parameters(), self.trainer, "sgd", 0.1, scheduler=self.scheduler, warmup_steps=self.warmup_steps
+        )
+
+
+class _LearningRates(Callback):
+    def __init__(self) -> None:
+        self.values: list[float] = []
+
+    def on_train_batch_start(self, trainer: Trainer, *_: Any) -> None:
+        self.values.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+
+def _fit(module: LightningModule, **trainer_args: Any) -> list[float]:
+    data = TensorDataset(torch.randn(24, 3), torch.randn(24, 1))
+    rates = _LearningRates()
+    trainer = Trainer(
+        accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, callbacks=[rates], **trainer_args,
+    )  # fmt: skip
+    trainer.fit(module, DataLoader(data, batch_size=4))
+    return rates.values
+
+
+@pytest.mark.parametrize("budget", [{"max_steps": 12}, {"max_epochs": 2}], ids=["max_steps", "max_epochs"])
+def test_poly_schedule_in_a_fit_follows_the_steps(budget: dict[str, int]) -> None:
+    rates = _fit(_Regression("poly", warmup_steps=3), **budget)
+    assert len(rates) == 12  # 6 batches per epoch
+    expected = [0.1 * schedule_factor("poly", step / 12, step, 3) for step in range(12)]
+    assert rates == pytest.approx(expected, rel=1e-9)
+
+
+def test_constant_without_warmup_has_no_scheduler() -> None:
+    assert _fit(_Regression("none"), max_steps=5) == [0.1] * 5
+
+
+def test_negative_warmup_refused() -> None:
+    with pytest.raises(MedlitError, match="model.warmup_steps must be >= 0"):
+        configure_optimizers([torch.nn.Parameter(torch.zeros(1))], _trainer(0), warmup_steps=-1)
+
+
+def test_unknown_scheduler_names_the_choices() -> None:
+    with pytest.raises(MedlitError, match="unknown model.scheduler 'linear'; choose one of: cosine, none, plateau"):
+        configure_optimizers([torch.nn.Parameter(torch.zeros(1))], _trainer(0), scheduler="linear")
+
+
+class _SlowRegression(_Regression):
+    def training_step(self, batch: list[torch.Tensor], batch_idx: int) -> torch.Tensor:
+        time.sleep(0.02)
+        return super().training_step(batch, batch_idx)
+
+
+def test_cosine_schedule_follows_max_time() -> None:
+    """A time budget with no step budget: the schedule still reaches its end when the time runs out."""
+    rates = _fit(_SlowRegression("cosine"), max_epochs=-1, max_time={"seconds": 1.0})
+    assert len(rates) > 10
+    assert rates[0] == pytest.approx(0.1)
+    assert all(later <= earlier for earlier, later in itertools.pairwise(rates))
+    assert rates[-1] < 0.1 * schedule_factor("cosine", 0.85)  # the last step ran near the end of the budget
