@@ -100,7 +100,7 @@ def _evaluate(model: Any, cases: list[dict[str, Any]], overlap: Any, mode: str, 
             logits = sliding_window_inference(
                 case["image"][None], list(hp.roi_size), hp.sw_batch_size, predictor, overlap=overlap, mode=mode
             )
-            mask = model.to_mask(logits.float())
+            mask = model.to_mask(model.probabilities(logits))
         seconds.append(time.perf_counter() - start)
         windows.append(calls["n"])
         dice.append(mean_foreground_dice(mask[0, 0].numpy(), case["label"][0].numpy(), model.num_classes))

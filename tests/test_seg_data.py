@@ -155,7 +155,7 @@ def test_patches_padding_and_foreground_sampling(tiny_la: Path) -> None:
     assert share["foreground"] > share["uniform"] + 0.1
 
 
-@pytest.mark.parametrize("augment", ["rotflip", "rich"])
+@pytest.mark.parametrize("augment", ["rotflip", "rich", "nnunet", "nnunet_elastic"])
 def test_augmentation_keeps_image_and_label_aligned(tmp_path: Path, augment: str) -> None:
     rng = np.random.default_rng(0)
     label = np.zeros((24, 24, 16), np.uint8)
@@ -191,6 +191,7 @@ def test_augmentation_keeps_image_and_label_aligned(tmp_path: Path, augment: str
 def test_rotation_needs_square_patch_and_other_checks() -> None:
     with pytest.raises(MedlitError, match="equal first two sides"):
         VolumeDataModule(augment="rotflip", patch_size=[96, 112, 80])
+    VolumeDataModule(augment="nnunet", patch_size=[96, 112, 80])  # mirrors, never rotates by 90 degrees
     with pytest.raises(MedlitError, match="unknown data.augment 'flip'"):
         VolumeDataModule(augment="flip")
     with pytest.raises(MedlitError, match="num_classes counts the background"):

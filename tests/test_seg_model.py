@@ -69,7 +69,51 @@ def test_largest_component_post_processing() -> None:
     logits = -torch.ones(1, 1, 16, 16, 16)
     logits[..., 2:8, 2:8, 2:8] = 1
     logits[..., 12:14, 12:14, 12:14] = 1
-    mask = model.to_mask(logits)
+    mask = model.to_mask(model.probabilities(logits))
     assert mask.sum() == 6**3 and mask[0, 0, 13, 13, 13] == 0
     model.hparams.largest_component = False
-    assert model.to_mask(logits).sum() == 6**3 + 2**3
+    assert model.to_mask(model.probabilities(logits)).sum() == 6**3 + 2**3
+
+
+@pytest.mark.parametrize("num_classes", [2, 3])
+def test_flip_tta_is_the_mean_of_the_mirrored_predictions(num_classes: int) -> None:
+    torch.manual_seed(3)
+    model = VolumeSegmenter(num_classes=num_classes, channels=[4, 8, 16], strides=[2, 2], roi_size=[16, 16, 16])
+    model.eval()
+    volume = torch.randn(1, 1, 20, 16, 12)
+    mirrorings = [(), (2,), (3,), (4,), (2, 3), (2, 4), (3, 4), (2, 3, 4)]
+    with torch.no_grad():
+        by_hand = []
+        for axes in mirrorings:
+            logits = model.predict_volume(volume.flip(axes) if axes else volume)
+            probabilities = logits.sigmoid() if num_classes == 2 else logits.softmax(dim=1)
+            by_hand.append(probabilities.flip(axes) if axes else probabilities)
+        expected = torch.stack(by_hand).mean(dim=0)
+        tta, logits = model.predict_probabilities(volume, flips=True)
+        plain, _ = model.predict_probabilities(volume)
+    torch.testing.assert_close(tta, expected, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(logits, model.predict_volume(volume))  # the loss sees the unmirrored logits
+    assert not torch.allclose(tta, plain, atol=1e-3)  # the mirrorings changed something
+
+
+def test_deep_supervision_loss_weights_the_heads() -> None:
+    torch.manual_seed(4)
+    model = VolumeSegmenter(net="dynunet", channels=[4, 8, 16], strides=[2, 2], deep_supervision=1, loss="dice_ce")
+    batch = {"image": torch.randn(2, 1, 16, 16, 16), "label": torch.randint(0, 2, (2, 1, 16, 16, 16))}
+    model.train()
+    model.log = lambda *args, **kwargs: None
+    outputs = model(batch["image"])
+    assert outputs.shape == (2, 2, 1, 16, 16, 16)  # the full-resolution output and one head, upsampled
+    expected = model.criterion(outputs[:, 0], batch["label"]) + 0.5 * model.criterion(outputs[:, 1], batch["label"])
+    torch.manual_seed(4)
+    torch.testing.assert_close(model.training_step(batch, 0), expected / 1.5)
+    model.eval()
+    with torch.no_grad():
+        assert model(batch["image"]).shape == (2, 1, 16, 16, 16)  # one output outside training
+
+
+def test_deep_supervision_needs_dynunet() -> None:
+    with pytest.raises(MedlitError, match="model.deep_supervision needs model.net=dynunet, got model.net=unet"):
+        VolumeSegmenter(net="unet", deep_supervision=1)
+    with pytest.raises(MedlitError, match=r"model.deep_supervision must be in 0..1, got 2"):
+        VolumeSegmenter(net="dynunet", channels=[4, 8, 16], strides=[2, 2], deep_supervision=2)

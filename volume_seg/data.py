@@ -425,13 +425,53 @@ def _rich() -> list[mt.Transform]:
     ]
 
 
+def _nnunet(elastic: bool = False) -> list[mt.Transform]:
+    # nnU-Net's default 3D augmentation, its probabilities and ranges, as MONAI transforms (no rot90: any patch)
+    spatial = [
+        mt.RandAffined(
+            keys=["image", "label"],
+            prob=0.2,
+            rotate_range=(0.26, 0.26, 0.52),  # +-15 degrees out of plane, +-30 degrees in plane
+            scale_range=(0.3, 0.3, 0.3),  # x0.7 .. x1.3
+            mode=("bilinear", "nearest"),
+            padding_mode="zeros",
+        )
+    ]
+    if elastic:
+        spatial.append(
+            mt.Rand3DElasticd(
+                keys=["image", "label"],
+                prob=0.2,
+                sigma_range=(9, 13),
+                magnitude_range=(0, 200),
+                mode=("bilinear", "nearest"),
+                padding_mode="zeros",
+            )
+        )
+    return [
+        *spatial,
+        mt.RandGaussianNoised(keys="image", std=0.1, prob=0.1),
+        mt.RandGaussianSmoothd(keys="image", sigma_x=(0.5, 1.0), sigma_y=(0.5, 1.0), sigma_z=(0.5, 1.0), prob=0.2),
+        mt.RandScaleIntensityd(keys="image", factors=0.25, prob=0.15),  # brightness
+        mt.RandAdjustContrastd(keys="image", gamma=(0.7, 1.5), prob=0.3),
+        *(mt.RandFlipd(keys=["image", "label"], prob=0.5, spatial_axis=axis) for axis in range(3)),
+    ]
+
+
 AUGMENTATIONS: dict[str, Callable[[], list[mt.Transform]]] = {
     "none": lambda: [],
     "rotflip": _rotflip,
     "rich": _rich,
+    "nnunet": _nnunet,
+    "nnunet_elastic": lambda: _nnunet(elastic=True),
 }
 """Training augmentation presets: ``none`` (seed configs 1-2), ``rotflip`` (seed config 3), ``rich``
-(rotflip + scaling/rotation, elastic deformation, intensity scale/shift/gamma, noise)."""
+(rotflip + scaling/rotation, elastic deformation, intensity scale/shift/gamma, noise), ``nnunet`` (nnU-Net's
+default: rotation and scaling, noise, blur, brightness, gamma, mirroring on every axis) and ``nnunet_elastic``
+(the same with elastic deformation)."""
+
+ROT90_AUGMENTATIONS = ("rotflip", "rich")
+"""The presets that rotate by 90 degrees in the first two axes (patches need equal first two sides)."""
 
 
 def _plain_tensors() -> mt.Transform:
@@ -506,7 +546,7 @@ class VolumeDataModule(LightningDataModule):
         sampling: ``uniform`` random crops, or ``foreground``: a share ``foreground_ratio`` of the patches is
             centred on a foreground voxel.
         foreground_ratio: See ``sampling``.
-        augment: ``none``, ``rotflip`` or ``rich`` (:data:`AUGMENTATIONS`).
+        augment: ``none``, ``rotflip``, ``rich``, ``nnunet`` or ``nnunet_elastic`` (:data:`AUGMENTATIONS`).
         batch_size: Training patches per batch (per device); evaluation uses one whole volume per batch.
         num_workers: DataLoader worker processes for training patches; default: :func:`common.loaders.default_workers`
             (the cores shared among the machine's training processes, at most 8).
@@ -547,7 +587,7 @@ class VolumeDataModule(LightningDataModule):
             raise MedlitError(f"data.num_classes counts the background and must be >= 2, got {num_classes}")
         if len(patch_size) != 3:
             raise MedlitError(f"data.patch_size needs 3 numbers, got {list(patch_size)}")
-        if augment != "none" and patch_size[0] != patch_size[1]:
+        if augment in ROT90_AUGMENTATIONS and patch_size[0] != patch_size[1]:
             raise MedlitError(
                 f"data.augment={augment} rotates in the first two axes, so data.patch_size must have equal first "
                 f"two sides, got {list(patch_size)}"

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from lightning.pytorch import LightningModule
 from monai.inferers import sliding_window_inference
+from monai.losses import DeepSupervisionLoss
 from monai.networks.nets import BasicUNet, DynUNet, UNet
 from monai.transforms import KeepLargestConnectedComponent
 from torch import nn
@@ -20,10 +21,10 @@ from volume_seg import TASK, default_class_names
 from volume_seg.losses import build_loss, output_channels
 from volume_seg.metrics import mean_foreground_dice
 
-__all__ = ["NETWORKS", "VolumeSegmenter", "build_network"]
+__all__ = ["FLIP_AXES", "NETWORKS", "VolumeSegmenter", "build_network"]
 
 
-def _unet(out_channels: int, channels: Sequence[int], strides: Sequence[int], dropout: float) -> nn.Module:
+def _unet(out_channels: int, channels: Sequence[int], strides: Sequence[int], dropout: float, heads: int) -> nn.Module:
     return UNet(
         spatial_dims=3,
         in_channels=1,
@@ -35,14 +36,18 @@ def _unet(out_channels: int, channels: Sequence[int], strides: Sequence[int], dr
     )
 
 
-def _basic_unet(out_channels: int, channels: Sequence[int], strides: Sequence[int], dropout: float) -> nn.Module:
+def _basic_unet(
+    out_channels: int, channels: Sequence[int], strides: Sequence[int], dropout: float, heads: int
+) -> nn.Module:
     # BasicUNet has a fixed depth of 4 poolings and takes 6 feature sizes; derive them from channels[0]
     base = channels[0]
     features = (base, base, 2 * base, 4 * base, 8 * base, base)
     return BasicUNet(spatial_dims=3, in_channels=1, out_channels=out_channels, features=features, dropout=dropout)
 
 
-def _dynunet(out_channels: int, channels: Sequence[int], strides: Sequence[int], dropout: float) -> nn.Module:
+def _dynunet(
+    out_channels: int, channels: Sequence[int], strides: Sequence[int], dropout: float, heads: int
+) -> nn.Module:
     return DynUNet(
         spatial_dims=3,
         in_channels=1,
@@ -53,21 +58,38 @@ def _dynunet(out_channels: int, channels: Sequence[int], strides: Sequence[int],
         filters=list(channels),
         dropout=dropout,
         res_block=True,
+        deep_supervision=heads > 0,
+        deep_supr_num=max(1, heads),
     )
 
 
 NETWORKS: dict[str, Callable[..., nn.Module]] = {"unet": _unet, "basic_unet": _basic_unet, "dynunet": _dynunet}
-"""3D U-Nets by name: MONAI ``UNet`` (residual units), ``BasicUNet``, ``DynUNet`` (nnU-Net style)."""
+"""3D U-Nets by name: MONAI ``UNet`` (residual units), ``BasicUNet``, ``DynUNet`` (nnU-Net style, the only one
+with deep supervision)."""
 
 
 def build_network(
-    name: str, num_classes: int, channels: Sequence[int], strides: Sequence[int], dropout: float = 0.0
+    name: str,
+    num_classes: int,
+    channels: Sequence[int],
+    strides: Sequence[int],
+    dropout: float = 0.0,
+    deep_supervision: int = 0,
 ) -> nn.Module:
-    """The registered network with one input channel and :func:`output_channels` outputs."""
+    """The registered network with one input channel and :func:`output_channels` outputs (and, in training mode,
+    ``deep_supervision`` extra lower-resolution heads stacked on dimension 1)."""
     check_choice("model.net", name, NETWORKS)
     if len(strides) != len(channels) - 1:
         raise MedlitError(f"model.strides needs {len(channels) - 1} entries for {len(channels)} channels")
-    return NETWORKS[name](output_channels(num_classes), list(channels), list(strides), dropout)
+    if deep_supervision and name != "dynunet":
+        raise MedlitError(f"model.deep_supervision needs model.net=dynunet, got model.net={name}")
+    if not 0 <= deep_supervision < len(strides):
+        raise MedlitError(f"model.deep_supervision must be in 0..{len(strides) - 1}, got {deep_supervision}")
+    return NETWORKS[name](output_channels(num_classes), list(channels), list(strides), dropout, deep_supervision)
+
+
+FLIP_AXES: tuple[tuple[int, ...], ...] = ((), (2,), (3,), (4,), (2, 3), (2, 4), (3, 4), (2, 3, 4))
+"""The 8 mirrorings of a volume ``[B, C, X, Y, Z]`` that flip test-time augmentation averages (nnU-Net's)."""
 
 
 class VolumeSegmenter(LightningModule):
@@ -79,6 +101,8 @@ class VolumeSegmenter(LightningModule):
         channels: Feature maps per level.
         strides: Downsampling per level (one fewer than ``channels``).
         dropout: Dropout in the network.
+        deep_supervision: Extra lower-resolution output heads trained with the loss (``dynunet`` only), their
+            losses weighted 1, 1/2, 1/4, ... and normalised to sum 1 (MONAI ``DeepSupervisionLoss``); 0 = none.
         class_names: Names of the classes, background first (linked from ``data.class_names``; default
             :func:`default_class_names`), used in the per-case outputs.
         loss: ``bce``, ``dice``, ``dice_ce`` or ``dice_focal`` (see :mod:`volume_seg.losses`).
@@ -94,6 +118,8 @@ class VolumeSegmenter(LightningModule):
         sw_mode: Blending of overlapping windows: ``gaussian`` or ``constant``.
         largest_component: Keep only the largest connected component of each foreground class (validation,
             test and predict).
+        tta_flips: Test-time augmentation for test and predict (not validation, which selects the model and
+            would pay 8x): average the probabilities of the 8 mirrorings of the volume (:data:`FLIP_AXES`).
     """
 
     task = TASK
@@ -112,6 +138,7 @@ class VolumeSegmenter(LightningModule):
         channels: list[int] = (16, 32, 64, 128, 256),
         strides: list[int] = (2, 2, 2, 2),
         dropout: float = 0.0,
+        deep_supervision: int = 0,
         class_names: list[str] | None = None,
         loss: Literal["bce", "dice", "dice_ce", "dice_focal"] = "dice",
         optimizer: str = "adam",
@@ -124,6 +151,7 @@ class VolumeSegmenter(LightningModule):
         sw_overlap: float = 0.5,
         sw_mode: Literal["gaussian", "constant"] = "gaussian",
         largest_component: bool = False,
+        tta_flips: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -133,8 +161,12 @@ class VolumeSegmenter(LightningModule):
             raise MedlitError(f"data.class_names has {len(class_names)} names for {num_classes} classes")
         self.num_classes = num_classes
         self.class_names = list(class_names or default_class_names(num_classes))
-        self.net = build_network(net, num_classes, channels, strides, dropout)
+        self.net = build_network(net, num_classes, channels, strides, dropout, deep_supervision)
         self.criterion = build_loss(loss, num_classes)
+        self.train_criterion = self.criterion
+        if deep_supervision:
+            weights = [0.5**level for level in range(deep_supervision + 1)]
+            self.train_criterion = DeepSupervisionLoss(self.criterion, weights=[w / sum(weights) for w in weights])
         self._val_cases: list[tuple[str, float, float]] = []  # (case, Dice, loss) of this process
         self._keep_largest = KeepLargestConnectedComponent(applied_labels=list(range(1, num_classes)), is_onehot=False)
 
@@ -153,25 +185,44 @@ class VolumeSegmenter(LightningModule):
             mode=self.hparams.sw_mode,
         )
 
-    def to_mask(self, logits: torch.Tensor) -> torch.Tensor:
+    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        """Sigmoid of the single channel (binary) or softmax over the class channels."""
+        return torch.sigmoid(logits.float()) if self.num_classes == 2 else torch.softmax(logits.float(), dim=1)
+
+    def predict_probabilities(self, volume: torch.Tensor, flips: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(probabilities, logits)`` of a whole volume; with ``flips``, the probabilities are the mean over the
+        8 mirrorings (each predicted on the mirrored volume and mirrored back), the logits the unmirrored ones."""
+        logits = self.predict_volume(volume)
+        probabilities = self.probabilities(logits)
+        if flips:
+            for axes in FLIP_AXES[1:]:
+                flipped = self.predict_volume(volume.flip(axes))
+                probabilities += self.probabilities(flipped).flip(axes)
+            probabilities /= len(FLIP_AXES)
+        return probabilities, logits
+
+    def to_mask(self, probabilities: torch.Tensor) -> torch.Tensor:
         """Integer label map ``[B, 1, X, Y, Z]``: threshold 0.5 (binary) or arg-max, then optional LCC."""
-        mask = (logits > 0).long() if self.num_classes == 2 else logits.argmax(dim=1, keepdim=True)
+        mask = (probabilities > 0.5).long() if self.num_classes == 2 else probabilities.argmax(dim=1, keepdim=True)
         if self.hparams.largest_component:
             mask = torch.stack([self._keep_largest(m) for m in mask])
         return mask
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        loss = self.criterion(self(batch["image"]), batch["label"])
+        outputs = self(batch["image"])
+        if outputs.ndim == 6:  # deep supervision: the full-resolution output and the heads, on dimension 1
+            outputs = list(outputs.unbind(dim=1))
+        loss = self.train_criterion(outputs, batch["label"])
         batch_size = len(batch["image"])
         self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=batch_size)
         self.log("train/loss_step", loss, on_step=True, on_epoch=False, batch_size=batch_size)
         return loss
 
-    def _evaluate(self, batch: dict[str, Any]) -> dict[str, Any]:
+    def _evaluate(self, batch: dict[str, Any], flips: bool = False) -> dict[str, Any]:
         """Sliding-window prediction of one whole volume, its mask and its loss (evaluation batches hold one)."""
-        logits = self.predict_volume(batch["image"])
+        probabilities, logits = self.predict_probabilities(batch["image"], flips)
         return {
-            "mask": self.to_mask(logits),
+            "mask": self.to_mask(probabilities),
             "case": batch["case"],
             "loss": float(self.criterion(logits, batch["label"])),
         }
@@ -196,10 +247,11 @@ class VolumeSegmenter(LightningModule):
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
         """Mask and loss of one test volume; the outputs callback scores the cases once and logs ``test/*``."""
-        return self._evaluate(batch)
+        return self._evaluate(batch, flips=self.hparams.tta_flips)
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
-        return {"mask": self.to_mask(self.predict_volume(batch["image"])), "case": batch["case"]}
+        probabilities, _ = self.predict_probabilities(batch["image"], flips=self.hparams.tta_flips)
+        return {"mask": self.to_mask(probabilities), "case": batch["case"]}
 
     def configure_optimizers(self) -> Any:
         hp = self.hparams
