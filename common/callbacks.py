@@ -1,5 +1,5 @@
 """Callbacks every run gets: epoch history + curves, the data split, timings, and the random states that a
-resumed run continues from.
+resumed run continues from; and an optional one, :class:`EMAWeights`.
 
 Task-specific outputs (predictions, reports, overlays) live in each task's ``callbacks.py``.
 """
@@ -20,10 +20,13 @@ import numpy as np
 import pandas as pd
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.callbacks import EMAWeightAveraging
+from lightning.pytorch.trainer.states import TrainerFn
 
 from common.plots import plot_history
 
 __all__ = [
+    "EMAWeights",
     "MetricHistory",
     "RngState",
     "RunTimer",
@@ -250,3 +253,22 @@ class RngState(Callback):
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._pending = None
+
+
+class EMAWeights(EMAWeightAveraging):
+    """An exponential moving average of the weights (Lightning's :class:`EMAWeightAveraging`: validation, the
+    checkpoints' ``state_dict`` and the final model use the average), also for the test after ``fit``.
+
+    Lightning's callback, still holding its average when the same trainer tests the best checkpoint, would load
+    the checkpoint's raw weights (``current_model_state``) for the test; here a test or predict uses the
+    averaged ``state_dict`` that was validated and selected. Config::
+
+        trainer:
+          callbacks:
+            - class_path: common.callbacks.EMAWeights
+              init_args: {decay: 0.999}
+    """
+
+    def on_load_checkpoint(self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]) -> None:
+        if trainer.state.fn == TrainerFn.FITTING:  # resuming a fit: restore the raw weights and the average
+            super().on_load_checkpoint(trainer, pl_module, checkpoint)

@@ -160,3 +160,24 @@ def test_compiled_run_equals_eager_run(la_run: Path, tiny_la: Path, tmp_path: Pa
     assert other["dice"]["mean"] == pytest.approx(eager["dice"]["mean"], abs=1e-3)
     state = torch.load(compiled / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
     assert not any("_orig_mod" in key for key in state)  # the same keys as an eager checkpoint
+
+
+def test_ema_weights_are_the_ones_validated_and_tested(la_run: Path, tiny_la: Path, tmp_path: Path) -> None:
+    """``common.callbacks.EMAWeights``: checkpoints hold the averaged weights (the raw ones aside), and the test
+    after fit scores the averaged weights: the same numbers as a separate ``test`` of the best checkpoint."""
+    overlay = tmp_path / "ema.yaml"
+    overlay.write_text(
+        "trainer:\n  callbacks:\n    - class_path: common.callbacks.EMAWeights\n      init_args: {decay: 0.5}\n"
+    )
+    run = main(["fit", *tiny_seg_args(tiny_la, tmp_path / "runs", "--config", str(overlay))])
+    best = json.loads((run / "run_info.json").read_text())["best_checkpoint"]
+    checkpoint = torch.load(best, weights_only=True)
+    averaged, raw = checkpoint["state_dict"], checkpoint["current_model_state"]
+    assert any(not torch.equal(averaged[key], raw[key]) for key in averaged)
+    eager = pd.read_csv(la_run / "history.csv")["val/dice"]
+    assert not np.allclose(pd.read_csv(run / "history.csv")["val/dice"], eager)  # validation saw the average
+    fit_metrics = json.loads((run / "metrics.json").read_text())
+    retest = main(["test", *tiny_seg_args(tiny_la, tmp_path / "retest"), "--ckpt_path", best])
+    test_metrics = json.loads((retest / "metrics.json").read_text())
+    assert test_metrics["loss"] == pytest.approx(fit_metrics["loss"], abs=1e-6)
+    assert test_metrics["dice"]["mean"] == pytest.approx(fit_metrics["dice"]["mean"], abs=1e-9)
