@@ -1,0 +1,150 @@
+"""Dataset downloads that resume, verify every file and never leave a half-written dataset.
+
+:func:`fetch` downloads one file into ``<dest>.part`` (resumed with an HTTP ``Range`` request when a previous
+attempt was cut, restarted when the server ignores the range), checks its size and checksum, and only then
+renames it to ``dest``; a file that fails its check is downloaded once more from the start, then refused.
+:func:`install_dataset` builds a dataset in ``<out>.partial/`` and renames it to ``<out>`` when every file is
+in place, so ``<out>`` is either absent or complete; an interrupted download continues from ``<out>.partial/``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from common.errors import MedlitError
+
+__all__ = ["COMPLETE_MARK", "expect_hash", "fetch", "file_hash", "git_blob_sha1", "install_dataset", "read_url"]
+
+COMPLETE_MARK = ".medlit-download.json"
+"""Written last into a downloaded dataset: what it is and where it came from."""
+
+_CHUNK = 1 << 20
+
+
+def file_hash(path: Path, hash_type: str = "sha256") -> str:
+    """Hex digest of a file (``md5``, ``sha1``, ``sha256``...)."""
+    digest = hashlib.new(hash_type)
+    with path.open("rb") as file:
+        for chunk in iter(lambda: file.read(_CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def git_blob_sha1(path: Path) -> str:
+    """The git object id of a file's content (what a git tree lists for it): sha1 of ``blob <size>\\0<bytes>``."""
+    digest = hashlib.sha1(f"blob {path.stat().st_size}\0".encode())
+    with path.open("rb") as file:
+        for chunk in iter(lambda: file.read(_CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def read_url(url: str, timeout: float = 60.0) -> bytes:
+    """The body of a small resource (an index, a list file); one clear error when it cannot be read."""
+    request = urllib.request.Request(url, headers={"User-Agent": "medlit"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.read()
+    except (urllib.error.URLError, TimeoutError, OSError) as error:
+        raise MedlitError(f"{url}: could not be read ({_reason(error)})") from error
+
+
+def _reason(error: BaseException) -> str:
+    return str(getattr(error, "reason", None) or error)
+
+
+def _download(url: str, part: Path, timeout: float) -> None:
+    """Append the rest of ``url`` to ``part`` (a ``Range`` request from its size), or rewrite it when the server
+    sends the whole file."""
+    have = part.stat().st_size if part.exists() else 0
+    headers = {"User-Agent": "medlit"} | ({"Range": f"bytes={have}-"} if have else {})
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout) as response:
+            mode = "ab" if have and response.status == 206 else "wb"  # 200: the server ignored the range
+            with part.open(mode) as file:
+                shutil.copyfileobj(response, file, _CHUNK)
+    except urllib.error.HTTPError as error:
+        if error.code == 416 and have:  # nothing left to send: the part is already whole (the check decides)
+            return
+        raise MedlitError(f"{url}: HTTP {error.code} {error.reason}") from error
+    except (urllib.error.URLError, TimeoutError, OSError) as error:
+        raise MedlitError(f"{url}: download interrupted ({_reason(error)}); run again to resume") from error
+
+
+def fetch(
+    url: str,
+    dest: Path,
+    *,
+    check: Callable[[Path], str | None],
+    timeout: float = 60.0,
+) -> Path:
+    """Download ``url`` to ``dest`` (resuming ``<dest>.part``) and return ``dest``.
+
+    Args:
+        url: What to download.
+        dest: Where the checked file goes; an existing ``dest`` is kept (it was checked when it was written).
+        check: Returns ``None`` when the downloaded file is right, else what is wrong with it (e.g. a checksum
+            mismatch); a wrong file is downloaded once more from the start, then refused.
+        timeout: Seconds without data before an attempt fails.
+    """
+    if dest.exists():
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    for attempt in (1, 2):
+        _download(url, part, timeout)
+        problem = check(part)
+        if problem is None:
+            part.replace(dest)
+            return dest
+        part.unlink()  # a resumed part may hold stale bytes: the second attempt starts from nothing
+        if attempt == 2:
+            raise MedlitError(f"{url}: {problem} (downloaded twice); nothing was kept")
+    raise AssertionError("unreachable")
+
+
+def expect_hash(expected: str, hash_type: str = "sha256", size: int | None = None) -> Callable[[Path], str | None]:
+    """A :func:`fetch` check: the file has this size (when given) and this checksum."""
+
+    def check(path: Path) -> str | None:
+        if size is not None and path.stat().st_size != size:
+            return f"{path.stat().st_size} bytes where {size} were expected"
+        actual = git_blob_sha1(path) if hash_type == "git-blob" else file_hash(path, hash_type)
+        return None if actual == expected else f"{hash_type} {actual} does not match the published {expected}"
+
+    return check
+
+
+@contextmanager
+def install_dataset(out: Path, description: dict[str, Any]) -> Iterator[Path | None]:
+    """The folder to build a dataset in, renamed to ``out`` when the block ends without error.
+
+    Yields ``None`` when ``out`` already holds a completed download (nothing to do). The partial folder survives
+    an error or an interruption, so the next call continues from what was already checked. Refuses an ``out``
+    that exists without being a completed download (it is never overwritten).
+    """
+    if (out / COMPLETE_MARK).is_file():
+        yield None
+        return
+    if out.exists() and any(out.iterdir()):
+        raise MedlitError(f"{out} exists and is not a dataset downloaded by medlit; choose an empty or new --out")
+    partial = out.with_name(out.name + ".partial")
+    partial.mkdir(parents=True, exist_ok=True)
+    yield partial
+    stray = sorted(str(p.relative_to(partial)) for p in partial.rglob("*.part"))
+    if stray:
+        raise MedlitError(f"{partial}: unfinished downloads remain ({', '.join(stray[:3])}); run again to resume")
+    record = {**description, "downloaded": time.strftime("%Y-%m-%d %H:%M:%S")}
+    (partial / COMPLETE_MARK).write_text(json.dumps(record, indent=2) + "\n")
+    if out.exists():
+        out.rmdir()  # empty (checked above)
+    partial.rename(out)

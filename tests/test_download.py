@@ -1,0 +1,227 @@
+"""Dataset downloads against a local HTTP server: checksums, resumed and redone downloads, never a half dataset."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import tarfile
+import threading
+from collections.abc import Iterator
+from http import HTTPStatus
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import h5py
+import nibabel as nib
+import numpy as np
+import pytest
+
+from common.download import COMPLETE_MARK
+from common.errors import MedlitError
+from volume_seg.data import discover_cases
+from volume_seg.download import LA_FOLDER, download_hippocampus, download_la
+
+TRAIN, TEST = ["CASEA", "CASEB", "CASEC"], ["CASET"]
+
+
+class _Site:
+    """A folder served over HTTP with byte ranges; records each request's path and ``Range`` header."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.requests: list[tuple[str, str | None]] = []
+        site = self
+
+        class Handler(SimpleHTTPRequestHandler):
+            def __init__(self, *args: Any, **kwargs: Any) -> None:
+                super().__init__(*args, directory=str(root), **kwargs)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                site.requests.append((self.path.split("?")[0], self.headers.get("Range")))
+                path = Path(self.translate_path(self.path))
+                if not path.is_file():
+                    self.send_error(HTTPStatus.NOT_FOUND)
+                    return
+                data = path.read_bytes()
+                start = int(self.headers["Range"].split("=")[1].split("-")[0]) if self.headers.get("Range") else 0
+                if start >= len(data) and start:
+                    self.send_error(HTTPStatus.REQUESTED_RANGE_NOT_SATISFIABLE)
+                    return
+                self.send_response(HTTPStatus.PARTIAL_CONTENT if start else HTTPStatus.OK)
+                self.send_header("Content-Length", str(len(data) - start))
+                self.end_headers()
+                self.wfile.write(data[start:])
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def ranges_for(self, suffix: str) -> list[str | None]:
+        return [header for path, header in self.requests if path.endswith(suffix)]
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Iterator[_Site]:
+    served = _Site(tmp_path / "site")
+    yield served
+    served.server.shutdown()
+
+
+def _h5_bytes(seed: int) -> bytes:
+    rng = np.random.default_rng(seed)
+    buffer = io.BytesIO()
+    with h5py.File(buffer, "w") as h5:
+        h5["image"] = rng.normal(size=(12, 10, 8)).astype(np.float32)
+        h5["label"] = (rng.random((12, 10, 8)) > 0.7).astype(np.uint8)
+    return buffer.getvalue()
+
+
+def _git_sha(data: bytes) -> str:
+    return hashlib.sha1(f"blob {len(data)}\0".encode() + data).hexdigest()
+
+
+def _publish_la(site: _Site, wrong_sha_for: str | None = None, lfs_for: str | None = None) -> dict[str, bytes]:
+    """The repository as GitHub serves it: the tree listing (API), raw files, LFS media."""
+    raw = site.root / "raw" / "yulequan" / "UA-MT" / "master"
+    files, tree = {}, []
+    for seed, case in enumerate(TRAIN + TEST):
+        data = _h5_bytes(seed)
+        files[case] = data
+        served = data
+        if case == lfs_for:
+            oid = hashlib.sha256(data).hexdigest()
+            served = f"version https://git-lfs.github.com/spec/v1\noid sha256:{oid}\nsize {len(data)}\n".encode()
+            media = site.root / "media" / "yulequan" / "UA-MT" / "master" / LA_FOLDER / case / "mri_norm2.h5"
+            media.parent.mkdir(parents=True)
+            media.write_bytes(data)
+        path = raw / LA_FOLDER / case / "mri_norm2.h5"
+        path.parent.mkdir(parents=True)
+        path.write_bytes(served)
+        sha = "0" * 40 if case == wrong_sha_for else _git_sha(served)
+        tree.append({"path": f"{LA_FOLDER}/{case}/mri_norm2.h5", "type": "blob", "sha": sha, "size": len(served)})
+    (raw / "data" / "train.list").write_text("\n".join(TRAIN) + "\n")
+    (raw / "data" / "test.list").write_text("\n".join(TEST) + "\n")
+    listing = site.root / "api" / "repos" / "yulequan" / "UA-MT" / "git" / "trees" / "master"
+    listing.parent.mkdir(parents=True)
+    listing.write_text(json.dumps({"tree": [{"path": "data", "type": "tree"}, *tree]}))
+    return files
+
+
+def _la(site: _Site, out: Path) -> Path:
+    return download_la(out, api=f"{site.url}/api", raw=f"{site.url}/raw", lfs=f"{site.url}/media")
+
+
+def test_la_download_is_complete_and_verified(site: _Site, tmp_path: Path) -> None:
+    files = _publish_la(site)
+    out = _la(site, tmp_path / "LA")
+    for case, data in files.items():
+        assert (out / case / "mri_norm2.h5").read_bytes() == data
+    assert (out / "train.list").read_text().split() == TRAIN
+    assert (out / "labeled16.list").read_text().split() == TRAIN[:16]
+    assert (out / "test20.list").read_text().split() == TEST
+    assert json.loads((out / COMPLETE_MARK).read_text())["layout"] == "la_h5"
+    assert not (tmp_path / "LA.partial").exists() and not list(out.rglob("*.part"))
+    layout, records = discover_cases(out)
+    assert layout == "la_h5" and sorted(r["case"] for r in records) == sorted(TRAIN + TEST)
+    requests = len(site.requests)
+    _la(site, out)  # already there: only the listings are read again
+    assert all(not path.endswith(".h5") for path, _ in site.requests[requests:])
+
+
+def test_la_download_resumes_a_cut_file(site: _Site, tmp_path: Path) -> None:
+    files = _publish_la(site)
+    part = tmp_path / "LA.partial" / "CASEB" / "mri_norm2.h5.part"
+    part.parent.mkdir(parents=True)
+    part.write_bytes(files["CASEB"][:1000])
+    out = _la(site, tmp_path / "LA")
+    assert (out / "CASEB" / "mri_norm2.h5").read_bytes() == files["CASEB"]
+    assert site.ranges_for("CASEB/mri_norm2.h5") == ["bytes=1000-"]  # only the rest was requested
+    assert site.ranges_for("CASEA/mri_norm2.h5") == [None]
+
+
+def test_la_download_redoes_a_corrupt_part(site: _Site, tmp_path: Path) -> None:
+    files = _publish_la(site)
+    part = tmp_path / "LA.partial" / "CASEA" / "mri_norm2.h5.part"
+    part.parent.mkdir(parents=True)
+    part.write_bytes(b"x" * 1000)  # stale bytes: resuming gives the right size but the wrong checksum
+    out = _la(site, tmp_path / "LA")
+    assert (out / "CASEA" / "mri_norm2.h5").read_bytes() == files["CASEA"]
+    assert site.ranges_for("CASEA/mri_norm2.h5") == ["bytes=1000-", None]
+
+
+def test_la_download_refuses_a_file_that_never_matches(site: _Site, tmp_path: Path) -> None:
+    _publish_la(site, wrong_sha_for="CASEC")
+    with pytest.raises(
+        MedlitError, match=r"CASEC/mri_norm2.h5: git-blob [0-9a-f]{40} does not match the published 0{40}"
+    ):
+        _la(site, tmp_path / "LA")
+    assert not (tmp_path / "LA").exists()  # never a half dataset
+    partial = tmp_path / "LA.partial"
+    assert (partial / "CASEA" / "mri_norm2.h5").is_file() and not list(partial.rglob("*.part"))
+    assert len(site.ranges_for("CASEC/mri_norm2.h5")) == 2  # downloaded twice, then refused
+
+
+def test_la_download_follows_lfs_pointers(site: _Site, tmp_path: Path) -> None:
+    files = _publish_la(site, lfs_for="CASET")
+    out = _la(site, tmp_path / "LA")
+    assert (out / "CASET" / "mri_norm2.h5").read_bytes() == files["CASET"]
+    assert site.ranges_for("media/yulequan/UA-MT/master/" + LA_FOLDER.replace(" ", "%20") + "/CASET/mri_norm2.h5")
+
+
+def test_download_never_overwrites_other_folders(site: _Site, tmp_path: Path) -> None:
+    _publish_la(site)
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep")
+    with pytest.raises(MedlitError, match="mine exists and is not a dataset downloaded by medlit"):
+        _la(site, tmp_path / "mine")
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep"
+
+
+def _nifti_bytes(array: np.ndarray) -> bytes:
+    image = nib.Nifti1Image(array, np.eye(4))
+    return image.to_bytes()
+
+
+def _publish_msd(site: _Site) -> tuple[str, str]:
+    """A small Task04 archive (with the macOS ``._`` files the real one ships) and its md5."""
+    rng = np.random.default_rng(0)
+    members = {"Task04_Hippocampus/dataset.json": b""}
+    training = []
+    for n in (1, 2, 3):
+        name = f"hippocampus_{n:03d}.nii.gz"
+        members[f"Task04_Hippocampus/imagesTr/{name}"] = _nifti_bytes(rng.random((10, 12, 8)).astype(np.float32))
+        members[f"Task04_Hippocampus/labelsTr/{name}"] = _nifti_bytes(rng.integers(0, 3, (10, 12, 8), np.uint8))
+        members[f"Task04_Hippocampus/imagesTr/._{name}"] = b"resource fork"
+        training.append({"image": f"./imagesTr/{name}", "label": f"./labelsTr/{name}"})
+    members["Task04_Hippocampus/dataset.json"] = json.dumps({"training": training, "numTraining": 3}).encode()
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    archive = site.root / "msd" / "Task04_Hippocampus.tar"
+    archive.parent.mkdir(parents=True)
+    archive.write_bytes(buffer.getvalue())
+    return f"{site.url}/msd/Task04_Hippocampus.tar", hashlib.md5(buffer.getvalue()).hexdigest()
+
+
+def test_hippocampus_download_unpacks_a_checked_archive(site: _Site, tmp_path: Path) -> None:
+    url, md5 = _publish_msd(site)
+    out = download_hippocampus(tmp_path / "hippocampus", url=url, md5=md5)
+    assert sorted(p.name for p in out.iterdir()) == sorted([COMPLETE_MARK, "dataset.json", "imagesTr", "labelsTr"])
+    assert not list(out.rglob("._*"))
+    layout, records = discover_cases(out)
+    assert layout == "msd" and len(records) == 3
+
+
+def test_hippocampus_download_with_a_wrong_checksum_leaves_nothing(site: _Site, tmp_path: Path) -> None:
+    url, _ = _publish_msd(site)
+    with pytest.raises(MedlitError, match="md5 [0-9a-f]{32} does not match the published " + "f" * 32):
+        download_hippocampus(tmp_path / "hippocampus", url=url, md5="f" * 32)
+    assert not (tmp_path / "hippocampus").exists()

@@ -1,0 +1,145 @@
+"""``python -m volume_seg.download la|hippocampus --out DIR``: the recipes' public datasets, every file verified.
+
+- ``la``: the left-atrium volumes of the 2018 Atrial Segmentation Challenge as preprocessed by UA-MT (Yu et al.,
+  MICCAI 2019; GitHub ``yulequan/UA-MT``, ``data/2018LA_Seg_Training Set``): 100 cases
+  ``<CASE>/mri_norm2.h5``, the repository's ``train.list`` (80) and ``test.list`` (20), and the standard
+  16-label protocol's ``labeled16.list`` (the first 16 training cases, as UA-MT takes them) and ``test20.list``.
+  Each file is checked against the git object id the repository's tree lists for it (and, for files kept in
+  Git LFS, against the LFS pointer's sha256).
+- ``hippocampus``: Medical Segmentation Decathlon Task04 (Antonelli et al., Nat. Commun. 2022), the archive
+  MONAI's ``DecathlonDataset`` downloads, checked against MONAI's published md5; ``DIR`` then holds
+  ``dataset.json``, ``imagesTr/``, ``labelsTr/`` and ``imagesTs/`` (``data.layout msd``).
+
+Interrupted downloads resume on the next call; ``DIR`` appears only once complete (``common.download``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import urllib.parse
+from pathlib import Path
+
+from common.download import expect_hash, fetch, install_dataset, read_url
+from common.errors import MedlitError
+
+__all__ = ["download_hippocampus", "download_la", "main"]
+
+LA_REPO = "yulequan/UA-MT"
+LA_REF = "master"
+LA_FOLDER = "data/2018LA_Seg_Training Set"
+GITHUB_API = "https://api.github.com"
+GITHUB_RAW = "https://raw.githubusercontent.com"
+GITHUB_LFS = "https://media.githubusercontent.com/media"
+LABELED = 16  # the standard semi-supervised LA protocol: the first 16 of train.list are labelled
+
+
+def _lfs_pointer(path: Path) -> tuple[str, int] | None:
+    """``(sha256, size)`` when ``path`` is a Git LFS pointer instead of the file itself."""
+    if path.stat().st_size > 1024:
+        return None
+    text = path.read_bytes().decode("utf-8", errors="replace")
+    if not text.startswith("version https://git-lfs"):
+        return None
+    fields = dict(line.split(" ", 1) for line in text.splitlines() if " " in line)
+    return fields["oid"].removeprefix("sha256:"), int(fields["size"])
+
+
+def _case_list(raw: str, name: str) -> list[str]:
+    return [line.strip() for line in read_url(f"{raw}/{name}").decode().splitlines() if line.strip()]
+
+
+def download_la(
+    out: Path, api: str = GITHUB_API, raw: str = GITHUB_RAW, lfs: str = GITHUB_LFS, ref: str = LA_REF
+) -> Path:
+    """Download the UA-MT LA release into ``out`` (see the module docstring); returns ``out``."""
+    tree_url = f"{api}/repos/{LA_REPO}/git/trees/{ref}?recursive=1"
+    try:
+        tree = json.loads(read_url(tree_url))
+        blobs = {entry["path"]: entry for entry in tree["tree"] if entry.get("type") == "blob"}
+    except (json.JSONDecodeError, KeyError, TypeError) as error:
+        raise MedlitError(f"{tree_url}: not a git tree listing ({error})") from None
+    base = f"{raw}/{LA_REPO}/{ref}"
+    train, test = _case_list(base, "data/train.list"), _case_list(base, "data/test.list")
+    description = {"dataset": "LA 2018 (UA-MT h5)", "source": f"github.com/{LA_REPO} @ {ref}", "layout": "la_h5"}
+    with install_dataset(out, description) as folder:
+        if folder is None:
+            print(f"{out}: already downloaded")
+            return out
+        for number, case in enumerate(train + test, 1):
+            path = f"{LA_FOLDER}/{case}/mri_norm2.h5"
+            if path not in blobs:
+                raise MedlitError(f"{tree_url}: lists no {path} (named in the repository's case lists)")
+            dest = folder / case / "mri_norm2.h5"
+            if not dest.exists():
+                print(f"[{number}/{len(train) + len(test)}] {case}", flush=True)
+            entry = blobs[path]
+            fetch(
+                f"{base}/{urllib.parse.quote(path)}", dest, check=expect_hash(entry["sha"], "git-blob", entry["size"])
+            )
+            pointer = _lfs_pointer(dest)
+            if pointer is not None:  # the repository keeps it in Git LFS: fetch the content the pointer names
+                dest.unlink()
+                url = f"{lfs}/{LA_REPO}/{ref}/{urllib.parse.quote(path)}"
+                fetch(url, dest, check=expect_hash(pointer[0], "sha256", pointer[1]))
+        lists = {"train.list": train, "test.list": test, "labeled16.list": train[:LABELED], "test20.list": test}
+        for name, cases in lists.items():
+            (folder / name).write_text("\n".join(cases) + "\n")
+    print(f"{out}: {len(train) + len(test)} cases; train.list {len(train)}, test.list {len(test)}, labeled16.list")
+    return out
+
+
+def download_hippocampus(out: Path, url: str | None = None, md5: str | None = None) -> Path:
+    """Download and unpack MSD Task04 Hippocampus into ``out``; returns ``out``."""
+    from monai.apps import DecathlonDataset
+    from monai.apps.utils import extractall
+
+    url = url or DecathlonDataset.resource["Task04_Hippocampus"]
+    md5 = md5 or DecathlonDataset.md5["Task04_Hippocampus"]
+    description = {"dataset": "MSD Task04 Hippocampus", "source": url, "md5": md5, "layout": "msd"}
+    with install_dataset(out, description) as folder:
+        if folder is None:
+            print(f"{out}: already downloaded")
+            return out
+        print(f"downloading {url}", flush=True)
+        archive = fetch(
+            url, folder / ".archive" / Path(urllib.parse.urlparse(url).path).name, check=expect_hash(md5, "md5")
+        )
+        unpacked = folder / ".unpacked"
+        shutil.rmtree(unpacked, ignore_errors=True)  # a cut extraction starts again from the checked archive
+        extractall(str(archive), str(unpacked), has_base=False)
+        tops = [p for p in unpacked.iterdir() if not p.name.startswith(".")]
+        source = tops[0] if len(tops) == 1 and tops[0].is_dir() else unpacked
+        if not (source / "dataset.json").is_file():
+            raise MedlitError(f"{archive}: holds no dataset.json (not an MSD task archive)")
+        for item in source.iterdir():
+            if not item.name.startswith("._"):
+                item.rename(folder / item.name)
+        for stray in folder.rglob("._*"):  # macOS resource forks shipped inside the MSD archives
+            stray.unlink()
+        shutil.rmtree(unpacked)
+        shutil.rmtree(folder / ".archive")
+    cases = len(json.loads((out / "dataset.json").read_text())["training"])
+    print(f"{out}: {cases} labelled cases (data.layout msd)")
+    return out
+
+
+DATASETS = {"la": download_la, "hippocampus": download_hippocampus}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m volume_seg.download", description=__doc__.split("\n\n")[0])
+    parser.add_argument("dataset", choices=sorted(DATASETS))
+    parser.add_argument("--out", type=Path, required=True, help="the dataset folder to create")
+    args = parser.parse_args(argv)
+    try:
+        DATASETS[args.dataset](args.out)
+    except MedlitError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
