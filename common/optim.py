@@ -91,17 +91,6 @@ def training_progress(trainer: Trainer) -> float:
     return min(1.0, max(shares))
 
 
-class _BudgetFactor:
-    """``LambdaLR``'s factor: the schedule at the trainer's current progress (an object, not a lambda, so the
-    scheduler's state dict stays plain)."""
-
-    def __init__(self, name: str, warmup_steps: int, progress: Callable[[], float]) -> None:
-        self.name, self.warmup_steps, self.progress = name, warmup_steps, progress
-
-    def __call__(self, step: int) -> float:
-        return schedule_factor(self.name, self.progress(), step, self.warmup_steps)
-
-
 def build_optimizer(name: str, params: Iterable[Any], lr: float, weight_decay: float = 0.0) -> torch.optim.Optimizer:
     """The optimizer registered under ``name`` (``model.optimizer``)."""
     check_choice("model.optimizer", name, OPTIMIZERS)
@@ -127,6 +116,9 @@ def configure_optimizers(
         return {"optimizer": built, "lr_scheduler": {"scheduler": plateau, "monitor": "val/loss"}}
     if scheduler == "none" and warmup_steps == 0:
         return built
-    factor = _BudgetFactor(scheduler, warmup_steps, lambda: training_progress(trainer))
+
+    def factor(step: int) -> float:  # a function, not an object: LambdaLR's state dict then leaves it out
+        return schedule_factor(scheduler, training_progress(trainer), step, warmup_steps)
+
     schedule = torch.optim.lr_scheduler.LambdaLR(built, factor)
     return {"optimizer": built, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}

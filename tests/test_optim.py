@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import itertools
 import math
 import time
@@ -112,6 +113,8 @@ def _fit(module: LightningModule, **trainer_args: Any) -> list[float]:
         enable_model_summary=False, callbacks=[rates], **trainer_args,
     )  # fmt: skip
     trainer.fit(module, DataLoader(data, batch_size=4))
+    for config in trainer.lr_scheduler_configs:  # what a checkpoint stores must pickle
+        torch.save(config.scheduler.state_dict(), io.BytesIO())
     return rates.values
 
 
