@@ -13,7 +13,7 @@ SEG_DATA := $(or $(DATA),data/LA)
 CLS := $(PY) -m lesion_cls
 SEG := $(PY) -m volume_seg
 
-.PHONY: setup demo demo-data demo-cls demo-seg report sweep-cls sweep-seg bench test smoke test-all lint \
+.PHONY: setup demo demo-data demo-cls demo-seg report sweep-cls sweep-seg bench test smoke test-all lint real-la real-hippocampus \
         train-cls-ce train-cls-focal train-seg-bce train-seg-dice train-seg-dice-aug clean
 
 setup: $(STAMP)
@@ -63,6 +63,7 @@ bench: setup
 	$(PY) -m benchmarks.bench_pixel_cache
 	$(PY) -m benchmarks.bench_loader
 	$(PY) -m benchmarks.bench_step
+	$(PY) -m benchmarks.bench_sliding_window
 
 ## Tests: everything but `slow` (unit, smoke, ddp, and real-data tests where ../shared/data exists).
 test: setup
@@ -92,6 +93,19 @@ train-seg-dice: setup
 
 train-seg-dice-aug: setup
 	$(SEG) fit --config experiments/seg_dice_aug.yaml --data.root $(SEG_DATA)
+
+## Real-data recipes (runs in runs/real/): the data in ../shared/data when it is there, else downloaded first
+## into data/ (needs internet; checked, resumable). Each prints its test metrics and run_dir.
+SHARED ?= ../shared/data
+real-la: setup
+	@root=$(SHARED)/la_uamt_h5; if [ ! -f "$$root/labeled16.list" ]; then root=data/LA; \
+		$(PY) -m volume_seg.download la --out $$root || exit 2; fi; \
+	$(SEG) fit --config experiments/recipes/la16.yaml --data.root "$$root"
+
+real-hippocampus: setup
+	@root=$(SHARED)/hippocampus_msd; if [ ! -d "$$root/labels" ]; then root=data/hippocampus; \
+		$(PY) -m volume_seg.download hippocampus --out $$root || exit 2; fi; \
+	$(SEG) fit --config experiments/recipes/hippocampus.yaml --data.root "$$root"
 
 clean:
 	rm -rf runs/demo $(GENERATED)

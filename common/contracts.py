@@ -30,7 +30,9 @@ __all__ = ["Block", "TaskDataModule", "TaskModule", "TaskReport", "check_contrac
 Block = tuple[str, Any, Any]
 """One piece of a report: ``(kind, content, extra)`` with kind ``h1``/``h2``/``h3`` (content = text), ``p``
 (Markdown-light text: ``**bold**`` and ```code```), ``table`` (content = DataFrame, extra = index header),
-``img`` (content = PNG path, extra = caption) or ``link`` (content = file path, extra = link text)."""
+``img`` (content = PNG path in a run dir, extra = caption), ``plot`` (content = ``(name, draw)``: ``draw(path)``
+writes a PNG of several runs, which the report keeps in its own ``figures/<name>.png``; extra = caption) or
+``link`` (content = file path, extra = link text)."""
 
 
 @runtime_checkable

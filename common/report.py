@@ -22,7 +22,7 @@ import math
 import shutil
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +108,19 @@ def _md_link(kind: str, content: Any, extra: Any, out: Path) -> list[str]:
     return [f"[{extra}]({_copy(content, out)})", ""]
 
 
+def _draw(content: tuple[str, Callable[[Path], Any]], out: Path) -> Path:
+    """A ``plot`` block's figure, drawn at ``out/figures/<name>.png`` (figures across runs belong to the report)."""
+    name, draw = content
+    path = out / "figures" / f"{name}.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    draw(path)
+    return path
+
+
+def _md_plot(kind: str, content: Any, extra: Any, out: Path) -> list[str]:
+    return [f"![{extra}]({_draw(content, out).relative_to(out).as_posix()})", f"*{extra}*", ""]
+
+
 _MARKDOWN = {
     "h1": _md_heading,
     "h2": _md_heading,
@@ -116,6 +129,7 @@ _MARKDOWN = {
     "table": _md_table,
     "img": _md_image,
     "link": _md_link,
+    "plot": _md_plot,
 }
 """Markdown renderer of each block kind."""
 
@@ -168,6 +182,10 @@ def _html_image(kind: str, content: Any, extra: Any, out: Path) -> str:
     )
 
 
+def _html_plot(kind: str, content: Any, extra: Any, out: Path) -> str:
+    return _html_image(kind, _draw(content, out), extra, out)
+
+
 def _html_link(kind: str, content: Any, extra: Any, out: Path) -> str:
     return f'<p><a href="{_copy(content, out)}">{html.escape(extra)}</a> (opens beside this report)</p>'
 
@@ -180,6 +198,7 @@ _HTML = {
     "table": _html_table,
     "img": _html_image,
     "link": _html_link,
+    "plot": _html_plot,
 }
 """HTML renderer of each block kind."""
 

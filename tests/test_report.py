@@ -13,9 +13,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from PIL import Image
 
 from common.report import build_report, fmt
-from common.results import latest_runs
+from common.results import latest_runs, load_run
 from lesion_cls.__main__ import main as cls_main
 from tests.helpers import tiny_cls_args, tiny_seg_args
 from volume_seg.__main__ import main as seg_main
@@ -174,3 +175,35 @@ def test_report_renders_in_headless_chromium(report: Path, tmp_path: Path) -> No
     pixels = np.asarray(Image.open(screenshot).convert("L"), dtype=float)
     assert pixels.shape == (2400, 1280) and pixels.std() > 20  # text, tables and figures, not a blank page
     shutil.copy(screenshot, report.parent / "report_screenshot.png")
+
+
+def test_published_results_table_and_cross_run_figures(report_runs: Path, tmp_path: Path) -> None:
+    """A run that follows a published protocol (experiments/anchors.yaml) gets the comparison table: its own
+    means from metrics.json beside the published rows as the file gives them; the per-case box plot and the
+    learning curves are drawn into the report's figures."""
+    from volume_seg.report import ANCHORS
+
+    source = latest_runs(report_runs)["seg_dice"].path
+    run_dir = tmp_path / "la16" / source.name
+    shutil.copytree(source, run_dir)
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    config["data"].update(layout="la_h5", train_list="labeled16.list", test_list="/data/LA/test20.list")
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(config))
+    md, _ = build_report([load_run(run_dir)], tmp_path / "report")
+    text = md.read_text()
+    protocol = yaml.safe_load(ANCHORS.read_text())["la16"]
+    assert f"### Against published results: {protocol['title']}" in text
+    header = next(line for line in text.splitlines() if line.startswith("| metric | medlit seg_dice |"))
+    methods = [c.strip() for c in header.strip("|").split("|")][2:]
+    assert methods == [r["method"] for r in protocol["results"]]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    for label, name, digits in (("Dice", "dice", 4), ("Jaccard", "jaccard", 4), ("HD95", "hd95", 2), ("ASD", "asd", 2)):
+        line = next(line for line in text.splitlines() if line.startswith(f"| {label} |"))
+        cells = [c.strip() for c in line.strip("|").split("|")][1:]
+        assert cells[0] == fmt(metrics[name]["mean"], digits)
+        assert cells[1:] == [fmt(float(r[name]), 4) for r in protocol["results"]]
+    for figure in ("segmentation_per_case.png", "segmentation_learning_curves.png"):
+        pixels = np.asarray(Image.open(tmp_path / "report" / "figures" / figure).convert("L"), dtype=float)
+        assert pixels.std() > 5.0, figure
+    other, _ = build_report([load_run(source)], tmp_path / "other")
+    assert "Against published results" not in other.read_text()  # train.list: no published protocol

@@ -9,13 +9,23 @@ and 3D views of that configuration. Everything is read from the run dirs (``metr
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
 
 from common.contracts import Block
 from common.report import best_run, fmt, mean_std, table
 from common.results import RunResult, register_report
 from volume_seg import TASK
+from volume_seg.metrics import case_summary
+from volume_seg.viz import plot_case_boxes, plot_learning_curves
 
-__all__ = ["PARAMETERS", "SegmentationReport"]
+__all__ = ["ANCHORS", "PARAMETERS", "SegmentationReport", "published_protocols"]
+
+ANCHORS = Path(__file__).resolve().parents[1] / "experiments" / "anchors.yaml"
+"""Published results by protocol, each with the configuration it applies to and its source."""
 
 PARAMETERS: dict[str, str] = {
     "network": "model.net",
@@ -51,6 +61,68 @@ def _test_metrics(run: RunResult, unit: str) -> dict[str, object]:
         "cases with HD95 defined": f"{m['hd95']['n_defined']}/{m['n_cases']}",
         "empty predictions": m.get("n_empty_prediction", 0),
     }
+
+
+def _matches(run: RunResult, match: dict[str, Any]) -> bool:
+    """Whether the run's configuration has every value of ``match`` (list files compared by name)."""
+    return all(
+        run.cfg(key) is not None and Path(str(run.cfg(key))).name == Path(str(value)).name
+        for key, value in match.items()
+    )
+
+
+def published_protocols(runs: list[RunResult], path: Path = ANCHORS) -> list[tuple[dict[str, Any], list[RunResult]]]:
+    """The protocols of ``path`` that some of ``runs`` follow, with those runs."""
+    if not path.is_file():
+        return []
+    protocols = yaml.safe_load(path.read_text()) or {}
+    found = [(p, [r for r in runs if _matches(r, p.get("match", {}))]) for p in protocols.values()]
+    return [(protocol, matching) for protocol, matching in found if matching]
+
+
+def _published(runs: list[RunResult]) -> list[Block]:
+    blocks: list[Block] = []
+    for protocol, matching in published_protocols(runs):
+        unit = protocol.get("distance_unit", "voxels")
+        rows = {
+            f"medlit {run.experiment}": {
+                **{name: fmt(run.metrics[name]["mean"], 2 if name in ("hd95", "asd") else 4) for name in _HEADLINE},
+                "unit": run.metrics.get("distance_unit", "voxels"),
+            }
+            for run in matching
+        }
+        for result in protocol["results"]:
+            rows[result["method"]] = {name: fmt(float(result[name]), 4) for name in _HEADLINE} | {"unit": unit}
+        frame = table(rows).rename(index=dict(zip(_HEADLINE, ("Dice", "Jaccard", "HD95", "ASD"), strict=True)))
+        sources = "; ".join(sorted({f"{r['method']}: {r['source']}" for r in protocol["results"]}))
+        blocks += [
+            ("h3", f"Against published results: {protocol['title']}", None),
+            ("p", "Means over the test cases; the published rows as their sources report them. " + sources, None),
+            ("table", frame, "metric"),
+        ]
+    return blocks
+
+
+_HEADLINE = ("dice", "jaccard", "hd95", "asd")
+
+
+def _case_table(run: RunResult) -> pd.DataFrame:
+    return case_summary(pd.read_csv(run.path / "metrics_per_case.csv")).reset_index()
+
+
+def _spread(runs: list[RunResult]) -> list[Block]:
+    """Per-case box plots and learning curves across the runs (drawn into the report's own figures)."""
+    with_cases = [run for run in runs if (run.path / "metrics_per_case.csv").is_file()]
+    unit = runs[0].metrics.get("distance_unit", "voxels")
+    blocks: list[Block] = [("h3", "Per-case spread and learning curves", None)]
+    if with_cases:
+        per_case = {run.experiment: _case_table(run) for run in with_cases}
+        draw_boxes = lambda path: plot_case_boxes(per_case, path, unit)  # noqa: E731
+        blocks.append(("plot", ("segmentation_per_case", draw_boxes), "Per-case test Dice and HD95 of each run"))
+    histories = {run.experiment: run.history for run in runs}
+    draw_curves = lambda path: plot_learning_curves(histories, path)  # noqa: E731
+    blocks.append(("plot", ("segmentation_learning_curves", draw_curves), "Validation Dice against training time"))
+    return blocks
 
 
 def _figures(runs: list[RunResult], best: RunResult) -> list[Block]:
@@ -107,7 +179,7 @@ class SegmentationReport:
                 None,
             ),
         ]
-        return blocks + _figures(runs, best)
+        return blocks + _published(runs) + _spread(runs) + _figures(runs, best)
 
 
 REPORT = register_report(SegmentationReport())

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 import plotly.graph_objects as go
+import seaborn as sns
 from matplotlib.colors import ListedColormap
 from mpl_toolkits.mplot3d.art3d import Poly3DCollection
 from skimage.measure import marching_cubes
@@ -17,6 +19,8 @@ from common.plots import save_figure
 __all__ = [
     "Meshes",
     "overlay_slices",
+    "plot_case_boxes",
+    "plot_learning_curves",
     "plot_overlay",
     "plot_surfaces",
     "surface_mesh",
@@ -197,3 +201,42 @@ def write_surfaces_html(meshes: Meshes, path: Path, title: str, spacing: Sequenc
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.write_html(path, include_plotlyjs="directory", full_html=True)
     return path
+
+
+def plot_case_boxes(per_case: dict[str, pd.DataFrame], path: Path, distance_unit: str = "voxels") -> Path:
+    """Box plots (with every case as a dot) of per-case Dice and HD95, one box per run.
+
+    Args:
+        per_case: Run name → one row per test case with ``dice`` and ``hd95`` (cases whose HD95 is undefined are
+            left out of that panel and counted in its title).
+        path: PNG to write.
+        distance_unit: Unit of HD95.
+    """
+    frame = pd.concat([table.assign(run=name) for name, table in per_case.items()], ignore_index=True)
+    sns.set_theme(style="whitegrid", context="notebook")
+    fig, axes = plt.subplots(1, 2, figsize=(max(7.0, 2.4 * len(per_case) + 3), 3.8))
+    for ax, (metric, label) in zip(axes, (("dice", "Dice"), ("hd95", f"HD95 ({distance_unit})")), strict=True):
+        defined = frame[frame[metric].notna()]
+        sns.boxplot(data=defined, x="run", y=metric, ax=ax, color="#c6d4e8", fliersize=0, width=0.55)
+        sns.stripplot(data=defined, x="run", y=metric, ax=ax, color="#333333", size=3.5, jitter=0.15)
+        missing = len(frame) - len(defined)
+        ax.set(xlabel="", ylabel=label, title=label + (f" ({missing} undefined left out)" if missing else ""))
+        ax.tick_params(axis="x", labelrotation=20)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def plot_learning_curves(histories: dict[str, pd.DataFrame], path: Path, metric: str = "val/dice") -> Path:
+    """Validation ``metric`` against training wall time (minutes, from ``epoch_time_s``), one line per run."""
+    sns.set_theme(style="whitegrid", context="notebook")
+    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    for name, history in histories.items():
+        if metric not in history or "epoch_time_s" not in history:
+            continue
+        minutes = history["epoch_time_s"].cumsum() / 60.0
+        rows = history[metric].notna()
+        ax.plot(minutes[rows], history.loc[rows, metric], "-o", markersize=3, label=name)
+    ax.set(xlabel="training wall time (minutes)", ylabel="validation Dice", title="Learning curves")
+    ax.legend(frameon=False, fontsize=8)
+    fig.tight_layout()
+    return save_figure(fig, path)
