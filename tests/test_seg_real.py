@@ -9,6 +9,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from tests.helpers import REPO
 from volume_seg.__main__ import main
@@ -127,3 +128,37 @@ def test_few_steps_on_hippocampus(shared_data: Path, tmp_path: Path) -> None:
     assert set(table["class"]) == {"class_1", "class_2"} and set(table["distance_unit"]) == {"mm"}
     split = pd.read_csv(run_dir / "split.csv")
     assert split["split"].value_counts().to_dict() == {"train": 166, "test": 52, "val": 42}
+
+
+RECIPE_STEPS = [
+    *("--trainer.max_time", "null", "--trainer.max_steps", "3", "--trainer.limit_val_batches", "1"),
+    *("--trainer.limit_test_batches", "1", "--trainer.enable_progress_bar", "false", "--run.wandb", "off"),
+    *("--outputs.views_3d", "false"),
+]
+
+
+@pytest.mark.parametrize(
+    ("recipe", "folder", "split_sizes"),
+    [
+        ("la16", "la_uamt_h5", {"test": 20, "train": 14, "val": 2}),
+        ("hippocampus", "hippocampus_msd", {"train": 187, "test": 52, "val": 21}),
+    ],
+)
+def test_recipe_runs_a_few_steps(
+    shared_data: Path, tmp_path: Path, recipe: str, folder: str, split_sizes: dict[str, int]
+) -> None:
+    """Each recipe, unchanged but for its budget, on the real data: the split it promises, its settings in the
+    run's config, and a scored test case."""
+    recipe_path = REPO / "experiments" / "recipes" / f"{recipe}.yaml"
+    args = ["fit", "--config", str(recipe_path), "--data.root", str(shared_data / folder), "--run.root", str(tmp_path)]
+    run_dir = main([*args, *RECIPE_STEPS])
+    split = pd.read_csv(run_dir / "split.csv")
+    assert split["split"].value_counts().to_dict() == split_sizes
+    config, recipe_config = (yaml.safe_load(path.read_text()) for path in (run_dir / "config.yaml", recipe_path))
+    for section in ("model", "data"):
+        for key, value in recipe_config[section].items():
+            if key != "root":
+                assert config[section][key] == value, f"{section}.{key}"
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["n_cases"] == 1 and metrics["largest_component"] is True
+    assert np.isfinite(metrics["dice"]["mean"])
