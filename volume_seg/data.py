@@ -399,6 +399,19 @@ def _rotflip() -> list[mt.Transform]:
     ]
 
 
+def _elastic(
+    prob: float, sigma_range: tuple[float, float], magnitude_range: tuple[float, float], padding_mode: str
+) -> mt.Transform:
+    return mt.Rand3DElasticd(
+        keys=["image", "label"],
+        prob=prob,
+        sigma_range=sigma_range,
+        magnitude_range=magnitude_range,
+        mode=("bilinear", "nearest"),
+        padding_mode=padding_mode,
+    )
+
+
 def _rich() -> list[mt.Transform]:
     return [
         *_rotflip(),
@@ -410,14 +423,7 @@ def _rich() -> list[mt.Transform]:
             mode=("bilinear", "nearest"),
             padding_mode="border",
         ),
-        mt.Rand3DElasticd(
-            keys=["image", "label"],
-            prob=0.15,
-            sigma_range=(5, 8),
-            magnitude_range=(40, 120),
-            mode=("bilinear", "nearest"),
-            padding_mode="border",
-        ),
+        _elastic(prob=0.15, sigma_range=(5, 8), magnitude_range=(40, 120), padding_mode="border"),
         mt.RandScaleIntensityd(keys="image", factors=0.1, prob=0.5),
         mt.RandShiftIntensityd(keys="image", offsets=0.1, prob=0.5),
         mt.RandAdjustContrastd(keys="image", gamma=(0.8, 1.25), prob=0.3),
@@ -438,16 +444,7 @@ def _nnunet(elastic: bool = False) -> list[mt.Transform]:
         )
     ]
     if elastic:
-        spatial.append(
-            mt.Rand3DElasticd(
-                keys=["image", "label"],
-                prob=0.2,
-                sigma_range=(9, 13),
-                magnitude_range=(0, 200),
-                mode=("bilinear", "nearest"),
-                padding_mode="zeros",
-            )
-        )
+        spatial.append(_elastic(prob=0.2, sigma_range=(9, 13), magnitude_range=(0, 200), padding_mode="zeros"))
     return [
         *spatial,
         mt.RandGaussianNoised(keys="image", std=0.1, prob=0.1),
