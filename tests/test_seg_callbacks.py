@@ -126,7 +126,7 @@ def test_binary_metrics_equal_medpy(tmp_path: Path, eval_workers: int) -> None:
     assert callback._workers._pool is None  # the worker processes are gone when the epoch ends
 
     table = pd.read_csv(tmp_path / "metrics_per_case.csv")
-    assert list(table.columns) == COLUMNS
+    assert list(table.columns) == COLUMNS  # binary: no merged-classes column
     assert table["case"].tolist() == ["c1", "c2", "c3", "c4"]  # once each, sorted
     assert set(table["class"]) == {"foreground"}
     references = {}
@@ -224,6 +224,10 @@ def test_multiclass_rows_per_foreground_class(tmp_path: Path) -> None:
     assert metrics["n_empty_prediction"] == 1
     b = metrics["per_class"]["b"]
     assert b["n_cases"] == 2 and b["n_empty_prediction"] == 1 and b["hd95"]["n_undefined"] == 1
+    merged = [medpy.dc(pred > 0, label > 0) for pred, label, _ in volumes.values()]  # the structure as one
+    assert metrics["foreground_dice"]["mean"] == pytest.approx(np.mean(merged), abs=1e-9)
+    assert metrics["foreground_dice"]["std"] == pytest.approx(np.std(merged), abs=1e-9)
+    assert table.groupby("case")["foreground_dice"].first().to_numpy() == pytest.approx(merged, abs=CSV_TOL)
     assert b["dice"]["mean"] == pytest.approx(np.mean([rows[1]["dice"] for rows in per_case.values()]), abs=1e-9)
 
 

@@ -35,6 +35,7 @@ from volume_seg.metrics import (
     METRIC_NAMES,
     case_metrics,
     case_summary,
+    dc,
     summarize,
 )
 from volume_seg.viz import plot_overlay, plot_surfaces, surface_meshes, write_surfaces_html
@@ -78,6 +79,9 @@ def write_case(job: CaseJob) -> list[dict[str, Any]]:
             {"case": job.case, "class_index": index, **row, "distance_unit": unit, "loss": job.loss}
             for index, row in enumerate(metrics, 1)
         ]
+        if job.num_classes > 2:  # the structure as a whole (all foreground classes merged), as papers also report
+            merged = dc(job.mask > 0, job.label > 0)
+            rows = [{**row, "foreground_dice": merged} for row in rows]
     if job.save_masks:
         with atomic_path(job.out_dir / "predictions" / f"{job.case}.nii.gz") as tmp:
             nib.save(nib.Nifti1Image(job.mask, job.affine), tmp)
@@ -236,6 +240,7 @@ class SegmentationOutputs(Callback):
         if trainer.is_global_zero:
             out = run_dir_of(trainer)
             columns = ["case", "class", *METRIC_NAMES, "distance_unit", "empty_prediction", "empty_reference"]
+            columns += ["foreground_dice"] if "foreground_dice" in table else []
             with atomic_path(out / "metrics_per_case.csv") as tmp:
                 table[columns].to_csv(tmp, index=False, float_format="%.6f")
             write_json(out / "metrics.json", metrics)
@@ -245,8 +250,13 @@ class SegmentationOutputs(Callback):
         """``metrics.json``: the summary over cases (each case's value averaged over its foreground classes)."""
         unit = "/".join(sorted(table["distance_unit"].unique()))  # one unit unless spacing is missing for some
         per_case = case_summary(table)
+        merged = {}
+        if "foreground_dice" in table:
+            values = table.groupby("case")["foreground_dice"].first().dropna()
+            merged = {"foreground_dice": {"mean": float(values.mean()), "std": float(values.std(ddof=0))}}
         return {
             **summarize(per_case.reset_index().to_dict("records")),
+            **merged,
             "per_class": {name: summarize(group.to_dict("records")) for name, group in table.groupby("class")},
             "distance_unit": unit,
             "units": {"dice": "fraction (0-1)", "jaccard": "fraction (0-1)", "hd95": unit, "asd": unit},

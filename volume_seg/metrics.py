@@ -64,6 +64,7 @@ METRIC_DEFINITIONS = {
     "hd95": "95th percentile of the symmetric surface distances (medpy.metric.binary.hd95)",
     "asd": "mean distance from the predicted surface to the ground-truth surface (medpy.metric.binary.asd)",
     "summary": "mean and std over test cases of each case's value (multi-class: averaged over foreground classes)",
+    "foreground_dice": "multi-class only: Dice of label > 0, all foreground classes merged into one structure",
 }
 
 

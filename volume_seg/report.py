@@ -59,6 +59,7 @@ def _test_metrics(run: RunResult, unit: str) -> dict[str, object]:
         f"test HD95 ({unit})": mean_std(m["hd95"], 2),
         f"test ASD ({unit})": mean_std(m["asd"], 2),
         "cases with HD95 defined": f"{m['hd95']['n_defined']}/{m['n_cases']}",
+        "test Dice, classes merged": mean_std(m["foreground_dice"]) if "foreground_dice" in m else "–",
         "empty predictions": m.get("n_empty_prediction", 0),
     }
 
