@@ -9,8 +9,8 @@
   the project's LA datamodule against pure compute.
 
 The ratio loader-fed / pure compute is the share of the accelerator's speed the input pipeline lets through (1.0
-= the loader never starves it). About 3 minutes on a recent GPU. ``--device cpu --steps 2`` runs the same code
-on a CPU (a check of the script, not a measurement). Real data from ``../shared/data`` when present.
+= the loader never starves it). About 3 minutes on a recent GPU. ``--device cpu --steps 1 --warmup 1`` runs the
+same code on a CPU (a check of the script, not a measurement). Real data from ``../shared/data`` when present.
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ def _fed_and_pure(
     return fed, pure
 
 
-def _resnet50(shared: Path, tmp: Path, device: torch.device, steps: int) -> str:
+def _resnet50(shared: Path, tmp: Path, device: torch.device, steps: int, warmup: int) -> str:
     import timm
 
     dm = ham_datamodule(shared, tmp, image_size=[224, 224], batch_size=64)
@@ -88,14 +88,14 @@ def _resnet50(shared: Path, tmp: Path, device: torch.device, steps: int) -> str:
         net = net.to(memory_format=torch.channels_last)
     train = _train_step(net, torch.nn.functional.cross_entropy, device)
     batches = iter(dm.train_dataloader())
-    fed, pure = _fed_and_pure(batches, train, device, steps, warmup=3)
+    fed, pure = _fed_and_pure(batches, train, device, steps, warmup)
     return (
         f"ResNet50 224x224, batch 64, bf16: loader-fed {64 / fed:.0f} images/s, pure compute {64 / pure:.0f} "
         f"images/s, ratio {pure / fed:.2f}"
     )
 
 
-def _unet(shared: Path, tmp: Path, device: torch.device, steps: int) -> str:
+def _unet(shared: Path, tmp: Path, device: torch.device, steps: int, warmup: int) -> str:
     from monai.networks.nets import UNet
 
     from volume_seg.losses import build_loss
@@ -105,7 +105,7 @@ def _unet(shared: Path, tmp: Path, device: torch.device, steps: int) -> str:
     net = UNet(3, 1, 1, channels=(16, 32, 64, 128, 256), strides=(2, 2, 2, 2), num_res_units=2).to(device)
     train = _train_step(net, build_loss("dice_ce", 2), device)
     batches = iter(dm.train_dataloader())
-    fed, pure = _fed_and_pure(batches, train, device, steps, warmup=3)
+    fed, pure = _fed_and_pure(batches, train, device, steps, warmup)
     return (
         f"LA U-Net 16-256, 112x112x80 patches, batch 2, bf16: loader-fed {fed:.3f} s/step, pure compute "
         f"{pure:.3f} s/step, ratio {pure / fed:.2f}"
@@ -117,6 +117,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--shared", type=Path, default=Path("../shared/data"))
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--warmup", type=int, default=5)
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
@@ -126,7 +127,7 @@ def main(argv: list[str] | None = None) -> None:
     lines = [f"- device: {name}"]
     with tempfile.TemporaryDirectory() as tmp:
         for bench in (_resnet50, _unet):
-            line = bench(args.shared, Path(tmp), device, args.steps)
+            line = bench(args.shared, Path(tmp), device, args.steps, args.warmup)
             print(line, flush=True)
             lines.append(f"- {line}")
     if device.type == "cuda":
