@@ -30,6 +30,12 @@ from benchmarks.results_file import record
 COMMAND = "python -m benchmarks.bench_gpu"
 
 
+def _endless(loader: Any) -> Iterator[dict[str, Any]]:
+    """Batches of ``loader``, epoch after epoch (a small generated dataset has fewer batches than the steps)."""
+    while True:
+        yield from loader
+
+
 def _train_step(net: torch.nn.Module, loss_fn: Callable, device: torch.device) -> Callable[[Any, Any], None]:
     optimizer = torch.optim.Adam(net.parameters(), lr=1e-4)
 
@@ -87,7 +93,7 @@ def _resnet50(shared: Path, tmp: Path, device: torch.device, steps: int, warmup:
     if device.type == "cuda":
         net = net.to(memory_format=torch.channels_last)
     train = _train_step(net, torch.nn.functional.cross_entropy, device)
-    batches = iter(dm.train_dataloader())
+    batches = _endless(dm.train_dataloader())
     fed, pure = _fed_and_pure(batches, train, device, steps, warmup)
     return (
         f"ResNet50 224x224, batch 64, bf16: loader-fed {64 / fed:.0f} images/s, pure compute {64 / pure:.0f} "
@@ -104,7 +110,7 @@ def _unet(shared: Path, tmp: Path, device: torch.device, steps: int, warmup: int
     dm.setup("fit")
     net = UNet(3, 1, 1, channels=(16, 32, 64, 128, 256), strides=(2, 2, 2, 2), num_res_units=2).to(device)
     train = _train_step(net, build_loss("dice_ce", 2), device)
-    batches = iter(dm.train_dataloader())
+    batches = _endless(dm.train_dataloader())
     fed, pure = _fed_and_pure(batches, train, device, steps, warmup)
     return (
         f"LA U-Net 16-256, 112x112x80 patches, batch 2, bf16: loader-fed {fed:.3f} s/step, pure compute "

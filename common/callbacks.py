@@ -261,7 +261,8 @@ class EMAWeights(EMAWeightAveraging):
 
     Lightning's callback, still holding its average when the same trainer tests the best checkpoint, would load
     the checkpoint's raw weights (``current_model_state``) for the test; here a test or predict uses the
-    averaged ``state_dict`` that was validated and selected. Config::
+    averaged ``state_dict`` that was validated and selected. (A ``validate`` by the same trainer after ``fit``
+    would still see Lightning's swap of the end-of-training average; the CLI never does that.) Config::
 
         trainer:
           callbacks:

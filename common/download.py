@@ -135,6 +135,8 @@ def install_dataset(out: Path, description: dict[str, Any]) -> Iterator[Path | N
     if (out / COMPLETE_MARK).is_file():
         yield None
         return
+    if out.exists() and not out.is_dir():
+        raise MedlitError(f"{out} is a file; --out names the dataset folder to create")
     if out.exists() and any(out.iterdir()):
         raise MedlitError(f"{out} exists and is not a dataset downloaded by medlit; choose an empty or new --out")
     partial = out.with_name(out.name + ".partial")

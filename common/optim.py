@@ -77,10 +77,13 @@ def _timer(trainer: Trainer) -> Timer | None:
 
 def training_progress(trainer: Trainer) -> float:
     """The share of the training budget used, in [0, 1]: the larger of the steps done over the step budget
-    (``max_steps``, else what ``max_epochs`` gives) and the training time over ``max_time`` (Lightning's
-    :class:`~lightning.pytorch.callbacks.Timer`, which keeps its time across a resume)."""
+    (``max_steps`` or what ``max_epochs`` gives, whichever is smaller) and the training time over ``max_time``
+    (Lightning's :class:`~lightning.pytorch.callbacks.Timer`, which keeps its time across a resume).
+
+    The time share is each process's own clock: under DDP the processes' learning rates can differ in the last
+    digits, and a run budgeted by time is not repeatable step for step (one budgeted by steps is)."""
     shares = [0.0]
-    steps = trainer.max_steps if trainer.max_steps and trainer.max_steps > 0 else trainer.estimated_stepping_batches
+    steps = trainer.estimated_stepping_batches  # Lightning's: the smaller of max_steps and what max_epochs gives
     if steps and math.isfinite(steps):
         shares.append(trainer.global_step / steps)
     timer = _timer(trainer)
@@ -110,6 +113,8 @@ def configure_optimizers(
     check_choice("model.scheduler", scheduler, SCHEDULERS)
     if warmup_steps < 0:
         raise MedlitError(f"model.warmup_steps must be >= 0, got {warmup_steps}")
+    if warmup_steps and scheduler == "plateau":
+        raise MedlitError("model.warmup_steps needs a step-wise schedule (not model.scheduler=plateau)")
     built = build_optimizer(optimizer, params, lr, weight_decay)
     if scheduler == "plateau":
         plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(built, mode="min", factor=0.5, patience=2)

@@ -24,6 +24,7 @@ from volume_seg.data import discover_cases
 from volume_seg.download import LA_FOLDER, download_hippocampus, download_la
 
 TRAIN, TEST = ["CASEA", "CASEB", "CASEC"], ["CASET"]
+COMMIT = "c0ffee" * 6 + "1234"  # what the branch resolves to: every file is read at this commit
 
 
 class _Site:
@@ -87,7 +88,7 @@ def _git_sha(data: bytes) -> str:
 
 def _publish_la(site: _Site, wrong_sha_for: str | None = None, lfs_for: str | None = None) -> dict[str, bytes]:
     """The repository as GitHub serves it: the tree listing (API), raw files, LFS media."""
-    raw = site.root / "raw" / "yulequan" / "UA-MT" / "master"
+    raw = site.root / "raw" / "yulequan" / "UA-MT" / COMMIT
     files, tree = {}, []
     for seed, case in enumerate(TRAIN + TEST):
         data = _h5_bytes(seed)
@@ -96,7 +97,7 @@ def _publish_la(site: _Site, wrong_sha_for: str | None = None, lfs_for: str | No
         if case == lfs_for:
             oid = hashlib.sha256(data).hexdigest()
             served = f"version https://git-lfs.github.com/spec/v1\noid sha256:{oid}\nsize {len(data)}\n".encode()
-            media = site.root / "media" / "yulequan" / "UA-MT" / "master" / LA_FOLDER / case / "mri_norm2.h5"
+            media = site.root / "media" / "yulequan" / "UA-MT" / COMMIT / LA_FOLDER / case / "mri_norm2.h5"
             media.parent.mkdir(parents=True)
             media.write_bytes(data)
         path = raw / LA_FOLDER / case / "mri_norm2.h5"
@@ -106,8 +107,11 @@ def _publish_la(site: _Site, wrong_sha_for: str | None = None, lfs_for: str | No
         tree.append({"path": f"{LA_FOLDER}/{case}/mri_norm2.h5", "type": "blob", "sha": sha, "size": len(served)})
     (raw / "data" / "train.list").write_text("\n".join(TRAIN) + "\n")
     (raw / "data" / "test.list").write_text("\n".join(TEST) + "\n")
-    listing = site.root / "api" / "repos" / "yulequan" / "UA-MT" / "git" / "trees" / "master"
+    listing = site.root / "api" / "repos" / "yulequan" / "UA-MT" / "git" / "trees" / COMMIT
     listing.parent.mkdir(parents=True)
+    commit = site.root / "api" / "repos" / "yulequan" / "UA-MT" / "commits" / "master"
+    commit.parent.mkdir(parents=True)
+    commit.write_text(json.dumps({"sha": COMMIT}))
     listing.write_text(json.dumps({"tree": [{"path": "data", "type": "tree"}, *tree]}))
     return files
 
@@ -135,7 +139,7 @@ def test_la_download_is_complete_and_verified(site: _Site, tmp_path: Path) -> No
 
 def test_la_download_resumes_a_cut_file(site: _Site, tmp_path: Path) -> None:
     files = _publish_la(site)
-    part = tmp_path / "LA.partial" / "CASEB" / "mri_norm2.h5.part"
+    part = tmp_path / "LA.partial" / "CASEB" / "mri_norm2.h5.git-blob.part"
     part.parent.mkdir(parents=True)
     part.write_bytes(files["CASEB"][:1000])
     out = _la(site, tmp_path / "LA")
@@ -146,7 +150,7 @@ def test_la_download_resumes_a_cut_file(site: _Site, tmp_path: Path) -> None:
 
 def test_la_download_redoes_a_corrupt_part(site: _Site, tmp_path: Path) -> None:
     files = _publish_la(site)
-    part = tmp_path / "LA.partial" / "CASEA" / "mri_norm2.h5.part"
+    part = tmp_path / "LA.partial" / "CASEA" / "mri_norm2.h5.git-blob.part"
     part.parent.mkdir(parents=True)
     part.write_bytes(b"x" * 1000)  # stale bytes: resuming gives the right size but the wrong checksum
     out = _la(site, tmp_path / "LA")
@@ -166,15 +170,23 @@ def test_la_download_refuses_a_file_that_never_matches(site: _Site, tmp_path: Pa
     assert len(site.ranges_for("CASEC/mri_norm2.h5")) == 2  # downloaded twice, then refused
 
 
-def test_la_download_follows_lfs_pointers(site: _Site, tmp_path: Path) -> None:
+def test_la_download_follows_lfs_pointers_and_resumes_them(site: _Site, tmp_path: Path) -> None:
     files = _publish_la(site, lfs_for="CASET")
+    part = tmp_path / "LA.partial" / "CASET" / "mri_norm2.h5.part"  # a cut download of the LFS content
+    part.parent.mkdir(parents=True)
+    part.write_bytes(files["CASET"][:700])
     out = _la(site, tmp_path / "LA")
     assert (out / "CASET" / "mri_norm2.h5").read_bytes() == files["CASET"]
-    assert site.ranges_for("media/yulequan/UA-MT/master/" + LA_FOLDER.replace(" ", "%20") + "/CASET/mri_norm2.h5")
+    media = f"media/yulequan/UA-MT/{COMMIT}/" + LA_FOLDER.replace(" ", "%20") + "/CASET/mri_norm2.h5"
+    assert site.ranges_for(media) == ["bytes=700-"]
+    assert not list(out.rglob("*.git-blob"))
 
 
 def test_download_never_overwrites_other_folders(site: _Site, tmp_path: Path) -> None:
     _publish_la(site)
+    (tmp_path / "a_file").write_text("keep")
+    with pytest.raises(MedlitError, match="a_file is a file; --out names the dataset folder to create"):
+        _la(site, tmp_path / "a_file")
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("keep")
     with pytest.raises(MedlitError, match="mine exists and is not a dataset downloaded by medlit"):

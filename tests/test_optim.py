@@ -58,24 +58,22 @@ class _FakeTimer(Timer):
         return self.remaining
 
 
-def _trainer(step: int, max_steps: int = -1, estimated: float = math.inf, timer: Timer | None = None) -> Any:
+def _trainer(step: int, estimated: float = math.inf, timer: Timer | None = None) -> Any:
+    """What training_progress reads; ``estimated``: Lightning's step budget (max_steps and max_epochs)."""
     callbacks = [timer] if timer is not None else []
-    return SimpleNamespace(
-        global_step=step, max_steps=max_steps, estimated_stepping_batches=estimated, callbacks=callbacks
-    )
+    return SimpleNamespace(global_step=step, estimated_stepping_batches=estimated, callbacks=callbacks)
 
 
 @pytest.mark.parametrize(
     ("trainer", "expected"),
     [
-        (_trainer(25, max_steps=100), 0.25),
-        (_trainer(25, estimated=50), 0.5),  # the steps max_epochs gives
+        (_trainer(25, estimated=100), 0.25),
         (_trainer(10, estimated=math.inf), 0.0),  # no budget at all: the schedule stays at its start
-        (_trainer(10, max_steps=100, timer=_FakeTimer(30.0, 90.0)), 0.25),  # time runs out first
-        (_trainer(60, max_steps=100, timer=_FakeTimer(30.0, 90.0)), 0.6),  # steps run out first
-        (_trainer(5, max_steps=100, timer=_FakeTimer(130.0, 0.0)), 1.0),
+        (_trainer(10, estimated=100, timer=_FakeTimer(30.0, 90.0)), 0.25),  # time runs out first
+        (_trainer(60, estimated=100, timer=_FakeTimer(30.0, 90.0)), 0.6),  # steps run out first
+        (_trainer(5, estimated=100, timer=_FakeTimer(130.0, 0.0)), 1.0),
         (_trainer(5, estimated=math.inf, timer=_FakeTimer(30.0, None)), 0.0),  # a timer without a duration
-        (_trainer(150, max_steps=100), 1.0),
+        (_trainer(150, estimated=100), 1.0),
     ],
 )
 def test_training_progress(trainer: Any, expected: float) -> None:
@@ -118,7 +116,11 @@ def _fit(module: LightningModule, **trainer_args: Any) -> list[float]:
     return rates.values
 
 
-@pytest.mark.parametrize("budget", [{"max_steps": 12}, {"max_epochs": 2}], ids=["max_steps", "max_epochs"])
+@pytest.mark.parametrize(
+    "budget",
+    [{"max_steps": 12}, {"max_epochs": 2}, {"max_steps": 100, "max_epochs": 2}, {"max_steps": 12, "max_epochs": 5}],
+    ids=["max_steps", "max_epochs", "epochs-first", "steps-first"],
+)
 def test_poly_schedule_in_a_fit_follows_the_steps(budget: dict[str, int]) -> None:
     rates = _fit(_Regression("poly", warmup_steps=3), **budget)
     assert len(rates) == 12  # 6 batches per epoch
@@ -133,6 +135,8 @@ def test_constant_without_warmup_has_no_scheduler() -> None:
 def test_negative_warmup_refused() -> None:
     with pytest.raises(MedlitError, match="model.warmup_steps must be >= 0"):
         configure_optimizers([torch.nn.Parameter(torch.zeros(1))], _trainer(0), warmup_steps=-1)
+    with pytest.raises(MedlitError, match="model.warmup_steps needs a step-wise schedule"):
+        configure_optimizers([torch.nn.Parameter(torch.zeros(1))], _trainer(0), scheduler="plateau", warmup_steps=5)
 
 
 def test_unknown_scheduler_names_the_choices() -> None:

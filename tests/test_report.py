@@ -201,7 +201,9 @@ def test_published_results_table_and_cross_run_figures(report_runs: Path, tmp_pa
         line = next(line for line in text.splitlines() if line.startswith(f"| {label} |"))
         cells = [c.strip() for c in line.strip("|").split("|")][1:]
         assert cells[0] == fmt(metrics[name]["mean"], digits)
-        assert cells[1:] == [fmt(float(r[name]), 4) for r in protocol["results"]]
+        assert cells[1:] == [fmt(float(r[name]), digits) for r in protocol["results"]]
+    defined = next(line for line in text.splitlines() if line.startswith("| cases with HD95 defined |"))
+    assert f"| {metrics['hd95']['n_defined']}/{metrics['n_cases']} |" in defined
     for figure in ("segmentation_per_case.png", "segmentation_learning_curves.png"):
         pixels = np.asarray(Image.open(tmp_path / "report" / "figures" / figure).convert("L"), dtype=float)
         assert pixels.std() > 5.0, figure

@@ -432,7 +432,8 @@ def _rich() -> list[mt.Transform]:
 
 
 def _nnunet(elastic: bool = False) -> list[mt.Transform]:
-    # nnU-Net's default 3D augmentation, its probabilities and ranges, as MONAI transforms (no rot90: any patch)
+    # nnU-Net-like 3D augmentation with MONAI transforms (no rot90: any patch); milder rotation out of plane
+    # (+-15 degrees) and no low-resolution simulation, for short CPU budgets
     spatial = [
         mt.RandAffined(
             keys=["image", "label"],
@@ -463,8 +464,8 @@ AUGMENTATIONS: dict[str, Callable[[], list[mt.Transform]]] = {
     "nnunet_elastic": lambda: _nnunet(elastic=True),
 }
 """Training augmentation presets: ``none`` (seed configs 1-2), ``rotflip`` (seed config 3), ``rich``
-(rotflip + scaling/rotation, elastic deformation, intensity scale/shift/gamma, noise), ``nnunet`` (nnU-Net's
-default: rotation and scaling, noise, blur, brightness, gamma, mirroring on every axis) and ``nnunet_elastic``
+(rotflip + scaling/rotation, elastic deformation, intensity scale/shift/gamma, noise), ``nnunet`` (nnU-Net-like:
+rotation and scaling, noise, blur, brightness, gamma, mirroring on every axis) and ``nnunet_elastic``
 (the same with elastic deformation)."""
 
 ROT90_AUGMENTATIONS = ("rotflip", "rich")

@@ -47,6 +47,21 @@ def _lfs_pointer(path: Path) -> tuple[str, int] | None:
     return fields["oid"].removeprefix("sha256:"), int(fields["size"])
 
 
+def _fetch_la_file(raw_url: str, lfs_url: str, entry: dict, dest: Path) -> None:
+    """The git blob first (kept as ``.git-blob``: the file itself, or a Git LFS pointer to it), checked against
+    the tree's object id; for a pointer, the content it names, checked against its sha256 (with its own
+    ``.part``, so a cut LFS download resumes too)."""
+    blob = fetch(
+        raw_url, dest.with_name(dest.name + ".git-blob"), check=expect_hash(entry["sha"], "git-blob", entry["size"])
+    )
+    pointer = _lfs_pointer(blob)
+    if pointer is None:
+        blob.replace(dest)
+        return
+    fetch(lfs_url, dest, check=expect_hash(pointer[0], "sha256", pointer[1]))
+    blob.unlink()
+
+
 def _case_list(raw: str, name: str) -> list[str]:
     return [line.strip() for line in read_url(f"{raw}/{name}").decode().splitlines() if line.strip()]
 
@@ -54,7 +69,15 @@ def _case_list(raw: str, name: str) -> list[str]:
 def download_la(
     out: Path, api: str = GITHUB_API, raw: str = GITHUB_RAW, lfs: str = GITHUB_LFS, ref: str = LA_REF
 ) -> Path:
-    """Download the UA-MT LA release into ``out`` (see the module docstring); returns ``out``."""
+    """Download the UA-MT LA release into ``out`` (see the module docstring); returns ``out``.
+
+    ``ref`` (a branch) is resolved to its commit first, so the listing and every file come from one commit.
+    """
+    commit_url = f"{api}/repos/{LA_REPO}/commits/{ref}"
+    try:
+        ref = str(json.loads(read_url(commit_url))["sha"])
+    except (json.JSONDecodeError, KeyError, TypeError) as error:
+        raise MedlitError(f"{commit_url}: not a commit ({error})") from None
     tree_url = f"{api}/repos/{LA_REPO}/git/trees/{ref}?recursive=1"
     try:
         tree = json.loads(read_url(tree_url))
@@ -75,15 +98,9 @@ def download_la(
             dest = folder / case / "mri_norm2.h5"
             if not dest.exists():
                 print(f"[{number}/{len(train) + len(test)}] {case}", flush=True)
-            entry = blobs[path]
-            fetch(
-                f"{base}/{urllib.parse.quote(path)}", dest, check=expect_hash(entry["sha"], "git-blob", entry["size"])
-            )
-            pointer = _lfs_pointer(dest)
-            if pointer is not None:  # the repository keeps it in Git LFS: fetch the content the pointer names
-                dest.unlink()
-                url = f"{lfs}/{LA_REPO}/{ref}/{urllib.parse.quote(path)}"
-                fetch(url, dest, check=expect_hash(pointer[0], "sha256", pointer[1]))
+            if not dest.exists():
+                quoted = urllib.parse.quote(path)
+                _fetch_la_file(f"{base}/{quoted}", f"{lfs}/{LA_REPO}/{ref}/{quoted}", blobs[path], dest)
         lists = {"train.list": train, "test.list": test, "labeled16.list": train[:LABELED], "test20.list": test}
         for name, cases in lists.items():
             (folder / name).write_text("\n".join(cases) + "\n")
@@ -116,7 +133,10 @@ def download_hippocampus(out: Path, url: str | None = None, md5: str | None = No
             raise MedlitError(f"{archive}: holds no dataset.json (not an MSD task archive)")
         for item in source.iterdir():
             if not item.name.startswith("._"):
-                item.rename(folder / item.name)
+                target = folder / item.name
+                if target.is_dir():  # left by a move that was cut: the checked archive's copy replaces it
+                    shutil.rmtree(target)
+                item.replace(target)
         for stray in folder.rglob("._*"):  # macOS resource forks shipped inside the MSD archives
             stray.unlink()
         shutil.rmtree(unpacked)

@@ -87,13 +87,16 @@ def _published(runs: list[RunResult]) -> list[Block]:
         unit = protocol.get("distance_unit", "voxels")
         rows = {
             f"medlit {run.experiment}": {
-                **{name: fmt(run.metrics[name]["mean"], 2 if name in ("hd95", "asd") else 4) for name in _HEADLINE},
+                **{name: fmt(run.metrics[name]["mean"], _DIGITS[name]) for name in _HEADLINE},
                 "unit": run.metrics.get("distance_unit", "voxels"),
+                # a mean over defined distances only: say how many cases it covers
+                "cases with HD95 defined": f"{run.metrics['hd95']['n_defined']}/{run.metrics['n_cases']}",
             }
             for run in matching
         }
         for result in protocol["results"]:
-            rows[result["method"]] = {name: fmt(float(result[name]), 4) for name in _HEADLINE} | {"unit": unit}
+            values = {name: fmt(float(result[name]), _DIGITS[name]) for name in _HEADLINE}
+            rows[result["method"]] = values | {"unit": unit, "cases with HD95 defined": "–"}
         frame = table(rows).rename(index=dict(zip(_HEADLINE, ("Dice", "Jaccard", "HD95", "ASD"), strict=True)))
         sources = "; ".join(sorted({f"{r['method']}: {r['source']}" for r in protocol["results"]}))
         blocks += [
@@ -105,6 +108,7 @@ def _published(runs: list[RunResult]) -> list[Block]:
 
 
 _HEADLINE = ("dice", "jaccard", "hd95", "asd")
+_DIGITS = {"dice": 4, "jaccard": 4, "hd95": 2, "asd": 2}
 
 
 def _case_table(run: RunResult) -> pd.DataFrame:
