@@ -67,10 +67,16 @@ def _train(root: Path, lists: dict[str, str], minutes: float) -> Path:
     return sorted((Path(run_dir) / "checkpoints").glob("best*.ckpt"))[-1]
 
 
-def _cases(root: Path, lists: dict[str, str], roi: Sequence[int], n: int) -> list[dict[str, Any]]:
+def _test_datamodule(root: Path, lists: dict[str, str], roi: Sequence[int]) -> Any:
+    """The LA datamodule whose test split the benchmark evaluates (main-process loading)."""
     from volume_seg.data import VolumeDataModule
 
-    dm = VolumeDataModule(root=str(root), layout="la_h5", patch_size=list(roi), num_workers=0, **lists)
+    return VolumeDataModule(root=str(root), layout="la_h5", patch_size=list(roi), num_workers=0, **lists)
+
+
+def _cases(root: Path, lists: dict[str, str], roi: Sequence[int], n: int) -> list[dict[str, Any]]:
+
+    dm = _test_datamodule(root, lists, roi)
     dm.setup("test")
     return [dm.test_dataset[i] for i in range(min(n, len(dm.test_dataset)))]
 
@@ -123,7 +129,6 @@ def _test_stage(ckpt: Path, root: Path, lists: dict[str, str], n: int, precision
     from lightning.pytorch import Trainer
 
     from volume_seg.callbacks import SegmentationOutputs
-    from volume_seg.data import VolumeDataModule
     from volume_seg.model import VolumeSegmenter
 
     model = VolumeSegmenter.load_from_checkpoint(ckpt, map_location="cpu")
@@ -133,9 +138,7 @@ def _test_stage(ckpt: Path, root: Path, lists: dict[str, str], n: int, precision
         lists = {**lists, "test_list": str(tmp / "test_subset.list")}
     lines = []
     for workers in (0, 1, 2):
-        dm = VolumeDataModule(
-            root=str(root), layout="la_h5", patch_size=list(model.hparams.roi_size), num_workers=0, **lists
-        )
+        dm = _test_datamodule(root, lists, model.hparams.roi_size)
         outputs = SegmentationOutputs(eval_workers=workers)
         trainer = Trainer(
             accelerator="cpu", precision=precision, logger=False, enable_checkpointing=False,
