@@ -31,7 +31,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from jsonargparse import namespace_to_dict
 from lightning.pytorch import Callback, LightningDataModule, LightningModule, Trainer
@@ -57,6 +57,8 @@ __all__ = ["Link", "MedlitCLI", "RunOptions", "resolve_run_dir", "run_cli"]
 # Set by rank 0 so that the DDP worker processes Lightning launches write into the same run dir and W&B run.
 RUN_DIR_ENV = "MEDLIT_RUN_DIR"
 WANDB_ID_ENV = "MEDLIT_WANDB_ID"
+LAST_CHECKPOINT = "last"
+"""``checkpoints/last.ckpt``: the weights at the end of the latest epoch (resumes and ``run.test_checkpoint=last``)."""
 
 
 @dataclass
@@ -71,8 +73,12 @@ class RunOptions:
         wandb: ``auto`` (online when a W&B key is configured, offline into the run dir otherwise),
             ``online``, ``offline`` or ``off``.
         wandb_project: W&B project name.
-        test_after_fit: After ``fit``, run ``test`` on the best checkpoint (chosen on validation data)
-            in the same run dir.
+        test_after_fit: After ``fit``, run ``test`` on the checkpoint ``test_checkpoint`` names, in the same
+            run dir.
+        test_checkpoint: Which weights the test after ``fit`` uses: ``best`` (the epoch with the best validation
+            monitor) or ``last`` (the weights when training ended, nnU-Net's choice: with a schedule that anneals
+            to zero they are the settled ones, and a validation set of a few cases is too noisy to pick an
+            epoch). Either way no test case takes part in the choice.
         check_data: Before ``fit``, run the cheap part of the dataset check (files listed, metadata read) and
             stop with the first problem found (``python -m <task> check`` lists them all).
         compile: Compile the module's forward with ``torch.compile`` (in place, so checkpoints keep their keys and
@@ -86,6 +92,7 @@ class RunOptions:
     wandb: WandbMode = "auto"
     wandb_project: str = "medlit"
     test_after_fit: bool = True
+    test_checkpoint: Literal["best", "last"] = "best"
     check_data: bool = True
     compile: bool = False
 
@@ -347,8 +354,14 @@ class MedlitCLI(LightningCLI):
                     filename="best-epoch{epoch:03d}",
                     monitor=self.model.monitor,
                     mode=self.model.monitor_mode,
-                    save_last=True,
                     auto_insert_metric_name=False,
+                )
+            )
+            # last.ckpt by a checkpoint of its own, rewritten every epoch: Lightning's save_last only rewrites it
+            # when the best one improves, so it held the best epoch's weights (a resume went back to them)
+            callbacks.append(
+                ModelCheckpoint(
+                    dirpath=self.run_dir / "checkpoints", filename=LAST_CHECKPOINT, enable_version_counter=False
                 )
             )
         if trainer_config.get("enable_progress_bar", True) and not any(isinstance(c, ProgressBar) for c in configured):
@@ -372,15 +385,24 @@ class MedlitCLI(LightningCLI):
             )
 
     def after_fit(self) -> None:
-        """Record the checkpoint chosen on validation data and test it, in the same run dir."""
+        """Record the best checkpoint (chosen on validation data) and test the one ``run.test_checkpoint`` names,
+        in the same run dir."""
         checkpoint = self.trainer.checkpoint_callback
         best = checkpoint.best_model_path if isinstance(checkpoint, ModelCheckpoint) else ""
         self._write_run_info(fit_finished=time.strftime("%Y-%m-%d %H:%M:%S"))  # a later resume starts a new run
         if best:
             self._write_run_info(best_checkpoint=best, best_score=float(checkpoint.best_model_score))
-        if not self._run_options().test_after_fit or not self.datamodule.has_test_data:
+        options = self._run_options()
+        tested = best
+        if options.test_checkpoint == "last":
+            # the house's last.ckpt, else a configured callback's, else the weights in memory
+            last = [c for c in self.trainer.checkpoint_callbacks if isinstance(c, ModelCheckpoint)]
+            paths = [c.best_model_path for c in last if Path(c.best_model_path).stem == LAST_CHECKPOINT]
+            tested = (paths or [c.last_model_path for c in last if c.last_model_path] or [""])[0]
+        self._write_run_info(test_checkpoint=options.test_checkpoint, tested_checkpoint=tested)
+        if not options.test_after_fit or not self.datamodule.has_test_data:
             return
-        self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best or None, weights_only=True)
+        self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=tested or None, weights_only=True)
 
 
 def run_cli(

@@ -85,7 +85,10 @@ class RunResult:
         return str(self.info["monitor_mode"])
 
     def best_epoch(self) -> pd.Series:
-        """The history row of the epoch whose checkpoint was selected (best validation monitor)."""
+        """The history row of the epoch whose checkpoint was tested: the best validation monitor, or the last
+        epoch for a run that tests its last checkpoint (``run.test_checkpoint=last``)."""
+        if self.info.get("test_checkpoint") == "last":
+            return self.history.iloc[-1]
         values = self.history[self.monitor]
         best = values.idxmax() if self.monitor_mode == "max" else values.idxmin()
         return self.history.loc[best]

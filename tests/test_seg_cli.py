@@ -181,3 +181,33 @@ def test_ema_weights_are_the_ones_validated_and_tested(la_run: Path, tiny_la: Pa
     test_metrics = json.loads((retest / "metrics.json").read_text())
     assert test_metrics["loss"] == pytest.approx(fit_metrics["loss"], abs=1e-6)
     assert test_metrics["dice"]["mean"] == pytest.approx(fit_metrics["dice"]["mean"], abs=1e-9)
+
+
+def test_test_checkpoint_last_tests_the_final_weights(tiny_la: Path, tmp_path: Path) -> None:
+    """``run.test_checkpoint=last``: the test after fit scores ``last.ckpt`` (a separate test of it gives the same
+    numbers), ``run_info.json`` says so, and the report's "selected epoch" is the last one."""
+    from common.results import load_run
+
+    run = main(
+        [
+            "fit",
+            *tiny_seg_args(tiny_la, tmp_path / "runs", "--trainer.max_epochs", "3", "--run.test_checkpoint", "last"),
+        ]
+    )
+    info = json.loads((run / "run_info.json").read_text())
+    assert info["test_checkpoint"] == "last" and info["tested_checkpoint"].endswith("last.ckpt")
+    assert info["best_checkpoint"].endswith(".ckpt")  # still recorded
+    fit_metrics = json.loads((run / "metrics.json").read_text())
+    retest = main(["test", *tiny_seg_args(tiny_la, tmp_path / "last"), "--ckpt_path", info["tested_checkpoint"]])
+    last_metrics = json.loads((retest / "metrics.json").read_text())
+    assert last_metrics["loss"] == pytest.approx(fit_metrics["loss"], abs=1e-6)
+    assert last_metrics["dice"]["mean"] == pytest.approx(fit_metrics["dice"]["mean"], abs=1e-9)
+    assert int(load_run(run).best_epoch()["epoch"]) == 2
+
+
+def test_last_checkpoint_is_the_last_epoch_not_the_best(tiny_la: Path, tmp_path: Path) -> None:
+    """``last.ckpt`` is rewritten every epoch. With lr 0 the validation Dice never improves, so the best checkpoint
+    stays at epoch 0 while ``last.ckpt`` (what a resume continues from) must hold epoch 2."""
+    run = main(["fit", *tiny_seg_args(tiny_la, tmp_path, "--trainer.max_epochs", "3", "--model.lr", "0.0")])
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 2
+    assert json.loads((run / "run_info.json").read_text())["best_checkpoint"].endswith("best-epoch000.ckpt")
