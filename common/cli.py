@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import yaml
 from jsonargparse import namespace_to_dict
 from lightning.pytorch import Callback, LightningDataModule, LightningModule, Trainer
 from lightning.pytorch.callbacks import (
@@ -158,6 +159,23 @@ class _CheckDoneSignal(Exception):  # noqa: N818 (a signal, not an error)
     """Raised inside LightningCLI's set-up once ``check`` has checked the data: nothing else is built."""
 
 
+def given_model_keys(args: Sequence[str]) -> set[str]:
+    """The ``model.*`` keys that command-line arguments set: ``--model.key value``, ``--model.key=value``, or a
+    ``model:`` mapping in a ``--config``/``-c`` file."""
+    keys: set[str] = set()
+    for i, arg in enumerate(args):
+        if arg.startswith("--model."):
+            keys.add(arg.removeprefix("--model.").split("=", 1)[0].split(".", 1)[0])
+        path = arg.split("=", 1)[1] if arg.startswith("--config=") else None
+        if arg in ("--config", "-c") and i + 1 < len(args):
+            path = args[i + 1]
+        if path and Path(path).is_file():
+            content = yaml.safe_load(Path(path).read_text()) or {}
+            if isinstance(content, dict) and isinstance(content.get("model"), dict):
+                keys.update(content["model"])
+    return keys
+
+
 class MedlitCLI(LightningCLI):
     """LightningCLI with run directories, house loggers/callbacks and one-line errors.
 
@@ -193,6 +211,7 @@ class MedlitCLI(LightningCLI):
         self.check_result: DataCheck | None = None
         if self.check_only:  # parsed as fit (same keys); stops once the datamodule is built and checked
             args = ["fit", *(args[1:] if args else sys.argv[2:])]
+        self._cli_args = list(args) if args is not None else sys.argv[1:]
         try:
             check_contract(model_class, TaskModule, "model class")
             check_contract(datamodule_class, TaskDataModule, "datamodule class")
@@ -233,6 +252,20 @@ class MedlitCLI(LightningCLI):
     def _prepare_subcommand_parser(self, klass: type, subcommand: str, **kwargs: Any) -> LightningArgumentParser:
         self._building = subcommand  # which subcommand's parser add_arguments_to_parser is filling
         return super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
+
+    def _parse_ckpt_path(self) -> None:
+        """Lightning's step that loads a checkpoint's ``hyper_parameters`` over the model's config, keeping the
+        model settings the user gave (command line or ``--config`` files): ``test --ckpt_path X
+        --model.tta_flips false`` must not be turned back into the training run's ``true``. The checkpoint
+        still supplies everything not given, e.g. the network of ``test --ckpt_path X`` with no config."""
+        subcommand = self.config.get("subcommand")
+        if not subcommand or not self.config[subcommand].get("ckpt_path"):
+            return
+        model = self.config[subcommand].get("model")
+        given = {key: model[key] for key in given_model_keys(self._cli_args) if model is not None and key in model}
+        super()._parse_ckpt_path()
+        for key, value in given.items():
+            self.config[subcommand]["model"][key] = value
 
     # --- run dir, config, trainer -------------------------------------------------------------------
     def _run_options(self) -> RunOptions:

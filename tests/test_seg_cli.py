@@ -211,3 +211,19 @@ def test_last_checkpoint_is_the_last_epoch_not_the_best(tiny_la: Path, tmp_path:
     run = main(["fit", *tiny_seg_args(tiny_la, tmp_path, "--trainer.max_epochs", "3", "--model.lr", "0.0")])
     assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 2
     assert json.loads((run / "run_info.json").read_text())["best_checkpoint"].endswith("best-epoch000.ckpt")
+
+
+def test_test_with_a_checkpoint_keeps_the_settings_given(tiny_la: Path, tmp_path: Path) -> None:
+    """Lightning loads a checkpoint's hyperparameters over the model's config; the CLI keeps what the user gave:
+    ``--model.tta_flips false`` wins over the training run's ``true``, while a setting not given
+    (``largest_component``) still comes from the checkpoint."""
+    run = main(
+        [
+            "fit",
+            *tiny_seg_args(tiny_la, tmp_path / "fit", "--model.tta_flips", "true", "--model.largest_component", "true"),
+        ]
+    )
+    args = ["--ckpt_path", str(run / "checkpoints" / "last.ckpt"), "--model.tta_flips", "false"]
+    tested = main(["test", *tiny_seg_args(tiny_la, tmp_path / "test", *args)])
+    model = yaml.safe_load((tested / "config.yaml").read_text())["model"]
+    assert model["tta_flips"] is False and model["largest_component"] is True

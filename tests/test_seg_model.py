@@ -75,25 +75,45 @@ def test_largest_component_post_processing() -> None:
     assert model.to_mask(model.probabilities(logits)).sum() == 6**3 + 2**3
 
 
-@pytest.mark.parametrize("num_classes", [2, 3])
-def test_flip_tta_is_the_mean_of_the_mirrored_predictions(num_classes: int) -> None:
+@pytest.mark.parametrize(
+    ("num_classes", "axes", "mirrored"),
+    [
+        (2, [0, 1, 2], [(), (2,), (3,), (4,), (2, 3), (2, 4), (3, 4), (2, 3, 4)]),
+        (3, [0, 1, 2], [(), (2,), (3,), (4,), (2, 3), (2, 4), (3, 4), (2, 3, 4)]),
+        (2, [0, 1], [(), (2,), (3,), (2, 3)]),  # rotflip trains on X/Y mirrorings only: no Z flip at test time
+    ],
+)
+def test_flip_tta_is_the_mean_of_the_mirrored_predictions(
+    num_classes: int, axes: list[int], mirrored: list[tuple[int, ...]]
+) -> None:
     torch.manual_seed(3)
-    model = VolumeSegmenter(num_classes=num_classes, channels=[4, 8, 16], strides=[2, 2], roi_size=[16, 16, 16])
+    model = VolumeSegmenter(
+        num_classes=num_classes, channels=[4, 8, 16], strides=[2, 2], roi_size=[16, 16, 16], tta_axes=axes
+    )
     model.eval()
     volume = torch.randn(1, 1, 20, 16, 12)
-    mirrorings = [(), (2,), (3,), (4,), (2, 3), (2, 4), (3, 4), (2, 3, 4)]
     with torch.no_grad():
         by_hand = []
-        for axes in mirrorings:
-            logits = model.predict_volume(volume.flip(axes) if axes else volume)
+        for dims in mirrored:
+            logits = model.predict_volume(volume.flip(dims) if dims else volume)
             probabilities = logits.sigmoid() if num_classes == 2 else logits.softmax(dim=1)
-            by_hand.append(probabilities.flip(axes) if axes else probabilities)
+            by_hand.append(probabilities.flip(dims) if dims else probabilities)
         expected = torch.stack(by_hand).mean(dim=0)
         tta, logits = model.predict_probabilities(volume, flips=True)
         plain, _ = model.predict_probabilities(volume)
     torch.testing.assert_close(tta, expected, atol=1e-6, rtol=1e-5)
     torch.testing.assert_close(logits, model.predict_volume(volume))  # the loss sees the unmirrored logits
     assert not torch.allclose(tta, plain, atol=1e-3)  # the mirrorings changed something
+
+
+def test_tta_axes_follow_the_training_augmentation() -> None:
+    """The CLI links ``model.tta_axes`` to the mirrorings of ``data.augment``; other axes are refused."""
+    from volume_seg.__main__ import LINKS
+
+    (link,) = [link for link in LINKS if link.target == "model.tta_axes"]
+    assert link.compute("rotflip") == [0, 1] and link.compute("nnunet") == [0, 1, 2] and link.compute("none") == []
+    with pytest.raises(MedlitError, match="tta_axes"):
+        VolumeSegmenter(tta_axes=[3])
 
 
 def test_deep_supervision_loss_weights_the_heads() -> None:

@@ -6,15 +6,21 @@ from pathlib import Path
 
 from common.cli import Link, run_cli
 from volume_seg.callbacks import SegmentationOutputs
-from volume_seg.data import VolumeDataModule
+from volume_seg.data import MIRROR_AXES, VolumeDataModule
 from volume_seg.model import VolumeSegmenter
 
-# set once, in the data section: the network's outputs follow the classes, the sliding window the patch
-# and the class names of the outputs follow the data's
+
+def _mirror_axes(augment: str) -> list[int]:
+    return list(MIRROR_AXES.get(augment, ()))
+
+
+# set once, in the data section: the network's outputs follow the classes, the sliding window the patch,
+# the class names of the outputs follow the data's, test-time flips the training augmentation's mirrorings
 LINKS = (
     Link("data.num_classes", "model.num_classes"),
     Link("data.patch_size", "model.roi_size"),
     Link("data.class_names", "model.class_names"),
+    Link("data.augment", "model.tta_axes", compute=_mirror_axes),
 )
 
 

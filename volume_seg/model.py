@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
@@ -21,7 +22,7 @@ from volume_seg import TASK, default_class_names
 from volume_seg.losses import build_loss, output_channels
 from volume_seg.metrics import mean_foreground_dice
 
-__all__ = ["FLIP_AXES", "NETWORKS", "VolumeSegmenter", "build_network"]
+__all__ = ["NETWORKS", "VolumeSegmenter", "build_network", "mirrorings"]
 
 
 def _unet(out_channels: int, channels: Sequence[int], strides: Sequence[int], dropout: float, heads: int) -> nn.Module:
@@ -88,8 +89,11 @@ def build_network(
     return NETWORKS[name](output_channels(num_classes), list(channels), list(strides), dropout, deep_supervision)
 
 
-FLIP_AXES: tuple[tuple[int, ...], ...] = ((), (2,), (3,), (4,), (2, 3), (2, 4), (3, 4), (2, 3, 4))
-"""The 8 mirrorings of a volume ``[B, C, X, Y, Z]`` that flip test-time augmentation averages (nnU-Net's)."""
+def mirrorings(axes: Sequence[int]) -> list[tuple[int, ...]]:
+    """Every combination of flips along the spatial ``axes`` (0, 1, 2 = X, Y, Z) as dimensions of a volume
+    ``[B, C, X, Y, Z]``, the identity ``()`` first: 8 for all three axes (nnU-Net's mirroring TTA)."""
+    dims = [2 + axis for axis in sorted(set(axes))]
+    return [combo for size in range(len(dims) + 1) for combo in itertools.combinations(dims, size)]
 
 
 class VolumeSegmenter(LightningModule):
@@ -119,7 +123,9 @@ class VolumeSegmenter(LightningModule):
         largest_component: Keep only the largest connected component of each foreground class (validation,
             test and predict).
         tta_flips: Test-time augmentation for test and predict (not validation, which selects the model and
-            would pay 8x): average the probabilities of the 8 mirrorings of the volume (:data:`FLIP_AXES`).
+            would pay up to 8x): average the probabilities of the volume's mirrorings along ``tta_axes``.
+        tta_axes: The spatial axes (0, 1, 2) flip TTA mirrors, all combinations (:func:`mirrorings`); linked
+            from ``data.augment`` (:data:`volume_seg.data.MIRROR_AXES`): only mirrorings the model was trained on.
     """
 
     task = TASK
@@ -152,10 +158,13 @@ class VolumeSegmenter(LightningModule):
         sw_mode: Literal["gaussian", "constant"] = "gaussian",
         largest_component: bool = False,
         tta_flips: bool = False,
+        tta_axes: list[int] = (0, 1, 2),
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
         check_choice("model.optimizer", optimizer, OPTIMIZERS)
+        if not set(tta_axes) <= {0, 1, 2}:
+            raise MedlitError(f"model.tta_axes must be spatial axes among 0, 1, 2, got {list(tta_axes)}")
         check_choice("model.scheduler", scheduler, SCHEDULERS)
         if class_names is not None and len(class_names) != num_classes:
             raise MedlitError(f"data.class_names has {len(class_names)} names for {num_classes} classes")
@@ -191,14 +200,16 @@ class VolumeSegmenter(LightningModule):
 
     def predict_probabilities(self, volume: torch.Tensor, flips: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """``(probabilities, logits)`` of a whole volume; with ``flips``, the probabilities are the mean over the
-        8 mirrorings (each predicted on the mirrored volume and mirrored back), the logits the unmirrored ones."""
+        mirrorings along ``tta_axes`` (each predicted on the mirrored volume and mirrored back), the logits the
+        unmirrored ones."""
         logits = self.predict_volume(volume)
         probabilities = self.probabilities(logits)
         if flips:
-            for axes in FLIP_AXES[1:]:
-                flipped = self.predict_volume(volume.flip(axes))
-                probabilities += self.probabilities(flipped).flip(axes)
-            probabilities /= len(FLIP_AXES)
+            flip_sets = mirrorings(self.hparams.tta_axes)
+            for dims in flip_sets[1:]:
+                flipped = self.predict_volume(volume.flip(dims))
+                probabilities += self.probabilities(flipped).flip(dims)
+            probabilities /= len(flip_sets)
         return probabilities, logits
 
     def to_mask(self, probabilities: torch.Tensor) -> torch.Tensor:
