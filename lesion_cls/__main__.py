@@ -19,6 +19,14 @@ LINKS = (
         on_instantiate=True,
         subcommands=("fit", "validate", "test"),
     ),
+    # logit adjustment's priors: the class frequencies the sampler gives the training images
+    Link(
+        "data",
+        "model.class_priors",
+        compute=HAM10000DataModule.training_class_priors,
+        on_instantiate=True,
+        subcommands=("fit", "validate", "test"),
+    ),
 )
 
 

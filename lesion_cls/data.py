@@ -24,10 +24,12 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 import torch
+import torch.nn.functional as F
 from lightning.pytorch import LightningDataModule
 from lightning.pytorch.utilities import rank_zero_info
 from PIL import Image, UnidentifiedImageError
 from sklearn.model_selection import train_test_split
+from torch import nn
 from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 from torchvision.transforms import v2
 
@@ -37,9 +39,11 @@ from common.loaders import available_cpus, default_workers, evaluation_sampler
 from lesion_cls import CLASS_NAMES, DX_CODES
 
 __all__ = [
+    "AUTO_AUGMENTS",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "IMAGE_SUFFIXES",
+    "BatchAugment",
     "HAM10000DataModule",
     "LesionImageDataset",
     "build_pixel_cache",
@@ -48,6 +52,8 @@ __all__ = [
     "read_folder",
     "read_ham_metadata",
     "read_isic_ground_truth",
+    "sampled_class_priors",
+    "sampling_weights",
     "split_by_lesion",
 ]
 
@@ -277,6 +283,15 @@ def build_pixel_cache(
 
 
 # --- dataset and transforms --------------------------------------------------------------------------------
+AUTO_AUGMENTS: dict[str, Callable[[], list[Callable[..., Any]]]] = {
+    "none": lambda: [],
+    "trivial": lambda: [v2.TrivialAugmentWide()],
+    "randaugment": lambda: [v2.RandAugment(num_ops=2, magnitude=9)],
+}
+"""Policy augmentation on ``uint8`` images (torchvision): TrivialAugment (one random operation at a random
+strength) or RandAugment (2 operations at magnitude 9 of 31)."""
+
+
 def build_transforms(
     train: bool,
     image_size: tuple[int, int],
@@ -286,15 +301,23 @@ def build_transforms(
     rotation_degrees: float = 20.0,
     color_jitter: float = 0.1,
     crop_scale_min: float = 0.75,
+    auto_augment: str = "none",
+    batch_augment: bool = False,
 ) -> v2.Compose:
     """Transforms for ``uint8 [3, H, W]`` tensors already at ``image_size``.
 
     Training with ``augment``: random resized crop (area in ``[crop_scale_min, 1]``), horizontal and
     vertical flips (dermoscopy has no canonical orientation), rotation in ``±rotation_degrees``, colour
     jitter of strength ``color_jitter`` (hue at a fifth of it). Each part is off at 1.0 / 0 respectively.
+    ``auto_augment`` (:data:`AUTO_AUGMENTS`) comes first. With ``batch_augment`` a training image stays ``uint8``
+    after ``auto_augment``: :class:`BatchAugment` does the rest on the whole batch.
     """
+    check_choice("data.auto_augment", auto_augment, AUTO_AUGMENTS)
     steps: list[Callable[..., Any]] = []
     if train and augment:
+        steps += AUTO_AUGMENTS[auto_augment]()
+        if batch_augment:
+            return v2.Compose(steps or [v2.Identity()])
         if crop_scale_min < 1.0:
             steps.append(v2.RandomResizedCrop(image_size, scale=(crop_scale_min, 1.0), antialias=True))
         steps += [v2.RandomHorizontalFlip(), v2.RandomVerticalFlip()]
@@ -304,6 +327,97 @@ def build_transforms(
             steps.append(v2.ColorJitter(color_jitter, color_jitter, color_jitter, color_jitter / 5))
     steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(mean), list(std))]
     return v2.Compose(steps)
+
+
+class BatchAugment(nn.Module):
+    """The training augmentation of :func:`build_transforms` done on a whole ``uint8 [N, 3, H, W]`` batch where it
+    lies (the GPU when there is one), then normalisation: one affine warp per image (``grid_sample``) holds the
+    random resized crop (area in ``[crop_scale_min, 1]``, aspect ratio in [3/4, 4/3]), the horizontal and vertical
+    flips and the rotation in ``±rotation_degrees``; brightness, contrast and saturation jitter of strength
+    ``color_jitter`` follow (no hue). Per-image PIL/torchvision work is what starves a CPU training loop; here
+    the loader only copies ``uint8`` pixels.
+    """
+
+    def __init__(
+        self,
+        mean: Sequence[float],
+        std: Sequence[float],
+        rotation_degrees: float = 20.0,
+        color_jitter: float = 0.1,
+        crop_scale_min: float = 0.75,
+    ) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
+        self.rotation = float(np.deg2rad(rotation_degrees))
+        self.color_jitter = color_jitter
+        self.crop_scale_min = crop_scale_min
+
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        """``uint8`` (or [0, 1] float) images to the network's normalised float input."""
+        images = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
+        return (images - self.mean) / self.std
+
+    def warp_matrices(self, n: int, height: int, width: int, device: torch.device) -> torch.Tensor:
+        """``[n, 2, 3]`` matrices from output to input coordinates (``affine_grid``'s normalised [-1, 1])."""
+
+        def uniform(low: float, high: float) -> torch.Tensor:
+            return torch.empty(n, device=device).uniform_(low, high)
+
+        area = uniform(self.crop_scale_min, 1.0)
+        ratio = torch.ones(n, device=device)  # crop_scale_min 1: no crop at all, as in build_transforms
+        if self.crop_scale_min < 1.0:
+            ratio = torch.exp(uniform(float(np.log(3 / 4)), float(np.log(4 / 3))))
+        crop_w = torch.sqrt(area * ratio).clamp(max=1.0)  # crop sides as shares of the image's sides
+        crop_h = torch.sqrt(area / ratio).clamp(max=1.0)
+        flip_x = torch.where(torch.rand(n, device=device) < 0.5, -1.0, 1.0)
+        flip_y = torch.where(torch.rand(n, device=device) < 0.5, -1.0, 1.0)
+        angle = uniform(-self.rotation, self.rotation)
+        cos, sin = torch.cos(angle), torch.sin(angle)
+        aspect = height / width  # a rotation in pixels, written in normalised coordinates
+        matrices = torch.zeros(n, 2, 3, device=device)
+        matrices[:, 0, 0] = cos * crop_w * flip_x
+        matrices[:, 0, 1] = -sin * aspect * crop_h * flip_y
+        matrices[:, 1, 0] = sin / aspect * crop_w * flip_x
+        matrices[:, 1, 1] = cos * crop_h * flip_y
+        matrices[:, 0, 2] = (torch.rand(n, device=device) * 2 - 1) * (1 - crop_w)  # the crop stays inside
+        matrices[:, 1, 2] = (torch.rand(n, device=device) * 2 - 1) * (1 - crop_h)
+        return matrices
+
+    def jitter(self, images: torch.Tensor) -> torch.Tensor:
+        """Brightness, contrast and saturation factors in ``[1 - j, 1 + j]`` per image, on [0, 1] images."""
+        n, j = images.shape[0], self.color_jitter
+        factors = torch.empty(3, n, 1, 1, 1, device=images.device).uniform_(1 - j, 1 + j)
+        images = images * factors[0]
+        gray = (images * images.new_tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(dim=1, keepdim=True)
+        images = (images - gray.mean(dim=(2, 3), keepdim=True)) * factors[1] + gray.mean(dim=(2, 3), keepdim=True)
+        gray = (images * images.new_tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(dim=1, keepdim=True)
+        return ((images - gray) * factors[2] + gray).clamp(0.0, 1.0)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Augmented, normalised float images ``[N, 3, H, W]`` from ``uint8`` ones."""
+        images = images.float() / 255.0
+        n, _, height, width = images.shape
+        grid = F.affine_grid(self.warp_matrices(n, height, width, images.device), list(images.shape), False)
+        images = F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        if self.color_jitter > 0:
+            images = self.jitter(images)
+        return (images - self.mean) / self.std
+
+
+def sampling_weights(labels: np.ndarray, power: float, num_classes: int = len(CLASS_NAMES)) -> np.ndarray:
+    """Per-image weights ``n_c ** -power`` (``n_c``: images of the image's class): class ``c`` is then drawn with
+    probability proportional to ``n_c ** (1 - power)``: 0 = as in the data, 1 = every class equally often,
+    0.5 = by the square root of the class sizes."""
+    counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
+    return counts[labels] ** -float(power)
+
+
+def sampled_class_priors(labels: np.ndarray, power: float, num_classes: int = len(CLASS_NAMES)) -> np.ndarray:
+    """The class frequencies the model sees when training images are drawn with :func:`sampling_weights`."""
+    counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
+    mass = np.where(counts > 0, counts ** (1.0 - float(power)), 0.0)
+    return mass / mass.sum()
 
 
 class LesionImageDataset(Dataset):
@@ -386,7 +500,13 @@ class HAM10000DataModule(LightningDataModule):
         rotation_degrees: Maximum rotation (0 = off).
         color_jitter: Brightness/contrast/saturation jitter strength (0 = off).
         crop_scale_min: Smallest crop area of the random resized crop (1 = off).
-        balanced_sampler: Draw training images with probability inversely proportional to class frequency.
+        auto_augment: ``none``, ``trivial`` (TrivialAugmentWide) or ``randaugment`` before the rest
+            (:data:`AUTO_AUGMENTS`).
+        batch_augment: Crop, flips, rotation and colour jitter on whole batches after they reach the device
+            (:class:`BatchAugment`, the GPU when there is one) instead of per image in the loader workers.
+        balanced_sampler: How training images are drawn: ``false`` (each image once per epoch), ``true`` (every
+            class equally often) or a power ``p`` between: class ``c`` drawn in proportion to ``n_c ** (1 - p)``
+            (0.5: by the square root of the class sizes; :func:`sampling_weights`).
         class_weights: ``none``, ``balanced`` (``n / (C * n_c)`` on the training split) or an explicit list
             of 7 weights; :meth:`loss_class_weights` gives them to the model through a CLI link.
         batch_size: Images per batch (per device).
@@ -412,7 +532,9 @@ class HAM10000DataModule(LightningDataModule):
         rotation_degrees: float = 20.0,
         color_jitter: float = 0.1,
         crop_scale_min: float = 0.75,
-        balanced_sampler: bool = False,
+        auto_augment: Literal["none", "trivial", "randaugment"] = "none",
+        batch_augment: bool = False,
+        balanced_sampler: bool | float = False,
         class_weights: str | list[float] = "none",
         batch_size: int = 32,
         num_workers: int | None = None,
@@ -430,6 +552,9 @@ class HAM10000DataModule(LightningDataModule):
             check_choice("data.class_weights", class_weights, ("none", "balanced"))
         elif len(class_weights) != len(CLASS_NAMES):
             raise MedlitError(f"data.class_weights needs {len(CLASS_NAMES)} numbers, got {len(class_weights)}")
+        if not 0.0 <= float(balanced_sampler) <= 1.0:
+            raise MedlitError(f"data.balanced_sampler must be true, false or a power in [0, 1], got {balanced_sampler}")
+        check_choice("data.auto_augment", auto_augment, AUTO_AUGMENTS)
         if test_csv and not test_image_dir:
             raise MedlitError("data.test_csv is set but data.test_image_dir is not: the test images are needed")
         self.table: pd.DataFrame | None = None
@@ -439,6 +564,7 @@ class HAM10000DataModule(LightningDataModule):
         self.test_dataset: LesionImageDataset | None = None
         self.predict_dataset: LesionImageDataset | None = None
         self.mean, self.std = IMAGENET_MEAN, IMAGENET_STD
+        self.batch_augmenter: BatchAugment | None = None
 
     @property
     def has_test_data(self) -> bool:
@@ -469,6 +595,13 @@ class HAM10000DataModule(LightningDataModule):
         if self._labelled is None:
             self._labelled = self._read_table()
         return self._labelled
+
+    def training_class_priors(self) -> list[float]:
+        """The class frequencies of the training images as the sampler draws them (:func:`sampled_class_priors`),
+        for logit-adjusted losses (linked to ``model.class_priors``)."""
+        table = self._labelled_table()
+        labels = table.loc[table["split"] == "train", "label"].to_numpy()
+        return [float(p) for p in sampled_class_priors(labels, float(self.hparams.balanced_sampler))]
 
     def loss_class_weights(self) -> list[float] | None:
         """The loss's class weights from ``data.class_weights`` (``None`` for ``none``).
@@ -554,12 +687,17 @@ class HAM10000DataModule(LightningDataModule):
         self.table = table
         hp = self.hparams
         self.mean, self.std = self._mean_std()
-        augment = {k: hp[k] for k in ("augment", "rotation_degrees", "color_jitter", "crop_scale_min")}
+        keys = ("augment", "rotation_degrees", "color_jitter", "crop_scale_min", "auto_augment", "batch_augment")
+        augment = {k: hp[k] for k in keys}
         for split in ("train", "val", "test"):
             rows = np.flatnonzero(table["split"].to_numpy() == split)
             transform = build_transforms(split == "train", self.image_size, self.mean, self.std, **augment)
             dataset = LesionImageDataset(table.iloc[rows], self.image_size, transform, cache_file, rows)
             setattr(self, f"{split}_dataset", dataset)
+        if hp.batch_augment and hp.augment:
+            self.batch_augmenter = BatchAugment(
+                self.mean, self.std, hp.rotation_degrees, hp.color_jitter, hp.crop_scale_min
+            )
         self._log_summary()
 
     def _setup_predict(self) -> None:
@@ -625,12 +763,19 @@ class HAM10000DataModule(LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         sampler = None
-        if self.hparams.balanced_sampler:
+        power = float(self.hparams.balanced_sampler)
+        if power > 0:
             labels = self.train_dataset.labels
-            counts = np.bincount(labels, minlength=len(CLASS_NAMES))
-            weights = torch.as_tensor(1.0 / counts[labels], dtype=torch.double)
+            weights = torch.as_tensor(sampling_weights(labels, power), dtype=torch.double)
             sampler = WeightedRandomSampler(weights, num_samples=len(labels), replacement=True)
         return self._loader(self.train_dataset, shuffle=True, sampler=sampler)
+
+    def on_after_batch_transfer(self, batch: dict[str, Any], dataloader_idx: int) -> dict[str, Any]:
+        """``data.batch_augment``: the training batch (still ``uint8``) is augmented where it now lies."""
+        training = self.trainer is not None and self.trainer.training
+        if self.batch_augmenter is not None and training and batch["image"].dtype == torch.uint8:
+            batch["image"] = self.batch_augmenter.to(batch["image"].device)(batch["image"])
+        return batch
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.val_dataset)

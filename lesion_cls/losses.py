@@ -7,6 +7,10 @@ and label smoothing, so that ``FocalLoss(gamma=0)`` equals ``nn.CrossEntropyLoss
   ``q_i = (1 - eps) * onehot(y_i) + eps / C`` (label smoothing ``eps``),
 * ``reduction="mean"`` divides by ``sum_i w_{y_i}`` (by ``N`` without class weights ``w``).
 
+They also take soft targets ``[N, C]`` (class probabilities, e.g. from mixup/cutmix, already smoothed): then
+``q_i`` is the target row, and the mean divides by ``sum_i sum_c q_ic * w_c`` (``N`` without weights), which is
+the hard-label definition when the rows are one-hot.
+
 ``alpha`` is the focal paper's per-class balancing factor (Lin et al., ICCV 2017); ``weight`` are the class
 weights computed on the training split (``data.class_weights``, linked to ``model.loss_weights``).
 """
@@ -49,9 +53,10 @@ class _WeightedLoss(nn.Module):
         self.register_buffer("weight", _as_weight(weight), persistent=False)
 
     def _check(self, logits: torch.Tensor, target: torch.Tensor) -> None:
-        if logits.ndim != 2 or target.ndim != 1 or logits.shape[0] != target.shape[0]:
+        soft = target.ndim == 2 and target.shape == logits.shape
+        if logits.ndim != 2 or not (target.ndim == 1 or soft) or logits.shape[0] != target.shape[0]:
             raise ValueError(
-                f"expected logits [N, C] and target [N], got {tuple(logits.shape)} and {tuple(target.shape)}"
+                f"expected logits [N, C] and target [N] or [N, C], got {tuple(logits.shape)} and {tuple(target.shape)}"
             )
 
     def _reduce(self, per_sample: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -59,8 +64,17 @@ class _WeightedLoss(nn.Module):
             return per_sample
         if self.reduction == "sum":
             return per_sample.sum()
-        denominator = self.weight[target].sum() if self.weight is not None else per_sample.new_tensor(len(target))
-        return per_sample.sum() / denominator
+        if self.weight is None:
+            return per_sample.sum() / len(target)
+        weights = (target.float() @ self.weight) if target.ndim == 2 else self.weight[target]
+        return per_sample.sum() / weights.sum()
+
+    def _soft(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """``q``: the smoothed one-hot rows of integer targets, or soft targets as given."""
+        if target.ndim == 2:
+            return target.float()
+        q = F.one_hot(target, logits.shape[1]).float()
+        return q * (1.0 - self.label_smoothing) + self.label_smoothing / logits.shape[1] if self.label_smoothing else q
 
 
 class CrossEntropyLoss(_WeightedLoss):
@@ -68,6 +82,9 @@ class CrossEntropyLoss(_WeightedLoss):
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         self._check(logits, target)
+        if target.ndim == 2:  # soft targets: the module docstring's definition (PyTorch's mean divides by N)
+            factor = target.float() * self.weight if self.weight is not None else target.float()
+            return self._reduce(-(factor * F.log_softmax(logits.float(), dim=1)).sum(dim=1), target)
         return F.cross_entropy(
             logits, target, weight=self.weight, label_smoothing=self.label_smoothing, reduction=self.reduction
         )
@@ -104,9 +121,7 @@ class FocalLoss(_WeightedLoss):
         if self.alpha is not None and self.alpha.numel() != num_classes:
             raise ValueError(f"focal alpha has {self.alpha.numel()} entries for {num_classes} classes")
         log_p = F.log_softmax(logits.float(), dim=1)
-        q = F.one_hot(target, num_classes).float()
-        if self.label_smoothing > 0:
-            q = q * (1.0 - self.label_smoothing) + self.label_smoothing / num_classes
+        q = self._soft(logits, target)
         factor = q * (1.0 - log_p.exp()).pow(self.gamma) if self.gamma > 0 else q
         if self.alpha is not None:
             factor = factor * self.alpha

@@ -12,6 +12,7 @@ from typing import Any, Literal
 import timm
 import torch
 from lightning.pytorch import LightningModule
+from timm.data import Mixup
 from torch import nn
 from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score, MulticlassRecall
@@ -21,7 +22,10 @@ from common.optim import OPTIMIZERS, SCHEDULERS, configure_optimizers
 from lesion_cls import CLASS_NAMES, TASK
 from lesion_cls.losses import build_loss
 
-__all__ = ["LesionClassifier", "create_backbone"]
+__all__ = ["FLIPS", "LesionClassifier", "create_backbone"]
+
+FLIPS: tuple[tuple[int, ...], ...] = ((), (3,), (2,), (2, 3))
+"""Flip TTA's mirrorings of images ``[N, 3, H, W]``: none, horizontal, vertical, both."""
 
 _HUB_HOST = ("huggingface.co", 443)
 
@@ -116,6 +120,18 @@ class LesionClassifier(LightningModule):
         scheduler: ``none``, ``cosine``, ``poly``, ``step`` (each over the training budget: steps or
             ``trainer.max_time``, whichever runs out first) or ``plateau`` (on ``val/loss``); see :mod:`common.optim`.
         warmup_steps: Linear learning-rate warm-up over the first steps (0: none).
+        mixup_alpha: Mixup's Beta(alpha, alpha) for blending pairs of training images and their labels (timm
+            ``Mixup``; 0 = off). Training metrics then compare with the unmixed labels.
+        cutmix_alpha: CutMix's Beta parameter (pasting a box of one image into another; 0 = off). With both,
+            each batch uses one of them, chosen with equal odds.
+        mixup_prob: Share of training batches that are mixed (a batch of odd size is never mixed).
+        logit_adjustment: ``tau`` of the logit-adjusted loss (Menon et al., ICLR 2021): training and validation
+            losses see ``logits + tau * log(prior)``, predictions use the plain logits, which shifts decisions
+            towards rare classes (1 = the balanced-error optimum; 0 = off).
+        class_priors: The class frequencies of the training images as sampled, linked from the datamodule
+            (``data.balanced_sampler`` taken into account).
+        tta_flips: Test and predict average the probabilities of the image and its horizontal, vertical and
+            double flips (the training augmentation flips both ways).
     """
 
     task = TASK
@@ -151,6 +167,12 @@ class LesionClassifier(LightningModule):
         weight_decay: float = 0.0,
         scheduler: str = "none",
         warmup_steps: int = 0,
+        mixup_alpha: float = 0.0,
+        cutmix_alpha: float = 0.0,
+        mixup_prob: float = 1.0,
+        logit_adjustment: float = 0.0,
+        class_priors: Sequence[float] | None = None,
+        tta_flips: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -177,6 +199,24 @@ class LesionClassifier(LightningModule):
                 "f1_macro": MulticlassF1Score(num_classes, average="macro"),
             }
         )
+        self.mixup = None
+        if mixup_alpha > 0 or cutmix_alpha > 0:
+            self.mixup = Mixup(
+                mixup_alpha=mixup_alpha,
+                cutmix_alpha=cutmix_alpha,
+                prob=mixup_prob,
+                label_smoothing=label_smoothing,
+                num_classes=num_classes,
+            )
+        offset = None
+        if logit_adjustment:
+            if class_priors is None or len(class_priors) != num_classes:
+                raise MedlitError(
+                    f"model.logit_adjustment needs model.class_priors ({num_classes} numbers; linked from the data)"
+                )
+            priors = torch.as_tensor(class_priors, dtype=torch.float32).clamp_min(1e-8)
+            offset = logit_adjustment * torch.log(priors / priors.sum())
+        self.register_buffer("logit_offset", offset, persistent=False)
         self.train_metrics = metrics.clone(prefix="train/")
         self.val_metrics = metrics.clone(prefix="val/")
         self.val_loss = MeanMetric()
@@ -189,11 +229,28 @@ class LesionClassifier(LightningModule):
         """Name of the last feature stage of the backbone, for Grad-CAM."""
         return f"net.{self.net.feature_info[-1]['module']}"
 
+    def adjusted(self, logits: torch.Tensor) -> torch.Tensor:
+        """The logits the loss sees: shifted by ``tau * log(prior)`` with ``logit_adjustment``, else as they are."""
+        return logits if self.logit_offset is None else logits + self.logit_offset
+
+    def probabilities(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(probabilities, logits)``: softmax, averaged over the flips with ``tta_flips`` (logits unflipped)."""
+        logits = self(images)
+        probs = logits.detach().float().softmax(dim=1)
+        if self.hparams.tta_flips:
+            for dims in FLIPS[1:]:
+                probs = probs + self(images.flip(dims)).detach().float().softmax(dim=1)
+            probs = probs / len(FLIPS)
+        return probs, logits
+
     def _step(self, batch: dict[str, Any], stage: str) -> torch.Tensor:
         """Loss of a training or validation batch, with the stage's metrics updated and logged."""
-        logits = self(batch["image"])
-        target = batch["label"]
-        loss = self.criterion(logits, target)
+        images, target = batch["image"], batch["label"]
+        loss_target = target
+        if stage == "train" and self.mixup is not None and len(target) % 2 == 0:
+            images, loss_target = self.mixup(images, target)
+        logits = self(images)
+        loss = self.criterion(self.adjusted(logits), loss_target)
         metrics = getattr(self, f"{stage}_metrics")
         metrics.update(logits, target)
         batch_size = len(target)
@@ -214,18 +271,18 @@ class LesionClassifier(LightningModule):
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
         """Probabilities and per-image losses; the outputs callback scores each image once and logs ``test/*``."""
-        logits = self(batch["image"])
+        probs, logits = self.probabilities(batch["image"])
         target = batch["label"]
-        losses = self.image_criterion(logits, target)
+        losses = self.image_criterion(self.adjusted(logits), target)
         return {
-            "probs": logits.detach().float().softmax(dim=1),
+            "probs": probs,
             "target": target,
             "image_id": batch["image_id"],
             "loss": losses.detach().float(),
         }
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
-        probs = self(batch["image"]).float().softmax(dim=1)
+        probs, _ = self.probabilities(batch["image"])
         return {"probs": probs, "target": batch["label"], "image_id": batch["image_id"]}
 
     def configure_optimizers(self) -> Any:

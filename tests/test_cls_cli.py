@@ -199,3 +199,27 @@ def test_print_config_creates_no_run(tmp_path: Path, capsys: pytest.CaptureFixtu
     printed = yaml.safe_load(capsys.readouterr().out)
     assert printed["model"]["loss"] == "ce_focal" and printed["trainer"]["max_epochs"] == 10
     assert not any(tmp_path.iterdir())
+
+
+def test_recipe_options_train_and_reach_the_outputs(tiny_ham: Path, tmp_path: Path) -> None:
+    """Sampling power, batch augmentation, TrivialAugment, mixup/cutmix, logit adjustment and flip TTA together in
+    one fit: the model gets the sampled class priors of the training split, and the test scores equal sklearn's
+    on predictions.csv."""
+    import torch
+
+    from lesion_cls.data import sampled_class_priors
+
+    extra = [
+        *("--data.balanced_sampler", "0.5", "--data.batch_augment", "true", "--data.auto_augment", "trivial"),
+        *("--model.mixup_alpha", "0.2", "--model.cutmix_alpha", "1.0", "--model.logit_adjustment", "1.0"),
+        *("--model.tta_flips", "true", "--model.label_smoothing", "0.1"),
+    ]
+    run = main(["fit", *tiny_cls_args(tiny_ham, tmp_path, *extra)])
+    split = pd.read_csv(run / "split.csv")
+    labels = split.loc[split["split"] == "train", "label"].to_numpy()
+    hparams = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["hyper_parameters"]
+    np.testing.assert_allclose(hparams["class_priors"], sampled_class_priors(labels, 0.5))
+    predictions = pd.read_csv(run / "predictions.csv")
+    metrics = json.loads((run / "metrics.json").read_text())
+    predicted = np.asarray(CLASS_NAMES)[predictions[list(CLASS_NAMES)].to_numpy().argmax(axis=1)]
+    assert metrics["accuracy"] == pytest.approx(accuracy_score(predictions["label"], predicted))

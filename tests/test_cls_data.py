@@ -13,11 +13,15 @@ import torch
 from common.errors import MedlitError
 from lesion_cls import CLASS_NAMES
 from lesion_cls.data import (
+    BatchAugment,
     HAM10000DataModule,
     build_pixel_cache,
+    build_transforms,
     read_folder,
     read_ham_metadata,
     read_isic_ground_truth,
+    sampled_class_priors,
+    sampling_weights,
     split_by_lesion,
 )
 
@@ -159,6 +163,98 @@ def test_balanced_sampler_evens_out_classes(tiny_ham: Path, tmp_path: Path) -> N
     present = natural > 0
     assert shares[1] < natural[1] / 2  # NV no longer dominates
     assert np.all(np.abs(shares[present] - 1 / present.sum()) < 0.07)
+
+
+def test_sampling_power_gives_the_class_probabilities() -> None:
+    """Power p: class c drawn in proportion to n_c ** (1 - p); checked in closed form and by drawing."""
+    labels = np.repeat(np.arange(7), [100, 400, 25, 16, 9, 4, 1])
+    counts = np.bincount(labels).astype(float)
+    for power in (0.0, 0.5, 1.0):
+        weights = sampling_weights(labels, power)
+        by_class = np.bincount(labels, weights=weights) / weights.sum()
+        expected = counts ** (1 - power) / (counts ** (1 - power)).sum()
+        np.testing.assert_allclose(by_class, expected, rtol=1e-12)
+        np.testing.assert_allclose(sampled_class_priors(labels, power), expected, rtol=1e-12)
+    np.testing.assert_allclose(
+        sampled_class_priors(labels, 0.5)[:2], np.array([10, 20]) / (10 + 20 + 5 + 4 + 3 + 2 + 1)
+    )
+    drawn = torch.multinomial(
+        torch.as_tensor(sampling_weights(labels, 0.5)),
+        200_000,
+        replacement=True,
+        generator=torch.Generator().manual_seed(0),
+    ).numpy()
+    shares = np.bincount(labels[drawn], minlength=7) / len(drawn)
+    np.testing.assert_allclose(shares, sampled_class_priors(labels, 0.5), atol=0.005)
+
+
+def test_datamodule_sampling_power_and_priors(tiny_ham: Path, tmp_path: Path) -> None:
+    dm = HAM10000DataModule(
+        root=str(tiny_ham), image_size=16, num_workers=0, balanced_sampler=0.5, cache_dir=str(tmp_path)
+    )
+    dm.setup("fit")
+    labels = dm.train_dataset.labels
+    np.testing.assert_allclose(dm.training_class_priors(), sampled_class_priors(labels, 0.5))
+    sampler = dm.train_dataloader().sampler
+    np.testing.assert_allclose(sampler.weights.numpy(), sampling_weights(labels, 0.5))
+    with pytest.raises(MedlitError, match="balanced_sampler must be"):
+        HAM10000DataModule(root=str(tiny_ham), balanced_sampler=1.5)
+
+
+def test_batch_augment_warps_each_image_and_normalizes() -> None:
+    """BatchAugment: identity settings give the plain normalisation; a forced flip mirrors the image; crops and
+    rotations differ per image; colour jitter stays within its factors."""
+    torch.manual_seed(0)
+    images = torch.randint(0, 256, (6, 3, 12, 16), dtype=torch.uint8)
+    mean, std = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
+    plain = (images.float() / 255 - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
+    augment = BatchAugment(mean, std, rotation_degrees=0.0, color_jitter=0.0, crop_scale_min=1.0)
+    torch.testing.assert_close(augment.normalize(images), plain)
+    out = augment(images)
+    for i in range(len(images)):  # no crop, no rotation: each image is itself or a mirror image of itself
+        candidates = [plain[i], plain[i].flip(2), plain[i].flip(1), plain[i].flip(1, 2)]
+        assert min(float((out[i] - c).abs().max()) for c in candidates) < 1e-4
+    # flips alone, in matrix form: the x and y scales are +-1
+    matrices = augment.warp_matrices(1000, 12, 16, torch.device("cpu"))
+    assert set(matrices[:, 0, 0].round().tolist()) == {-1.0, 1.0} and matrices[:, :, 2].abs().max() == 0
+    strong = BatchAugment(mean, std, rotation_degrees=30.0, color_jitter=0.0, crop_scale_min=0.5)
+    matrices = strong.warp_matrices(1000, 12, 16, torch.device("cpu"))
+    determinant = torch.linalg.det(matrices[:, :, :2])  # area share of the crop (rotation keeps areas)
+    assert determinant.abs().min() >= 0.5 - 1e-4 and determinant.abs().max() <= 1.0 + 1e-4
+    assert len(set(strong(images).flatten(1).sum(1).tolist())) == len(images)
+    jitter = BatchAugment(mean, std, rotation_degrees=0.0, color_jitter=0.2, crop_scale_min=1.0)
+    gray = torch.full((4, 3, 8, 8), 100, dtype=torch.uint8)  # gray: contrast and saturation change nothing
+    brightness = (jitter(gray) * torch.tensor(std).view(1, 3, 1, 1) + torch.tensor(mean).view(1, 3, 1, 1)) / (100 / 255)
+    assert brightness.min() >= 0.8 - 1e-4 and brightness.max() <= 1.2 + 1e-4
+
+
+def test_batch_augment_in_the_datamodule(tiny_ham: Path, tmp_path: Path) -> None:
+    """With data.batch_augment the training loader yields uint8 images and the transfer hook augments them in
+    training only; evaluation images are normalised floats as before."""
+    dm = HAM10000DataModule(
+        root=str(tiny_ham),
+        image_size=16,
+        num_workers=0,
+        batch_augment=True,
+        auto_augment="trivial",
+        cache_dir=str(tmp_path),
+        batch_size=8,
+    )
+    dm.setup("fit")
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["image"].dtype == torch.uint8 and batch["image"].shape == (8, 3, 16, 16)
+    assert dm.val_dataset[0]["image"].dtype == torch.float32
+
+    class Training:
+        training = True
+
+    dm.trainer = Training()  # the hook asks the trainer whether it trains
+    out = dm.on_after_batch_transfer({"image": batch["image"].clone(), "label": batch["label"]}, 0)
+    assert out["image"].dtype == torch.float32 and out["image"].shape == (8, 3, 16, 16)
+    Training.training = False
+    assert dm.on_after_batch_transfer({"image": batch["image"]}, 0)["image"].dtype == torch.uint8
+    steps = build_transforms(True, (16, 16), (0, 0, 0), (1, 1, 1), auto_augment="randaugment", batch_augment=True)
+    assert steps(batch["image"][0]).dtype == torch.uint8
 
 
 def test_explicit_test_csv(tiny_ham: Path, tmp_path: Path) -> None:

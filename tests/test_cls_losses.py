@@ -92,3 +92,20 @@ def test_registry_and_checks(batch) -> None:
         FocalLoss()(logits[None], target)
     with pytest.raises(ValueError, match="alpha has 3 entries for 7 classes"):
         FocalLoss(alpha=[1.0, 1.0, 1.0])(logits, target)
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_soft_targets_equal_hard_ones_when_one_hot(batch, weighted: bool) -> None:
+    """One-hot soft targets give the integer-target losses (with weights: divided by the sum of the targets'
+    weights, PyTorch's mean); a soft row is the mix of the losses of its classes (unweighted)."""
+    logits, target = batch
+    weight = torch.linspace(0.5, 2.0, 7) if weighted else None
+    onehot = F.one_hot(target, 7).float()
+    for loss in (CrossEntropyLoss(weight=weight), FocalLoss(gamma=2.0, weight=weight), CEFocalLoss(weight=weight)):
+        torch.testing.assert_close(loss(logits, onehot), loss(logits, target))
+    other = (target + 3) % 7
+    mixed = 0.3 * onehot + 0.7 * F.one_hot(other, 7).float()
+    ce = CrossEntropyLoss(reduction="none")
+    torch.testing.assert_close(ce(logits, mixed), 0.3 * ce(logits, target) + 0.7 * ce(logits, other))
+    with pytest.raises(ValueError, match=r"target \[N\] or \[N, C\]"):
+        CrossEntropyLoss()(logits, onehot[:, :3])

@@ -8,11 +8,12 @@ from pathlib import Path
 import pytest
 import timm
 import torch
+import torch.nn.functional as F
 from safetensors.torch import save_file
 
 from common.errors import MedlitError
 from lesion_cls import model as model_module
-from lesion_cls.model import LesionClassifier, create_backbone
+from lesion_cls.model import FLIPS, LesionClassifier, create_backbone
 from lesion_cls.viz import gradcam_maps
 
 
@@ -77,3 +78,59 @@ def test_channels_last_gives_the_same_logits() -> None:
     assert weight.is_contiguous(memory_format=torch.channels_last)
     with torch.no_grad():
         torch.testing.assert_close(channels_last(images), plain(images), rtol=1e-4, atol=1e-5)
+
+
+def test_flip_tta_is_the_mean_of_the_flipped_predictions() -> None:
+    torch.manual_seed(0)
+    module = LesionClassifier(backbone="resnet10t", tta_flips=True).eval()
+    images = torch.randn(3, 3, 32, 48)
+    with torch.no_grad():
+        by_hand = torch.stack([module(images.flip(d) if d else images).softmax(dim=1) for d in FLIPS]).mean(dim=0)
+        probs, logits = module.probabilities(images)
+        out = module.test_step({"image": images, "label": torch.tensor([0, 1, 2]), "image_id": list("abc")}, 0)
+        module.hparams.tta_flips = False
+        plain, _ = module.probabilities(images)
+    assert FLIPS == ((), (3,), (2,), (2, 3))  # none, horizontal, vertical, both
+    torch.testing.assert_close(probs, by_hand)
+    torch.testing.assert_close(out["probs"], by_hand)
+    torch.testing.assert_close(logits.softmax(dim=1), plain)
+    assert not torch.allclose(probs, plain, atol=1e-4)
+
+
+def test_logit_adjusted_loss_adds_tau_log_prior() -> None:
+    priors = [0.1, 0.5, 0.1, 0.1, 0.1, 0.05, 0.05]
+    module = LesionClassifier(backbone="resnet10t", logit_adjustment=1.0, class_priors=priors).eval()
+    batch = {"image": torch.randn(4, 3, 32, 32), "label": torch.tensor([0, 1, 5, 6]), "image_id": list("abcd")}
+    with torch.no_grad():
+        logits = module(batch["image"])
+        expected = F.cross_entropy(logits + torch.log(torch.tensor(priors)), batch["label"], reduction="none")
+        out = module.test_step(batch, 0)
+    torch.testing.assert_close(out["loss"], expected)
+    torch.testing.assert_close(out["probs"], logits.softmax(dim=1))  # predictions use the plain logits
+    with pytest.raises(MedlitError, match="logit_adjustment needs model.class_priors"):
+        LesionClassifier(backbone="resnet10t", logit_adjustment=1.0)
+
+
+def test_mixup_and_cutmix_mix_images_and_labels() -> None:
+    """A mixed batch: image i is lam * x_i + (1 - lam) * x_(N-1-i) (timm's batch mode) and the loss sees the same
+    blend of the two one-hot labels; cutmix's labels follow the pasted area; odd batches stay unmixed."""
+    import numpy as np
+
+    module = LesionClassifier(backbone="resnet10t", mixup_alpha=0.4)
+    images = torch.randn(4, 3, 8, 8)
+    labels = torch.tensor([0, 1, 2, 3])
+    np.random.seed(0)
+    np.random.rand()  # timm draws whether to mix this batch, then lam
+    lam = float(np.random.beta(0.4, 0.4))
+    np.random.seed(0)
+    mixed_images, target = module.mixup(images.clone(), labels)
+    torch.testing.assert_close(mixed_images, lam * images + (1 - lam) * images.flip(0))
+    expected = lam * F.one_hot(labels, 7).float() + (1 - lam) * F.one_hot(labels.flip(0), 7).float()
+    torch.testing.assert_close(target, expected)
+    cutmix = LesionClassifier(backbone="resnet10t", cutmix_alpha=1.0).mixup
+    pasted, soft = cutmix(images.clone(), labels)
+    own = (pasted == images).all(dim=1).float().mean(dim=(1, 2))  # share of each image left in place
+    torch.testing.assert_close(soft[torch.arange(4), labels], own, atol=1e-6, rtol=0)
+    assert (own < 1).all()
+    odd = {"image": torch.randn(3, 3, 32, 32), "label": torch.tensor([0, 1, 2]), "image_id": list("abc")}
+    assert torch.isfinite(module.training_step(odd, 0))  # an odd batch is trained on unmixed
