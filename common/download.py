@@ -22,7 +22,18 @@ from typing import Any
 
 from common.errors import MedlitError
 
-__all__ = ["COMPLETE_MARK", "expect_hash", "fetch", "file_hash", "git_blob_sha1", "install_dataset", "read_url"]
+__all__ = [
+    "COMPLETE_MARK",
+    "expect_hash",
+    "expect_s3_etag",
+    "fetch",
+    "file_hash",
+    "git_blob_sha1",
+    "head",
+    "install_dataset",
+    "read_url",
+    "s3_etag",
+]
 
 COMPLETE_MARK = ".medlit-download.json"
 """Written last into a downloaded dataset: what it is and where it came from."""
@@ -120,6 +131,53 @@ def expect_hash(expected: str, hash_type: str = "sha256", size: int | None = Non
             return f"{path.stat().st_size} bytes where {size} were expected"
         actual = git_blob_sha1(path) if hash_type == "git-blob" else file_hash(path, hash_type)
         return None if actual == expected else f"{hash_type} {actual} does not match the published {expected}"
+
+    return check
+
+
+def head(url: str, timeout: float = 60.0) -> tuple[int | None, str | None]:
+    """``(Content-Length, ETag)`` of ``url`` by a ``HEAD`` request (``None`` where the server sends none)."""
+    request = urllib.request.Request(url, method="HEAD", headers={"User-Agent": "medlit"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            length = response.headers.get("Content-Length")
+            etag = response.headers.get("ETag")
+    except urllib.error.HTTPError as error:
+        raise MedlitError(f"{url}: HTTP {error.code} {error.reason}") from error
+    except (urllib.error.URLError, TimeoutError, OSError) as error:
+        raise MedlitError(f"{url}: could not be reached ({_reason(error)})") from error
+    return (int(length) if length else None), (etag.strip('"') if etag else None)
+
+
+def s3_etag(path: Path, part_size: int | None = None) -> str:
+    """The ETag S3 gives ``path``'s content: its md5, or for a multipart upload of ``part_size`` bytes per part the
+    md5 of the parts' md5s followed by ``-<parts>``."""
+    if part_size is None:
+        return file_hash(path, "md5")
+    digests = b""
+    with path.open("rb") as file:
+        for chunk in iter(lambda: file.read(part_size), b""):
+            digests += hashlib.md5(chunk).digest()
+    return f"{hashlib.md5(digests).hexdigest()}-{len(digests) // 16}"
+
+
+def expect_s3_etag(etag: str, size: int | None) -> Callable[[Path], str | None]:
+    """A :func:`fetch` check for files on S3 (where no checksum is published): the size the server announced and
+    the ETag it sends, which is the content's md5 (single-part uploads) or the md5 of the parts' md5s (multipart:
+    every whole number of MiB that splits the file into the announced number of parts is tried, at most 8)."""
+
+    def check(path: Path) -> str | None:
+        actual_size = path.stat().st_size
+        if size is not None and actual_size != size:
+            return f"{actual_size} bytes where the server announced {size}"
+        if "-" not in etag:
+            actual = s3_etag(path)
+            return None if actual == etag else f"md5 {actual} does not match the server's ETag {etag}"
+        parts = int(etag.rsplit("-", 1)[1])
+        sizes = [m << 20 for m in range(1, 5121) if (parts - 1) * (m << 20) < actual_size <= parts * (m << 20)][:8]
+        if any(s3_etag(path, part) == etag for part in sizes):
+            return None
+        return f"no multipart md5 matches the server's ETag {etag} (part sizes tried: {sizes or 'none fit'})"
 
     return check
 

@@ -16,10 +16,14 @@ from typing import Any
 import h5py
 import nibabel as nib
 import numpy as np
+import pandas as pd
 import pytest
 
 from common.download import COMPLETE_MARK
 from common.errors import MedlitError
+from lesion_cls import CLASS_NAMES
+from lesion_cls.data import HAM10000DataModule
+from lesion_cls.download import TEST_FILES, TRAIN_FILES, download_ham10000
 from volume_seg.data import discover_cases
 from volume_seg.download import LA_FOLDER, download_hippocampus, download_la
 
@@ -33,6 +37,7 @@ class _Site:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.requests: list[tuple[str, str | None]] = []
+        self.etags: dict[str, str] = {}  # file name -> ETag to send instead of the content's md5
         site = self
 
         class Handler(SimpleHTTPRequestHandler):
@@ -41,6 +46,17 @@ class _Site:
 
             def log_message(self, *args: Any) -> None:
                 pass
+
+            def do_HEAD(self) -> None:
+                path = Path(self.translate_path(self.path))
+                if not path.is_file():
+                    self.send_error(HTTPStatus.NOT_FOUND)
+                    return
+                self.send_response(HTTPStatus.OK)
+                self.send_header("Content-Length", str(path.stat().st_size))
+                etag = site.etags.get(path.name) or hashlib.md5(path.read_bytes()).hexdigest()
+                self.send_header("ETag", f'"{etag}"')
+                self.end_headers()
 
             def do_GET(self) -> None:
                 site.requests.append((self.path.split("?")[0], self.headers.get("Range")))
@@ -237,3 +253,115 @@ def test_hippocampus_download_with_a_wrong_checksum_leaves_nothing(site: _Site, 
     with pytest.raises(MedlitError, match="md5 [0-9a-f]{32} does not match the published " + "f" * 32):
         download_hippocampus(tmp_path / "hippocampus", url=url, md5="f" * 32)
     assert not (tmp_path / "hippocampus").exists()
+
+
+# --- HAM10000 from the ISIC 2018 bucket -------------------------------------------------------------------------
+HAM_IMAGES = {
+    "ISIC_0000001": ("HAM_1", "MEL"),
+    "ISIC_0000002": ("HAM_1", "MEL"),
+    "ISIC_0000003": ("HAM_2", "NV"),
+    "ISIC_0000004": ("HAM_3", "BCC"),
+    "ISIC_0000005": ("HAM_4", "VASC"),
+}
+
+
+def _jpeg(seed: int) -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    pixels = np.random.default_rng(seed).integers(0, 256, (15, 20, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(buffer, format="JPEG")
+    return buffer.getvalue()
+
+
+def _zip(members: dict[str, bytes]) -> bytes:
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def _one_hot(images: dict[str, str]) -> bytes:
+    rows = ["image," + ",".join(CLASS_NAMES)]
+    rows += [f"{image}," + ",".join("1.0" if c == dx else "0.0" for c in CLASS_NAMES) for image, dx in images.items()]
+    return ("\n".join(rows) + "\n").encode()
+
+
+def _publish_isic(site: _Site, groupings_skip: str | None = None, padding: int = 0) -> None:
+    """The bucket's training (and test) files; ``padding`` bytes of an extra member make the image zip large
+    enough for a multipart ETag."""
+    folder = site.root / "2018"
+    folder.mkdir(parents=True)
+    members = {f"ISIC2018_Task3_Training_Input/{i}.jpg": _jpeg(n) for n, i in enumerate(HAM_IMAGES)}
+    members["ISIC2018_Task3_Training_Input/LICENSE.txt"] = b"CC BY-NC 4.0" + bytes(padding)
+    (folder / TRAIN_FILES[0]).write_bytes(_zip(members))
+    truth = _one_hot({i: dx for i, (_, dx) in HAM_IMAGES.items()})
+    (folder / TRAIN_FILES[1]).write_bytes(_zip({"ISIC2018_Task3_Training_GroundTruth.csv": truth}))
+    groups = ["image,lesion_id,diagnosis_confirm_type"]
+    groups += [f"{i},{lesion},histopathology" for i, (lesion, _) in HAM_IMAGES.items() if i != groupings_skip]
+    (folder / TRAIN_FILES[2]).write_text("\n".join(groups) + "\n")
+    test = {"ISIC_0034524": "NV", "ISIC_0034525": "DF"}
+    (folder / TEST_FILES[0]).write_bytes(_zip({f"ISIC2018_Task3_Test_Input/{i}.jpg": _jpeg(9) for i in test}))
+    (folder / TEST_FILES[1]).write_bytes(_zip({"ISIC2018_Task3_Test_GroundTruth.csv": _one_hot(test)}))
+
+
+def test_ham10000_download_is_complete_and_reads_as_a_dataset(site: _Site, tmp_path: Path) -> None:
+    _publish_isic(site)
+    out = download_ham10000(tmp_path / "HAM", with_test=True, base_url=f"{site.url}/2018")
+    meta = pd.read_csv(out / "HAM10000_metadata.csv")
+    assert meta["image_id"].tolist() == sorted(HAM_IMAGES)
+    assert meta["lesion_id"].tolist() == [HAM_IMAGES[i][0] for i in meta["image_id"]]
+    assert meta["dx"].tolist() == [HAM_IMAGES[i][1].lower() for i in meta["image_id"]]
+    assert sorted(p.stem for p in (out / "images").iterdir()) == sorted(HAM_IMAGES)  # no LICENSE.txt
+    assert sorted(p.stem for p in (out / "test_images").iterdir()) == ["ISIC_0034524", "ISIC_0034525"]
+    assert not (tmp_path / "HAM.partial").exists() and (out / COMPLETE_MARK).is_file()
+    data = HAM10000DataModule(
+        root=str(out),
+        test_csv=str(out / "ISIC2018_Task3_Test_GroundTruth.csv"),
+        test_image_dir=str(out / "test_images"),
+    )
+    check = data.check_data(full=True)
+    assert check.ok, check.render()
+    requests = len(site.requests)
+    download_ham10000(tmp_path / "HAM", with_test=True, base_url=f"{site.url}/2018")  # complete: nothing fetched
+    assert len(site.requests) == requests
+
+
+def test_ham10000_download_checks_multipart_etags(site: _Site, tmp_path: Path) -> None:
+    """A multipart ETag (md5 of the 1 MiB parts' md5s) is verified; a wrong one refuses the file, twice fetched."""
+    _publish_isic(site, padding=2_500_000)
+    served = (site.root / "2018" / TRAIN_FILES[0]).read_bytes()
+    parts = [served[i : i + (1 << 20)] for i in range(0, len(served), 1 << 20)]
+    etag = hashlib.md5(b"".join(hashlib.md5(p).digest() for p in parts)).hexdigest() + f"-{len(parts)}"
+    site.etags[TRAIN_FILES[0]] = etag
+    assert download_ham10000(tmp_path / "HAM", base_url=f"{site.url}/2018").is_dir()
+    site.etags[TRAIN_FILES[0]] = "0" * 32 + f"-{len(parts)}"
+    with pytest.raises(MedlitError, match="no multipart md5 matches the server's ETag"):
+        download_ham10000(tmp_path / "HAM2", base_url=f"{site.url}/2018")
+    assert len([p for p, _ in site.requests if p.endswith(TRAIN_FILES[0])]) == 3  # once, then twice refused
+    assert not (tmp_path / "HAM2").exists()
+
+
+def test_ham10000_download_refuses_bad_content(site: _Site, tmp_path: Path) -> None:
+    """A wrong md5 ETag, a zip member failing its CRC and groupings missing an image each stop the download with
+    the file named, and no dataset folder appears."""
+    _publish_isic(site, groupings_skip="ISIC_0000004")
+    base = f"{site.url}/2018"
+    with pytest.raises(MedlitError, match="groupings|LesionGroupings.*disagree"):
+        download_ham10000(tmp_path / "A", base_url=base)
+    assert not (tmp_path / "A").exists()
+    site.etags[TRAIN_FILES[1]] = "f" * 32
+    with pytest.raises(MedlitError, match="does not match the server's ETag"):
+        download_ham10000(tmp_path / "B", base_url=base)
+    del site.etags[TRAIN_FILES[1]]
+    archive = site.root / "2018" / TRAIN_FILES[0]
+    data = bytearray(archive.read_bytes())
+    start = data.index(b"\xff\xd8")  # inside the first stored JPEG: its CRC no longer matches
+    data[start + 40] ^= 0xFF
+    archive.write_bytes(bytes(data))
+    with pytest.raises(MedlitError, match="fails its CRC-32 check"):
+        download_ham10000(tmp_path / "C", base_url=base)
+    assert not (tmp_path / "C").exists()
