@@ -13,7 +13,7 @@ SEG_DATA := $(or $(DATA),data/LA)
 CLS := $(PY) -m lesion_cls
 SEG := $(PY) -m volume_seg
 
-.PHONY: setup demo demo-data demo-cls demo-seg report sweep-cls sweep-seg bench test smoke test-all lint real-la real-hippocampus \
+.PHONY: setup demo demo-data demo-cls demo-seg report sweep-cls sweep-seg bench test smoke test-all lint real-la real-hippocampus real-ham \
         train-cls-ce train-cls-focal train-seg-bce train-seg-dice train-seg-dice-aug clean
 
 setup: $(STAMP)
@@ -106,6 +106,11 @@ real-hippocampus: setup
 	@root=$(SHARED)/hippocampus_msd; if [ ! -d "$$root/labels" ]; then root=data/hippocampus; \
 		$(PY) -m volume_seg.download hippocampus --out $$root || exit 2; fi; \
 	$(SEG) fit --config experiments/recipes/hippocampus.yaml --data.root "$$root"
+
+real-ham: setup
+	@root=$(SHARED)/ham10000_200x150; if [ ! -f "$$root/HAM10000_metadata.csv" ]; then root=data/HAM10000; \
+		$(PY) -m lesion_cls.download ham10000 --out $$root || exit 2; fi; \
+	$(CLS) fit --config experiments/recipes/ham10000.yaml --data.root "$$root"
 
 clean:
 	rm -rf runs/demo $(GENERATED)

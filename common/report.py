@@ -9,8 +9,9 @@ text and figures as :data:`~common.contracts.Block` s. This module knows no task
 never on test data. Every number is read from the runs' files; nothing is recomputed. The Markdown links
 figures copied beside it (``figures/``); the HTML embeds them, so it is one file.
 
-The helpers :func:`fmt`, :func:`show`, :func:`mean_std`, :func:`table` and :func:`best_run` are for the tasks'
-sections, so that every task formats numbers the same way.
+The helpers :func:`fmt`, :func:`show`, :func:`mean_std`, :func:`table`, :func:`best_run`, :func:`tested_weights`
+and :func:`published_protocols` (published results from ``experiments/anchors.yaml``) are for the tasks'
+sections, so that every task formats numbers and reads anchors the same way.
 """
 
 from __future__ import annotations
@@ -27,12 +28,26 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import yaml
 
 from common.contracts import Block
 from common.errors import MedlitError
 from common.results import RunResult, latest_runs, load_run
 
-__all__ = ["Block", "best_run", "build_report", "default_title", "fmt", "main", "mean_std", "show", "table"]
+__all__ = [
+    "ANCHORS",
+    "Block",
+    "best_run",
+    "build_report",
+    "default_title",
+    "fmt",
+    "main",
+    "mean_std",
+    "published_protocols",
+    "show",
+    "table",
+    "tested_weights",
+]
 
 
 def fmt(value: Any, digits: int = 3) -> str:
@@ -70,6 +85,43 @@ def table(rows: dict[str, dict[str, Any]]) -> pd.DataFrame:
 def best_run(runs: Sequence[RunResult]) -> RunResult:
     """The run whose checkpoint has the best validation monitor (never a test metric)."""
     return max(runs, key=lambda r: r.validation_score if r.monitor_mode == "max" else -r.validation_score)
+
+
+ANCHORS = Path(__file__).resolve().parents[1] / "experiments" / "anchors.yaml"
+"""Published results by protocol (each with its task, the configuration it applies to and its sources)."""
+
+
+def _matches(run: RunResult, match: dict[str, Any]) -> bool:
+    """Whether the run's configuration has every value of ``match`` (list and CSV files compared by name; ``null``
+    matches a key the run leaves unset)."""
+    return all(
+        run.cfg(key) is None
+        if value is None
+        else run.cfg(key) is not None and Path(str(run.cfg(key))).name == Path(str(value)).name
+        for key, value in match.items()
+    )
+
+
+def published_protocols(
+    runs: Sequence[RunResult], path: Path = ANCHORS
+) -> list[tuple[dict[str, Any], list[RunResult]]]:
+    """The protocols of ``path`` for the runs' task that some of ``runs`` follow, with those runs."""
+    if not path.is_file() or not runs:
+        return []
+    protocols = yaml.safe_load(path.read_text()) or {}
+    task = runs[0].task
+    found = [
+        (p, [r for r in runs if _matches(r, p.get("match", {}))])
+        for p in protocols.values()
+        if p.get("task", task) == task
+    ]
+    return [(protocol, matching) for protocol, matching in found if matching]
+
+
+def tested_weights(run: RunResult) -> str:
+    """Which weights the run's test used: ``best epoch N`` (on validation) or ``last epoch N``."""
+    epoch = int(run.best_epoch()["epoch"]) + 1
+    return f"last epoch {epoch}" if run.info.get("test_checkpoint") == "last" else f"best epoch {epoch} (validation)"
 
 
 # --- rendering -----------------------------------------------------------------------------------------------------

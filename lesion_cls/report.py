@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from common.contracts import Block
-from common.report import best_run, fmt, table
+from common.report import best_run, fmt, published_protocols, table, tested_weights
 from common.results import RunResult, register_report
 from lesion_cls import CLASS_NAMES, TASK
 
@@ -48,7 +48,7 @@ def _overall(run: RunResult) -> dict[str, str]:
     best = run.best_epoch()
     m = run.metrics
     return {
-        "selected epoch": int(best["epoch"]) + 1,
+        "tested weights": tested_weights(run),
         "train loss": fmt(best.get("train/loss")),
         "validation loss": fmt(best.get("val/loss")),
         "train accuracy": fmt(best.get("train/acc")),
@@ -80,14 +80,41 @@ def _figures(runs: list[RunResult]) -> list[Block]:
     ]
     blocks.append(("h3", "ROC curves", None))
     blocks += [("img", run.path / "roc.png", f"{run.experiment}: one-vs-rest ROC per class") for run in runs]
-    blocks.append(("h3", "Confusion matrices", None))
-    blocks += [("img", run.path / "confusion_matrix.png", f"{run.experiment}") for run in runs]
+    blocks.append(("h3", "Confusion matrices and per-class recall", None))
+    blocks += [
+        ("img", run.path / "confusion_matrix.png", f"{run.experiment}: counts, row-normalised, recall per class")
+        for run in runs
+    ]
     blocks.append(("h3", "Calibration", None))
     blocks += [
         ("img", run.path / "calibration.png", f"{run.experiment}: reliability diagram")
         for run in runs
         if (run.path / "calibration.png").exists()
     ]
+    return blocks
+
+
+_PUBLISHED = {"accuracy": "accuracy", "balanced_accuracy": "balanced accuracy"}
+
+
+def _published(runs: list[RunResult]) -> list[Block]:
+    """The runs beside the published results of the protocols they follow (``experiments/anchors.yaml``)."""
+    blocks: list[Block] = []
+    for protocol, matching in published_protocols(runs):
+        rows = {
+            f"medlit {run.experiment}": {name: fmt(run.metrics.get(name)) for name in _PUBLISHED} for run in matching
+        }
+        for result in protocol["results"]:
+            rows[result["method"]] = {
+                name: fmt(result[name]) if isinstance(result.get(name), float) else str(result.get(name, "–"))
+                for name in _PUBLISHED
+            }
+        sources = "; ".join(f"{r['method']}: {r['source']}" for r in protocol["results"])
+        blocks += [
+            ("h3", f"Against published results: {protocol['title']}", None),
+            ("p", "The published rows as their sources give them (ranges as text). " + sources, None),
+            ("table", table(rows).rename(index=_PUBLISHED), "metric"),
+        ]
     return blocks
 
 
@@ -123,8 +150,8 @@ class ClassificationReport:
         intro = (
             f"Data: `{first.cfg('data.root')}`, split by `lesion_id` (no lesion in two splits), seed "
             f"{first.cfg('data.split_seed')}; {first.metrics.get('n_images')} test images. Classes in the fixed "
-            f"order {', '.join(CLASS_NAMES)}. Each model was tested with the checkpoint of its best validation "
-            "balanced accuracy."
+            f"order {', '.join(CLASS_NAMES)}. Each model was tested with the weights its `run.test_checkpoint` "
+            'names (the best validation balanced accuracy, or the last epoch: row "tested weights").'
         )
         blocks: list[Block] = [
             ("h2", "Skin-lesion classification (HAM10000 / ISIC 2018 Task 3)", None),
@@ -149,7 +176,7 @@ class ClassificationReport:
         ]
         for run in runs:
             blocks += [("h3", f"Per-class results: {run.experiment}", None), ("table", _per_class(run), "class")]
-        return blocks + _figures(runs) + _gradcam(better)
+        return blocks + _published(runs) + _figures(runs) + _gradcam(better)
 
 
 REPORT = register_report(ClassificationReport())

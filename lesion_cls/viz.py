@@ -39,11 +39,12 @@ def plot_roc(curves: dict[str, dict[str, Any]], path: Path, title: str = "ROC cu
 
 
 def plot_confusion(counts: np.ndarray, path: Path, class_names: Sequence[str] = CLASS_NAMES) -> Path:
-    """Confusion matrix as counts and row-normalised (each row = one true class, sums to 1)."""
+    """Confusion matrix as counts and row-normalised (each row = one true class, sums to 1), and beside them the
+    per-class recall as bars (its mean over the classes present is the balanced accuracy, drawn dashed)."""
     sns.set_theme(style="white", context="notebook")
     rows = counts.sum(axis=1, keepdims=True)
     normalised = np.divide(counts, rows, out=np.zeros_like(counts, dtype=float), where=rows > 0)
-    fig, axes = plt.subplots(1, 2, figsize=(13, 5.4))
+    fig, axes = plt.subplots(1, 3, figsize=(18, 5.4), gridspec_kw={"width_ratios": [1, 1, 0.75]})
     for ax, data, fmt, title in (
         (axes[0], counts, "d", "counts"),
         (axes[1], normalised, ".2f", "row-normalised (recall on the diagonal)"),
@@ -61,6 +62,19 @@ def plot_confusion(counts: np.ndarray, path: Path, class_names: Sequence[str] = 
             annot_kws={"fontsize": 8},
         )
         ax.set(xlabel="predicted", ylabel="true", title=title)
+    present = rows[:, 0] > 0
+    recall = np.where(present, np.diag(normalised), np.nan)
+    positions = np.arange(len(class_names))
+    axes[2].barh(positions, np.nan_to_num(recall), color=sns.color_palette("tab10", len(class_names)))
+    for y, (value, support) in enumerate(zip(recall, rows[:, 0], strict=True)):
+        label = f"{value:.2f} (n={int(support)})" if support else "no test image"
+        axes[2].text(min(np.nan_to_num(value), 0.62) + 0.02, y, label, va="center", fontsize=8)
+    if present.any():
+        balanced = float(np.nanmean(recall))
+        axes[2].axvline(balanced, color="black", ls="--", lw=1.2, label=f"balanced accuracy {balanced:.3f}")
+        axes[2].legend(loc="lower right", fontsize=8)
+    axes[2].set(xlim=(0, 1), yticks=positions, yticklabels=class_names, xlabel="recall", title="per-class recall")
+    axes[2].invert_yaxis()  # rows in the confusion matrices' order
     fig.tight_layout()
     return save_figure(fig, path)
 

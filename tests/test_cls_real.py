@@ -74,3 +74,33 @@ def test_a_few_training_steps_on_real_images(shared_data: Path, tmp_path: Path) 
     assert metrics["n_images"] == 64 and metrics["loss"] > 0
     history = pd.read_csv(run_dir / "history.csv")
     assert history["train/loss"].notna().all()
+
+
+def test_ham10000_recipe_runs_a_few_steps(shared_data: Path, tmp_path: Path) -> None:
+    """The recipe, unchanged but for its budget, on the real images: a 20 % test holdout split by lesion, its
+    settings in the run's config, the sampled class priors reaching the model, a scored test batch."""
+    import numpy as np
+    import torch
+    import yaml
+
+    from lesion_cls.data import sampled_class_priors
+
+    recipe_path = REPO / "experiments" / "recipes" / "ham10000.yaml"
+    root = shared_data / "ham10000_200x150"
+    budget = ["--trainer.limit_train_batches", "3", "--trainer.limit_val_batches", "2", "--trainer.max_epochs", "1"]
+    budget += ["--trainer.limit_test_batches", "2", "--trainer.enable_progress_bar", "false", "--run.wandb", "off"]
+    args = ["fit", "--config", str(recipe_path), "--data.root", str(root), "--run.root", str(tmp_path), *budget]
+    run_dir = main([*args, "--outputs.gradcam_per_class", "0"])
+    split = pd.read_csv(run_dir / "split.csv")
+    assert (split.groupby("lesion_id")["split"].nunique() == 1).all()
+    assert split["split"].value_counts(normalize=True)["test"] == pytest.approx(0.2, abs=0.02)
+    config, recipe = (yaml.safe_load(path.read_text()) for path in (run_dir / "config.yaml", recipe_path))
+    for section in ("model", "data"):
+        for key, value in recipe[section].items():
+            if key != "root":
+                assert config[section][key] == value, f"{section}.{key}"
+    hparams = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["hyper_parameters"]
+    train = split.loc[split["split"] == "train", "label"].to_numpy()
+    np.testing.assert_allclose(hparams["class_priors"], sampled_class_priors(train, 0.5))
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["n_images"] == 64 and 0 <= metrics["balanced_accuracy"] <= 1

@@ -181,7 +181,7 @@ def test_published_results_table_and_cross_run_figures(report_runs: Path, tmp_pa
     """A run that follows a published protocol (experiments/anchors.yaml) gets the comparison table: its own
     means from metrics.json beside the published rows as the file gives them; the per-case box plot and the
     learning curves are drawn into the report's figures."""
-    from volume_seg.report import ANCHORS
+    from common.report import ANCHORS
 
     source = latest_runs(report_runs)["seg_dice"].path
     run_dir = tmp_path / "la16" / source.name
@@ -209,3 +209,25 @@ def test_published_results_table_and_cross_run_figures(report_runs: Path, tmp_pa
         assert pixels.std() > 5.0, figure
     other, _ = build_report([load_run(source)], tmp_path / "other")
     assert "Against published results" not in other.read_text()  # train.list: no published protocol
+
+
+def test_classification_published_results_table(report_runs: Path, tmp_path: Path) -> None:
+    """A classification run on a 20 % lesion holdout of HAM10000 is set beside the anchors file's rows (numbers
+    formatted, ranges as written); the demo's 15 % split gets no such table."""
+    from common.report import ANCHORS
+
+    source = latest_runs(report_runs)["cls_ce"].path
+    run_dir = tmp_path / "ham" / source.name
+    shutil.copytree(source, run_dir)
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    config["data"]["test_fraction"] = 0.2
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(config))
+    text = build_report([load_run(run_dir)], tmp_path / "report")[0].read_text()
+    protocol = yaml.safe_load(ANCHORS.read_text())["ham10000_lesion_holdout"]
+    assert protocol["task"] == "classification" and f"### Against published results: {protocol['title']}" in text
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    line = next(line for line in text.splitlines() if line.startswith("| balanced accuracy |"))
+    cells = [c.strip() for c in line.strip("|").split("|")][1:]
+    expected = [r["balanced_accuracy"] for r in protocol["results"]]
+    assert cells == [fmt(metrics["balanced_accuracy"]), *(fmt(v) if isinstance(v, float) else v for v in expected)]
+    assert "Against published results" not in build_report([load_run(source)], tmp_path / "demo")[0].read_text()

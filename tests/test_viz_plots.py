@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 from sklearn.metrics import confusion_matrix as sk_confusion_matrix
-from sklearn.metrics import roc_auc_score
+from sklearn.metrics import recall_score, roc_auc_score
 from torch import nn
 
 import common.plots
@@ -101,11 +101,16 @@ def test_plot_confusion_annotations(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     counts = sk_confusion_matrix(target, probs.argmax(axis=1), labels=range(7))
     rows = counts.sum(axis=1, keepdims=True)
     normalised = np.where(rows > 0, counts / np.maximum(rows, 1), 0.0)
-    left, right = figures[0].axes
+    left, right, bars = figures[0].axes
     assert [t.get_text() for t in left.texts] == [str(v) for v in counts.ravel()]
     assert [t.get_text() for t in right.texts] == [f"{v:.2f}" for v in normalised.ravel()]
     assert [t.get_text() for t in left.get_xticklabels()] == list(CLASS_NAMES)
     assert (left.get_xlabel(), left.get_ylabel()) == ("predicted", "true")
+    # the recall bars: sklearn's per-class recall, the empty VASC row said so, sklearn's balanced accuracy dashed
+    recall = recall_score(target, probs.argmax(axis=1), labels=range(6), average=None, zero_division=0)
+    assert [p.get_width() for p in bars.patches][:6] == pytest.approx(recall)
+    assert bars.texts[6].get_text() == "no test image"
+    assert bars.get_legend().get_texts()[0].get_text() == f"balanced accuracy {recall.mean():.3f}"
 
 
 def test_plot_calibration_bars(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -9,23 +9,17 @@ and 3D views of that configuration. Everything is read from the run dirs (``metr
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
 import pandas as pd
-import yaml
 
 from common.contracts import Block
-from common.report import best_run, fmt, mean_std, table
+from common.report import best_run, fmt, mean_std, published_protocols, table, tested_weights
 from common.results import RunResult, register_report
 from volume_seg import TASK
 from volume_seg.metrics import case_summary
 from volume_seg.viz import plot_case_boxes, plot_learning_curves
 
-__all__ = ["ANCHORS", "PARAMETERS", "SegmentationReport", "published_protocols"]
-
-ANCHORS = Path(__file__).resolve().parents[1] / "experiments" / "anchors.yaml"
-"""Published results by protocol, each with the configuration it applies to and its source."""
+__all__ = ["PARAMETERS", "SegmentationReport"]
 
 PARAMETERS: dict[str, str] = {
     "network": "model.net",
@@ -52,7 +46,7 @@ def _parameters(run: RunResult) -> dict[str, object]:
 def _test_metrics(run: RunResult, unit: str) -> dict[str, object]:
     m = run.metrics
     return {
-        "selected epoch": int(run.best_epoch()["epoch"]) + 1,
+        "tested weights": tested_weights(run),
         "validation Dice": fmt(run.validation_score),
         "test Dice": mean_std(m["dice"]),
         "test Jaccard": mean_std(m["jaccard"]),
@@ -62,23 +56,6 @@ def _test_metrics(run: RunResult, unit: str) -> dict[str, object]:
         "test Dice, classes merged": mean_std(m["foreground_dice"]) if "foreground_dice" in m else "–",
         "empty predictions": m.get("n_empty_prediction", 0),
     }
-
-
-def _matches(run: RunResult, match: dict[str, Any]) -> bool:
-    """Whether the run's configuration has every value of ``match`` (list files compared by name)."""
-    return all(
-        run.cfg(key) is not None and Path(str(run.cfg(key))).name == Path(str(value)).name
-        for key, value in match.items()
-    )
-
-
-def published_protocols(runs: list[RunResult], path: Path = ANCHORS) -> list[tuple[dict[str, Any], list[RunResult]]]:
-    """The protocols of ``path`` that some of ``runs`` follow, with those runs."""
-    if not path.is_file():
-        return []
-    protocols = yaml.safe_load(path.read_text()) or {}
-    found = [(p, [r for r in runs if _matches(r, p.get("match", {}))]) for p in protocols.values()]
-    return [(protocol, matching) for protocol, matching in found if matching]
 
 
 def _published(runs: list[RunResult]) -> list[Block]:
@@ -164,7 +141,8 @@ class SegmentationReport:
         unit = first.metrics.get("distance_unit", "voxels")
         intro = (
             f"Data: `{first.cfg('data.root')}`; {first.metrics.get('n_cases')} test cases, evaluated on whole "
-            "volumes by sliding-window inference with the checkpoint of the best validation Dice. Dice and Jaccard "
+            "volumes by sliding-window inference with the weights each run's `run.test_checkpoint` names (the best "
+            'validation Dice, or the last epoch: row "tested weights"). Dice and Jaccard '
             "are fractions; HD95 (95th-percentile symmetric surface distance) and ASD (mean distance from the "
             f"predicted to the true surface) are in {unit}, as defined by medpy. "
             f"Empty masks: {first.metrics.get('empty_mask_policy', 'n/a')}."
