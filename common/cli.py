@@ -33,7 +33,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from jsonargparse import namespace_to_dict
 from lightning.pytorch import Callback, LightningDataModule, LightningModule, Trainer
 from lightning.pytorch.callbacks import (
@@ -160,20 +159,12 @@ class _CheckDoneSignal(Exception):  # noqa: N818 (a signal, not an error)
 
 
 def given_model_keys(args: Sequence[str]) -> set[str]:
-    """The ``model.*`` keys that command-line arguments set: ``--model.key value``, ``--model.key=value``, or a
-    ``model:`` mapping in a ``--config``/``-c`` file."""
-    keys: set[str] = set()
-    for i, arg in enumerate(args):
-        if arg.startswith("--model."):
-            keys.add(arg.removeprefix("--model.").split("=", 1)[0].split(".", 1)[0])
-        path = arg.split("=", 1)[1] if arg.startswith("--config=") else None
-        if arg in ("--config", "-c") and i + 1 < len(args):
-            path = args[i + 1]
-        if path and Path(path).is_file():
-            content = yaml.safe_load(Path(path).read_text()) or {}
-            if isinstance(content, dict) and isinstance(content.get("model"), dict):
-                keys.update(content["model"])
-    return keys
+    """The ``model.*`` keys that command-line flags set (``--model.key value``, ``--model.key=value``; for a nested
+    ``--model.key.sub`` the top-level ``key``). ``--config`` files do not count: a generic config (``cls_ce.yaml``)
+    must not replace the network a checkpoint was trained with."""
+    return {
+        arg.removeprefix("--model.").split("=", 1)[0].split(".", 1)[0] for arg in args if arg.startswith("--model.")
+    }
 
 
 class MedlitCLI(LightningCLI):
@@ -255,9 +246,9 @@ class MedlitCLI(LightningCLI):
 
     def _parse_ckpt_path(self) -> None:
         """Lightning's step that loads a checkpoint's ``hyper_parameters`` over the model's config, keeping the
-        model settings the user gave (command line or ``--config`` files): ``test --ckpt_path X
-        --model.tta_flips false`` must not be turned back into the training run's ``true``. The checkpoint
-        still supplies everything not given, e.g. the network of ``test --ckpt_path X`` with no config."""
+        model settings given as ``--model.*`` flags: ``test --ckpt_path X --model.tta_flips false`` must not be
+        turned back into the training run's ``true``. Everything else (the network, values of ``--config`` files)
+        comes from the checkpoint, as in Lightning."""
         subcommand = self.config.get("subcommand")
         if not subcommand or not self.config[subcommand].get("ckpt_path"):
             return
@@ -420,18 +411,19 @@ class MedlitCLI(LightningCLI):
     def after_fit(self) -> None:
         """Record the best checkpoint (chosen on validation data) and test the one ``run.test_checkpoint`` names,
         in the same run dir."""
-        checkpoint = self.trainer.checkpoint_callback
-        best = checkpoint.best_model_path if isinstance(checkpoint, ModelCheckpoint) else ""
+        checkpoints = [c for c in self.trainer.checkpoint_callbacks if isinstance(c, ModelCheckpoint)]
+        checkpoint = next((c for c in checkpoints if c.monitor), None)  # the one that selects on validation
+        best = checkpoint.best_model_path if checkpoint is not None else ""
         self._write_run_info(fit_finished=time.strftime("%Y-%m-%d %H:%M:%S"))  # a later resume starts a new run
         if best:
             self._write_run_info(best_checkpoint=best, best_score=float(checkpoint.best_model_score))
         options = self._run_options()
         tested = best
         if options.test_checkpoint == "last":
-            # the house's last.ckpt, else a configured callback's, else the weights in memory
-            last = [c for c in self.trainer.checkpoint_callbacks if isinstance(c, ModelCheckpoint)]
-            paths = [c.best_model_path for c in last if Path(c.best_model_path).stem == LAST_CHECKPOINT]
-            tested = (paths or [c.last_model_path for c in last if c.last_model_path] or [""])[0]
+            # the house's last.ckpt (rewritten every epoch), else the weights in memory: a configured callback's
+            # save_last file is only rewritten when its best improves
+            paths = [c.best_model_path for c in checkpoints if Path(c.best_model_path).stem == LAST_CHECKPOINT]
+            tested = paths[0] if paths else ""
         self._write_run_info(test_checkpoint=options.test_checkpoint, tested_checkpoint=tested)
         if not options.test_after_fit or not self.datamodule.has_test_data:
             return

@@ -102,6 +102,14 @@ def _matches(run: RunResult, match: dict[str, Any]) -> bool:
     )
 
 
+def _in_ranges(run: RunResult, ranges: dict[str, list[float]]) -> bool:
+    """Whether each named ``metrics.json`` value (e.g. the number of test images) lies in its ``[low, high]``."""
+    return all(
+        isinstance(run.metrics.get(name), int | float) and low <= run.metrics[name] <= high
+        for name, (low, high) in ranges.items()
+    )
+
+
 def published_protocols(
     runs: Sequence[RunResult], path: Path = ANCHORS
 ) -> list[tuple[dict[str, Any], list[RunResult]]]:
@@ -111,7 +119,7 @@ def published_protocols(
     protocols = yaml.safe_load(path.read_text()) or {}
     task = runs[0].task
     found = [
-        (p, [r for r in runs if _matches(r, p.get("match", {}))])
+        (p, [r for r in runs if _matches(r, p.get("match", {})) and _in_ranges(r, p.get("match_metrics", {}))])
         for p in protocols.values()
         if p.get("task", task) == task
     ]

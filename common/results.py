@@ -87,9 +87,9 @@ class RunResult:
     def best_epoch(self) -> pd.Series:
         """The history row of the epoch whose checkpoint was tested: the best validation monitor, or the last
         epoch for a run that tests its last checkpoint (``run.test_checkpoint=last``)."""
-        if self.info.get("test_checkpoint") == "last":
-            return self.history.iloc[-1]
         values = self.history[self.monitor]
+        if self.info.get("test_checkpoint") == "last":  # the last epoch that was validated
+            return self.history.loc[values.last_valid_index() if values.notna().any() else self.history.index[-1]]
         best = values.idxmax() if self.monitor_mode == "max" else values.idxmin()
         return self.history.loc[best]
 

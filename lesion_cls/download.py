@@ -19,6 +19,7 @@ images, ground truth and groupings must name the same images. Interrupted downlo
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import sys
 import zipfile
@@ -26,7 +27,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from common.download import expect_s3_etag, fetch, head, install_dataset
+from common.download import COMPLETE_MARK, expect_s3_etag, fetch, head, install_dataset
 from common.errors import MedlitError
 from lesion_cls import CLASS_NAMES, DX_CODES
 
@@ -43,6 +44,8 @@ TEST_FILES = ("ISIC2018_Task3_Test_Input.zip", "ISIC2018_Task3_Test_GroundTruth.
 
 def _fetch_checked(base_url: str, name: str, folder: Path) -> Path:
     url = f"{base_url}/{name}"
+    if (folder / name).is_file():  # checked when it was written (a rerun after a failed extraction)
+        return folder / name
     size, etag = head(url)
     if not etag:
         raise MedlitError(f"{url}: the server sends no ETag, so the download cannot be verified")
@@ -108,6 +111,11 @@ def download_ham10000(out: Path, with_test: bool = False, base_url: str = ISIC_2
     description = {"dataset": "HAM10000 (ISIC 2018 Task 3)", "source": base_url, "files": list(files)}
     with install_dataset(out, description) as folder:
         if folder is None:
+            had = json.loads((out / COMPLETE_MARK).read_text()).get("files", [])
+            if not set(files) <= set(had):
+                raise MedlitError(
+                    f"{out} was downloaded without the test set; download into another --out with --with-test"
+                )
             print(f"{out}: already downloaded")
             return out
         downloads = folder / ".downloads"

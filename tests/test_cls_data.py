@@ -217,6 +217,12 @@ def test_batch_augment_warps_each_image_and_normalizes() -> None:
     # flips alone, in matrix form: the x and y scales are +-1
     matrices = augment.warp_matrices(1000, 12, 16, torch.device("cpu"))
     assert set(matrices[:, 0, 0].round().tolist()) == {-1.0, 1.0} and matrices[:, :, 2].abs().max() == 0
+    # rotations of a non-square image are rotations in pixels: D M D^-1 (D = diag(W, H)) is orthogonal
+    turning = BatchAugment(mean, std, rotation_degrees=40.0, color_jitter=0.0, crop_scale_min=1.0)
+    linear = turning.warp_matrices(500, 12, 16, torch.device("cpu"))[:, :, :2]
+    pixels = torch.diag(torch.tensor([16.0, 12.0])) @ linear @ torch.diag(torch.tensor([1 / 16, 1 / 12]))
+    torch.testing.assert_close(pixels @ pixels.transpose(1, 2), torch.eye(2).expand(500, 2, 2), atol=1e-5, rtol=0)
+    assert linear[:, 0, 1].abs().max() > 0.3  # they do rotate
     strong = BatchAugment(mean, std, rotation_degrees=30.0, color_jitter=0.0, crop_scale_min=0.5)
     matrices = strong.warp_matrices(1000, 12, 16, torch.device("cpu"))
     determinant = torch.linalg.det(matrices[:, :, :2])  # area share of the crop (rotation keeps areas)

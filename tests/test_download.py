@@ -338,6 +338,8 @@ def test_ham10000_download_checks_multipart_etags(site: _Site, tmp_path: Path) -
     etag = hashlib.md5(b"".join(hashlib.md5(p).digest() for p in parts)).hexdigest() + f"-{len(parts)}"
     site.etags[TRAIN_FILES[0]] = etag
     assert download_ham10000(tmp_path / "HAM", base_url=f"{site.url}/2018").is_dir()
+    with pytest.raises(MedlitError, match="downloaded without the test set"):
+        download_ham10000(tmp_path / "HAM", with_test=True, base_url=f"{site.url}/2018")
     site.etags[TRAIN_FILES[0]] = "0" * 32 + f"-{len(parts)}"
     with pytest.raises(MedlitError, match="no multipart md5 matches the server's ETag"):
         download_ham10000(tmp_path / "HAM2", base_url=f"{site.url}/2018")

@@ -212,8 +212,9 @@ def test_published_results_table_and_cross_run_figures(report_runs: Path, tmp_pa
 
 
 def test_classification_published_results_table(report_runs: Path, tmp_path: Path) -> None:
-    """A classification run on a 20 % lesion holdout of HAM10000 is set beside the anchors file's rows (numbers
-    formatted, ranges as written); the demo's 15 % split gets no such table."""
+    """A classification run on a 20 % lesion holdout of the real HAM10000 (its test-set size) is set beside the
+    anchors file's rows (numbers formatted, ranges as written); generated data and the demo's 15 % split get no
+    such table."""
     from common.report import ANCHORS
 
     source = latest_runs(report_runs)["cls_ce"].path
@@ -222,6 +223,10 @@ def test_classification_published_results_table(report_runs: Path, tmp_path: Pat
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
     config["data"]["test_fraction"] = 0.2
     (run_dir / "config.yaml").write_text(yaml.safe_dump(config))
+    generated = build_report([load_run(run_dir)], tmp_path / "generated")[0].read_text()
+    assert "Against published results" not in generated  # 32 generated test images: not the real dataset
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    (run_dir / "metrics.json").write_text(json.dumps({**metrics, "n_images": 2003}))
     text = build_report([load_run(run_dir)], tmp_path / "report")[0].read_text()
     protocol = yaml.safe_load(ANCHORS.read_text())["ham10000_lesion_holdout"]
     assert protocol["task"] == "classification" and f"### Against published results: {protocol['title']}" in text

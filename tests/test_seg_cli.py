@@ -214,16 +214,15 @@ def test_last_checkpoint_is_the_last_epoch_not_the_best(tiny_la: Path, tmp_path:
 
 
 def test_test_with_a_checkpoint_keeps_the_settings_given(tiny_la: Path, tmp_path: Path) -> None:
-    """Lightning loads a checkpoint's hyperparameters over the model's config; the CLI keeps what the user gave:
-    ``--model.tta_flips false`` wins over the training run's ``true``, while a setting not given
-    (``largest_component``) still comes from the checkpoint."""
-    run = main(
-        [
-            "fit",
-            *tiny_seg_args(tiny_la, tmp_path / "fit", "--model.tta_flips", "true", "--model.largest_component", "true"),
-        ]
-    )
+    """Lightning loads a checkpoint's hyperparameters over the model's config; the CLI keeps ``--model.*`` flags:
+    ``--model.tta_flips false`` wins over the training run's ``true``, while settings not given as flags come from
+    the checkpoint: ``largest_component``, the ``tta_axes`` of its training augmentation (rotflip: X and Y, though
+    this test's configs say ``augment: none``) and ``lr`` (a ``--config`` file's value does not replace it)."""
+    fit_flags = ["--model.tta_flips", "true", "--model.largest_component", "true", "--model.lr", "0.01"]
+    run = main(["fit", *tiny_seg_args(tiny_la, tmp_path / "fit", *fit_flags, "--data.augment", "rotflip")])
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["hyper_parameters"]["tta_axes"] == [0, 1]
     args = ["--ckpt_path", str(run / "checkpoints" / "last.ckpt"), "--model.tta_flips", "false"]
     tested = main(["test", *tiny_seg_args(tiny_la, tmp_path / "test", *args)])
     model = yaml.safe_load((tested / "config.yaml").read_text())["model"]
     assert model["tta_flips"] is False and model["largest_component"] is True
+    assert model["tta_axes"] == [0, 1] and model["lr"] == 0.01

@@ -109,11 +109,16 @@ def test_flip_tta_is_the_mean_of_the_mirrored_predictions(
 def test_tta_axes_follow_the_training_augmentation() -> None:
     """The CLI links ``model.tta_axes`` to the mirrorings of ``data.augment``; other axes are refused."""
     from volume_seg.__main__ import LINKS
+    from volume_seg.data import AUGMENTATIONS, MIRROR_AXES
 
     (link,) = [link for link in LINKS if link.target == "model.tta_axes"]
     assert link.compute("rotflip") == [0, 1] and link.compute("nnunet") == [0, 1, 2] and link.compute("none") == []
+    assert set(MIRROR_AXES) == set(AUGMENTATIONS)  # every preset says what it mirrors
+    assert link.subcommands == ("fit", "validate")  # test and predict keep the checkpoint's axes
     with pytest.raises(MedlitError, match="tta_axes"):
         VolumeSegmenter(tta_axes=[3])
+    with pytest.raises(MedlitError, match="no axis to mirror"):
+        VolumeSegmenter(tta_flips=True, tta_axes=[])
 
 
 def test_deep_supervision_loss_weights_the_heads() -> None:

@@ -11,16 +11,17 @@ from volume_seg.model import VolumeSegmenter
 
 
 def _mirror_axes(augment: str) -> list[int]:
-    return list(MIRROR_AXES.get(augment, ()))
+    return list(MIRROR_AXES[augment])
 
 
 # set once, in the data section: the network's outputs follow the classes, the sliding window the patch,
-# the class names of the outputs follow the data's, test-time flips the training augmentation's mirrorings
+# the class names of the outputs follow the data's; test-time flips follow the training augmentation's
+# mirrorings when the model is trained (test and predict keep the checkpoint's, or --model.tta_axes)
 LINKS = (
     Link("data.num_classes", "model.num_classes"),
     Link("data.patch_size", "model.roi_size"),
     Link("data.class_names", "model.class_names"),
-    Link("data.augment", "model.tta_axes", compute=_mirror_axes),
+    Link("data.augment", "model.tta_axes", compute=_mirror_axes, subcommands=("fit", "validate")),
 )
 
 

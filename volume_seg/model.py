@@ -124,8 +124,9 @@ class VolumeSegmenter(LightningModule):
             test and predict).
         tta_flips: Test-time augmentation for test and predict (not validation, which selects the model and
             would pay up to 8x): average the probabilities of the volume's mirrorings along ``tta_axes``.
-        tta_axes: The spatial axes (0, 1, 2) flip TTA mirrors, all combinations (:func:`mirrorings`); linked
-            from ``data.augment`` (:data:`volume_seg.data.MIRROR_AXES`): only mirrorings the model was trained on.
+        tta_axes: The spatial axes (0, 1, 2) flip TTA mirrors, all combinations (:func:`mirrorings`); in ``fit``
+            linked from ``data.augment`` (:data:`volume_seg.data.MIRROR_AXES`: only mirrorings the model was
+            trained on), then kept in the checkpoint for ``test`` and ``predict``.
     """
 
     task = TASK
@@ -165,6 +166,11 @@ class VolumeSegmenter(LightningModule):
         check_choice("model.optimizer", optimizer, OPTIMIZERS)
         if not set(tta_axes) <= {0, 1, 2}:
             raise MedlitError(f"model.tta_axes must be spatial axes among 0, 1, 2, got {list(tta_axes)}")
+        if tta_flips and not tta_axes:
+            raise MedlitError(
+                "model.tta_flips: no axis to mirror (model.tta_axes is empty: in training it follows data.augment, "
+                "and 'none' mirrors nothing); set model.tta_flips false or train with mirroring"
+            )
         check_choice("model.scheduler", scheduler, SCHEDULERS)
         if class_names is not None and len(class_names) != num_classes:
             raise MedlitError(f"data.class_names has {len(class_names)} names for {num_classes} classes")
