@@ -4,7 +4,9 @@
 patches (96x96x64, batch 2, a MONAI U-Net 16-128), a plain training loop (forward, backward, Adam) over the
 project's own datamodule with its default loader settings, and measures how long each step waits in
 ``next(loader)`` against the whole step (goal: <= 5 %). It also times the loader alone (images or patches per
-second, no model). Real data from ``../shared/data`` when present, else generated data.
+second, no model), and the classifier's augmentation per image in the workers against ``data.batch_augment``
+(whole uint8 batches in the training process; on a GPU it runs there). Real data from ``../shared/data`` when
+present, else generated data.
 """
 
 from __future__ import annotations
@@ -79,6 +81,34 @@ def _ham(shared: Path, tmp: Path, steps: int) -> list[str]:
     ]
 
 
+def _augmented_alone(loader: Any, augment: Callable[[torch.Tensor], torch.Tensor] | None, batches: int) -> float:
+    """Images per second out of the loader and, when given, the batch augmentation in this process."""
+    iterator = iter(loader)
+    next(iterator)
+    start, samples = time.perf_counter(), 0
+    for _ in range(batches):
+        images = next(iterator)["image"]
+        if augment is not None:
+            images = augment(images)
+        samples += len(images)
+    return samples / (time.perf_counter() - start)
+
+
+def _ham_batch_augment(shared: Path, tmp: Path, steps: int) -> list[str]:
+    """The same augmentation per image in the loader workers (torchvision) and on whole uint8 batches in the
+    training process (``data.batch_augment``, :class:`~lesion_cls.data.BatchAugment`), measured in the same run."""
+    rates = {}
+    for batch_augment in (False, True):
+        dm = ham_datamodule(shared, tmp, batch_augment=batch_augment)
+        dm.prepare_data()
+        dm.setup("fit")
+        rates[batch_augment] = _augmented_alone(dm.train_dataloader(), dm.batch_augmenter, 20)
+    return [
+        f"HAM10000 150x200 augmentation, batch 32: per image in the workers {rates[False]:.0f} images/s, on the "
+        f"batch in the training process (CPU) {rates[True]:.0f} images/s, ratio {rates[True] / rates[False]:.2f}"
+    ]
+
+
 def _la(shared: Path, tmp: Path, steps: int) -> list[str]:
     from monai.networks.nets import UNet
 
@@ -104,7 +134,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.manual_seed(0)
     lines = [f"- {available_cpus()} cores; torch threads {torch.get_num_threads()}"]
     with tempfile.TemporaryDirectory() as tmp:
-        for bench in (_ham, _la):
+        for bench in (_ham, _ham_batch_augment, _la):
             for line in bench(args.shared, Path(tmp), args.steps):
                 print(line, flush=True)
                 lines.append(f"- {line}")
