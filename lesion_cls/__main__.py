@@ -9,24 +9,15 @@ from lesion_cls.callbacks import ClassificationOutputs
 from lesion_cls.data import HAM10000DataModule
 from lesion_cls.model import LesionClassifier
 
-LINKS = (
-    # the loss's class weights follow data.class_weights, computed on the training split (predict needs no loss,
-    # hence no training data)
-    Link(
-        "data",
-        "model.loss_weights",
-        compute=HAM10000DataModule.loss_class_weights,
-        on_instantiate=True,
-        subcommands=("fit", "validate", "test"),
-    ),
-    # logit adjustment's priors: the class frequencies the sampler gives the training images
-    Link(
-        "data",
-        "model.class_priors",
-        compute=HAM10000DataModule.training_class_priors,
-        on_instantiate=True,
-        subcommands=("fit", "validate", "test"),
-    ),
+# computed by the datamodule from the training split, once it is built (predict needs no loss, hence no training
+# data): the loss's class weights (data.class_weights) and the class frequencies the sampler gives (logit adjustment)
+_FROM_TRAINING_SPLIT = (
+    ("model.loss_weights", HAM10000DataModule.loss_class_weights),
+    ("model.class_priors", HAM10000DataModule.training_class_priors),
+)
+LINKS = tuple(
+    Link("data", target, compute=compute, on_instantiate=True, subcommands=("fit", "validate", "test"))
+    for target, compute in _FROM_TRAINING_SPLIT
 )
 
 
