@@ -22,7 +22,7 @@ from common.optim import OPTIMIZERS, SCHEDULERS, configure_optimizers
 from lesion_cls import CLASS_NAMES, TASK
 from lesion_cls.losses import build_loss
 
-__all__ = ["FLIPS", "LesionClassifier", "create_backbone"]
+__all__ = ["FLIPS", "LesionClassifier", "create_backbone", "logit_offset"]
 
 FLIPS: tuple[tuple[int, ...], ...] = ((), (3,), (2,), (2, 3))
 """Flip TTA's mirrorings of images ``[N, 3, H, W]``: none, horizontal, vertical, both."""
@@ -94,6 +94,18 @@ def create_backbone(
                 "pass model.pretrained_file=/path/to/weights.safetensors (or .pth), or set model.pretrained=false"
             )
     return timm.create_model(name, pretrained=pretrained, **kwargs)
+
+
+def logit_offset(tau: float, class_priors: Sequence[float] | None, num_classes: int) -> torch.Tensor | None:
+    """``tau * log(prior)``, what the logit-adjusted loss adds to the logits (``None`` when ``tau`` is 0)."""
+    if not tau:
+        return None
+    if class_priors is None or len(class_priors) != num_classes:
+        raise MedlitError(
+            f"model.logit_adjustment needs model.class_priors ({num_classes} numbers; linked from the data)"
+        )
+    priors = torch.as_tensor(class_priors, dtype=torch.float32).clamp_min(1e-8)
+    return tau * torch.log(priors / priors.sum())
 
 
 class LesionClassifier(LightningModule):
@@ -199,24 +211,10 @@ class LesionClassifier(LightningModule):
                 "f1_macro": MulticlassF1Score(num_classes, average="macro"),
             }
         )
-        self.mixup = None
-        if mixup_alpha > 0 or cutmix_alpha > 0:
-            self.mixup = Mixup(
-                mixup_alpha=mixup_alpha,
-                cutmix_alpha=cutmix_alpha,
-                prob=mixup_prob,
-                label_smoothing=label_smoothing,
-                num_classes=num_classes,
-            )
-        offset = None
-        if logit_adjustment:
-            if class_priors is None or len(class_priors) != num_classes:
-                raise MedlitError(
-                    f"model.logit_adjustment needs model.class_priors ({num_classes} numbers; linked from the data)"
-                )
-            priors = torch.as_tensor(class_priors, dtype=torch.float32).clamp_min(1e-8)
-            offset = logit_adjustment * torch.log(priors / priors.sum())
-        self.register_buffer("logit_offset", offset, persistent=False)
+        mixes = mixup_alpha > 0 or cutmix_alpha > 0  # timm's Mixup smooths the mixed labels itself
+        mixup = {"prob": mixup_prob, "label_smoothing": label_smoothing, "num_classes": num_classes}
+        self.mixup = Mixup(mixup_alpha, cutmix_alpha, **mixup) if mixes else None
+        self.register_buffer("logit_offset", logit_offset(logit_adjustment, class_priors, num_classes), False)
         self.train_metrics = metrics.clone(prefix="train/")
         self.val_metrics = metrics.clone(prefix="val/")
         self.val_loss = MeanMetric()
