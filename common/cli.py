@@ -238,7 +238,25 @@ class MedlitCLI(LightningCLI):
             if link.subcommands is not None and self._building not in link.subcommands:
                 continue
             apply_on = "instantiate" if link.on_instantiate else "parse"
-            parser.link_arguments(link.source, link.target, compute_fn=link.compute, apply_on=apply_on)
+            compute = self._reported_as_checked(link.compute) if link.on_instantiate else link.compute
+            parser.link_arguments(link.source, link.target, compute_fn=compute, apply_on=apply_on)
+
+    def _reported_as_checked(self, compute: Callable[[Any], Any] | None) -> Callable[[Any], Any] | None:
+        """A value computed from the built datamodule (e.g. class weights read from the training split): a dataset
+        problem it runs into is reported as the cheap dataset check reports it (the first problem and how many
+        more), not as the first exception, since it comes before ``before_fit``'s check."""
+        if compute is None:
+            return None
+
+        def reported(datamodule: Any) -> Any:
+            try:
+                return compute(datamodule)
+            except MedlitError:
+                if self._run_options().check_data:
+                    self._check_dataset(datamodule)
+                raise
+
+        return reported
 
     def _prepare_subcommand_parser(self, klass: type, subcommand: str, **kwargs: Any) -> LightningArgumentParser:
         self._building = subcommand  # which subcommand's parser add_arguments_to_parser is filling
@@ -396,13 +414,16 @@ class MedlitCLI(LightningCLI):
 
     def before_fit(self) -> None:
         """The cheap dataset check (``run.check_data``): stop at once, before training, on a broken dataset."""
-        if not self._run_options().check_data:
-            return
-        result = self.datamodule.check_data(full=False)
+        if self._run_options().check_data:
+            self._check_dataset(self.datamodule)
+
+    def _check_dataset(self, datamodule: Any) -> None:
+        """Raise the first problem the cheap check finds, saying how many more there are."""
+        result = datamodule.check_data(full=False)
         if len(result.problems) == 1:
             raise MedlitError(str(result.problems[0]))
         if result.problems:
-            command = f"python -m {type(self.model).__module__.split('.')[0]} check"
+            command = f"python -m {self.model_class.__module__.split('.')[0]} check"
             raise MedlitError(
                 f"{result.problems[0]}; and {len(result.problems) - 1} more problem(s): `{command}` with the same "
                 "arguments lists them all (run.check_data=false skips this check)"
