@@ -68,12 +68,13 @@ def plot_confusion(counts: np.ndarray, path: Path, class_names: Sequence[str] = 
     axes[2].barh(positions, np.nan_to_num(recall), color=sns.color_palette("tab10", len(class_names)))
     for y, (value, support) in enumerate(zip(recall, rows[:, 0], strict=True)):
         label = f"{value:.2f} (n={int(support)})" if support else "no test image"
-        axes[2].text(min(np.nan_to_num(value), 0.62) + 0.02, y, label, va="center", fontsize=8)
+        axes[2].text(np.nan_to_num(value) + 0.02, y, label, va="center", fontsize=8)  # right of its bar
     if present.any():
         balanced = float(np.nanmean(recall))
         axes[2].axvline(balanced, color="black", ls="--", lw=1.2, label=f"balanced accuracy {balanced:.3f}")
-        axes[2].legend(loc="lower right", fontsize=8)
-    axes[2].set(xlim=(0, 1), yticks=positions, yticklabels=class_names, xlabel="recall", title="per-class recall")
+        axes[2].legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), fontsize=8, frameon=False)
+    axes[2].set(xlim=(0, 1.4), xticks=np.linspace(0, 1, 6), yticks=positions, yticklabels=class_names)
+    axes[2].set(xlabel="recall", title="per-class recall")
     axes[2].invert_yaxis()  # rows in the confusion matrices' order
     fig.tight_layout()
     return save_figure(fig, path)
