@@ -389,9 +389,9 @@ class BatchAugment(nn.Module):
         n, j = images.shape[0], self.color_jitter
         factors = torch.empty(3, n, 1, 1, 1, device=images.device).uniform_(1 - j, 1 + j)
         images = images * factors[0]
-        gray = (images * images.new_tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(dim=1, keepdim=True)
-        images = (images - gray.mean(dim=(2, 3), keepdim=True)) * factors[1] + gray.mean(dim=(2, 3), keepdim=True)
-        gray = (images * images.new_tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(dim=1, keepdim=True)
+        mean_gray = _luminance(images).mean(dim=(2, 3), keepdim=True)  # contrast pivots on the mean grey
+        images = (images - mean_gray) * factors[1] + mean_gray
+        gray = _luminance(images)  # saturation blends each pixel with its own grey
         return ((images - gray) * factors[2] + gray).clamp(0.0, 1.0)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -403,6 +403,11 @@ class BatchAugment(nn.Module):
         if self.color_jitter > 0:
             images = self.jitter(images)
         return (images - self.mean) / self.std
+
+
+def _luminance(images: torch.Tensor) -> torch.Tensor:
+    """ITU-R 601 grey ``[N, 1, H, W]`` of RGB images (torchvision's ``rgb_to_grayscale`` weights)."""
+    return (images * images.new_tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(dim=1, keepdim=True)
 
 
 def sampling_weights(labels: np.ndarray, power: float, num_classes: int = len(CLASS_NAMES)) -> np.ndarray:
