@@ -30,6 +30,8 @@ from lesion_cls import CLASS_NAMES
 from lesion_cls.metrics import calibration, confusion_matrix, roc_curves
 from lesion_cls.viz import gradcam_maps, plot_calibration, plot_confusion, plot_gradcam, plot_roc
 from volume_seg.viz import (
+    ERROR_COLORS,
+    error_map,
     overlay_slices,
     plot_overlay,
     plot_surfaces,
@@ -259,6 +261,28 @@ def test_plot_overlay_panels_and_errors(tmp_path: Path, monkeypatch: pytest.Monk
     plot_overlay(image, prediction, None, tmp_path / "p.png", "case")
     assert [ax.get_title() for ax in figures[1].axes[:2]] == ["image", "prediction"]
     assert len(figures[1].axes) == 2 * len(overlay_slices(prediction))
+
+
+def test_error_map_marks_each_kind_of_error() -> None:
+    reference = np.array([[0, 0, 1, 1, 2, 2]])
+    prediction = np.array([[0, 1, 0, 1, 1, 2]])  # agree, FP, FN, agree, wrong class, agree
+    errors = error_map(prediction, reference)
+    expected = [None, "false positive", "false negative", None, "wrong class", None]
+    for pixel, kind in enumerate(expected):
+        np.testing.assert_array_equal(errors[0, pixel], ERROR_COLORS[kind] if kind else (0, 0, 0, 0))
+
+
+def test_plot_overlay_multiclass_marks_wrong_class(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    figures = _capture(monkeypatch, volume_seg.viz)
+    shape = (16, 14, 10)
+    label = _box(shape, (4, 4, 2), (11, 10, 8), value=1)
+    prediction = _box(shape, (4, 4, 2), (11, 10, 8), value=2)  # the right voxels, the wrong class
+    plot_overlay(np.zeros(shape), prediction, label, tmp_path / "o.png", "case", num_classes=3)
+    axes = np.asarray(figures[0].axes).reshape(-1, 4)
+    assert axes[0, 3].get_title() == "errors (FP red, FN blue, wrong class yellow)"
+    errors = np.asarray(axes[0, 3].images[1].get_array())
+    yellow = np.all(errors == ERROR_COLORS["wrong class"], axis=-1)
+    assert yellow.sum() == (label[:, :, overlay_slices(label)[0]] > 0).sum()
 
 
 def test_surface_mesh_bounds() -> None:

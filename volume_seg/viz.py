@@ -17,7 +17,9 @@ from skimage.measure import marching_cubes
 from common.plots import save_figure
 
 __all__ = [
+    "ERROR_COLORS",
     "Meshes",
+    "error_map",
     "overlay_slices",
     "plot_case_boxes",
     "plot_learning_curves",
@@ -47,6 +49,24 @@ def _labels_cmap(num_classes: int) -> ListedColormap:
     return ListedColormap(["none", *_CLASS_COLORS[: max(1, num_classes - 1)]])
 
 
+ERROR_COLORS: dict[str, tuple[float, float, float, float]] = {
+    "false positive": (1.0, 0.0, 0.0, 0.8),
+    "false negative": (0.0, 0.3, 1.0, 0.8),
+    "wrong class": (1.0, 0.85, 0.0, 0.8),
+}
+
+
+def error_map(prediction: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """RGBA ``[..., 4]`` of a predicted label map's errors against the reference (:data:`ERROR_COLORS`):
+    foreground where the reference is background, background where it is foreground, and (several classes)
+    foreground of another class than the reference's; transparent where they agree."""
+    errors = np.zeros((*reference.shape, 4))
+    errors[(prediction > 0) & (reference == 0)] = ERROR_COLORS["false positive"]
+    errors[(prediction == 0) & (reference > 0)] = ERROR_COLORS["false negative"]
+    errors[(prediction > 0) & (reference > 0) & (prediction != reference)] = ERROR_COLORS["wrong class"]
+    return errors
+
+
 def plot_overlay(
     image: np.ndarray,
     prediction: np.ndarray,
@@ -58,15 +78,13 @@ def plot_overlay(
 ) -> Path:
     """Rows of slices through the structure: image, ground truth, prediction, and errors.
 
-    Errors: false positives red, false negatives blue (any foreground class).
+    Errors (:func:`error_map`): false positives red, false negatives blue, a foreground voxel of the wrong class
+    yellow.
     """
     reference = label if label is not None else prediction
     slices = overlay_slices(reference, axis=axis)
-    columns = (
-        ["image", "ground truth", "prediction", "errors (FP red, FN blue)"]
-        if label is not None
-        else ["image", "prediction"]
-    )
+    errors_title = "errors (FP red, FN blue, wrong class yellow)" if num_classes > 2 else "errors (FP red, FN blue)"
+    columns = ["image", "ground truth", "prediction", errors_title] if label is not None else ["image", "prediction"]
     cmap = _labels_cmap(num_classes)
     fig, axes = plt.subplots(len(slices), len(columns), figsize=(3.0 * len(columns), 3.0 * len(slices)), squeeze=False)
     for row, index in enumerate(slices):
@@ -87,11 +105,8 @@ def plot_overlay(
                     interpolation="nearest",
                 )
         if label is not None:
-            ref = np.take(label, index, axis=axis).T > 0
-            errors = np.zeros((*ref.shape, 4))
-            errors[(pred > 0) & ~ref] = (1, 0, 0, 0.8)
-            errors[~(pred > 0) & ref] = (0, 0.3, 1, 0.8)
             axes[row, 3].imshow(img, cmap="gray", origin="lower")
+            errors = error_map(pred, np.take(label, index, axis=axis).T)
             axes[row, 3].imshow(errors, origin="lower", interpolation="nearest")
         axes[row, 0].set_ylabel(f"slice {index} (axis {axis})", fontsize=8)
         for col, name in enumerate(columns):
