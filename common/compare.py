@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from common.plots import save_figure
+from common.plots import save_figure, seaborn_theme
 from common.results import RunResult, load_run
 
 __all__ = ["compare_sweep", "configuration_table", "format_mean_std", "metric_title", "sweep_runs"]
@@ -107,10 +107,10 @@ def _label(runs: pd.DataFrame, keys: list[str]) -> pd.Series:
     return runs[keys].astype(str).agg(", ".join, axis=1)
 
 
+@seaborn_theme("whitegrid")
 def _plot_metrics(runs: pd.DataFrame, keys: list[str], path: Path, titles: dict[str, str]) -> Path:
     """One panel per metric of ``titles`` (metric → panel title), configurations on x, seeds as points."""
     metrics = list(titles)
-    sns.set_theme(style="whitegrid", context="notebook")
     fig, axes = plt.subplots(1, len(metrics), figsize=(3.6 * len(metrics), 4.2), squeeze=False)
     x = keys[0] if keys else "configuration"
     hue = keys[1] if len(keys) > 1 else None
@@ -141,8 +141,8 @@ def _plot_metrics(runs: pd.DataFrame, keys: list[str], path: Path, titles: dict[
     return save_figure(fig, path)
 
 
+@seaborn_theme("whitegrid")
 def _plot_curves(runs: pd.DataFrame, keys: list[str], path: Path) -> Path:
-    sns.set_theme(style="whitegrid", context="notebook")
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.4))
     labels = _label(runs, keys)
     palette = dict(zip(labels.unique(), sns.color_palette("tab10", labels.nunique()), strict=False))

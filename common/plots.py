@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 import matplotlib
@@ -12,7 +13,17 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-__all__ = ["history_metric_names", "plot_history", "save_figure"]
+__all__ = ["history_metric_names", "plot_history", "save_figure", "seaborn_theme"]
+
+
+@contextmanager
+def seaborn_theme(style: str = "whitegrid") -> Iterator[None]:
+    """seaborn's ``style`` (``notebook`` context) for the figures drawn inside; as a decorator, for one plotting
+    function. Matplotlib's settings are restored after: ``sns.set_theme`` alone would restyle every later figure
+    of the process (a user's notebook importing medlit too)."""
+    with plt.rc_context():
+        sns.set_theme(style=style, context="notebook")
+        yield
 
 
 def save_figure(fig: plt.Figure, path: Path, dpi: int = 110) -> Path:
@@ -29,6 +40,7 @@ def history_metric_names(history: pd.DataFrame) -> list[str]:
     return sorted(names, key=lambda n: (n != "loss", n))
 
 
+@seaborn_theme("whitegrid")
 def plot_history(history: pd.DataFrame, path: Path, title: str = "", labels: Mapping[str, str] | None = None) -> Path:
     """One panel per metric, training and validation curves over epochs (x = epoch, 1-based).
 
@@ -40,7 +52,6 @@ def plot_history(history: pd.DataFrame, path: Path, title: str = "", labels: Map
     """
     labels = labels or {}
     names = history_metric_names(history)
-    sns.set_theme(style="whitegrid", context="notebook")
     cols = min(len(names), 3) or 1
     rows = -(-len(names) // cols) or 1
     fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.4 * rows), squeeze=False)

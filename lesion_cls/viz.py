@@ -13,15 +13,15 @@ import torch
 from monai.visualize import GradCAM
 from torch import nn
 
-from common.plots import save_figure
+from common.plots import save_figure, seaborn_theme
 from lesion_cls import CLASS_NAMES
 
 __all__ = ["gradcam_maps", "plot_calibration", "plot_confusion", "plot_gradcam", "plot_roc"]
 
 
+@seaborn_theme("whitegrid")
 def plot_roc(curves: dict[str, dict[str, Any]], path: Path, title: str = "ROC curves (one-vs-rest)") -> Path:
     """Per-class ROC curves with AUC in the legend, plus micro and macro averages (dashed)."""
-    sns.set_theme(style="whitegrid", context="notebook")
     fig, ax = plt.subplots(figsize=(6.4, 5.6))
     palette = sns.color_palette("tab10", len(CLASS_NAMES))
     for i, name in enumerate(CLASS_NAMES):
@@ -38,10 +38,10 @@ def plot_roc(curves: dict[str, dict[str, Any]], path: Path, title: str = "ROC cu
     return save_figure(fig, path)
 
 
+@seaborn_theme("white")
 def plot_confusion(counts: np.ndarray, path: Path, class_names: Sequence[str] = CLASS_NAMES) -> Path:
     """Confusion matrix as counts and row-normalised (each row = one true class, sums to 1), and beside them the
     per-class recall as bars (its mean over the classes present is the balanced accuracy, drawn dashed)."""
-    sns.set_theme(style="white", context="notebook")
     rows = counts.sum(axis=1, keepdims=True)
     normalised = np.divide(counts, rows, out=np.zeros_like(counts, dtype=float), where=rows > 0)
     fig, axes = plt.subplots(1, 3, figsize=(18, 5.4), gridspec_kw={"width_ratios": [1, 1, 0.75]})
@@ -80,9 +80,9 @@ def plot_confusion(counts: np.ndarray, path: Path, class_names: Sequence[str] = 
     return save_figure(fig, path)
 
 
+@seaborn_theme("whitegrid")
 def plot_calibration(calibration: dict[str, Any], path: Path, title: str = "Reliability diagram") -> Path:
     """Accuracy against confidence per bin (gap to the diagonal = miscalibration), with bin counts below."""
-    sns.set_theme(style="whitegrid", context="notebook")
     bins = [b for b in calibration["bins"] if b["count"]]
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(5.6, 6.4), sharex=True, height_ratios=[3, 1])
     width = 1.0 / calibration["n_bins"]

@@ -483,3 +483,14 @@ def test_atomic_path(tmp_path: Path) -> None:
         raise RuntimeError("interrupted")
     assert target.read_text() == "new"  # the old file is untouched
     assert [p.name for p in target.parent.iterdir()] == ["table.csv.gz"]  # no temporary file left
+
+
+def test_plots_leave_the_callers_matplotlib_settings_alone(tmp_path: Path) -> None:
+    # seaborn's set_theme alone would restyle every later figure of the process (a user's notebook importing medlit)
+    with plt.rc_context({"axes.grid": False, "font.size": 7.0, "axes.facecolor": "#fafafa"}):
+        plot_confusion(np.eye(len(CLASS_NAMES), dtype=int) * 3, tmp_path / "confusion.png")
+        plot_history(pd.DataFrame({"epoch": [0, 1], "train/loss": [1.0, 0.5]}), tmp_path / "history.png")
+        assert plt.rcParams["axes.grid"] is False
+        assert plt.rcParams["font.size"] == 7.0
+        assert plt.rcParams["axes.facecolor"] == "#fafafa"
+    _assert_png(tmp_path / "confusion.png")

@@ -14,7 +14,7 @@ from matplotlib.colors import ListedColormap
 from mpl_toolkits.mplot3d.art3d import Poly3DCollection
 from skimage.measure import marching_cubes
 
-from common.plots import save_figure
+from common.plots import save_figure, seaborn_theme
 
 __all__ = [
     "ERROR_COLORS",
@@ -218,6 +218,7 @@ def write_surfaces_html(meshes: Meshes, path: Path, title: str, spacing: Sequenc
     return path
 
 
+@seaborn_theme("whitegrid")
 def plot_case_boxes(per_case: dict[str, pd.DataFrame], path: Path, distance_unit: str = "voxels") -> Path:
     """Box plots (with every case as a dot) of per-case Dice and HD95, one box per run.
 
@@ -228,7 +229,6 @@ def plot_case_boxes(per_case: dict[str, pd.DataFrame], path: Path, distance_unit
         distance_unit: Unit of HD95.
     """
     frame = pd.concat([table.assign(run=name) for name, table in per_case.items()], ignore_index=True)
-    sns.set_theme(style="whitegrid", context="notebook")
     fig, axes = plt.subplots(1, 2, figsize=(max(7.0, 2.4 * len(per_case) + 3), 3.8))
     for ax, (metric, label) in zip(axes, (("dice", "Dice"), ("hd95", f"HD95 ({distance_unit})")), strict=True):
         defined = frame[frame[metric].notna()]
@@ -241,9 +241,9 @@ def plot_case_boxes(per_case: dict[str, pd.DataFrame], path: Path, distance_unit
     return save_figure(fig, path)
 
 
+@seaborn_theme("whitegrid")
 def plot_learning_curves(histories: dict[str, pd.DataFrame], path: Path, metric: str = "val/dice") -> Path:
     """Validation ``metric`` against training wall time (minutes, from ``epoch_time_s``), one line per run."""
-    sns.set_theme(style="whitegrid", context="notebook")
     fig, ax = plt.subplots(figsize=(6.4, 3.8))
     for name, history in histories.items():
         if metric not in history or "epoch_time_s" not in history:
