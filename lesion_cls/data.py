@@ -406,7 +406,7 @@ class BatchAugment(nn.Module):
 
 
 def _luminance(images: torch.Tensor) -> torch.Tensor:
-    """ITU-R 601 grey ``[N, 1, H, W]`` of RGB images (torchvision's ``rgb_to_grayscale`` weights)."""
+    """ITU-R 601 grey ``[N, 1, H, W]`` of RGB images (torchvision's ``rgb_to_grayscale`` rounds red to 0.2989)."""
     return (images * images.new_tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(dim=1, keepdim=True)
 
 
