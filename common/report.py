@@ -132,6 +132,46 @@ def tested_weights(run: RunResult) -> str:
     return f"last epoch {epoch}" if run.info.get("test_checkpoint") == "last" else f"best epoch {epoch} (validation)"
 
 
+def _duration(value: Any) -> str:
+    """Lightning's ``max_time`` (``"DD:HH:MM:SS"`` or a mapping of ``timedelta`` fields) in minutes."""
+    try:
+        if isinstance(value, dict):
+            units = (("days", 86400), ("hours", 3600), ("minutes", 60), ("seconds", 1))
+            seconds = sum(float(value.get(name, 0)) * factor for name, factor in units)
+        else:
+            days, hours, minutes, secs = (float(part) for part in str(value).split(":"))
+            seconds = days * 86400 + hours * 3600 + minutes * 60 + secs
+    except (TypeError, ValueError):
+        return str(value)
+    return f"{seconds / 60:g} min"
+
+
+def training_rows(run: RunResult) -> dict[str, str]:
+    """The training budget the configuration set (steps, epochs, time: whichever ends first) and what the run
+    used of it: epochs and optimizer steps (``history.csv``), fit wall time (``timing.json``), precision."""
+    limits = []
+    if run.cfg("trainer.max_steps") not in (None, -1):
+        limits.append(f"{run.cfg('trainer.max_steps')} steps")
+    if run.cfg("trainer.max_epochs") is not None:
+        limits.append(f"{run.cfg('trainer.max_epochs')} epochs")
+    if run.cfg("trainer.max_time"):
+        limits.append(_duration(run.cfg("trainer.max_time")))
+    budget = " or ".join(limits) + (" (whichever ends first)" if len(limits) > 1 else "")
+    done = []
+    epochs = run.timing.get("epochs", int(run.history["epoch"].max()) + 1 if len(run.history) else None)
+    if epochs is not None:
+        done.append(f"{epochs} epochs")
+    if "step" in run.history and run.history["step"].notna().any():
+        done.append(f"{int(run.history['step'].max())} steps")
+    if "fit_s" in run.timing:
+        done.append(f"{float(run.timing['fit_s']) / 60:.1f} min")
+    return {
+        "training budget": budget or "–",
+        "trained": ", ".join(done) or "–",
+        "precision": show(run.cfg("trainer.precision")),
+    }
+
+
 # --- rendering -----------------------------------------------------------------------------------------------------
 def _copy(path: Path, out: Path) -> str:
     """Copy a run's file to ``out/figures/<experiment>/<run>/...``; return its link relative to ``out``."""

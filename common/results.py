@@ -58,6 +58,8 @@ class RunResult:
     config: dict[str, Any]
     metrics: dict[str, Any]
     history: pd.DataFrame = field(repr=False)
+    timing: dict[str, Any] = field(default_factory=dict)
+    """``timing.json`` (wall seconds of fit/test, epochs run); empty for a run that has none."""
 
     @property
     def experiment(self) -> str:
@@ -137,6 +139,7 @@ def load_run(path: Path) -> RunResult:
         config=yaml.safe_load((path / "config.yaml").read_text()) or {},
         metrics=json.loads((path / "metrics.json").read_text()),
         history=pd.read_csv(path / "history.csv"),
+        timing=json.loads((path / "timing.json").read_text()) if (path / "timing.json").is_file() else {},
     )
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from common.contracts import Block
-from common.report import best_run, fmt, published_protocols, table, tested_weights
+from common.report import best_run, fmt, published_protocols, table, tested_weights, training_rows
 from common.results import RunResult, register_report
 from lesion_cls import CLASS_NAMES, TASK
 
@@ -27,21 +27,28 @@ PARAMETERS: dict[str, str] = {
     "optimizer": "model.optimizer",
     "learning rate": "model.lr",
     "scheduler": "model.scheduler",
-    "epochs": "trainer.max_epochs",
     "batch size": "data.batch_size",
     "image size": "data.image_size",
     "augmentation": "data.augment",
     "balanced sampler": "data.balanced_sampler",
     "class weights": "data.class_weights",
+    "logit adjustment τ": "model.logit_adjustment",
+    "flip TTA": "model.tta_flips",
 }
-"""The parameter table: row label → config key (then the trainable parameters and the seed)."""
+"""The parameter table: row label → config key (then the training budget and what the run used of it, the
+trainable parameters and the seed)."""
 
 
 def _parameters(run: RunResult) -> dict[str, object]:
     values = {label: run.cfg(key) for label, key in PARAMETERS.items()}
     if "focal" not in str(values["loss"]):
         values["focal gamma"] = None  # not used by the loss
-    return {**values, "trainable parameters": run.info["trainable_parameters"], "seed": run.cfg("seed_everything")}
+    return {
+        **values,
+        **training_rows(run),
+        "trainable parameters": run.info["trainable_parameters"],
+        "seed": run.cfg("seed_everything"),
+    }
 
 
 def _overall(run: RunResult) -> dict[str, str]:

@@ -236,3 +236,38 @@ def test_classification_published_results_table(report_runs: Path, tmp_path: Pat
     expected = [r["balanced_accuracy"] for r in protocol["results"]]
     assert cells == [fmt(metrics["balanced_accuracy"]), *(fmt(v) if isinstance(v, float) else v for v in expected)]
     assert "Against published results" not in build_report([load_run(source)], tmp_path / "demo")[0].read_text()
+
+
+@pytest.mark.parametrize(
+    ("trainer", "budget"),
+    [
+        ({"max_epochs": 1000, "max_time": "00:00:55:00"}, "1000 epochs or 55 min (whichever ends first)"),
+        ({"max_epochs": 20}, "20 epochs"),
+        (
+            {"max_steps": 500, "max_epochs": None, "max_time": {"hours": 1, "minutes": 30}},
+            "500 steps or 90 min (whichever ends first)",
+        ),
+    ],
+)
+def test_training_rows_give_the_budget_and_what_was_used(trainer: dict, budget: str) -> None:
+    """The report's training rows: the limits the config set, and the epochs, optimizer steps (last validation)
+    and fit minutes the run's files record."""
+    from common.report import training_rows
+    from common.results import RunResult
+
+    history = pd.DataFrame({"epoch": [0, 1, 2], "step": [220, 440, 650]})
+    run = RunResult(
+        Path("run"),
+        {},
+        {"trainer": {**trainer, "precision": "bf16-mixed"}},
+        {},
+        history,
+        {"fit_s": 3300.0, "epochs": 3},
+    )
+    assert training_rows(run) == {
+        "training budget": budget,
+        "trained": "3 epochs, 650 steps, 55.0 min",
+        "precision": "bf16-mixed",
+    }
+    bare = RunResult(Path("run"), {}, {}, {}, history.drop(columns="step"))
+    assert training_rows(bare) == {"training budget": "–", "trained": "3 epochs", "precision": "–"}

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from common.contracts import Block
-from common.report import best_run, fmt, mean_std, published_protocols, table, tested_weights
+from common.report import best_run, fmt, mean_std, published_protocols, table, tested_weights, training_rows
 from common.results import RunResult, register_report
 from volume_seg import TASK
 from volume_seg.metrics import case_summary
@@ -27,20 +27,27 @@ PARAMETERS: dict[str, str] = {
     "loss": "model.loss",
     "optimizer": "model.optimizer",
     "learning rate": "model.lr",
+    "scheduler": "model.scheduler",
     "batch size": "data.batch_size",
-    "epochs": "trainer.max_epochs",
     "patches per volume": "data.patches_per_volume",
     "patch size": "data.patch_size",
     "augmentation": "data.augment",
     "normalisation": "data.normalize",
     "largest component": "model.largest_component",
+    "flip TTA": "model.tta_flips",
 }
-"""The configuration table: row label → config key (then the trainable parameters and the seed)."""
+"""The configuration table: row label → config key (then the training budget and what the run used of it, the
+trainable parameters and the seed)."""
 
 
 def _parameters(run: RunResult) -> dict[str, object]:
     values = {label: run.cfg(key) for label, key in PARAMETERS.items()}
-    return {**values, "trainable parameters": run.info["trainable_parameters"], "seed": run.cfg("seed_everything")}
+    return {
+        **values,
+        **training_rows(run),
+        "trainable parameters": run.info["trainable_parameters"],
+        "seed": run.cfg("seed_everything"),
+    }
 
 
 def _test_metrics(run: RunResult, unit: str) -> dict[str, object]:
