@@ -79,6 +79,10 @@ def _source_numbers(root: Path) -> set[str]:
         history = pd.read_csv(run_dir / "history.csv")
         _numbers(history.to_numpy().ravel().tolist(), allowed)
         _numbers((history["epoch"] + 1).tolist(), allowed)  # epochs are shown 1-based
+        if (run_dir / "timing.json").exists():  # the "trained" row: epochs, fit minutes
+            timing = json.loads((run_dir / "timing.json").read_text())
+            _numbers(timing, allowed)
+            allowed.add(f"{timing['fit_s'] / 60:.1f}")
         if (run_dir / "classification_report.csv").exists():
             _numbers(
                 pd.read_csv(run_dir / "classification_report.csv").iloc[:, 1:].to_numpy().ravel().tolist(), allowed
