@@ -168,7 +168,7 @@ def training_rows(run: RunResult) -> dict[str, str]:
     return {
         "training budget": budget or "–",
         "trained": ", ".join(done) or "–",
-        "precision": show(run.cfg("trainer.precision")),
+        "precision": show(run.cfg("trainer.precision") or "32-true"),  # Lightning's default when unset
     }
 
 

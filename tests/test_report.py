@@ -274,4 +274,4 @@ def test_training_rows_give_the_budget_and_what_was_used(trainer: dict, budget: 
         "precision": "bf16-mixed",
     }
     bare = RunResult(Path("run"), {}, {}, {}, history.drop(columns="step"))
-    assert training_rows(bare) == {"training budget": "–", "trained": "3 epochs", "precision": "–"}
+    assert training_rows(bare) == {"training budget": "–", "trained": "3 epochs", "precision": "32-true"}
