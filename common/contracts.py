@@ -42,7 +42,8 @@ class TaskModule(Protocol):
     task: ClassVar[str]
     """The task name, written to ``run_info.json``; the report looks its sections up under it."""
     monitor: ClassVar[str]
-    """The logged validation key that selects the checkpoint (e.g. ``val/<metric>``)."""
+    """The logged validation key that selects the checkpoint (e.g. ``val/<metric>``); an instance may set its own
+    from its init arguments (the CLI reads the instance's)."""
     monitor_mode: ClassVar[str]
     """``max`` or ``min``."""
     metric_labels: ClassVar[Mapping[str, str]]

@@ -10,10 +10,12 @@ from lesion_cls.data import HAM10000DataModule
 from lesion_cls.model import LesionClassifier
 
 # computed by the datamodule from the training split, once it is built (predict needs no loss, hence no training
-# data): the loss's class weights (data.class_weights) and the class frequencies the sampler gives (logit adjustment)
+# data): the loss's class weights (data.class_weights), the class frequencies the sampler gives (logit adjustment)
+# and those of the data (the decision tau)
 _FROM_TRAINING_SPLIT = (
     ("model.loss_weights", HAM10000DataModule.loss_class_weights),
     ("model.class_priors", HAM10000DataModule.training_class_priors),
+    ("model.class_frequencies", HAM10000DataModule.training_class_frequencies),
 )
 LINKS = tuple(
     Link("data", target, compute=compute, on_instantiate=True, subcommands=("fit", "validate", "test"))

@@ -105,6 +105,8 @@ class ClassificationOutputs(Callback):
         if not ids:
             return
         metrics = self._metrics(probs, target, losses, trainer)
+        if getattr(pl_module, "decision_tau", None) is not None:  # the probabilities are already shifted by it
+            metrics["decision_tau"] = float(pl_module.decision_tau)
         for name in LOGGED_METRICS:  # every process logs the same number
             pl_module.log(f"test/{name}", metrics[name], sync_dist=False)
         if trainer.is_global_zero:

@@ -608,6 +608,14 @@ class HAM10000DataModule(LightningDataModule):
         labels = table.loc[table["split"] == "train", "label"].to_numpy()
         return [float(p) for p in sampled_class_priors(labels, float(self.hparams.balanced_sampler))]
 
+    def training_class_frequencies(self) -> list[float]:
+        """The class frequencies of the training split as in the data, ``(n_c + 1) / (n + 7)`` (a class without
+        training images counts as one), for the decision τ (linked to ``model.class_frequencies``)."""
+        table = self._labelled_table()
+        labels = table.loc[table["split"] == "train", "label"].to_numpy()
+        counts = np.bincount(labels, minlength=len(CLASS_NAMES)) + 1.0
+        return [float(f) for f in counts / counts.sum()]
+
     def loss_class_weights(self) -> list[float] | None:
         """The loss's class weights from ``data.class_weights`` (``None`` for ``none``).
 

@@ -9,6 +9,9 @@ Definitions (also written into ``metrics.json``):
   positive or no negative image.
 * ``macro``: unweighted mean over the classes present in the ground truth or the predictions (sklearn's
   default labels); ``weighted``: mean weighted by support.
+* ``decision_tau``: the probabilities scored are ``softmax(log p - tau * log f)`` (post-hoc logit adjustment;
+  ``f``: the training split's class frequencies); 0 = the network's own. :class:`DecisionSearch` chooses it on
+  validation data.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from torchmetrics import Metric
 from torchmetrics.functional.classification import (
     binary_auroc,
     binary_roc,
@@ -32,17 +36,23 @@ from torchmetrics.functional.classification import (
     multiclass_recall,
     multiclass_roc,
 )
+from torchmetrics.utilities import dim_zero_cat
 
 from lesion_cls import CLASS_NAMES
 
 __all__ = [
+    "DECISION_TAUS",
     "METRIC_DEFINITIONS",
+    "SELECTION_METRICS",
+    "DecisionSearch",
     "calibration",
     "classification_metrics",
     "classification_report_table",
     "confusion_matrix",
+    "decision_scores",
     "report_markdown",
     "roc_curves",
+    "shift_decisions",
 ]
 
 METRIC_DEFINITIONS = {
@@ -53,6 +63,8 @@ METRIC_DEFINITIONS = {
     "weighted": "mean weighted by support (number of true images per class)",
     "auc": "one-vs-rest ROC AUC of the softmax probability; null when a class has no positive or no negative",
     "loss": "mean over test images of each image's training criterion without class weights",
+    "decision_tau": "post-hoc logit adjustment: the probabilities (and so every metric) are softmax(log p - tau * "
+    "log f), p the network's (flip-averaged) softmax, f the training split's class frequencies; tau 0 = none",
     "ece": "expected calibration error: sum over 15 equal-width confidence bins of (bin share) x |accuracy - mean "
     "confidence|, confidence = highest softmax probability",
 }
@@ -194,3 +206,65 @@ def calibration(probs: Any, target: Any, n_bins: int = 15) -> dict[str, Any]:
             }
         )
     return {"ece": ece, "n_bins": n_bins, "bins": bins}
+
+
+DECISION_TAUS: tuple[float, ...] = tuple(step / 8 for step in range(-8, 9))
+"""The decision τ a validation search tries: -1 (the training prior counted twice: towards common classes) to 1
+(the training prior divided out: the balanced-error rule), in steps of 0.125."""
+
+SELECTION_METRICS = ("bal_acc", "acc", "acc_bal_mean")
+"""What validation maximises: balanced accuracy, accuracy, or the mean of the two."""
+
+
+def shift_decisions(logits: torch.Tensor, tau: float, log_frequencies: torch.Tensor | None) -> torch.Tensor:
+    """``logits - tau * log(f)`` (post-hoc logit adjustment, Menon et al., ICLR 2021): ``tau > 0`` moves decisions
+    towards rare classes, ``tau < 0`` towards common ones; the logits as they are for ``tau`` 0."""
+    if not tau or log_frequencies is None:
+        return logits
+    return logits - tau * log_frequencies.to(logits)
+
+
+def decision_scores(logits: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
+    """Accuracy, balanced accuracy (macro recall), macro F1 and the mean of the first two, of arg-max decisions."""
+    c = logits.shape[1]
+    acc = multiclass_accuracy(logits, target, c, average="micro").item()
+    bal_acc = multiclass_recall(logits, target, c, average="macro").item()
+    f1 = multiclass_f1_score(logits, target, c, average="macro").item()
+    return {"acc": acc, "bal_acc": bal_acc, "f1_macro": f1, "acc_bal_mean": (acc + bal_acc) / 2}
+
+
+class DecisionSearch(Metric):
+    """An epoch's validation logits (all processes) scored at each candidate decision τ; ``compute`` returns the
+    scores at the τ that maximises ``selection_metric`` (ties: the smallest ``|τ|``), with ``decision_tau``.
+
+    With a single candidate it is a plain validation metric of the decisions at that τ.
+    """
+
+    full_state_update = False
+
+    def __init__(
+        self,
+        log_frequencies: torch.Tensor | None,
+        taus: Sequence[float] = DECISION_TAUS,
+        selection_metric: str = "bal_acc",
+    ) -> None:
+        super().__init__()
+        self.log_frequencies = log_frequencies
+        self.taus = sorted(taus, key=abs)
+        self.selection_metric = selection_metric
+        self.add_state("logits", default=[], dist_reduce_fx="cat")
+        self.add_state("target", default=[], dist_reduce_fx="cat")
+
+    def update(self, logits: torch.Tensor, target: torch.Tensor) -> None:
+        self.logits.append(logits.detach().float())
+        self.target.append(target.detach())
+
+    def compute(self) -> dict[str, float]:
+        logits, target = dim_zero_cat(self.logits), dim_zero_cat(self.target)
+        best: dict[str, float] | None = None
+        for tau in self.taus:
+            scores = decision_scores(shift_decisions(logits, tau, self.log_frequencies), target)
+            if best is None or scores[self.selection_metric] > best[self.selection_metric]:
+                best = {**scores, "decision_tau": tau}
+        assert best is not None
+        return best

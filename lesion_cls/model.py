@@ -21,8 +21,9 @@ from common.errors import MedlitError, check_choice
 from common.optim import OPTIMIZERS, SCHEDULERS, configure_optimizers
 from lesion_cls import CLASS_NAMES, TASK
 from lesion_cls.losses import build_loss
+from lesion_cls.metrics import DECISION_TAUS, SELECTION_METRICS, DecisionSearch, shift_decisions
 
-__all__ = ["FLIPS", "LesionClassifier", "create_backbone", "logit_offset"]
+__all__ = ["FLIPS", "LesionClassifier", "class_log_frequencies", "create_backbone", "logit_offset"]
 
 FLIPS: tuple[tuple[int, ...], ...] = ((), (3,), (2,), (2, 3))
 """Flip TTA's mirrorings of images ``[N, 3, H, W]``: none, horizontal, vertical, both."""
@@ -96,6 +97,22 @@ def create_backbone(
     return timm.create_model(name, pretrained=pretrained, **kwargs)
 
 
+def class_log_frequencies(
+    frequencies: Sequence[float] | None, num_classes: int, decision_tau: float | None
+) -> torch.Tensor | None:
+    """``log(f / sum(f))`` for the decision τ (``None`` when no τ is used or none is given)."""
+    if decision_tau == 0.0:
+        return None
+    if frequencies is None or len(frequencies) != num_classes:
+        raise MedlitError(
+            f"model.decision_tau needs model.class_frequencies ({num_classes} numbers; linked from the data)"
+        )
+    counts = torch.as_tensor(frequencies, dtype=torch.float32)
+    if (counts <= 0).any():
+        raise MedlitError(f"model.class_frequencies must be positive for model.decision_tau, got {list(frequencies)}")
+    return torch.log(counts / counts.sum())
+
+
 def logit_offset(tau: float, class_priors: Sequence[float] | None, num_classes: int) -> torch.Tensor | None:
     """``tau * log(prior)``, what the logit-adjusted loss adds to the logits (``None`` when ``tau`` is 0)."""
     if not tau:
@@ -144,11 +161,23 @@ class LesionClassifier(LightningModule):
             (``data.balanced_sampler`` taken into account).
         tta_flips: Test and predict average the probabilities of the image and its horizontal, vertical and
             double flips (the training augmentation flips both ways).
+        decision_tau: Post-hoc logit adjustment: decisions and probabilities (validation, test, predict) come from
+            ``log p - decision_tau * log f``, ``f`` the training split's class frequencies (``class_frequencies``):
+            ``> 0`` towards rare classes, ``< 0`` towards common ones, 0 = the network as it is. ``null``: chosen
+            after every validation epoch among :data:`~lesion_cls.metrics.DECISION_TAUS` (-1 to 1) to maximise
+            ``selection_metric`` on the validation images; each checkpoint keeps the τ of its epoch. Free to tune:
+            it changes no weights, and a sampler or a logit-adjusted loss leaves the network's own trade-off
+            between common and rare classes somewhere it is not measured.
+        selection_metric: The validation metric that selects the checkpoint (and ``decision_tau`` when searched):
+            ``bal_acc`` (balanced accuracy, the ISIC 2018 ranking metric), ``acc`` or ``acc_bal_mean`` (their mean).
+        class_frequencies: The class frequencies of the training split as in the data, linked from the
+            datamodule (for ``decision_tau``).
     """
 
     task = TASK
     monitor = "val/bal_acc"
-    """Checkpoint selection: balanced accuracy (macro recall) on validation data, the ISIC 2018 ranking metric."""
+    """Checkpoint selection: ``val/<selection_metric>``, by default balanced accuracy (macro recall) on validation
+    data, the ISIC 2018 ranking metric."""
     monitor_mode = "max"
     checkpoint_overrides = {"pretrained": False, "pretrained_file": None}
     """Init arguments the CLI sets when weights come from a checkpoint (no hub download for test/predict)."""
@@ -157,6 +186,8 @@ class LesionClassifier(LightningModule):
         "acc": "accuracy",
         "bal_acc": "balanced accuracy (macro recall)",
         "f1_macro": "macro F1",
+        "acc_bal_mean": "mean of accuracy and balanced accuracy",
+        "decision_tau": "decision τ (chosen on validation)",
     }
     """Axis labels of the logged metrics (``train/<name>``, ``val/<name>``)."""
 
@@ -185,11 +216,15 @@ class LesionClassifier(LightningModule):
         logit_adjustment: float = 0.0,
         class_priors: Sequence[float] | None = None,
         tta_flips: bool = False,
+        decision_tau: float | None = 0.0,
+        selection_metric: Literal["bal_acc", "acc", "acc_bal_mean"] = "bal_acc",
+        class_frequencies: Sequence[float] | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
         check_choice("model.optimizer", optimizer, OPTIMIZERS)
         check_choice("model.scheduler", scheduler, SCHEDULERS)
+        check_choice("model.selection_metric", selection_metric, SELECTION_METRICS)
         num_classes = len(CLASS_NAMES)
         if loss_weights is not None and len(loss_weights) != num_classes:
             raise MedlitError(f"model.loss_weights needs {num_classes} numbers, got {len(loss_weights)}")
@@ -204,20 +239,26 @@ class LesionClassifier(LightningModule):
         self.image_criterion = build_loss(
             loss, focal_gamma, focal_alpha, label_smoothing, ce_weight, focal_weight, reduction="none"
         )
-        metrics = MetricCollection(
+        self.train_metrics = MetricCollection(
             {
                 "acc": MulticlassAccuracy(num_classes, average="micro"),
                 "bal_acc": MulticlassRecall(num_classes, average="macro"),
                 "f1_macro": MulticlassF1Score(num_classes, average="macro"),
-            }
+            },
+            prefix="train/",
         )
         mixes = mixup_alpha > 0 or cutmix_alpha > 0  # timm's Mixup smooths the mixed labels itself
         mixup = {"prob": mixup_prob, "label_smoothing": label_smoothing, "num_classes": num_classes}
         self.mixup = Mixup(mixup_alpha, cutmix_alpha, **mixup) if mixes else None
         self.register_buffer("logit_offset", logit_offset(logit_adjustment, class_priors, num_classes), False)
-        self.train_metrics = metrics.clone(prefix="train/")
-        self.val_metrics = metrics.clone(prefix="val/")
         self.val_loss = MeanMetric()
+        self.monitor = f"val/{selection_metric}"
+        log_frequencies = class_log_frequencies(class_frequencies, num_classes, decision_tau)
+        self.register_buffer("log_frequencies", log_frequencies, False)
+        self.decision_tau = 0.0 if decision_tau is None else float(decision_tau)
+        """The τ decisions use now: ``decision_tau``, or the one chosen on the last validation (0 before it)."""
+        taus = DECISION_TAUS if decision_tau is None else (self.decision_tau,)
+        self.val_decisions = DecisionSearch(log_frequencies, taus, selection_metric)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Logits ``[N, 7]`` for images ``[N, 3, H, W]``."""
@@ -231,14 +272,21 @@ class LesionClassifier(LightningModule):
         """The logits the loss sees: shifted by ``tau * log(prior)`` with ``logit_adjustment``, else as they are."""
         return logits if self.logit_offset is None else logits + self.logit_offset
 
+    def decided(self, logits: torch.Tensor) -> torch.Tensor:
+        """The logits decisions are taken from: shifted by ``-decision_tau * log(f)`` (as they are for τ 0)."""
+        return shift_decisions(logits, self.decision_tau, self.log_frequencies)
+
     def probabilities(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(probabilities, logits)``: softmax, averaged over the flips with ``tta_flips`` (logits unflipped)."""
+        """``(probabilities, logits)``: softmax, averaged over the flips with ``tta_flips``, then shifted by the
+        decision τ (logits unflipped and unshifted)."""
         logits = self(images)
         probs = logits.detach().float().softmax(dim=1)
         if self.hparams.tta_flips:
             for dims in FLIPS[1:]:
                 probs = probs + self(images.flip(dims)).detach().float().softmax(dim=1)
             probs = probs / len(FLIPS)
+        if self.decision_tau:
+            probs = self.decided(probs.clamp_min(torch.finfo(probs.dtype).tiny).log()).softmax(dim=1)
         return probs, logits
 
     def _step(self, batch: dict[str, Any], stage: str) -> torch.Tensor:
@@ -249,16 +297,16 @@ class LesionClassifier(LightningModule):
             images, loss_target = self.mixup(images, target)
         logits = self(images)
         loss = self.criterion(self.adjusted(logits), loss_target)
-        metrics = getattr(self, f"{stage}_metrics")
-        metrics.update(logits, target)
         batch_size = len(target)
         if stage == "train":
+            self.train_metrics.update(self.decided(logits.detach()), target)
             self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=batch_size)
             self.log("train/loss_step", loss, on_step=True, on_epoch=False, batch_size=batch_size)
+            self.log_dict(self.train_metrics, on_step=False, on_epoch=True, batch_size=batch_size)
         else:  # a torchmetrics mean: synced as sum and count, exact when processes hold different numbers
             self.val_loss.update(loss.detach(), weight=batch_size)
             self.log("val/loss", self.val_loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=batch_size)
-        self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=stage != "train", batch_size=batch_size)
+            self.val_decisions.update(logits, target)  # scored once per epoch, over every process's images
         return loss
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
@@ -266,6 +314,26 @@ class LesionClassifier(LightningModule):
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         self._step(batch, "val")
+
+    def on_validation_epoch_end(self) -> None:
+        """Score the epoch's decisions (choosing the decision τ when searched) and log ``val/<metric>``."""
+        scores = self.val_decisions.compute()
+        self.val_decisions.reset()
+        if not self.trainer.sanity_checking:  # a few sanity batches choose nothing
+            self.decision_tau = scores["decision_tau"]
+        names = ["acc", "bal_acc", "f1_macro"]
+        names += [name for name in ("acc_bal_mean",) if self.hparams.selection_metric == name]
+        names += ["decision_tau"] if self.hparams.decision_tau is None else []
+        # every process computed the same numbers from all processes' logits; sync_dist averages equal values
+        self.log_dict({f"val/{name}": scores[name] for name in names}, prog_bar=True, sync_dist=True)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["decision_tau"] = self.decision_tau
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # a searched τ belongs to the weights it was chosen for; a τ given as a setting stays
+        if self.hparams.decision_tau is None and "decision_tau" in checkpoint:
+            self.decision_tau = float(checkpoint["decision_tau"])
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
         """Probabilities and per-image losses; the outputs callback scores each image once and logs ``test/*``."""

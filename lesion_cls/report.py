@@ -34,15 +34,27 @@ PARAMETERS: dict[str, str] = {
     "class weights": "data.class_weights",
     "logit adjustment τ": "model.logit_adjustment",
     "flip TTA": "model.tta_flips",
+    "decision τ": "model.decision_tau",
+    "selected on validation": "model.selection_metric",
 }
 """The parameter table: row label → config key (then the training budget and what the run used of it, the
 trainable parameters and the seed)."""
+
+
+_SELECTION_LABELS = {
+    "val/bal_acc": "balanced accuracy",
+    "val/acc": "accuracy",
+    "val/acc_bal_mean": "mean of accuracy and balanced accuracy",
+}
 
 
 def _parameters(run: RunResult) -> dict[str, object]:
     values = {label: run.cfg(key) for label, key in PARAMETERS.items()}
     if "focal" not in str(values["loss"]):
         values["focal gamma"] = None  # not used by the loss
+    tau = run.metrics.get("decision_tau")  # the one the test used: chosen on validation when the setting is null
+    if tau is not None and values["decision τ"] is None:
+        values["decision τ"] = f"{fmt(tau)} (chosen on validation)"
     return {
         **values,
         **training_rows(run),
@@ -158,7 +170,8 @@ class ClassificationReport:
             f"Data: `{first.cfg('data.root')}`, split by `lesion_id` (no lesion in two splits), seed "
             f"{first.cfg('data.split_seed')}; {first.metrics.get('n_images')} test images. Classes in the fixed "
             f"order {', '.join(CLASS_NAMES)}. Each model was tested with the weights its `run.test_checkpoint` "
-            'names (the best validation balanced accuracy, or the last epoch: row "tested weights").'
+            'names (the best validation value of the metric in row "selected on validation", or the last epoch: row '
+            '"tested weights").'
         )
         blocks: list[Block] = [
             ("h2", "Skin-lesion classification (HAM10000 / ISIC 2018 Task 3)", None),
@@ -176,8 +189,9 @@ class ClassificationReport:
             ("table", table({run.experiment: _overall(run) for run in runs}), "metric"),
             (
                 "p",
-                f"**Better model: {better.experiment}**, chosen on validation balanced accuracy "
-                f"({fmt(better.validation_score)}), not on test data.",
+                f"**Better model: {better.experiment}**, chosen on validation "
+                f"{_SELECTION_LABELS.get(better.monitor, better.monitor)} ({fmt(better.validation_score)}), not on "
+                "test data.",
                 None,
             ),
         ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from sklearn.metrics import (
     accuracy_score,
     auc,
@@ -16,6 +17,9 @@ from sklearn.metrics import (
 
 from lesion_cls import CLASS_NAMES
 from lesion_cls.metrics import (
+    DECISION_TAUS,
+    SELECTION_METRICS,
+    DecisionSearch,
     classification_metrics,
     classification_report_table,
     confusion_matrix,
@@ -93,3 +97,58 @@ def test_confusion_matrix_counts() -> None:
     expected = np.zeros((7, 7), dtype=int)
     np.add.at(expected, (target, probs.argmax(axis=1)), 1)
     np.testing.assert_array_equal(counts, expected)
+
+
+def _over_balanced(seed: int, n: int = 700) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """HAM-like class frequencies and logits pushed towards the rare classes, as a balanced sampler leaves them."""
+    rng = np.random.default_rng(seed)
+    frequencies = np.array([0.11, 0.67, 0.05, 0.03, 0.11, 0.01, 0.02])
+    target = rng.choice(7, size=n, p=frequencies)
+    logits = rng.normal(0.0, 1.0, (n, 7))
+    logits[np.arange(n), target] += 1.5
+    return logits - 0.8 * np.log(frequencies), target, frequencies
+
+
+@pytest.mark.parametrize("selection_metric", SELECTION_METRICS)
+def test_decision_search_scores_every_tau_as_sklearn(selection_metric: str) -> None:
+    logits, target, frequencies = _over_balanced(0)
+    log_f = torch.log(torch.tensor(frequencies, dtype=torch.float32))
+    search = DecisionSearch(log_f, selection_metric=selection_metric)
+    for rows in np.array_split(np.arange(len(target)), 6):  # one update per validation batch
+        search.update(torch.tensor(logits[rows], dtype=torch.float32), torch.tensor(target[rows]))
+    chosen = search.compute()
+    by_sklearn = {}
+    for tau in DECISION_TAUS:
+        pred = (logits - tau * log_f.double().numpy()).argmax(axis=1)
+        acc, bal_acc = accuracy_score(target, pred), balanced_accuracy_score(target, pred)
+        by_sklearn[tau] = {"acc": acc, "bal_acc": bal_acc, "acc_bal_mean": (acc + bal_acc) / 2}
+    best = max(scores[selection_metric] for scores in by_sklearn.values())
+    assert by_sklearn[chosen["decision_tau"]][selection_metric] == pytest.approx(best, abs=1e-6)
+    for name in ("acc", "bal_acc", "acc_bal_mean"):
+        assert chosen[name] == pytest.approx(by_sklearn[chosen["decision_tau"]][name], abs=1e-6)
+    # shifting decisions changes the scores: the search is not a no-op on these logits
+    assert chosen[selection_metric] > by_sklearn[0.0][selection_metric] + 0.01
+
+
+def test_decision_search_directions_and_ties() -> None:
+    logits, target, frequencies = _over_balanced(1)
+    log_f = torch.log(torch.tensor(frequencies, dtype=torch.float32))
+    chosen = {}
+    for metric in ("acc", "bal_acc"):
+        search = DecisionSearch(log_f, selection_metric=metric)
+        search.update(torch.tensor(logits, dtype=torch.float32), torch.tensor(target))
+        chosen[metric] = search.compute()["decision_tau"]
+    # accuracy favours the common classes more than balanced accuracy does
+    assert chosen["acc"] < chosen["bal_acc"]
+    # decisions that no tau in the grid can change: every tau ties, the smallest |tau| (0) wins
+    certain = torch.nn.functional.one_hot(torch.tensor(target), 7).float() * 100.0
+    search = DecisionSearch(log_f)
+    search.update(certain, torch.tensor(target))
+    assert search.compute() == {"acc": 1.0, "bal_acc": 1.0, "f1_macro": 1.0, "acc_bal_mean": 1.0, "decision_tau": 0.0}
+    # one candidate: a plain metric of the decisions at that tau
+    fixed = DecisionSearch(log_f, taus=(0.5,))
+    fixed.update(torch.tensor(logits, dtype=torch.float32), torch.tensor(target))
+    pred = (logits - 0.5 * log_f.double().numpy()).argmax(axis=1)
+    result = fixed.compute()
+    assert result["decision_tau"] == 0.5
+    assert result["bal_acc"] == pytest.approx(balanced_accuracy_score(target, pred), abs=1e-6)

@@ -111,6 +111,35 @@ def test_logit_adjusted_loss_adds_tau_log_prior() -> None:
         LesionClassifier(backbone="resnet10t", logit_adjustment=1.0)
 
 
+def test_decision_tau_shifts_probabilities_and_travels_with_the_checkpoint() -> None:
+    frequencies = [0.11, 0.67, 0.05, 0.03, 0.11, 0.01, 0.02]
+    log_f = torch.log(torch.tensor(frequencies))
+    fixed = LesionClassifier(backbone="resnet10t", decision_tau=0.5, class_frequencies=frequencies).eval()
+    batch = {"image": torch.randn(4, 3, 32, 32), "label": torch.tensor([0, 1, 5, 6]), "image_id": list("abcd")}
+    with torch.no_grad():
+        logits = fixed(batch["image"])
+        out = fixed.test_step(batch, 0)
+        unshifted = F.cross_entropy(logits, batch["label"], reduction="none")
+    torch.testing.assert_close(out["probs"], (logits - 0.5 * log_f).softmax(dim=1))
+    torch.testing.assert_close(out["loss"], unshifted)  # the loss is the network's, not the decision's
+    # searched: 0 until a validation chooses one; the checkpoint carries the chosen one; a setting stays
+    searched = LesionClassifier(
+        backbone="resnet10t", decision_tau=None, class_frequencies=frequencies, selection_metric="acc_bal_mean"
+    )
+    assert searched.decision_tau == 0.0 and searched.monitor == "val/acc_bal_mean"
+    searched.decision_tau = -0.375
+    checkpoint: dict = {}
+    searched.on_save_checkpoint(checkpoint)
+    restored = LesionClassifier(backbone="resnet10t", decision_tau=None, class_frequencies=frequencies)
+    restored.on_load_checkpoint(checkpoint)
+    fixed.on_load_checkpoint(checkpoint)
+    assert restored.decision_tau == -0.375 and fixed.decision_tau == 0.5
+    with pytest.raises(MedlitError, match="decision_tau needs model.class_frequencies"):
+        LesionClassifier(backbone="resnet10t", decision_tau=None)
+    with pytest.raises(MedlitError, match="unknown model.selection_metric 'f1'"):
+        LesionClassifier(backbone="resnet10t", selection_metric="f1")
+
+
 def test_mixup_and_cutmix_mix_images_and_labels() -> None:
     """A mixed batch: image i is lam * x_i + (1 - lam) * x_(N-1-i) (timm's batch mode) and the loss sees the same
     blend of the two one-hot labels; cutmix's labels follow the pasted area; odd batches stay unmixed."""

@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from lesion_cls import CLASS_NAMES
+from lesion_cls.__main__ import main
 from lesion_cls.metrics import classification_metrics
 from tests.helpers import REPO, assert_one_number, tiny_cls_args, tiny_seg_args
 
 DDP = ("--trainer.strategy", "ddp", "--trainer.devices", "2", "--trainer.accelerator", "cpu")
+ONE_PROCESS = ("--trainer.strategy", "auto", "--trainer.devices", "1")
 
 
 def _fit_ddp(package: str, args: list[str], runs: Path) -> Path:
@@ -38,7 +42,9 @@ def _fit_ddp(package: str, args: list[str], runs: Path) -> Path:
 
 @pytest.mark.ddp
 def test_classification_ddp(tiny_ham: Path, tmp_path: Path) -> None:
-    args = tiny_cls_args(tiny_ham, tmp_path / "runs", *DDP, "--outputs.gradcam_per_class", "0")
+    # the decision tau searched on validation logits gathered from both processes
+    search = ("--model.decision_tau", "null", "--model.selection_metric", "acc_bal_mean")
+    args = tiny_cls_args(tiny_ham, tmp_path / "runs", *DDP, *search, "--outputs.gradcam_per_class", "0")
     run_dir = _fit_ddp("lesion_cls", args, tmp_path / "runs")
     assert json.loads((run_dir / "timing.json").read_text())["devices"] == 2
     predictions = pd.read_csv(run_dir / "predictions.csv")
@@ -50,6 +56,23 @@ def test_classification_ddp(tiny_ham: Path, tmp_path: Path) -> None:
     )
     assert metrics["accuracy"] == pytest.approx(recomputed["accuracy"])
     assert metrics["n_images"] == len(predictions)
+    # the test used the tau chosen on validation at the tested checkpoint's epoch
+    history = pd.read_csv(run_dir / "history.csv")
+    best = history.loc[history["val/acc_bal_mean"].idxmax()]
+    assert best["val/acc_bal_mean"] == pytest.approx((best["val/acc"] + best["val/bal_acc"]) / 2, abs=1e-6)
+    assert metrics["decision_tau"] == best["val/decision_tau"]
+    assert json.loads((run_dir / "run_info.json").read_text())["monitor"] == "val/acc_bal_mean"
+    # predict from that checkpoint (one process) restores the same tau: the test's probabilities again
+    folder = tmp_path / "to_predict"
+    folder.mkdir()
+    for image_id in predictions["image"][:8]:
+        shutil.copy(tiny_ham / "images" / f"{image_id}.jpg", folder)
+    best_checkpoint = next((run_dir / "checkpoints").glob("best-epoch*.ckpt"))
+    predict_args = ["--ckpt_path", str(best_checkpoint), "--data.predict_dir", str(folder), "--run.root", str(tmp_path)]
+    predicted_dir = main(["predict", "--config", str(run_dir / "config.yaml"), *predict_args, *ONE_PROCESS])
+    predicted = pd.read_csv(predicted_dir / "predictions.csv").set_index("image")
+    expected = predictions.set_index("image").loc[predicted.index, list(CLASS_NAMES)]
+    np.testing.assert_allclose(predicted.to_numpy(), expected.to_numpy(), atol=2e-4)
     assert_one_number(run_dir, ("loss", "accuracy", "balanced_accuracy", "f1_macro", "auc_macro", "ece"))
 
 
