@@ -165,9 +165,9 @@ class LesionClassifier(LightningModule):
             ``log p - decision_tau * log f``, ``f`` the training split's class frequencies (``class_frequencies``):
             ``> 0`` towards rare classes, ``< 0`` towards common ones, 0 = the network as it is. ``null``: chosen
             after every validation epoch among :data:`~lesion_cls.metrics.DECISION_TAUS` (-1 to 1) to maximise
-            ``selection_metric`` on the validation images; each checkpoint keeps the τ of its epoch. Free to tune:
-            it changes no weights, and a sampler or a logit-adjusted loss leaves the network's own trade-off
-            between common and rare classes somewhere it is not measured.
+            ``selection_metric`` on the validation images; each checkpoint keeps the τ of its epoch. Cheap to tune
+            (no retraining, no test image): it moves the trade-off between common and rare classes that a balanced
+            sampler or a logit-adjusted loss left to where validation says the chosen metric is best.
         selection_metric: The validation metric that selects the checkpoint (and ``decision_tau`` when searched):
             ``bal_acc`` (balanced accuracy, the ISIC 2018 ranking metric), ``acc`` or ``acc_bal_mean`` (their mean).
         class_frequencies: The class frequencies of the training split as in the data, linked from the
@@ -317,6 +317,8 @@ class LesionClassifier(LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         """Score the epoch's decisions (choosing the decision τ when searched) and log ``val/<metric>``."""
+        if not self.val_decisions.update_called:  # no validation batch in this process
+            return
         scores = self.val_decisions.compute()
         self.val_decisions.reset()
         if not self.trainer.sanity_checking:  # a few sanity batches choose nothing
