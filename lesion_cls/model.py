@@ -23,7 +23,7 @@ from lesion_cls import CLASS_NAMES, TASK
 from lesion_cls.losses import build_loss
 from lesion_cls.metrics import DECISION_TAUS, SELECTION_METRICS, DecisionSearch, shift_decisions
 
-__all__ = ["FLIPS", "LesionClassifier", "class_log_frequencies", "create_backbone", "logit_offset"]
+__all__ = ["FLIPS", "LesionClassifier", "class_log_frequencies", "create_backbone", "logit_offset", "training_metrics"]
 
 FLIPS: tuple[tuple[int, ...], ...] = ((), (3,), (2,), (2, 3))
 """Flip TTA's mirrorings of images ``[N, 3, H, W]``: none, horizontal, vertical, both."""
@@ -95,6 +95,18 @@ def create_backbone(
                 "pass model.pretrained_file=/path/to/weights.safetensors (or .pth), or set model.pretrained=false"
             )
     return timm.create_model(name, pretrained=pretrained, **kwargs)
+
+
+def training_metrics(num_classes: int) -> MetricCollection:
+    """Accuracy, balanced accuracy (macro recall) and macro F1 of the training batches, logged ``train/<name>``."""
+    return MetricCollection(
+        {
+            "acc": MulticlassAccuracy(num_classes, average="micro"),
+            "bal_acc": MulticlassRecall(num_classes, average="macro"),
+            "f1_macro": MulticlassF1Score(num_classes, average="macro"),
+        },
+        prefix="train/",
+    )
 
 
 def class_log_frequencies(
@@ -239,21 +251,22 @@ class LesionClassifier(LightningModule):
         self.image_criterion = build_loss(
             loss, focal_gamma, focal_alpha, label_smoothing, ce_weight, focal_weight, reduction="none"
         )
-        self.train_metrics = MetricCollection(
-            {
-                "acc": MulticlassAccuracy(num_classes, average="micro"),
-                "bal_acc": MulticlassRecall(num_classes, average="macro"),
-                "f1_macro": MulticlassF1Score(num_classes, average="macro"),
-            },
-            prefix="train/",
-        )
+        # validation: val_decisions (the same three metrics, scored once per epoch at the decision τ)
+        self.train_metrics = training_metrics(num_classes)
         mixes = mixup_alpha > 0 or cutmix_alpha > 0  # timm's Mixup smooths the mixed labels itself
         mixup = {"prob": mixup_prob, "label_smoothing": label_smoothing, "num_classes": num_classes}
         self.mixup = Mixup(mixup_alpha, cutmix_alpha, **mixup) if mixes else None
         self.register_buffer("logit_offset", logit_offset(logit_adjustment, class_priors, num_classes), False)
         self.val_loss = MeanMetric()
+        self._set_up_decisions(decision_tau, selection_metric, class_frequencies)
+
+    def _set_up_decisions(
+        self, decision_tau: float | None, selection_metric: str, class_frequencies: Sequence[float] | None
+    ) -> None:
+        """The decision τ, its validation search (every τ of ``DECISION_TAUS`` when ``decision_tau`` is null) and
+        the checkpoint monitor ``val/<selection_metric>``."""
         self.monitor = f"val/{selection_metric}"
-        log_frequencies = class_log_frequencies(class_frequencies, num_classes, decision_tau)
+        log_frequencies = class_log_frequencies(class_frequencies, len(CLASS_NAMES), decision_tau)
         self.register_buffer("log_frequencies", log_frequencies, False)
         self.decision_tau = 0.0 if decision_tau is None else float(decision_tau)
         """The τ decisions use now: ``decision_tau``, or the one chosen on the last validation (0 before it)."""
