@@ -601,19 +601,21 @@ class HAM10000DataModule(LightningDataModule):
             self._labelled = self._read_table()
         return self._labelled
 
+    def _training_labels(self) -> np.ndarray:
+        """The class indices of the training split (from the metadata; no image is decoded)."""
+        table = self._labelled_table()
+        return table.loc[table["split"] == "train", "label"].to_numpy()
+
     def training_class_priors(self) -> list[float]:
         """The class frequencies of the training images as the sampler draws them (:func:`sampled_class_priors`),
         for logit-adjusted losses (linked to ``model.class_priors``)."""
-        table = self._labelled_table()
-        labels = table.loc[table["split"] == "train", "label"].to_numpy()
+        labels = self._training_labels()
         return [float(p) for p in sampled_class_priors(labels, float(self.hparams.balanced_sampler))]
 
     def training_class_frequencies(self) -> list[float]:
         """The class frequencies of the training split as in the data, ``(n_c + 1) / (n + 7)`` (a class without
         training images counts as one), for the decision τ (linked to ``model.class_frequencies``)."""
-        table = self._labelled_table()
-        labels = table.loc[table["split"] == "train", "label"].to_numpy()
-        counts = np.bincount(labels, minlength=len(CLASS_NAMES)) + 1.0
+        counts = np.bincount(self._training_labels(), minlength=len(CLASS_NAMES)) + 1.0
         return [float(f) for f in counts / counts.sum()]
 
     def loss_class_weights(self) -> list[float] | None:
@@ -627,8 +629,7 @@ class HAM10000DataModule(LightningDataModule):
             return [float(w) for w in setting]
         if setting == "none":
             return None
-        table = self._labelled_table()
-        labels = table.loc[table["split"] == "train", "label"].to_numpy()
+        labels = self._training_labels()
         counts = np.bincount(labels, minlength=len(CLASS_NAMES)).astype(np.float64)
         weights = np.where(counts > 0, len(labels) / (len(CLASS_NAMES) * np.maximum(counts, 1)), 1.0)
         return [float(w) for w in weights]
