@@ -195,6 +195,9 @@ def test_datamodule_sampling_power_and_priors(tiny_ham: Path, tmp_path: Path) ->
     dm.setup("fit")
     labels = dm.train_dataset.labels
     np.testing.assert_allclose(dm.training_class_priors(), sampled_class_priors(labels, 0.5))
+    # the decision tau's frequencies: as in the data, not as sampled, each class counted once more
+    counts = np.array([(labels == c).sum() for c in range(7)])
+    np.testing.assert_allclose(dm.training_class_frequencies(), (counts + 1) / (len(labels) + 7))
     sampler = dm.train_dataloader().sampler
     np.testing.assert_allclose(sampler.weights.numpy(), sampling_weights(labels, 0.5))
     with pytest.raises(MedlitError, match="balanced_sampler must be"):
