@@ -9,7 +9,8 @@ text and figures as :data:`~common.contracts.Block` s. This module knows no task
 never on test data. Every number is read from the runs' files; nothing is recomputed. The Markdown links
 figures copied beside it (``figures/``); the HTML embeds them, so it is one file.
 
-The helpers :func:`fmt`, :func:`show`, :func:`mean_std`, :func:`table`, :func:`best_run`, :func:`tested_weights`
+The helpers :func:`fmt`, :func:`show`, :func:`mean_std`, :func:`table`, :func:`best_run` (with :func:`no_best_run`
+when the runs were selected on different metrics), :func:`tested_weights`
 and :func:`published_protocols` (published results from ``experiments/anchors.yaml``) are for the tasks'
 sections, so that every task formats numbers and reads anchors the same way.
 """
@@ -43,6 +44,7 @@ __all__ = [
     "fmt",
     "main",
     "mean_std",
+    "no_best_run",
     "published_protocols",
     "show",
     "table",
@@ -82,9 +84,22 @@ def table(rows: dict[str, dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(rows).map(lambda v: v if isinstance(v, str) else show(v))
 
 
-def best_run(runs: Sequence[RunResult]) -> RunResult:
-    """The run whose checkpoint has the best validation monitor (never a test metric)."""
+def best_run(runs: Sequence[RunResult]) -> RunResult | None:
+    """The run whose checkpoint has the best validation monitor (never a test metric); ``None`` when the runs'
+    checkpoints were selected on different metrics, whose values are on different scales (see :func:`no_best_run`)."""
+    if len({(run.monitor, run.monitor_mode) for run in runs}) > 1:
+        return None
     return max(runs, key=lambda r: r.validation_score if r.monitor_mode == "max" else -r.validation_score)
+
+
+def no_best_run(runs: Sequence[RunResult], labels: dict[str, str]) -> str:
+    """What a report says when :func:`best_run` names no run: each run's selection metric (``labels`` names the
+    monitors, e.g. ``val/bal_acc`` -> ``balanced accuracy``)."""
+    chosen = ", ".join(f"{run.experiment} on {labels.get(run.monitor, run.monitor)}" for run in runs)
+    return (
+        f"No run is named better: their checkpoints were selected on different validation metrics ({chosen}), "
+        "whose values do not compare."
+    )
 
 
 ANCHORS = Path(__file__).resolve().parents[1] / "experiments" / "anchors.yaml"

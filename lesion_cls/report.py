@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from common.contracts import Block
-from common.report import best_run, fmt, published_protocols, table, tested_weights, training_rows
+from common.report import best_run, fmt, no_best_run, published_protocols, table, tested_weights, training_rows
 from common.results import RunResult, register_report
 from lesion_cls import CLASS_NAMES, TASK
 
@@ -137,9 +137,17 @@ def _published(runs: list[RunResult]) -> list[Block]:
     return blocks
 
 
-def _gradcam(better: RunResult) -> list[Block]:
-    blocks: list[Block] = [("h3", f"Grad-CAM examples of the better model ({better.experiment})", None)]
-    folder = better.path / "gradcam"
+def _better_model(runs: list[RunResult], better: RunResult | None) -> str:
+    if better is None:
+        return no_best_run(runs, _SELECTION_LABELS)
+    label = _SELECTION_LABELS.get(better.monitor, better.monitor)
+    score = fmt(better.validation_score)
+    return f"**Better model: {better.experiment}**, chosen on validation {label} ({score}), not on test data."
+
+
+def _gradcam(run: RunResult, which: str) -> list[Block]:
+    blocks: list[Block] = [("h3", f"Grad-CAM examples of {which} ({run.experiment})", None)]
+    folder = run.path / "gradcam"
     for class_folder in sorted(folder.iterdir()) if folder.is_dir() else []:
         examples = sorted(class_folder.glob("correct_*.png"))[:1] + sorted(class_folder.glob("wrong_*.png"))[:1]
         if not examples:
@@ -187,17 +195,12 @@ class ClassificationReport:
                 None,
             ),
             ("table", table({run.experiment: _overall(run) for run in runs}), "metric"),
-            (
-                "p",
-                f"**Better model: {better.experiment}**, chosen on validation "
-                f"{_SELECTION_LABELS.get(better.monitor, better.monitor)} ({fmt(better.validation_score)}), not on "
-                "test data.",
-                None,
-            ),
+            ("p", _better_model(runs, better), None),
         ]
         for run in runs:
             blocks += [("h3", f"Per-class results: {run.experiment}", None), ("table", _per_class(run), "class")]
-        return blocks + _published(runs) + _figures(runs) + _gradcam(better)
+        gradcam = _gradcam(better, "the better model") if better else _gradcam(first, "the first run")
+        return blocks + _published(runs) + _figures(runs) + gradcam
 
 
 REPORT = register_report(ClassificationReport())

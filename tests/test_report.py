@@ -140,6 +140,21 @@ def test_better_and_best_are_chosen_on_validation(report: Path, report_runs: Pat
     assert f"Grad-CAM examples of the better model ({better})" in text
 
 
+def test_runs_selected_on_different_metrics_name_no_better_model(report_runs: Path, tmp_path: Path) -> None:
+    """Validation balanced accuracy of one run and accuracy of another are on different scales: the report says
+    so instead of ranking them."""
+    source = latest_runs(report_runs)["cls_ce"].path
+    copy = tmp_path / "cls_on_acc" / source.name
+    shutil.copytree(source, copy)
+    info = json.loads((copy / "run_info.json").read_text())
+    (copy / "run_info.json").write_text(json.dumps({**info, "monitor": "val/acc", "experiment": "cls_on_acc"}))
+    md, _ = build_report([load_run(source), load_run(copy)], tmp_path / "report")
+    text = md.read_text()
+    assert "No run is named better" in text and "**Better model" not in text
+    assert "(cls_ce on balanced accuracy, cls_on_acc on accuracy)" in text
+    assert "Grad-CAM examples of the first run (cls_ce)" in text
+
+
 def test_html_is_self_contained(report: Path) -> None:
     html = report.with_suffix(".html").read_text()
     sources = re.findall(r'<img src="([^"]+)"', html)

@@ -13,7 +13,16 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from common.contracts import Block
-from common.report import best_run, fmt, mean_std, published_protocols, table, tested_weights, training_rows
+from common.report import (
+    best_run,
+    fmt,
+    mean_std,
+    no_best_run,
+    published_protocols,
+    table,
+    tested_weights,
+    training_rows,
+)
 from common.results import RunResult, register_report
 from volume_seg import TASK
 from volume_seg.metrics import case_summary
@@ -114,17 +123,24 @@ def _spread(runs: list[RunResult]) -> list[Block]:
     return blocks
 
 
-def _figures(runs: list[RunResult], best: RunResult) -> list[Block]:
+def _best_configuration(runs: list[RunResult], best: RunResult | None) -> str:
+    if best is None:
+        return no_best_run(runs, {"val/dice": "Dice"})
+    score = fmt(best.validation_score)
+    return f"**Best configuration: {best.experiment}**, chosen on validation Dice ({score}), not on test data."
+
+
+def _figures(runs: list[RunResult], best: RunResult, which: str) -> list[Block]:
     blocks: list[Block] = [("h3", "Training curves", None)]
     blocks += [
         ("img", run.path / "curves.png", f"{run.experiment}: training loss, validation loss and Dice") for run in runs
     ]
-    blocks.append(("h3", f"2D overlays of the best configuration ({best.experiment})", None))
+    blocks.append(("h3", f"2D overlays of {which} ({best.experiment})", None))
     blocks += [
         ("img", path, f"{path.stem}: image, ground truth, prediction, errors")
         for path in sorted((best.path / "overlays").glob("*.png"))[:4]
     ]
-    blocks.append(("h3", f"3D views of the best configuration ({best.experiment})", None))
+    blocks.append(("h3", f"3D views of {which} ({best.experiment})", None))
     for path in sorted((best.path / "views3d").glob("*.png"))[:2]:
         blocks.append(("img", path, f"{path.stem}: ground truth, prediction, overlay (marching cubes)"))
         if path.with_suffix(".html").exists():
@@ -162,14 +178,10 @@ class SegmentationReport:
             ("h3", "Test metrics", None),
             ("p", "Mean ± standard deviation over test cases.", None),
             ("table", table({run.experiment: _test_metrics(run, unit) for run in runs}), "metric"),
-            (
-                "p",
-                f"**Best configuration: {best.experiment}**, chosen on validation Dice ({fmt(best.validation_score)}), "
-                "not on test data.",
-                None,
-            ),
+            ("p", _best_configuration(runs, best), None),
         ]
-        return blocks + _published(runs) + _spread(runs) + _figures(runs, best)
+        figures = _figures(runs, best, "the best configuration") if best else _figures(runs, first, "the first run")
+        return blocks + _published(runs) + _spread(runs) + figures
 
 
 REPORT = register_report(SegmentationReport())
