@@ -104,3 +104,26 @@ def test_ham10000_recipe_runs_a_few_steps(shared_data: Path, tmp_path: Path) -> 
     np.testing.assert_allclose(hparams["class_priors"], sampled_class_priors(train, 0.5))
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["n_images"] == 64 and 0 <= metrics["balanced_accuracy"] <= 1
+
+
+def test_ten_minute_recipe_is_the_recipe_with_its_budget_and_input_size(capsys: pytest.CaptureFixture[str]) -> None:
+    """``ham10000_10min.yaml`` given after the recipe changes the budget, the input size and the experiment name;
+    every other setting is the recipe's."""
+    import yaml
+
+    recipes = REPO / "experiments" / "recipes"
+    overlay = yaml.safe_load((recipes / "ham10000_10min.yaml").read_text())
+    args = ["fit", "--config", str(recipes / "ham10000.yaml"), "--data.root", "unused", "--print_config"]
+    configs = []
+    for extra in ([], ["--config", str(recipes / "ham10000_10min.yaml")]):
+        with pytest.raises(SystemExit):
+            main([*args[:3], *extra, *args[3:]])
+        configs.append(yaml.safe_load(capsys.readouterr().out))
+    recipe, ten_minutes = configs
+    assert ten_minutes["data"]["image_size"] == [75, 100] != recipe["data"]["image_size"]
+    assert ten_minutes["trainer"]["max_time"] == "00:00:10:00" != recipe["trainer"]["max_time"]
+    changed = {(section, key) for section, values in overlay.items() for key in values}
+    for section in ("data", "model", "trainer", "run"):
+        for key, value in recipe[section].items():
+            if (section, key) not in changed:
+                assert ten_minutes[section][key] == value, f"{section}.{key}"
