@@ -15,7 +15,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from common.report import build_report, fmt
+from common.report import build_report, fmt, show
 from common.results import latest_runs, load_run
 from lesion_cls.__main__ import main as cls_main
 from tests.helpers import tiny_cls_args, tiny_seg_args
@@ -153,6 +153,28 @@ def test_runs_selected_on_different_metrics_name_no_better_model(report_runs: Pa
     assert "No run is named better" in text and "**Better model" not in text
     assert "(cls_ce on balanced accuracy, cls_on_acc on accuracy)" in text
     assert "Grad-CAM examples of the first run (cls_ce)" in text
+
+
+def test_searched_decision_tau_is_reported_as_chosen_on_validation(report_runs: Path, tmp_path: Path) -> None:
+    """``model.decision_tau: null`` searches τ on validation; the report shows the τ the test used (metrics.json),
+    marked as chosen there, beside a run whose τ was a setting."""
+    source = latest_runs(report_runs)["cls_ce"].path
+    copy = tmp_path / "cls_searched" / source.name
+    shutil.copytree(source, copy)
+    info = json.loads((copy / "run_info.json").read_text())
+    (copy / "run_info.json").write_text(json.dumps({**info, "experiment": "cls_searched"}))
+    config = yaml.safe_load((copy / "config.yaml").read_text())
+    config["model"]["decision_tau"] = None
+    (copy / "config.yaml").write_text(yaml.safe_dump(config))
+    metrics = json.loads((copy / "metrics.json").read_text())
+    (copy / "metrics.json").write_text(json.dumps({**metrics, "decision_tau": -0.375}))
+    md, _ = build_report([load_run(source), load_run(copy)], tmp_path / "report")
+    header = next(line for line in md.read_text().splitlines() if line.startswith("| parameter |"))
+    columns = [c.strip() for c in header.strip("|").split("|")][1:]
+    row = next(line for line in md.read_text().splitlines() if line.startswith("| decision τ |"))
+    cells = dict(zip(columns, [c.strip() for c in row.strip("|").split("|")][1:], strict=True))
+    fixed = yaml.safe_load((source / "config.yaml").read_text())["model"]["decision_tau"]
+    assert cells == {"cls_ce": show(fixed), "cls_searched": "-0.375 (chosen on validation)"}
 
 
 def test_html_is_self_contained(report: Path) -> None:
