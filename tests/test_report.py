@@ -107,22 +107,33 @@ def test_every_number_in_the_report_is_read_from_the_runs(report: Path, report_r
     assert not stray, f"numbers in the report that no run file holds: {stray}"
 
 
+def _cells(text: str, label: str) -> list[str]:
+    """The cells after the label of the first Markdown table row that starts with ``label``."""
+    line = next(line for line in text.splitlines() if line.startswith(f"| {label} |"))
+    return [c.strip() for c in line.strip("|").split("|")][1:]
+
+
+def _renamed_copy(source: Path, tmp_path: Path, experiment: str, **info: str) -> Path:
+    """A copy of a run dir under another experiment name, its ``run_info.json`` updated with ``info``."""
+    copy = tmp_path / experiment / source.name
+    shutil.copytree(source, copy)
+    run_info = json.loads((copy / "run_info.json").read_text())
+    (copy / "run_info.json").write_text(json.dumps({**run_info, "experiment": experiment, **info}))
+    return copy
+
+
 def test_tables_match_metrics_json(report: Path, report_runs: Path) -> None:
     text = report.read_text()
     runs = latest_runs(report_runs)
 
-    def row(label: str) -> list[str]:
-        line = next(line for line in text.splitlines() if line.startswith(f"| {label} |"))
-        return [c.strip() for c in line.strip("|").split("|")][1:]
-
     header = next(line for line in text.splitlines() if line.startswith("| metric | cls_ce"))
     order = [c.strip() for c in header.strip("|").split("|")][1:]
-    accuracy = row("test accuracy")
+    accuracy = _cells(text, "test accuracy")
     for name, cell in zip(order, accuracy, strict=True):
         assert cell == fmt(runs[name].metrics["accuracy"])
     seg_header = next(line for line in text.splitlines() if line.startswith("| metric | seg_"))
     seg_order = [c.strip() for c in seg_header.strip("|").split("|")][1:]
-    for name, cell in zip(seg_order, row("test Dice"), strict=True):
+    for name, cell in zip(seg_order, _cells(text, "test Dice"), strict=True):
         dice = runs[name].metrics["dice"]
         assert cell == f"{fmt(dice['mean'])} ± {fmt(dice['std'])}"
     unit = runs[seg_order[0]].metrics["distance_unit"]
@@ -144,10 +155,7 @@ def test_runs_selected_on_different_metrics_name_no_better_model(report_runs: Pa
     """Validation balanced accuracy of one run and accuracy of another are on different scales: the report says
     so instead of ranking them."""
     source = latest_runs(report_runs)["cls_ce"].path
-    copy = tmp_path / "cls_on_acc" / source.name
-    shutil.copytree(source, copy)
-    info = json.loads((copy / "run_info.json").read_text())
-    (copy / "run_info.json").write_text(json.dumps({**info, "monitor": "val/acc", "experiment": "cls_on_acc"}))
+    copy = _renamed_copy(source, tmp_path, "cls_on_acc", monitor="val/acc")
     md, _ = build_report([load_run(source), load_run(copy)], tmp_path / "report")
     text = md.read_text()
     assert "No run is named better" in text and "**Better model" not in text
@@ -159,20 +167,15 @@ def test_searched_decision_tau_is_reported_as_chosen_on_validation(report_runs: 
     """``model.decision_tau: null`` searches τ on validation; the report shows the τ the test used (metrics.json),
     marked as chosen there, beside a run whose τ was a setting."""
     source = latest_runs(report_runs)["cls_ce"].path
-    copy = tmp_path / "cls_searched" / source.name
-    shutil.copytree(source, copy)
-    info = json.loads((copy / "run_info.json").read_text())
-    (copy / "run_info.json").write_text(json.dumps({**info, "experiment": "cls_searched"}))
+    copy = _renamed_copy(source, tmp_path, "cls_searched")
     config = yaml.safe_load((copy / "config.yaml").read_text())
     config["model"]["decision_tau"] = None
     (copy / "config.yaml").write_text(yaml.safe_dump(config))
     metrics = json.loads((copy / "metrics.json").read_text())
     (copy / "metrics.json").write_text(json.dumps({**metrics, "decision_tau": -0.375}))
     md, _ = build_report([load_run(source), load_run(copy)], tmp_path / "report")
-    header = next(line for line in md.read_text().splitlines() if line.startswith("| parameter |"))
-    columns = [c.strip() for c in header.strip("|").split("|")][1:]
-    row = next(line for line in md.read_text().splitlines() if line.startswith("| decision τ |"))
-    cells = dict(zip(columns, [c.strip() for c in row.strip("|").split("|")][1:], strict=True))
+    text = md.read_text()
+    cells = dict(zip(_cells(text, "parameter"), _cells(text, "decision τ"), strict=True))
     fixed = yaml.safe_load((source / "config.yaml").read_text())["model"]["decision_tau"]
     assert cells == {"cls_ce": show(fixed), "cls_searched": "-0.375 (chosen on validation)"}
 
