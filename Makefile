@@ -13,7 +13,7 @@ SEG_DATA := $(or $(DATA),data/LA)
 CLS := $(PY) -m lesion_cls
 SEG := $(PY) -m volume_seg
 
-.PHONY: setup demo demo-data demo-cls demo-seg report sweep-cls sweep-seg bench test smoke test-all lint real-la real-hippocampus real-ham \
+.PHONY: setup demo demo-data demo-cls demo-seg report sweep-cls sweep-seg sweep-ham sweep-la bench test smoke test-all lint real-la real-hippocampus real-ham \
         train-cls-ce train-cls-focal train-seg-bce train-seg-dice train-seg-dice-aug clean
 
 setup: $(STAMP)
@@ -57,6 +57,19 @@ sweep-seg: $(if $(DATA),setup,demo-data)
 	$(PY) -m common.sweep experiments/sweeps/seg_loss_aug.yaml $(SWEEP_ARGS) \
 		$(if $(DATA),,--config experiments/demo/seg.yaml --sweep-dir runs/demo/sweeps/seg_loss_aug)
 
+## The seed's two questions on real data (about an hour each on 2 CPU cores; resumable): HAM10000 cross-entropy
+## vs + focal loss over 3 seeds, LA-16 BCE vs Dice vs Dice + rotate/flip over 2 seeds. The data in ../shared/data
+## when it is there, else downloaded first into data/ (needs internet). comparison.md/comparisons.csv in the sweep dir.
+sweep-ham: setup
+	@root=$(SHARED)/ham10000_200x150; if [ ! -f "$$root/HAM10000_metadata.csv" ]; then root=data/HAM10000; \
+		$(PY) -m lesion_cls.download ham10000 --out $$root || exit 2; fi; \
+	$(PY) -m common.sweep experiments/sweeps/ham10000_loss.yaml --data-root "$$root" --sweep-dir runs/sweeps/ham10000_loss
+
+sweep-la: setup
+	@root=$(SHARED)/la_uamt_h5; if [ ! -f "$$root/labeled16.list" ]; then root=data/LA; \
+		$(PY) -m volume_seg.download la --out $$root || exit 2; fi; \
+	$(PY) -m common.sweep experiments/sweeps/la16_loss_aug.yaml --data-root "$$root" --sweep-dir runs/sweeps/la16_loss_aug
+
 ## Benchmarks: our hand-written pieces against the library or naive reference, measured in the same run.
 bench: setup
 	$(PY) -m benchmarks.bench_surface_metrics
@@ -64,6 +77,7 @@ bench: setup
 	$(PY) -m benchmarks.bench_loader
 	$(PY) -m benchmarks.bench_step
 	$(PY) -m benchmarks.bench_sliding_window
+	$(PY) -m benchmarks.bench_bootstrap
 
 ## Tests: everything but `slow` (unit, smoke, ddp, and real-data tests where ../shared/data exists).
 test: setup

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
     from common.check import DataCheck
     from common.results import RunResult
+    from common.stats import ScoredItems
 
 __all__ = ["Block", "TaskDataModule", "TaskModule", "TaskReport", "check_contract", "contract_members"]
 
@@ -82,9 +83,21 @@ class TaskReport(Protocol):
     """Test metrics shown in comparisons, as named in ``metrics.json`` (a number or ``{"mean": ...}``)."""
     metric_labels: Mapping[str, str]
     """Readable names of the headline metrics."""
+    selection_statistics: Mapping[str, str]
+    """The test statistic (a key of :meth:`scored_items`' statistics) matching each validation monitor
+    (``val/dice`` -> ``dice``): what a validation choice is checked on in the test data."""
 
     def sections(self, runs: list[RunResult]) -> list[Block]:
         """The report blocks for this task's runs (all read from the run dirs)."""
+        ...
+
+    def scored_items(self, run: RunResult) -> ScoredItems | None:
+        """The run's test items with their scores, read from its run dir, for intervals and paired tests
+        (``None`` when the run has no per-item scores)."""
+        ...
+
+    def validation_units(self, run: RunResult) -> int | None:
+        """How many units of independence (lesions, cases) the run's validation split holds (``None``: unknown)."""
         ...
 
 

@@ -31,15 +31,27 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from common.compare import (
+    COMPARISON_COLUMNS,
+    choice_on_test,
+    compare_runs,
+    method_sentence,
+    readable_comparisons,
+    scored_items_of,
+    validation_noise,
+    with_holm,
+)
 from common.contracts import Block
 from common.errors import MedlitError
 from common.results import RunResult, latest_runs, load_run
+from common.stats import MIN_UNITS
 
 __all__ = [
     "ANCHORS",
     "Block",
     "best_run",
     "build_report",
+    "comparison_blocks",
     "default_title",
     "fmt",
     "main",
@@ -340,8 +352,99 @@ def default_title(runs: Sequence[RunResult]) -> str:
     return "medlit: " + " and ".join(titles) if titles else "medlit report"
 
 
+def _names(runs: Sequence[RunResult]) -> list[str]:
+    """What the comparisons call each run: its experiment, with the run dir's name where experiments repeat."""
+    experiments = [run.experiment for run in runs]
+    return [
+        e if experiments.count(e) == 1 else f"{e}/{run.path.name}" for e, run in zip(experiments, runs, strict=True)
+    ]
+
+
+def _validation_margin(runs: list[RunResult], names: dict[int, str], better: RunResult, rows: pd.DataFrame) -> str:
+    """Whether the validation margin of ``better`` over the runner-up exceeds the validation noise."""
+    others = [run for run in runs if run is not better]
+    sign = 1 if better.monitor_mode == "max" else -1
+    runner_up = max(others, key=lambda r: sign * r.validation_score)
+    margin = abs(better.validation_score - runner_up.validation_score)
+    statistic = better.report.selection_statistics.get(better.monitor)
+    best_name, runner_name = names[id(better)], names[id(runner_up)]
+    pair = rows[
+        (rows["metric"] == statistic)
+        & (rows["test"] == "paired bootstrap")
+        & rows["run_a"].isin([best_name, runner_name])
+        & rows["run_b"].isin([best_name, runner_name])
+    ]
+    items, n_val = scored_items_of(better), better.report.validation_units(better)
+    if pair.empty or items is None or not n_val:
+        return ""
+    if min(n_val, items.n_units) < MIN_UNITS:
+        few = f"{n_val} validation" if n_val < MIN_UNITS else f"{items.n_units} test"
+        return (
+            f"The validation margin of {best_name} over {runner_name} ({fmt(margin)}) cannot be set against the "
+            f"validation noise: {few} {items.unit_name}s are too few to estimate it."
+        )
+    noise = validation_noise(float(pair["se"].iloc[0]), items.n_units, n_val)
+    if not math.isfinite(noise):
+        return ""
+    where = "inside" if margin < noise else "outside"
+    flag = " The choice could as well have gone the other way." if margin < noise else ""
+    return (
+        f"The validation margin of {best_name} over {runner_name} ({fmt(margin)}) is {where} the validation noise "
+        f"(±{fmt(noise)}: 1.96 × the paired test-bootstrap standard error of the difference, rescaled to the "
+        f"{n_val} validation {items.unit_name}s; validation predictions are not kept).{flag}"
+    )
+
+
+def comparison_blocks(runs: list[RunResult], rows: pd.DataFrame, notes: list[str]) -> list[Block]:
+    """The report's paired comparisons of one task's runs: whether the test data support the validation choice,
+    whether that choice is inside the validation noise, and the table (``rows``: their ``comparisons.csv`` rows)."""
+    if len(runs) < 2:
+        return []
+    names = dict(zip(map(id, runs), _names(runs), strict=True))
+    blocks: list[Block] = [
+        ("h3", "Paired comparisons on the test set", None),
+        (
+            "p",
+            method_sentence(scored_items_of(runs[0]), dict(runs[0].report.metric_labels))
+            + " `p (Holm)`: Holm's correction over every comparison in this report (`comparisons.csv`). A "
+            "difference is called detectable only when its Holm p is below 0.05.",
+            None,
+        ),
+    ]
+    better = best_run(runs)
+    statistic = better.report.selection_statistics.get(better.monitor) if better else None
+    items = scored_items_of(better) if better else None
+    if better is not None and statistic and items is not None and not rows.empty:
+        label = better.report.metric_labels.get(statistic, statistic)
+        higher = better.monitor_mode == "max"
+        sentences = [
+            choice_on_test(names[id(better)], names[id(run)], rows, statistic, label, items.size(), higher)
+            for run in runs
+            if run is not better
+        ]
+        blocks.append(("p", f"**The validation choice on the test data.** {' '.join(sentences)}", None))
+        margin = _validation_margin(runs, names, better, rows)
+        if margin:
+            blocks.append(("p", margin, None))
+    if not rows.empty:
+        labels = dict(runs[0].report.metric_labels)
+        blocks.append(("table", readable_comparisons(rows, labels).set_index("A"), "A"))
+    blocks += [("p", note, None) for note in notes]
+    return blocks
+
+
+def _task_comparisons(groups: dict[str, list[RunResult]]) -> dict[str, tuple[pd.DataFrame, list[str]]]:
+    """Each task's paired comparisons, with Holm's correction over all of them (one family per report)."""
+    found = {}
+    for task, task_runs in groups.items():
+        rows, notes = compare_runs(list(zip(_names(task_runs), task_runs, strict=True)))
+        found[task] = (rows.assign(task=task), notes)
+    every = with_holm(pd.concat([rows for rows, _ in found.values()], ignore_index=True))
+    return {task: (every[every["task"] == task], notes) for task, (_, notes) in found.items()}
+
+
 def build_report(runs: Sequence[RunResult], out: Path, title: str | None = None) -> tuple[Path, Path]:
-    """Write ``report.md`` and ``report.html`` into ``out``; returns their paths.
+    """Write ``report.md``, ``report.html`` and ``comparisons.csv`` into ``out``; returns the first two paths.
 
     Args:
         runs: Finished runs, of any registered tasks.
@@ -362,8 +465,13 @@ def build_report(runs: Sequence[RunResult], out: Path, title: str | None = None)
             None,
         ),
     ]
-    for task_runs in _by_task(runs).values():
+    groups = _by_task(runs)
+    comparisons = _task_comparisons(groups)
+    for task, task_runs in groups.items():
         blocks += task_runs[0].report.sections(task_runs)
+        blocks += comparison_blocks(task_runs, *comparisons[task])
+    every = pd.concat([rows for rows, _ in comparisons.values()], ignore_index=True)
+    every.reindex(columns=COMPARISON_COLUMNS).to_csv(out / "comparisons.csv", index=False)
     md_path, html_path = out / "report.md", out / "report.html"
     md_path.write_text(_markdown(blocks, out))
     html_path.write_text(_html(blocks, out, title))

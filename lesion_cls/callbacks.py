@@ -17,6 +17,8 @@ import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 
 from common.callbacks import atomic_path, gather_objects, run_dir_of, write_json
+from common.errors import MedlitError
+from common.stats import interval_fields
 from lesion_cls import CLASS_NAMES
 from lesion_cls.data import LesionImageDataset
 from lesion_cls.metrics import (
@@ -27,13 +29,18 @@ from lesion_cls.metrics import (
     confusion_matrix,
     report_markdown,
     roc_curves,
+    scored_items,
 )
 from lesion_cls.viz import gradcam_maps, plot_calibration, plot_confusion, plot_gradcam, plot_roc
 
-__all__ = ["LOGGED_METRICS", "ClassificationOutputs", "predictions_frame"]
+__all__ = ["INTERVAL_METRICS", "LOGGED_METRICS", "ClassificationOutputs", "predictions_frame"]
 
 LOGGED_METRICS = ("loss", "accuracy", "balanced_accuracy", "f1_macro", "auc_macro", "ece")
 """Test metrics logged as ``test/<name>``: the same numbers as in ``metrics.json``."""
+
+INTERVAL_METRICS = ("accuracy", "balanced_accuracy", "f1_macro", "auc_macro")
+"""Test metrics that get a bootstrap confidence interval in ``metrics.json`` (``ci95``), besides each class's
+recall (``per_class.<CLASS>.recall_ci95``)."""
 
 
 def predictions_frame(image_ids: list[str], probs: np.ndarray, labels: np.ndarray | None) -> pd.DataFrame:
@@ -54,12 +61,25 @@ class ClassificationOutputs(Callback):
             most confidently wrong.
         gradcam_on_predict: Also write Grad-CAM overlays for ``predict`` (by predicted class).
         figures: Write ROC and confusion-matrix PNGs.
+        bootstrap: Resamples of the test lesions for the 95% confidence intervals in ``metrics.json`` (0 = none).
+        bootstrap_seed: Seed of those resamples (the same seed gives the same intervals).
     """
 
-    def __init__(self, gradcam_per_class: int = 3, gradcam_on_predict: bool = False, figures: bool = True) -> None:
+    def __init__(
+        self,
+        gradcam_per_class: int = 3,
+        gradcam_on_predict: bool = False,
+        figures: bool = True,
+        bootstrap: int = 2000,
+        bootstrap_seed: int = 0,
+    ) -> None:
+        if bootstrap < 0:
+            raise MedlitError(f"outputs.bootstrap must be >= 0 (0 = no intervals), got {bootstrap}")
         self.gradcam_per_class = gradcam_per_class
         self.gradcam_on_predict = gradcam_on_predict
         self.figures = figures
+        self.bootstrap = bootstrap
+        self.bootstrap_seed = bootstrap_seed
         self._batches: list[tuple[list[str], np.ndarray, np.ndarray]] = []
 
     # --- collection ---
@@ -110,7 +130,24 @@ class ClassificationOutputs(Callback):
         for name in LOGGED_METRICS:  # every process logs the same number
             pl_module.log(f"test/{name}", metrics[name], sync_dist=False)
         if trainer.is_global_zero:
+            metrics |= self._intervals(trainer, ids, probs, target, metrics)
             self._write_test_outputs(trainer, pl_module, ids, probs, target, metrics)
+
+    def _intervals(
+        self, trainer: Trainer, ids: list[str], probs: np.ndarray, target: np.ndarray, metrics: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Bootstrap intervals over the test lesions (each image its own unit where the test set has no lesion
+        ids); each class's recall interval goes into ``per_class``."""
+        dataset = getattr(trainer.datamodule, "test_dataset", None)
+        table = getattr(dataset, "table", None)
+        lesion_of = dict(zip(table["image_id"], table["lesion_id"], strict=True)) if table is not None else {}
+        items = scored_items(ids, [lesion_of.get(i, i) for i in ids], probs, target)
+        names = [*INTERVAL_METRICS, *(f"recall_{c}" for c in CLASS_NAMES)]
+        fields = interval_fields(items, names, self.bootstrap, self.bootstrap_seed)
+        for name in CLASS_NAMES:
+            if f"recall_{name}" in fields.get("ci95", {}):
+                metrics["per_class"][name]["recall_ci95"] = fields["ci95"].pop(f"recall_{name}")
+        return fields
 
     @staticmethod
     def _metrics(probs: np.ndarray, target: np.ndarray, losses: np.ndarray, trainer: Trainer) -> dict[str, Any]:

@@ -38,13 +38,16 @@ from torchmetrics.functional.classification import (
 )
 from torchmetrics.utilities import dim_zero_cat
 
+from common.stats import ScoredItems
 from lesion_cls import CLASS_NAMES
 
 __all__ = [
+    "BOOTSTRAP_METRICS",
     "DECISION_TAUS",
     "METRIC_DEFINITIONS",
     "SELECTION_METRICS",
     "DecisionSearch",
+    "bootstrap_statistics",
     "calibration",
     "classification_metrics",
     "classification_report_table",
@@ -52,6 +55,7 @@ __all__ = [
     "decision_scores",
     "report_markdown",
     "roc_curves",
+    "scored_items",
     "shift_decisions",
 ]
 
@@ -268,3 +272,84 @@ class DecisionSearch(Metric):
                 best = {**scores, "decision_tau": tau}
         assert best is not None
         return best
+
+
+# --- resampled metrics (confidence intervals, paired comparisons) ---------------------------------------------------
+BOOTSTRAP_METRICS = ("accuracy", "balanced_accuracy", "f1_macro", "auc_macro", "acc_bal_mean")
+"""The metrics :func:`bootstrap_statistics` resamples (and ``recall_<CLASS>`` for each class)."""
+
+
+def _weighted_confusion(cells: np.ndarray, weights: np.ndarray, num_classes: int) -> np.ndarray:
+    """``[B, C, C]`` confusion matrices (true, predicted) of ``B`` weighted resamples, one ``bincount``."""
+    b, cc = len(weights), num_classes * num_classes
+    flat = (np.arange(b)[:, None] * cc + cells[None, :]).ravel()
+    return np.bincount(flat, weights=weights.ravel(), minlength=b * cc).reshape(b, num_classes, num_classes)
+
+
+def _weighted_auc(scores: np.ndarray, positive: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """One-vs-rest ROC AUC of each weighted resample (Mann-Whitney, ties count 1/2: the trapezoidal AUC);
+    NaN where a resample has no positive or no negative item."""
+    values, inverse = np.unique(scores, return_inverse=True)
+    b, u = len(weights), len(values)
+    rows = np.arange(b)[:, None] * u
+
+    def by_value(mask: np.ndarray) -> np.ndarray:  # [B, U]: weight of the masked items at each score value
+        flat = (rows + inverse[None, mask]).ravel()
+        return np.bincount(flat, weights=weights[:, mask].ravel(), minlength=b * u).reshape(b, u)
+
+    pos, neg = by_value(positive), by_value(~positive)
+    below = np.cumsum(neg, axis=1) - neg  # negative weight strictly below each score value
+    pairs = pos.sum(axis=1) * neg.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(pairs > 0, (pos * (below + 0.5 * neg)).sum(axis=1) / pairs, np.nan)
+
+
+def bootstrap_statistics(probs: Any, target: Any, class_names: Sequence[str] = CLASS_NAMES) -> Any:
+    """``weights [B, N] -> {metric: [B]}`` for :data:`BOOTSTRAP_METRICS` and each class's recall, with the
+    definitions of :func:`classification_metrics` (macro over the classes present in the resample's ground truth
+    or predictions; AUC averaged over the classes with positives and negatives)."""
+    p = np.asarray(probs, dtype=np.float64)
+    t = np.asarray(target, dtype=np.int64)
+    c = len(class_names)
+    cells = t * c + p.argmax(axis=1)
+
+    def statistics(weights: np.ndarray) -> dict[str, np.ndarray]:
+        confusion = _weighted_confusion(cells, weights, c)
+        tp = np.einsum("bii->bi", confusion)
+        support, predicted = confusion.sum(axis=2), confusion.sum(axis=1)
+        present = (support + predicted) > 0
+        with np.errstate(invalid="ignore", divide="ignore"):
+            recall = np.where(support > 0, tp / support, 0.0)
+            f1 = np.where(support + predicted > 0, 2 * tp / (support + predicted), 0.0)
+            accuracy = tp.sum(axis=1) / support.sum(axis=1)
+            balanced = (recall * present).sum(axis=1) / present.sum(axis=1)
+            aucs = np.stack([_weighted_auc(p[:, k], t == k, weights) for k in range(c)], axis=1)
+            defined = np.isfinite(aucs)
+            auc_macro = np.where(defined.any(axis=1), np.nansum(aucs, axis=1) / defined.sum(axis=1), np.nan)
+        out = {
+            "accuracy": accuracy,
+            "balanced_accuracy": balanced,
+            "f1_macro": (f1 * present).sum(axis=1) / present.sum(axis=1),
+            "auc_macro": auc_macro,
+            "acc_bal_mean": (accuracy + balanced) / 2,
+        }
+        for k, name in enumerate(class_names):
+            out[f"recall_{name}"] = np.where(support[:, k] > 0, recall[:, k], np.nan)
+        return out
+
+    return statistics
+
+
+def scored_items(image_ids: Sequence[str], lesion_ids: Sequence[str], probs: Any, target: Any) -> ScoredItems:
+    """The test images as :mod:`common.stats` resamples them: grouped by lesion (all images of one lesion drawn
+    together), per-image correctness for the exact McNemar test of accuracy."""
+    p, t = np.asarray(probs, dtype=np.float64), np.asarray(target, dtype=np.int64)
+    return ScoredItems(
+        ids=np.asarray(image_ids, dtype=object),
+        units=np.asarray(lesion_ids, dtype=object),
+        unit_name="lesion",
+        item_name="image",
+        statistics=bootstrap_statistics(p, t),
+        per_item={"accuracy": (p.argmax(axis=1) == t).astype(np.float64)},
+        item_tests={"accuracy": "exact McNemar"},
+    )

@@ -12,10 +12,13 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from common.compare import format_interval, run_interval
 from common.contracts import Block
 from common.report import best_run, fmt, no_best_run, published_protocols, table, tested_weights, training_rows
 from common.results import RunResult, register_report
+from common.stats import ScoredItems
 from lesion_cls import CLASS_NAMES, TASK
+from lesion_cls.metrics import scored_items
 
 __all__ = ["PARAMETERS", "ClassificationReport"]
 
@@ -74,12 +77,49 @@ def _overall(run: RunResult) -> dict[str, str]:
         "validation accuracy": fmt(best.get("val/acc")),
         "validation balanced accuracy": fmt(best.get("val/bal_acc")),
         "test loss": fmt(m.get("loss")),
-        "test accuracy": fmt(m.get("accuracy")),
-        "test balanced accuracy": fmt(m.get("balanced_accuracy")),
-        "test macro F1": fmt(m.get("f1_macro")),
-        "test macro AUC": fmt(m.get("auc_macro")),
+        **{f"test {label}": _with_interval(run, name) for name, label in _INTERVAL_ROWS.items()},
         "test ECE": fmt(m.get("ece")),
     }
+
+
+_INTERVAL_ROWS = {
+    "accuracy": "accuracy",
+    "balanced_accuracy": "balanced accuracy",
+    "f1_macro": "macro F1",
+    "auc_macro": "macro AUC",
+}
+
+
+def _with_interval(run: RunResult, name: str) -> str:
+    value = run.metrics.get(name)
+    return format_interval(float(value), run_interval(run, name)) if value is not None else "n/a"
+
+
+def _scored_items(run: RunResult) -> ScoredItems | None:
+    """The test images of ``predictions.csv`` (probabilities as tested, true labels), grouped by the lesions
+    ``split.csv`` gives them (each image its own unit where it gives none, e.g. an explicit test set)."""
+    path = run.path / "predictions.csv"
+    if not path.is_file():
+        return None
+    predictions = pd.read_csv(path, dtype={"image": str})
+    if "label" not in predictions:
+        return None
+    lesion_of: dict[str, str] = {}
+    if (run.path / "split.csv").is_file():
+        split = pd.read_csv(run.path / "split.csv", dtype={"image_id": str, "lesion_id": str})
+        lesion_of = dict(zip(split["image_id"], split["lesion_id"], strict=True))
+    ids = predictions["image"].tolist()
+    target = predictions["label"].map({name: i for i, name in enumerate(CLASS_NAMES)}).to_numpy()
+    probs = predictions[list(CLASS_NAMES)].to_numpy(dtype=float)
+    return scored_items(ids, [lesion_of.get(i, i) for i in ids], probs, target)
+
+
+def _validation_lesions(run: RunResult) -> int | None:
+    path = run.path / "split.csv"
+    if not path.is_file():
+        return None
+    split = pd.read_csv(path, dtype={"lesion_id": str})
+    return int(split.loc[split["split"] == "val", "lesion_id"].nunique()) or None
 
 
 def _per_class(run: RunResult) -> pd.DataFrame:
@@ -142,7 +182,11 @@ def _better_model(runs: list[RunResult], better: RunResult | None) -> str:
         return no_best_run(runs, _SELECTION_LABELS)
     label = _SELECTION_LABELS.get(better.monitor, better.monitor)
     score = fmt(better.validation_score)
-    return f"**Better model: {better.experiment}**, chosen on validation {label} ({score}), not on test data."
+    return f"**Better model: {better.experiment}**, chosen on validation {label} ({score}), not on test data" + (
+        "; whether the test data support the choice is under Paired comparisons on the test set."
+        if len(runs) > 1
+        else "."
+    )
 
 
 def _gradcam(run: RunResult, which: str) -> list[Block]:
@@ -169,8 +213,22 @@ class ClassificationReport:
             "balanced_accuracy": "balanced accuracy (macro recall)",
             "f1_macro": "macro F1",
             "auc_macro": "macro AUC",
+            "acc_bal_mean": "mean of accuracy and balanced accuracy",
         }
     )
+    selection_statistics: dict[str, str] = field(
+        default_factory=lambda: {
+            "val/bal_acc": "balanced_accuracy",
+            "val/acc": "accuracy",
+            "val/acc_bal_mean": "acc_bal_mean",
+        }
+    )
+
+    def scored_items(self, run: RunResult) -> ScoredItems | None:
+        return _scored_items(run)
+
+    def validation_units(self, run: RunResult) -> int | None:
+        return _validation_lesions(run)
 
     def sections(self, runs: list[RunResult]) -> list[Block]:
         first, better = runs[0], best_run(runs)
@@ -190,8 +248,9 @@ class ClassificationReport:
             (
                 "p",
                 "Training and validation values are those of the selected epoch; test values are on the held-out "
-                "test split. Balanced accuracy is the mean per-class recall (the ISIC 2018 ranking metric); ECE is "
-                "the expected calibration error over 15 confidence bins.",
+                "test split, with their 95% confidence interval in brackets (percentile bootstrap over the test "
+                "lesions: all images of a lesion drawn together). Balanced accuracy is the mean per-class recall "
+                "(the ISIC 2018 ranking metric); ECE is the expected calibration error over 15 confidence bins.",
                 None,
             ),
             ("table", table({run.experiment: _overall(run) for run in runs}), "metric"),

@@ -15,15 +15,18 @@ from sklearn.metrics import (
     roc_curve,
 )
 
+from common.stats import resample_weights
 from lesion_cls import CLASS_NAMES
 from lesion_cls.metrics import (
     DECISION_TAUS,
     SELECTION_METRICS,
     DecisionSearch,
+    bootstrap_statistics,
     classification_metrics,
     classification_report_table,
     confusion_matrix,
     roc_curves,
+    scored_items,
 )
 
 
@@ -152,3 +155,42 @@ def test_decision_search_directions_and_ties() -> None:
     result = fixed.compute()
     assert result["decision_tau"] == 0.5
     assert result["bal_acc"] == pytest.approx(balanced_accuracy_score(target, pred), abs=1e-6)
+
+
+@pytest.mark.parametrize(("seed", "absent"), [(0, ()), (2, (5,))])
+def test_resampled_metrics_equal_the_metrics_of_the_resampled_images(seed: int, absent: tuple[int, ...]) -> None:
+    """The vectorised statistics of a weighted resample equal classification_metrics (torchmetrics) and sklearn's
+    AUC on the images repeated as often as the resample draws them, also when a rare class drops out."""
+    probs, target = _predictions(seed, n=120, absent=absent)
+    lesions = np.arange(120) // 2  # two images per lesion
+    weights = resample_weights(lesions, 12, seed=seed)
+    values = bootstrap_statistics(probs, target)(weights)
+    for b in range(len(weights)):
+        rows = np.repeat(np.arange(120), weights[b].astype(int))
+        ref = classification_metrics(probs[rows], target[rows])
+        for name in ("accuracy", "balanced_accuracy", "f1_macro"):
+            assert values[name][b] == pytest.approx(ref[name], abs=1e-6)
+        assert values["acc_bal_mean"][b] == pytest.approx((ref["accuracy"] + ref["balanced_accuracy"]) / 2, abs=1e-6)
+        aucs = [
+            roc_auc_score(target[rows] == c, probs[rows, c])
+            for c in range(7)
+            if 0 < (target[rows] == c).sum() < len(rows)
+        ]
+        assert values["auc_macro"][b] == pytest.approx(np.mean(aucs), abs=1e-9)
+        for c, name in enumerate(CLASS_NAMES):
+            support = (target[rows] == c).sum()
+            expected = ((probs[rows].argmax(axis=1) == c) & (target[rows] == c)).sum() / support if support else np.nan
+            assert values[f"recall_{name}"][b] == pytest.approx(expected, nan_ok=True)
+
+
+def test_unit_weights_give_the_reported_metrics_and_lesions_group_the_images() -> None:
+    probs, target = _predictions(4, n=200)
+    ids = [f"ISIC_{i:07d}" for i in range(200)]
+    lesions = [f"HAM_{i // 3:07d}" for i in range(200)]
+    items = scored_items(ids, lesions, probs, target)
+    point, ref = items.point(), classification_metrics(probs, target)
+    for name in ("accuracy", "balanced_accuracy", "f1_macro", "auc_macro"):
+        assert point[name] == pytest.approx(ref[name], abs=1e-6)
+    assert items.n_units == 67 and items.size() == "200 images / 67 lesions"
+    assert items.item_tests == {"accuracy": "exact McNemar"}
+    np.testing.assert_array_equal(items.per_item["accuracy"], probs.argmax(axis=1) == target)

@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 import yaml
 from PIL import Image
+from scipy import stats
 
 from common.report import build_report, fmt, show
 from common.results import latest_runs, load_run
@@ -90,12 +91,27 @@ def _source_numbers(root: Path) -> set[str]:
     return allowed
 
 
+def _comparison_numbers(path: Path, allowed: set[str]) -> None:
+    """The numbers of the report's comparisons.csv as the report prints them, and the method's constants (95%
+    intervals, 2000 resamples, 1.96 standard errors, the 5% level, at least 10 units for a bootstrap test)."""
+    table = pd.read_csv(path)
+    for column in ("value_a", "value_b", "delta", "ci_low", "ci_high"):
+        allowed.update(f"{abs(v):.3f}" for v in table[column].dropna())
+    for column in ("p_value", "p_holm"):
+        allowed.update(f"{v:{spec}}" for v in table[column].dropna() for spec in (".3g", ".2g"))
+    allowed.update(str(int(n)) for n in table["n_units"])
+    allowed.update({"1.96", "95", "2000", "0.05", "10"})
+
+
 def test_every_number_in_the_report_is_read_from_the_runs(report: Path, report_runs: Path) -> None:
     allowed = _source_numbers(report_runs)
+    _comparison_numbers(report.parent / "comparisons.csv", allowed)
     text = report.read_text()
     body = "\n".join(
-        line for line in text.splitlines() if not line.startswith(("Generated on", "![", "*", "["))
-    )  # header with paths, figures
+        line
+        for line in text.splitlines()
+        if not line.startswith(("Generated on", "![", "*", "[", "The validation margin"))
+    )  # header with paths, figures; the validation margin is checked in test_validation_choice_is_tested
     body = re.sub(r"`[^`]*`", "", body)  # code spans: paths and names
     body = re.sub(r"\b(?:MEL|NV|BCC|AKIEC|BKL|DF|VASC|HD95|F1|AUC|ECE|ISIC|2018|3D|2D|Task 3|HAM10000)\b", "", body)
     body = re.sub(r"\b[a-z_]+\d+[a-z_]*\b", "", body)  # identifiers such as resnet10t, cls_ce
@@ -130,12 +146,14 @@ def test_tables_match_metrics_json(report: Path, report_runs: Path) -> None:
     order = [c.strip() for c in header.strip("|").split("|")][1:]
     accuracy = _cells(text, "test accuracy")
     for name, cell in zip(order, accuracy, strict=True):
-        assert cell == fmt(runs[name].metrics["accuracy"])
+        low, high = runs[name].metrics["ci95"]["accuracy"]
+        assert cell == f"{fmt(runs[name].metrics['accuracy'])} ({fmt(low)}-{fmt(high)})"
     seg_header = next(line for line in text.splitlines() if line.startswith("| metric | seg_"))
     seg_order = [c.strip() for c in seg_header.strip("|").split("|")][1:]
     for name, cell in zip(seg_order, _cells(text, "test Dice"), strict=True):
         dice = runs[name].metrics["dice"]
-        assert cell == f"{fmt(dice['mean'])} ± {fmt(dice['std'])}"
+        low, high = dice["ci95"]
+        assert cell == f"{fmt(dice['mean'])} ({fmt(low)}-{fmt(high)}) ± {fmt(dice['std'])}"
     unit = runs[seg_order[0]].metrics["distance_unit"]
     assert f"test HD95 ({unit})" in text
 
@@ -149,6 +167,77 @@ def test_better_and_best_are_chosen_on_validation(report: Path, report_runs: Pat
     assert f"**Better model: {better}**, chosen on validation balanced accuracy ({fmt(cls[better])})" in text
     assert f"**Best configuration: {best}**, chosen on validation Dice ({fmt(seg[best])})" in text
     assert f"Grad-CAM examples of the better model ({better})" in text
+
+
+def test_every_headline_metric_has_its_interval_in_metrics_json(report_runs: Path) -> None:
+    """``ci95`` beside every headline value, how it was made, and the value inside its interval; the classifier
+    resamples lesions (split.csv), the segmenter cases, and the classifier's per-class recall has one too."""
+    for name, run in latest_runs(report_runs).items():
+        m = run.metrics
+        assert m["ci_resamples"] == 2000 and m["ci_seed"] == 0 and "percentile bootstrap" in m["ci_method"]
+        for metric in run.report.headline_metrics:
+            low, high = m["ci95"][metric]
+            value = m[metric]["mean"] if isinstance(m[metric], dict) else m[metric]
+            assert low <= value <= high, (name, metric)
+        if name.startswith("cls"):
+            split = pd.read_csv(run.path / "split.csv")
+            assert m["ci_unit"] == "lesion"
+            assert m["n_units"] == split.loc[split["split"] == "test", "lesion_id"].nunique() < m["n_images"]
+            assert all("recall_ci95" in row for row in m["per_class"].values() if row["support"])
+        else:
+            assert m["ci_unit"] == "case" and m["n_units"] == m["n_cases"]
+            assert m["dice"]["ci95"] == m["ci95"]["dice"]
+            assert "ci95" in next(iter(m["per_class"].values()))["hd95"]
+
+
+def test_comparisons_csv_pairs_runs_on_the_same_images_and_mcnemar_is_exact(report: Path, report_runs: Path) -> None:
+    """comparisons.csv has the documented columns; its McNemar p-value equals one recomputed from the two runs'
+    predictions.csv (exact binomial test on the discordant images) to 1e-9."""
+    table = pd.read_csv(report.parent / "comparisons.csv")
+    assert list(table.columns) == [
+        "run_a", "run_b", "metric", "value_a", "value_b", "delta", "ci_low", "ci_high", "p_value", "test",
+        "n_units", "p_holm",
+    ]  # fmt: skip
+    runs = latest_runs(report_runs)
+    row = table[(table["test"] == "exact McNemar")].iloc[0]
+    a = pd.read_csv(runs[row["run_a"]].path / "predictions.csv")
+    b = pd.read_csv(runs[row["run_b"]].path / "predictions.csv").set_index("image").loc[a["image"]].reset_index()
+    classes = list(a.columns[1:8])
+    right_a = a[classes].to_numpy().argmax(axis=1) == a["label"].map(classes.index).to_numpy()
+    right_b = b[classes].to_numpy().argmax(axis=1) == b["label"].map(classes.index).to_numpy()
+    only_a, only_b = int((right_a & ~right_b).sum()), int((~right_a & right_b).sum())
+    expected = stats.binomtest(only_a, only_a + only_b, 0.5).pvalue if only_a + only_b else 1.0
+    assert abs(row["p_value"] - expected) < 1e-9
+    assert row["delta"] == pytest.approx(right_b.mean() - right_a.mean())
+    boot = table[(table["test"] == "paired bootstrap") & (table["metric"] == "accuracy")].iloc[0]
+    assert boot["ci_low"] <= boot["delta"] <= boot["ci_high"]
+    seg = table[table["run_a"].str.startswith("seg")]
+    assert set(seg["test"]) == {"paired bootstrap", "Wilcoxon signed-rank"}
+    assert set(seg["metric"]) == {"dice", "jaccard", "hd95", "asd"}
+    assert seg.loc[seg["test"] == "paired bootstrap", "p_value"].isna().all()  # 3 test cases: too few to test
+    finite = table["p_value"].notna()
+    assert (table.loc[finite, "p_holm"] >= table.loc[finite, "p_value"]).all()
+
+
+def test_validation_choice_is_tested_on_the_test_data(report: Path, report_runs: Path) -> None:
+    text = report.read_text()
+    assert "**The validation choice on the test data.**" in text
+    assert "no detectable difference with 32 images / 29 lesions" in text or "the test data" in text
+    assert "too few units to test the difference (3 cases" in text
+    runs = latest_runs(report_runs)
+    margin = abs(runs["seg_bce"].validation_score - runs["seg_dice"].validation_score)
+    assert f"({fmt(margin)}) cannot be set against the validation noise: 2 validation cases are too few" in text
+    assert "significant" not in text
+
+
+def test_runs_on_different_test_images_are_not_paired(report_runs: Path, tmp_path: Path) -> None:
+    source = latest_runs(report_runs)["cls_ce"].path
+    copy = _renamed_copy(source, tmp_path, "cls_other_split")
+    predictions = pd.read_csv(copy / "predictions.csv")
+    predictions.iloc[:-1].to_csv(copy / "predictions.csv", index=False)  # one image fewer: another test set
+    md, _ = build_report([load_run(source), load_run(copy)], tmp_path / "report")
+    assert "were tested on different items: their numbers are not paired" in md.read_text()
+    assert pd.read_csv(tmp_path / "report" / "comparisons.csv").empty
 
 
 def test_runs_selected_on_different_metrics_name_no_better_model(report_runs: Path, tmp_path: Path) -> None:

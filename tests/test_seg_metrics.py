@@ -5,11 +5,23 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 from medpy.metric import binary as medpy
 from scipy.ndimage import gaussian_filter
 
-from volume_seg.metrics import asd, assd, binary_case_metrics, case_metrics, dc, hd95, jc, summarize
+from volume_seg.metrics import (
+    asd,
+    assd,
+    binary_case_metrics,
+    case_metrics,
+    case_summary,
+    dc,
+    hd95,
+    jc,
+    scored_items,
+    summarize,
+)
 
 
 def _blob(shape: tuple[int, ...], seed: int, threshold: float = 0.6) -> np.ndarray:
@@ -92,3 +104,33 @@ def test_multiclass_rows_and_summary() -> None:
     assert summary["hd95"]["n_defined"] == 1 and summary["hd95"]["n_undefined"] == 1
     assert summary["hd95"]["mean"] == pytest.approx(rows[0]["hd95"])
     assert summary["dice"]["mean"] == pytest.approx(rows[0]["dice"] / 2)
+
+
+def test_scored_cases_give_the_summary_means_and_resample_whole_cases() -> None:
+    """Each case's metrics and each class's, as the summary averages them (undefined values left out), under
+    unit weights; a resample's value is the mean over the drawn cases, repeated as drawn."""
+    label = np.zeros((20, 20, 20), np.int64)
+    label[_sphere(label.shape, (6, 10, 10), 4)] = 1
+    label[_sphere(label.shape, (14, 10, 10), 4)] = 2
+    rows = []
+    for i, shift in enumerate((0, 1, 2)):
+        prediction = np.roll(label, shift, axis=1)
+        if i == 2:
+            prediction[prediction == 2] = 0  # posterior missed: its HD95 and the case's are undefined
+        rows += [{"case": f"c{i}", **r} for r in case_metrics(prediction, label, 3, None, ["bg", "ant", "post"])]
+    table = pd.DataFrame(rows)
+    items = scored_items(table)
+    point = items.point()
+    per_case = case_summary(table)
+    summary = summarize(per_case.reset_index().to_dict("records"))
+    for name in ("dice", "jaccard", "hd95", "asd"):
+        assert point[name] == pytest.approx(summary[name]["mean"])
+        for class_name, group in table.groupby("class"):
+            assert point[f"{class_name}/{name}"] == pytest.approx(summarize(group.to_dict("records"))[name]["mean"])
+    assert np.isnan(per_case.loc["c2", "hd95"]) and summary["hd95"]["n_defined"] == 2
+    weights = np.array([[0.0, 0.0, 3.0], [2.0, 1.0, 0.0]])
+    values = items.statistics(weights)
+    assert np.isnan(values["hd95"][0])  # only the case without a defined HD95 was drawn
+    dice = per_case["dice"].to_numpy()
+    assert values["dice"][1] == pytest.approx((2 * dice[0] + dice[1]) / 3)
+    assert items.item_tests["hd95"] == "Wilcoxon signed-rank" and items.size() == "3 cases"

@@ -29,6 +29,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from common.callbacks import atomic_path, gather_objects, run_dir_of, write_json
 from common.errors import MedlitError
 from common.loaders import available_cpus
+from common.stats import interval_fields
 from volume_seg.metrics import (
     EMPTY_POLICY,
     METRIC_DEFINITIONS,
@@ -36,6 +37,7 @@ from volume_seg.metrics import (
     case_metrics,
     case_summary,
     dc,
+    scored_items,
     summarize,
 )
 from volume_seg.viz import plot_overlay, plot_surfaces, surface_meshes, write_surfaces_html
@@ -166,17 +168,29 @@ class SegmentationOutputs(Callback):
         save_masks: Write predicted masks as NIfTI.
         eval_workers: Processes that score and draw the cases while the next ones are predicted; ``0`` does it
             in the main process; default :func:`default_eval_workers`.
+        bootstrap: Resamples of the test cases for the 95% confidence intervals in ``metrics.json`` (0 = none).
+        bootstrap_seed: Seed of those resamples (the same seed gives the same intervals).
     """
 
     def __init__(
-        self, overlays: bool = True, views_3d: bool = True, save_masks: bool = True, eval_workers: int | None = None
+        self,
+        overlays: bool = True,
+        views_3d: bool = True,
+        save_masks: bool = True,
+        eval_workers: int | None = None,
+        bootstrap: int = 2000,
+        bootstrap_seed: int = 0,
     ) -> None:
         if eval_workers is not None and eval_workers < 0:
             raise MedlitError(f"outputs.eval_workers must be >= 0, got {eval_workers}")
+        if bootstrap < 0:
+            raise MedlitError(f"outputs.bootstrap must be >= 0 (0 = no intervals), got {bootstrap}")
         self.overlays = overlays
         self.views_3d = views_3d
         self.save_masks = save_masks
         self.eval_workers = eval_workers
+        self.bootstrap = bootstrap
+        self.bootstrap_seed = bootstrap_seed
         self._workers = CaseWorkers(0)
 
     def _start(self, trainer: Trainer, *_: Any) -> None:
@@ -247,7 +261,19 @@ class SegmentationOutputs(Callback):
             columns += ["foreground_dice"] if "foreground_dice" in table else []
             with atomic_path(out / "metrics_per_case.csv") as tmp:
                 table[columns].to_csv(tmp, index=False, float_format="%.6f")
-            write_json(out / "metrics.json", metrics)
+            write_json(out / "metrics.json", self._with_intervals(metrics, table))
+
+    def _with_intervals(self, metrics: dict[str, Any], table: pd.DataFrame) -> dict[str, Any]:
+        """``metrics`` with bootstrap intervals over the test cases: ``ci95`` in each summary (``dice``, ...,
+        ``per_class.<class>.dice``, ...), all of them also in the top-level ``ci95`` mapping."""
+        names = [*METRIC_NAMES, *(f"{c}/{m}" for c in metrics["per_class"] for m in METRIC_NAMES)]
+        names += ["foreground_dice"] if "foreground_dice" in metrics else []
+        fields = interval_fields(scored_items(table), names, self.bootstrap, self.bootstrap_seed)
+        for name, interval in fields.get("ci95", {}).items():
+            class_name, _, metric = name.rpartition("/")
+            summary = metrics["per_class"][class_name] if class_name else metrics
+            summary[metric]["ci95"] = interval
+        return {**metrics, **fields}
 
     @staticmethod
     def _summary(table: pd.DataFrame, trainer: Trainer, pl_module: LightningModule) -> dict[str, Any]:

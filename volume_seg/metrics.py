@@ -33,6 +33,8 @@ import numpy as np
 from pykdtree.kdtree import KDTree
 from scipy.ndimage import generate_binary_structure
 
+from common.stats import ScoredItems
+
 __all__ = [
     "EMPTY_POLICY",
     "METRIC_DEFINITIONS",
@@ -46,6 +48,7 @@ __all__ = [
     "hd95",
     "jc",
     "mean_foreground_dice",
+    "scored_items",
     "summarize",
     "surface_distances",
     "surface_points",
@@ -260,3 +263,44 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
     summary["n_empty_prediction"] = int(sum(bool(row["empty_prediction"]) for row in rows))
     summary["n_empty_reference"] = int(sum(bool(row["empty_reference"]) for row in rows))
     return summary
+
+
+# --- resampled metrics (confidence intervals, paired comparisons) ---------------------------------------------------
+def _defined_means(values: dict[str, np.ndarray]) -> Any:
+    """``weights [B, N] -> {name: [B]}``: each weighted mean over the cases where the value is defined (as
+    :func:`summarize` averages), NaN for a resample with no such case."""
+
+    def statistics(weights: np.ndarray) -> dict[str, np.ndarray]:
+        out = {}
+        for name, v in values.items():
+            defined = np.isfinite(v)
+            total = weights[:, defined].sum(axis=1)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                out[name] = np.where(total > 0, weights[:, defined] @ v[defined] / total, np.nan)
+        return out
+
+    return statistics
+
+
+def scored_items(rows: Any) -> ScoredItems:
+    """The test cases as :mod:`common.stats` resamples them (each case its own unit), from per-class rows (the
+    ``metrics_per_case.csv`` table): each case's metrics (:func:`case_summary`) as ``dice`` ..., each class's as
+    ``<class>/dice`` ..., and ``foreground_dice`` when the table has it; the per-case values of the four metrics
+    for the Wilcoxon signed-rank test."""
+    per_case = case_summary(rows)
+    cases = per_case.index.to_numpy(dtype=object)
+    values = {name: per_case[name].to_numpy(dtype=np.float64) for name in METRIC_NAMES}
+    for class_name, group in rows.groupby("class", sort=False):
+        by_case = group.set_index("case").reindex(cases)
+        values |= {f"{class_name}/{name}": by_case[name].to_numpy(dtype=np.float64) for name in METRIC_NAMES}
+    if "foreground_dice" in rows:
+        values["foreground_dice"] = rows.groupby("case")["foreground_dice"].first().reindex(cases).to_numpy(float)
+    return ScoredItems(
+        ids=cases,
+        units=cases,
+        unit_name="case",
+        item_name="case",
+        statistics=_defined_means(values),
+        per_item={name: values[name] for name in METRIC_NAMES},
+        item_tests=dict.fromkeys(METRIC_NAMES, "Wilcoxon signed-rank"),
+    )

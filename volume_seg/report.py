@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from common.compare import format_interval, run_interval
 from common.contracts import Block
 from common.report import (
     best_run,
@@ -24,8 +25,9 @@ from common.report import (
     training_rows,
 )
 from common.results import RunResult, register_report
+from common.stats import ScoredItems
 from volume_seg import TASK
-from volume_seg.metrics import case_summary
+from volume_seg.metrics import case_summary, scored_items
 from volume_seg.viz import plot_case_boxes, plot_learning_curves
 
 __all__ = ["PARAMETERS", "SegmentationReport"]
@@ -59,15 +61,21 @@ def _parameters(run: RunResult) -> dict[str, object]:
     }
 
 
+def _with_interval(run: RunResult, name: str, digits: int) -> str:
+    """``mean (95% CI) ± std`` of a per-case summary."""
+    summary = run.metrics[name]
+    return f"{format_interval(summary['mean'], run_interval(run, name), digits)} ± {fmt(summary['std'], digits)}"
+
+
 def _test_metrics(run: RunResult, unit: str) -> dict[str, object]:
     m = run.metrics
     return {
         "tested weights": tested_weights(run),
         "validation Dice": fmt(run.validation_score),
-        "test Dice": mean_std(m["dice"]),
-        "test Jaccard": mean_std(m["jaccard"]),
-        f"test HD95 ({unit})": mean_std(m["hd95"], 2),
-        f"test ASD ({unit})": mean_std(m["asd"], 2),
+        "test Dice": _with_interval(run, "dice", 3),
+        "test Jaccard": _with_interval(run, "jaccard", 3),
+        f"test HD95 ({unit})": _with_interval(run, "hd95", 2),
+        f"test ASD ({unit})": _with_interval(run, "asd", 2),
         "cases with HD95 defined": f"{m['hd95']['n_defined']}/{m['n_cases']}",
         "test Dice, classes merged": mean_std(m["foreground_dice"]) if "foreground_dice" in m else "–",
         "empty predictions": m.get("n_empty_prediction", 0),
@@ -104,8 +112,24 @@ _HEADLINE = ("dice", "jaccard", "hd95", "asd")
 _DIGITS = {"dice": 4, "jaccard": 4, "hd95": 2, "asd": 2}
 
 
+def _case_rows(run: RunResult) -> pd.DataFrame:
+    return pd.read_csv(run.path / "metrics_per_case.csv", dtype={"case": str, "class": str})
+
+
 def _case_table(run: RunResult) -> pd.DataFrame:
-    return case_summary(pd.read_csv(run.path / "metrics_per_case.csv")).reset_index()
+    return case_summary(_case_rows(run)).reset_index()
+
+
+def _scored_items(run: RunResult) -> ScoredItems | None:
+    """The test cases of ``metrics_per_case.csv`` (each case its own unit)."""
+    return scored_items(_case_rows(run)) if (run.path / "metrics_per_case.csv").is_file() else None
+
+
+def _validation_cases(run: RunResult) -> int | None:
+    path = run.path / "split.csv"
+    if not path.is_file():
+        return None
+    return int((pd.read_csv(path)["split"] == "val").sum()) or None
 
 
 def _spread(runs: list[RunResult]) -> list[Block]:
@@ -127,7 +151,11 @@ def _best_configuration(runs: list[RunResult], best: RunResult | None) -> str:
     if best is None:
         return no_best_run(runs, {"val/dice": "Dice"})
     score = fmt(best.validation_score)
-    return f"**Best configuration: {best.experiment}**, chosen on validation Dice ({score}), not on test data."
+    return f"**Best configuration: {best.experiment}**, chosen on validation Dice ({score}), not on test data" + (
+        "; whether the test data support the choice is under Paired comparisons on the test set."
+        if len(runs) > 1
+        else "."
+    )
 
 
 def _figures(runs: list[RunResult], best: RunResult, which: str) -> list[Block]:
@@ -158,6 +186,13 @@ class SegmentationReport:
     metric_labels: dict[str, str] = field(
         default_factory=lambda: {"dice": "Dice", "jaccard": "Jaccard", "hd95": "HD95", "asd": "ASD"}
     )
+    selection_statistics: dict[str, str] = field(default_factory=lambda: {"val/dice": "dice"})
+
+    def scored_items(self, run: RunResult) -> ScoredItems | None:
+        return _scored_items(run)
+
+    def validation_units(self, run: RunResult) -> int | None:
+        return _validation_cases(run)
 
     def sections(self, runs: list[RunResult]) -> list[Block]:
         first, best = runs[0], best_run(runs)
@@ -176,7 +211,13 @@ class SegmentationReport:
             ("h3", "Configurations", None),
             ("table", table({run.experiment: _parameters(run) for run in runs}), "parameter"),
             ("h3", "Test metrics", None),
-            ("p", "Mean ± standard deviation over test cases.", None),
+            (
+                "p",
+                "Mean over test cases (95% confidence interval: percentile bootstrap over the cases; a metric "
+                "undefined for a case, e.g. HD95 of an empty prediction, is left out of the mean as in the point "
+                "estimate) ± standard deviation over the cases.",
+                None,
+            ),
             ("table", table({run.experiment: _test_metrics(run, unit) for run in runs}), "metric"),
             ("p", _best_configuration(runs, best), None),
         ]

@@ -16,6 +16,13 @@ class ToyReport:
     title: str = "toy regression"
     headline_metrics: tuple[str, ...] = ("mae", "rmse")
     metric_labels: dict[str, str] = field(default_factory=lambda: {"mae": "MAE", "rmse": "RMSE"})
+    selection_statistics: dict[str, str] = field(default_factory=dict)
+
+    def scored_items(self, run: RunResult) -> None:
+        return None  # the toy task keeps no per-item scores: its runs are never paired
+
+    def validation_units(self, run: RunResult) -> None:
+        return None
 
     def sections(self, runs: list[RunResult]) -> list[Block]:
         rows = {
