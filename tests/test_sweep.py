@@ -37,6 +37,35 @@ def test_project_sweep_files_plan_as_documented() -> None:
     assert plan_runs(seg, max_runs=4) == plan[:4]
 
 
+def test_real_data_sweeps_ask_the_seed_questions_on_the_recipes() -> None:
+    """HAM10000: ce vs ce_focal on the 10-minute recipe, seeds 42/1/2, both losses of a seed back to back; LA-16:
+    BCE, Dice, Dice + rotate/flip (one overlay each, nothing else changed) on the LA recipe with 10 minutes."""
+    ham = load_sweep(REPO / "experiments" / "sweeps" / "ham10000_loss.yaml")
+    plan = plan_runs(ham)
+    assert [(p["seed_everything"], p["model.loss"]) for p in plan] == [
+        (42, "ce"), (42, "ce_focal"), (1, "ce"), (1, "ce_focal"), (2, "ce"), (2, "ce_focal"),
+    ]  # fmt: skip
+    command = expand_command(ham, plan[1], [])
+    assert command[command.index("fit") + 1 :] == [
+        "--config", "experiments/recipes/ham10000.yaml", "--config", "experiments/recipes/ham10000_10min.yaml",
+        "--seed_everything=42", "--model.loss=ce_focal",
+    ]  # fmt: skip
+    la = load_sweep(REPO / "experiments" / "sweeps" / "la16_loss_aug.yaml")
+    plan = plan_runs(la)
+    assert len(plan) == 6 and [p["seed_everything"] for p in plan] == [42, 42, 42, 1, 1, 1]
+    arms = {}
+    for params in plan[:3]:
+        overlay = yaml.safe_load((REPO / params["config"]).read_text())
+        assert set(overlay) == {"model", "data"} and set(overlay["model"]) == {"loss"}
+        arms[Path(params["config"]).stem] = (overlay["model"]["loss"], overlay["data"]["augment"])
+    assert arms == {"bce": ("bce", "none"), "dice": ("dice", "none"), "dice_rotflip": ("dice", "rotflip")}
+    command = expand_command(la, plan[0], [])
+    assert command[command.index("fit") + 1 : command.index("fit") + 5] == [
+        "--config", "experiments/recipes/la16.yaml", "--trainer.max_time", "00:00:10:00",
+    ]  # fmt: skip
+    assert command[-1] == "--config=experiments/sweeps/la16_arms/bce.yaml"  # after the recipe: the arm wins
+
+
 def test_command_is_what_wandb_agent_would_run() -> None:
     spec = load_sweep(REPO / "experiments" / "sweeps" / "cls_loss.yaml")
     params = {"model.loss": "focal", "data.balanced_sampler": True, "seed_everything": 2}
