@@ -323,6 +323,13 @@ def format_mean_std(values: pd.Series, digits: int = 3) -> str:
     )
 
 
+def _shown(value: object) -> object:
+    """A sweep parameter as tables show it: a YAML overlay by its file name without the folder."""
+    if isinstance(value, str) and value.endswith((".yaml", ".yml")):
+        return Path(value).stem
+    return value
+
+
 def _varied(runs: pd.DataFrame, params: list[str]) -> tuple[list[str], list[str]]:
     """Parameters that differ between runs, split into configuration keys and seed keys."""
     varied = [p for p in params if runs[p].astype(str).nunique() > 1]
@@ -562,6 +569,7 @@ def compare_sweep(sweep_dir: Path) -> Path | None:
     headline = list(first.report.headline_metrics)
     _with_intervals(runs, finished, headline)
     runs.to_csv(sweep_dir / "comparison.csv", index=False)
+    runs = runs.assign(**{p: runs[p].map(_shown) for p in params})  # an overlay file by its name
     comparisons, unpaired = sweep_comparisons(runs, finished, keys, seeds)
     comparisons.to_csv(sweep_dir / "comparisons.csv", index=False)
     labels = {m: first.report.metric_labels.get(m, m) for m in comparisons["metric"].unique()}
