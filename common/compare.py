@@ -55,6 +55,7 @@ __all__ = [
     "main",
     "method_sentence",
     "metric_title",
+    "pair_row",
     "readable_comparisons",
     "run_interval",
     "scored_items_of",
@@ -132,29 +133,31 @@ def _pair_rows(
 ) -> list[dict]:
     """The rows of one pair of runs tested on the same items: a paired bootstrap per metric, then the exact
     tests of the metrics with per-item values."""
-    rows = []
     boot = paired_bootstrap(a, b, n_resamples, seed)
+    metrics = [m for m in metrics if m in boot]
+
+    def head(metric: str) -> dict:
+        values = {k: boot[metric][k] for k in ("value_a", "value_b", "delta")}
+        return {"run_a": name_a, "run_b": name_b, "metric": metric, **values}
+
+    rows = []
     for metric in metrics:
-        if metric not in boot:
-            continue
         r = boot[metric]
-        if a.n_units < MIN_UNITS:  # the resamples repeat a handful of units: no p-value from them
-            r = {**r, "p_value": np.nan}
+        p = r["p_value"] if a.n_units >= MIN_UNITS else np.nan  # a handful of units repeated: no p-value
         rows.append(
-            {"run_a": name_a, "run_b": name_b, "metric": metric, **{k: r[k] for k in ("value_a", "value_b", "delta")}}
-            | {"ci_low": r["ci_low"], "ci_high": r["ci_high"], "p_value": r["p_value"], "test": BOOTSTRAP_TEST}
+            head(metric)
+            | {"ci_low": r["ci_low"], "ci_high": r["ci_high"], "p_value": p, "test": BOOTSTRAP_TEST}
             | {"n_units": a.n_units, "se": r["se"]}
         )
     position = aligned(a, b)
     for metric in metrics:
         test = a.item_tests.get(metric)
-        if test is None or metric not in b.per_item or metric not in boot:
+        if test is None or metric not in b.per_item:
             continue
         result = PAIRED_TESTS[test](a.per_item[metric], b.per_item[metric][position])
-        r = boot[metric]
         n = a.n_items if test == "exact McNemar" else result["n"]
         rows.append(
-            {"run_a": name_a, "run_b": name_b, "metric": metric, **{k: r[k] for k in ("value_a", "value_b", "delta")}}
+            head(metric)
             | {"ci_low": np.nan, "ci_high": np.nan, "p_value": result["p_value"], "test": test, "n_units": n}
         )
     return rows
@@ -225,19 +228,28 @@ def _signed(value: float, digits: int = 3) -> str:
     return f"{round(value, digits) + 0.0:+.{digits}f}"  # + 0.0: no "-0.000"
 
 
+def pair_row(rows: pd.DataFrame, name_a: str, name_b: str, metric: str) -> pd.Series | None:
+    """The paired-bootstrap row of two runs (in either order) for ``metric``; ``None`` when they were not paired."""
+    found = rows[
+        (rows["metric"] == metric)
+        & (rows["test"] == BOOTSTRAP_TEST)
+        & (
+            ((rows["run_a"] == name_a) & (rows["run_b"] == name_b))
+            | ((rows["run_a"] == name_b) & (rows["run_b"] == name_a))
+        )
+    ]
+    return None if found.empty else found.iloc[0]
+
+
 def choice_on_test(
     best: str, other: str, rows: pd.DataFrame, metric: str, label: str, size: str, higher_is_better: bool = True
 ) -> str:
     """Whether the test data support a validation choice of ``best`` over ``other`` on ``metric``: the paired
     difference with its interval and p-values, in words that follow them ("no detectable difference" unless the
     Holm-adjusted p is below 0.05)."""
-    found = rows[(rows["metric"] == metric) & (rows["test"] == BOOTSTRAP_TEST)]
-    found = found[
-        ((found["run_a"] == best) & (found["run_b"] == other)) | ((found["run_a"] == other) & (found["run_b"] == best))
-    ]
-    if found.empty:
+    row = pair_row(rows, best, other, metric)
+    if row is None:
         return f"{best} vs {other}: not compared on the same test items."
-    row = found.iloc[0]
     sign = 1 if row["run_b"] == best else -1  # the difference as best - other
     delta, low, high = sign * row["delta"], *sorted((sign * row["ci_low"], sign * row["ci_high"]))
     numbers = f"{best} vs {other}: test {label} {_signed(delta)} ({_signed(low)} to {_signed(high)})"
@@ -356,17 +368,15 @@ def _markdown_table(table: pd.DataFrame) -> str:
     return header + body + "\n"
 
 
-def _label(runs: pd.DataFrame, keys: list[str]) -> pd.Series:
+def _label(runs: pd.DataFrame, keys: list[str], named: bool = False) -> pd.Series:
+    """Each run's configuration: ``ce, none`` (figures) or, ``named``, ``model.loss=ce, data.augment=none`` (what
+    comparisons.csv calls it)."""
     if not keys:
         return pd.Series(["all runs"] * len(runs), index=runs.index)
-    return runs[keys].astype(str).agg(", ".join, axis=1)
-
-
-def _configuration_label(runs: pd.DataFrame, keys: list[str]) -> pd.Series:
-    """``model.loss=ce, data.augment=none``: what comparisons.csv calls a configuration."""
-    if not keys:
-        return pd.Series(["all runs"] * len(runs), index=runs.index)
-    return runs[keys].astype(str).apply(lambda row: ", ".join(f"{k}={v}" for k, v in row.items()), axis=1)
+    values = runs[keys].astype(str)
+    if named:
+        values = values.apply(lambda column: column.name + "=" + column)
+    return values.agg(", ".join, axis=1)
 
 
 def _with_intervals(runs: pd.DataFrame, finished: list[tuple[str, dict, RunResult]], metrics: list[str]) -> None:
@@ -377,10 +387,14 @@ def _with_intervals(runs: pd.DataFrame, finished: list[tuple[str, dict, RunResul
         runs[f"{metric}_ci_high"] = [i[1] for i in intervals]
 
 
-def _seed_rows(runs: pd.DataFrame, labels: pd.Series, seeds: list[str], metrics: list[str]) -> list[dict]:
+def _seed_labels(runs: pd.DataFrame, seeds: list[str]) -> pd.Series:
+    """Each run's seed values as one label (all the same when no seed varies)."""
+    return runs[seeds].astype(str).agg(",".join, axis=1) if seeds else pd.Series("", index=runs.index)
+
+
+def _seed_rows(runs: pd.DataFrame, labels: pd.Series, seed_of: pd.Series, metrics: list[str]) -> list[dict]:
     """Configurations compared over the seeds both ran: the paired t over seeds of each metric."""
     rows = []
-    seed_of = runs[seeds].astype(str).agg(",".join, axis=1) if seeds else pd.Series("", index=runs.index)
     metrics = [m for m in metrics if m in runs]  # a statistic that is not a headline metric has no column
     for config_a, config_b in itertools.combinations(labels.unique(), 2):
         a = runs[labels == config_a].set_index(seed_of[labels == config_a])
@@ -404,9 +418,9 @@ def sweep_comparisons(
 ) -> tuple[pd.DataFrame, list[str]]:
     """A sweep's ``comparisons.csv``: runs of different configurations with the same seed, item by item
     (:func:`compare_runs`), then configurations over their common seeds (paired t); Holm over all rows."""
-    labels = _configuration_label(runs, keys)
+    labels = _label(runs, keys, named=True)
     named = [(run_id, run) for run_id, _, run in finished]
-    seed_of = runs[seeds].astype(str).agg(",".join, axis=1) if seeds else pd.Series("", index=runs.index)
+    seed_of = _seed_labels(runs, seeds)
     pairs = [
         (runs.loc[i, "run_id"], runs.loc[j, "run_id"])
         for i, j in itertools.combinations(runs.index, 2)
@@ -414,7 +428,7 @@ def sweep_comparisons(
     ]
     table, notes = compare_runs(named, pairs)
     metrics = list(dict.fromkeys(table["metric"])) if len(table) else list(finished[0][2].report.headline_metrics)
-    seed_table = pd.DataFrame(_seed_rows(runs, labels, seeds, metrics), columns=COMPARISON_COLUMNS)
+    seed_table = pd.DataFrame(_seed_rows(runs, labels, seed_of, metrics), columns=COMPARISON_COLUMNS)
     both = pd.concat([table.drop(columns="se"), seed_table], ignore_index=True) if len(seed_table) else table
     return with_holm(both.reindex(columns=COMPARISON_COLUMNS)), notes
 

@@ -36,6 +36,7 @@ from common.compare import (
     choice_on_test,
     compare_runs,
     method_sentence,
+    pair_row,
     readable_comparisons,
     scored_items_of,
     validation_noise,
@@ -368,14 +369,9 @@ def _validation_margin(runs: list[RunResult], names: dict[int, str], better: Run
     margin = abs(better.validation_score - runner_up.validation_score)
     statistic = better.report.selection_statistics.get(better.monitor)
     best_name, runner_name = names[id(better)], names[id(runner_up)]
-    pair = rows[
-        (rows["metric"] == statistic)
-        & (rows["test"] == "paired bootstrap")
-        & rows["run_a"].isin([best_name, runner_name])
-        & rows["run_b"].isin([best_name, runner_name])
-    ]
+    pair = pair_row(rows, best_name, runner_name, statistic)
     items, n_val = scored_items_of(better), better.report.validation_units(better)
-    if pair.empty or items is None or not n_val:
+    if pair is None or items is None or not n_val:
         return ""
     if min(n_val, items.n_units) < MIN_UNITS:
         few = f"{n_val} validation" if n_val < MIN_UNITS else f"{items.n_units} test"
@@ -383,7 +379,7 @@ def _validation_margin(runs: list[RunResult], names: dict[int, str], better: Run
             f"The validation margin of {best_name} over {runner_name} ({fmt(margin)}) cannot be set against the "
             f"validation noise: {few} {items.unit_name}s are too few to estimate it."
         )
-    noise = validation_noise(float(pair["se"].iloc[0]), items.n_units, n_val)
+    noise = validation_noise(float(pair["se"]), items.n_units, n_val)
     if not math.isfinite(noise):
         return ""
     where = "inside" if margin < noise else "outside"
