@@ -8,12 +8,10 @@ STAMP := $(VENV)/.medlit-installed
 GENERATED := data/generated
 # real data for the seed configurations: make train-cls-ce DATA=/path/to/HAM10000
 DATA ?=
-CLS_DATA := $(or $(DATA),data/HAM10000)
-SEG_DATA := $(or $(DATA),data/LA)
 CLS := $(PY) -m lesion_cls
 SEG := $(PY) -m volume_seg
 
-.PHONY: setup demo demo-data demo-cls demo-seg report sweep-cls sweep-seg sweep-ham sweep-la bench test smoke test-all lint real-la real-hippocampus real-ham \
+.PHONY: setup demo demo-data demo-cls demo-seg report sweep-cls sweep-seg sweep-ham sweep-la bench test unit smoke test-all lint real-la real-hippocampus real-ham \
         train-cls-ce train-cls-focal train-seg-bce train-seg-dice train-seg-dice-aug clean
 
 setup: $(STAMP)
@@ -83,6 +81,10 @@ bench: setup
 test: setup
 	$(PY) -m pytest -m "not slow"
 
+## The unit layer (about a minute): every test but those that train through the CLI (e2e, smoke) or are slow.
+unit: setup
+	$(PY) -m pytest -m "not e2e and not smoke and not slow"
+
 smoke: setup
 	$(PY) -m pytest -m smoke
 
@@ -92,21 +94,35 @@ test-all: setup
 lint: setup
 	$(PY) -m ruff check .
 
-## The seed's configurations on real data (DATA=/path/to/dataset).
+## The seed's configurations on real data: DATA=/path/to/dataset, else data/HAM10000 or data/LA, downloaded first when
+## missing (needs internet); without network one error line names the download command, and no run dir is made.
+# $(call dataset_root,<task>,<dataset>,<file that marks it>,<folder>): sets $$root
+define dataset_root
+root=$(or $(DATA),$(4)); if [ -z "$(DATA)" ] && [ ! -e "$$root/$(3)" ]; then \
+	  log=$$(mktemp); if ! $(PY) -m $(1).download $(2) --out "$$root" 2>"$$log"; then \
+	    echo "error: $$root: no dataset, and downloading it failed ($$(tail -n 1 "$$log" | sed 's/^error: //')); run \`$(PY) -m $(1).download $(2) --out $$root\` where there is internet, or pass DATA=/path/to/dataset" >&2; \
+	    rm -f "$$log"; exit 2; fi; rm -f "$$log"; fi
+endef
+
 train-cls-ce: setup
-	$(CLS) fit --config experiments/cls_ce.yaml --data.root $(CLS_DATA)
+	@$(call dataset_root,lesion_cls,ham10000,HAM10000_metadata.csv,data/HAM10000); \
+	$(CLS) fit --config experiments/cls_ce.yaml --data.root "$$root"
 
 train-cls-focal: setup
-	$(CLS) fit --config experiments/cls_ce_focal.yaml --data.root $(CLS_DATA)
+	@$(call dataset_root,lesion_cls,ham10000,HAM10000_metadata.csv,data/HAM10000); \
+	$(CLS) fit --config experiments/cls_ce_focal.yaml --data.root "$$root"
 
 train-seg-bce: setup
-	$(SEG) fit --config experiments/seg_bce.yaml --data.root $(SEG_DATA)
+	@$(call dataset_root,volume_seg,la,train.list,data/LA); \
+	$(SEG) fit --config experiments/seg_bce.yaml --data.root "$$root"
 
 train-seg-dice: setup
-	$(SEG) fit --config experiments/seg_dice.yaml --data.root $(SEG_DATA)
+	@$(call dataset_root,volume_seg,la,train.list,data/LA); \
+	$(SEG) fit --config experiments/seg_dice.yaml --data.root "$$root"
 
 train-seg-dice-aug: setup
-	$(SEG) fit --config experiments/seg_dice_aug.yaml --data.root $(SEG_DATA)
+	@$(call dataset_root,volume_seg,la,train.list,data/LA); \
+	$(SEG) fit --config experiments/seg_dice_aug.yaml --data.root "$$root"
 
 ## Real-data recipes (runs in runs/real/): the data in ../shared/data when it is there, else downloaded first
 ## into data/ (needs internet; checked, resumable). Each prints its test metrics and run_dir.

@@ -96,7 +96,8 @@ def _augmented_alone(loader: Any, augment: Callable[[torch.Tensor], torch.Tensor
 
 def _ham_batch_augment(shared: Path, tmp: Path, steps: int) -> list[str]:
     """The same augmentation per image in the loader workers (torchvision) and on whole uint8 batches in the
-    training process (``data.batch_augment``, :class:`~lesion_cls.data.BatchAugment`), measured in the same run."""
+    training process (``data.batch_augment``, :class:`~lesion_cls.transforms.BatchAugment`), measured in the same
+    run."""
     rates = {}
     for batch_augment in (False, True):
         dm = ham_datamodule(shared, tmp, batch_augment=batch_augment)

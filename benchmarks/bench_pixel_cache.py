@@ -16,14 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.results_file import record
-from lesion_cls.data import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    LesionImageDataset,
-    build_pixel_cache,
-    build_transforms,
-    read_ham_metadata,
-)
+from lesion_cls.data import LesionImageDataset, build_pixel_cache
+from lesion_cls.io import read_ham_metadata
+from lesion_cls.transforms import IMAGENET_MEAN, IMAGENET_STD, build_transforms
 
 COMMAND = "python -m benchmarks.bench_pixel_cache"
 

@@ -7,13 +7,9 @@ Task-specific outputs (predictions, reports, overlays) live in each task's ``cal
 from __future__ import annotations
 
 import json
-import math
-import os
 import random
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
-from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -23,62 +19,11 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import EMAWeightAveraging
 from lightning.pytorch.trainer.states import TrainerFn
 
+from common.files import write_json
 from common.plots import plot_history
+from common.rundir import run_dir_of
 
-__all__ = [
-    "EMAWeights",
-    "MetricHistory",
-    "RngState",
-    "RunTimer",
-    "SplitExport",
-    "atomic_path",
-    "gather_objects",
-    "run_dir_of",
-    "write_json",
-]
-
-
-def run_dir_of(trainer: Trainer) -> Path:
-    """The run directory (the CLI sets ``default_root_dir`` to it)."""
-    return Path(trainer.default_root_dir)
-
-
-@contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
-    """A temporary path (same suffixes) renamed to ``path`` on success: readers and other processes writing
-    the same file never see half of it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp{''.join(path.suffixes)}")
-    try:
-        yield tmp
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def write_json(path: Path, data: Any) -> None:
-    """Write JSON atomically (NaN written as null), so a reader never sees half a file."""
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(_nan_to_none(data), indent=2, sort_keys=False) + "\n")
-
-
-def _nan_to_none(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _nan_to_none(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_nan_to_none(v) for v in value]
-    return value
-
-
-def gather_objects(obj: Any) -> list[Any]:
-    """Every rank's ``obj``, in rank order (``[obj]`` when not distributed)."""
-    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
-        return [obj]
-    gathered: list[Any] = [None] * torch.distributed.get_world_size()
-    torch.distributed.all_gather_object(gathered, obj)
-    return gathered
+__all__ = ["EMAWeights", "MetricHistory", "RngState", "RunTimer", "SplitExport"]
 
 
 class MetricHistory(Callback):

@@ -10,9 +10,10 @@ override. On top of LightningCLI this adds:
 * the house callbacks (checkpoint on the module's validation monitor, progress bar, history curves,
   split and timing export, random states) and the task's ``outputs`` callback (configurable under ``outputs:``),
 * ``check``: the same keys as ``fit``; builds only the datamodule and prints its dataset check
-  (:mod:`common.check`); ``fit`` runs the cheap part of it first,
+  (:mod:`common.check`); ``fit``, ``validate`` and ``test`` run the cheap part of it before anything reads the
+  data or a run dir is made,
 * ``fit --ckpt_path last`` (or a checkpoint of an unfinished run) continues that run in its own directory
-  (:mod:`common.resume`); every other run gets a fresh one,
+  (:mod:`common.rundir`); every other run gets a fresh one,
 * expected mistakes (:class:`~common.errors.MedlitError`) printed as one ``error:`` line, exit status 2,
 * ``run_dir: <path>`` as the last line printed.
 
@@ -23,7 +24,6 @@ of :mod:`common.contracts` once, at start; values a module needs from the data r
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -45,21 +45,29 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities import rank_zero_only
 
-from common.callbacks import MetricHistory, RngState, RunTimer, SplitExport, write_json
+from common.callbacks import MetricHistory, RngState, RunTimer, SplitExport
 from common.check import DataCheck
 from common.contracts import TaskDataModule, TaskModule, check_contract
 from common.errors import MedlitError, find_medlit_error
 from common.loggers import WandbMode, build_loggers, finish_wandb, new_wandb_id
-from common.resume import changed_settings, prepare_resumed_dir, resume_target
+from common.rundir import (
+    LAST_CHECKPOINT_STEM,
+    RUN_DIR_ENV,
+    WANDB_ID_ENV,
+    changed_settings,
+    prepare_resumed_dir,
+    read_run_info,
+    resolve_run_dir,
+    resume_target,
+    update_run_info,
+)
 
-__all__ = ["Link", "MedlitCLI", "RunOptions", "resolve_run_dir", "run_cli"]
+__all__ = ["Link", "MedlitCLI", "RunOptions", "run_cli"]
 
-# Set by rank 0 so that the DDP worker processes Lightning launches write into the same run dir and W&B run.
-RUN_DIR_ENV = "MEDLIT_RUN_DIR"
-WANDB_ID_ENV = "MEDLIT_WANDB_ID"
-LAST_CHECKPOINT = "last"
-"""``checkpoints/last.ckpt``: the weights at the end of the latest epoch (resumes and ``run.test_checkpoint=last``)."""
-
+_DESCRIPTION = "train, test and predict with one run dir per run; check a dataset before training"
+_CHECK_HELP = "Check the dataset: every problem (file, row, what, hint) and a summary; takes the keys of fit."
+_READS_LABELLED_DATA = ("fit", "validate", "test")
+"""The subcommands that read the labelled dataset (``predict`` reads only its own folder)."""
 
 @dataclass
 class RunOptions:
@@ -79,8 +87,9 @@ class RunOptions:
             monitor) or ``last`` (the weights when training ended, nnU-Net's choice: with a schedule that anneals
             to zero they are the settled ones, and a validation set of a few cases is too noisy to pick an
             epoch). Either way no test case takes part in the choice.
-        check_data: Before ``fit``, run the cheap part of the dataset check (files listed, metadata read) and
-            stop with the first problem found (``python -m <task> check`` lists them all).
+        check_data: Before ``fit``, ``validate`` or ``test`` read the data, run the cheap part of the dataset check
+            (files listed, metadata read) and stop with the first problem found (``python -m <task> check`` lists
+            them all).
         compile: Compile the module's forward with ``torch.compile`` (in place, so checkpoints keep their keys and
             load without it). Pays off on GPUs for long runs; the first steps of each input shape are slow while
             it compiles, and on CPU it needs a C++ compiler.
@@ -117,41 +126,6 @@ class Link:
     compute: Callable[[Any], Any] | None = None
     on_instantiate: bool = False
     subcommands: tuple[str, ...] | None = None
-
-
-def _external_job_id() -> str | None:
-    """A name shared by all processes of a job started by SLURM or torchrun with more than one process."""
-    if int(os.environ.get("SLURM_NTASKS", "1")) > 1 and "SLURM_JOB_ID" in os.environ:
-        return f"slurm-{os.environ['SLURM_JOB_ID']}-{os.environ.get('SLURM_STEP_ID', '0')}"
-    run_id = os.environ.get("TORCHELASTIC_RUN_ID", "none")
-    if run_id != "none" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        return f"torchrun-{run_id}"
-    return None
-
-
-def resolve_run_dir(options: RunOptions) -> Path:
-    """Pick this run's directory (does not create it).
-
-    Rank 0 takes a new timestamped folder; DDP workers launched by Lightning inherit rank 0's choice
-    through ``MEDLIT_RUN_DIR``; processes started externally (SLURM, torchrun) agree on a job-id name.
-    """
-    if options.dir:
-        run_dir = Path(options.dir)
-        if rank_zero_only.rank == 0 and (run_dir / "config.yaml").exists():
-            raise MedlitError(f"run.dir {run_dir} already holds a run (config.yaml); choose another run.dir")
-        return run_dir
-    inherited = os.environ.get(RUN_DIR_ENV)
-    if inherited and rank_zero_only.rank > 0:
-        return Path(inherited)
-    base = Path(options.root) / options.experiment
-    job_id = _external_job_id()
-    if job_id:
-        return base / job_id
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    run_dir, n = base / stamp, 1
-    while run_dir.exists():
-        run_dir, n = base / f"{stamp}-{n}", n + 1
-    return run_dir
 
 
 class _CheckDoneSignal(Exception):  # noqa: N818 (a signal, not an error)
@@ -220,9 +194,11 @@ class MedlitCLI(LightningCLI):
         with warnings.catch_warnings():
             if self.check_only:  # args given while sys.argv says "check": intended, not a mistake
                 warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
+            program = f"python -m {model_class.__module__.split('.')[0]}"
             super().__init__(
                 model_class,
                 datamodule_class,
+                parser_kwargs={"prog": program, "description": f"{program}: {_DESCRIPTION}"},
                 save_config_callback=None,  # written by before_instantiate_classes, before anything can fail
                 seed_everything_default=42,
                 trainer_defaults={"log_every_n_steps": 10},
@@ -238,25 +214,12 @@ class MedlitCLI(LightningCLI):
             if link.subcommands is not None and self._building not in link.subcommands:
                 continue
             apply_on = "instantiate" if link.on_instantiate else "parse"
-            compute = self._reported_as_checked(link.compute) if link.on_instantiate else link.compute
-            parser.link_arguments(link.source, link.target, compute_fn=compute, apply_on=apply_on)
+            parser.link_arguments(link.source, link.target, compute_fn=link.compute, apply_on=apply_on)
 
-    def _reported_as_checked(self, compute: Callable[[Any], Any] | None) -> Callable[[Any], Any] | None:
-        """A value computed from the built datamodule (e.g. class weights read from the training split): a dataset
-        problem it runs into is reported as the cheap dataset check reports it (the first problem and how many
-        more), not as the first exception, since it comes before ``before_fit``'s check."""
-        if compute is None:
-            return None
-
-        def reported(datamodule: Any) -> Any:
-            try:
-                return compute(datamodule)
-            except MedlitError:
-                if self._run_options().check_data:
-                    self._check_dataset(datamodule)
-                raise
-
-        return reported
+    def _add_subcommands(self, parser: LightningArgumentParser, **kwargs: Any) -> None:
+        super()._add_subcommands(parser, **kwargs)
+        # `check` is parsed as `fit` (the command line is rewritten first); this entry only lists it in --help
+        parser._subcommands_action.add_subcommand("check", self.parser_class(), help=_CHECK_HELP)
 
     def _prepare_subcommand_parser(self, klass: type, subcommand: str, **kwargs: Any) -> LightningArgumentParser:
         self._building = subcommand  # which subcommand's parser add_arguments_to_parser is filling
@@ -283,9 +246,12 @@ class MedlitCLI(LightningCLI):
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand]
         if self.check_only:
-            datamodule = self.datamodule_class(**namespace_to_dict(config["data"]))
-            self.check_result = datamodule.check_data(full=True)
+            self.check_result = self._unlinked_datamodule().check_data(full=True)
             raise _CheckDoneSignal
+        if self.subcommand in _READS_LABELLED_DATA and self._run_options().check_data:
+            # before anything reads the data (links computed from the built datamodule, e.g. class weights) and
+            # before a run dir exists: a broken dataset is reported once, by the check, and leaves nothing behind
+            self._check_dataset(self._unlinked_datamodule())
         if "weights_only" in config and config["weights_only"] is None:
             config["weights_only"] = True  # our checkpoints hold tensors and plain values only: no pickled code
         if config.get("ckpt_path"):
@@ -301,7 +267,7 @@ class MedlitCLI(LightningCLI):
             config["ckpt_path"] = str(checkpoint)
             self.resuming = True
         else:
-            self.run_dir = resolve_run_dir(options)
+            self.run_dir = resolve_run_dir(options.root, options.experiment, options.dir)
         if self.resuming:
             changed = changed_settings(self.run_dir, self._parser(self.subcommand).dump(config, skip_none=False))
             if changed:
@@ -315,6 +281,10 @@ class MedlitCLI(LightningCLI):
             self.run_dir.mkdir(parents=True, exist_ok=True)
             config_path = prepare_resumed_dir(self.run_dir) if self.resuming else self.run_dir / "config.yaml"
             self._parser(self.subcommand).save(config, config_path, skip_none=False, overwrite=True)
+
+    def _unlinked_datamodule(self) -> Any:
+        """The datamodule built from the ``data`` config alone (no data read yet), for the dataset check."""
+        return self.datamodule_class(**namespace_to_dict(self.config[self.subcommand]["data"]))
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         assert self.run_dir is not None
@@ -373,17 +343,14 @@ class MedlitCLI(LightningCLI):
         )
 
     def _run_info(self) -> dict[str, Any]:
-        """The run's ``run_info.json`` so far (empty before it is first written)."""
         assert self.run_dir is not None
-        path = self.run_dir / "run_info.json"
-        return json.loads(path.read_text()) if path.exists() else {}
+        return read_run_info(self.run_dir)
 
     def _write_run_info(self, **values: Any) -> None:
-        """Merge ``values`` into ``run_info.json``: what the report needs to know about the run."""
+        """Merge ``values`` into ``run_info.json`` (rank 0 only): what the report needs to know about the run."""
         assert self.run_dir is not None
-        if rank_zero_only.rank != 0:
-            return
-        write_json(self.run_dir / "run_info.json", {**self._run_info(), **values})
+        if rank_zero_only.rank == 0:
+            update_run_info(self.run_dir, **values)
 
     def _house_callbacks(self, trainer_config: dict[str, Any]) -> list[Callback]:
         assert self.run_dir is not None
@@ -403,7 +370,7 @@ class MedlitCLI(LightningCLI):
             # when the best one improves, so it held the best epoch's weights (a resume went back to them)
             callbacks.append(
                 ModelCheckpoint(
-                    dirpath=self.run_dir / "checkpoints", filename=LAST_CHECKPOINT, enable_version_counter=False
+                    dirpath=self.run_dir / "checkpoints", filename=LAST_CHECKPOINT_STEM, enable_version_counter=False
                 )
             )
         if trainer_config.get("enable_progress_bar", True) and not any(isinstance(c, ProgressBar) for c in configured):
@@ -411,11 +378,6 @@ class MedlitCLI(LightningCLI):
         if self.loggers:
             callbacks.append(LearningRateMonitor(logging_interval="epoch"))
         return callbacks
-
-    def before_fit(self) -> None:
-        """The cheap dataset check (``run.check_data``): stop at once, before training, on a broken dataset."""
-        if self._run_options().check_data:
-            self._check_dataset(self.datamodule)
 
     def _check_dataset(self, datamodule: Any) -> None:
         """Raise the first problem the cheap check finds, saying how many more there are."""
@@ -443,7 +405,7 @@ class MedlitCLI(LightningCLI):
         if options.test_checkpoint == "last":
             # the house's last.ckpt (rewritten every epoch), else the weights in memory: a configured callback's
             # save_last file is only rewritten when its best improves
-            paths = [c.best_model_path for c in checkpoints if Path(c.best_model_path).stem == LAST_CHECKPOINT]
+            paths = [c.best_model_path for c in checkpoints if Path(c.best_model_path).stem == LAST_CHECKPOINT_STEM]
             tested = paths[0] if paths else ""
         self._write_run_info(test_checkpoint=options.test_checkpoint, tested_checkpoint=tested)
         if not options.test_after_fit or not self.datamodule.has_test_data:

@@ -60,7 +60,6 @@ __all__ = [
     "run_interval",
     "scored_items_of",
     "sweep_comparisons",
-    "sweep_runs",
     "validation_noise",
     "with_holm",
 ]
@@ -287,12 +286,6 @@ def _run_path(sweep_dir: Path, run_id: str, recorded: str) -> Path:
     """The run dir as the index recorded it, or inside the sweep dir (an index read from another working dir)."""
     path = Path(recorded)
     return path if path.is_dir() else sweep_dir / "runs" / run_id
-
-
-def sweep_runs(sweep_dir: Path) -> tuple[pd.DataFrame, list[str]]:
-    """One row per finished run (``run_id``, the sweep parameters, the validation score, the task's headline
-    metrics), and the names of the sweep parameters in file order."""
-    return _frame(_finished(sweep_dir))
 
 
 def _frame(finished: list[tuple[str, dict, RunResult]]) -> tuple[pd.DataFrame, list[str]]:

@@ -6,7 +6,8 @@ A task (``lesion_cls``, ``volume_seg``, or a third one) provides
   for its logged metrics, init arguments to override when weights come from a checkpoint),
 * a LightningDataModule class that satisfies :class:`TaskDataModule` (whether it has test data, its split, a
   dataset check),
-* a report module that registers a :class:`TaskReport` for its task name (``register_report``).
+* a report module that registers a :class:`~common.results.TaskReport` for its task name (``register_report``;
+  that contract lives beside the reader of run dirs that uses it).
 
 :func:`check_contract` checks a class against a contract once, when the CLI starts, and names each missing
 member, so that a misspelt attribute is an error rather than a silent default.
@@ -14,7 +15,7 @@ member, so that a misspelt attribute is an error rather than a silent default.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 from common.errors import MedlitError
@@ -23,18 +24,8 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from common.check import DataCheck
-    from common.results import RunResult
-    from common.stats import ScoredItems
 
-__all__ = ["Block", "TaskDataModule", "TaskModule", "TaskReport", "check_contract", "contract_members"]
-
-Block = tuple[str, Any, Any]
-"""One piece of a report: ``(kind, content, extra)`` with kind ``h1``/``h2``/``h3`` (content = text), ``p``
-(Markdown-light text: ``**bold**`` and ```code```), ``table`` (content = DataFrame, extra = index header),
-``img`` (content = PNG path in a run dir, extra = caption), ``plot`` (content = ``(name, draw)``: ``draw(path)``
-writes a PNG of several runs, which the report keeps in its own ``figures/<name>.png``; extra = caption) or
-``link`` (content = file path, extra = link text)."""
-
+__all__ = ["TaskDataModule", "TaskModule", "check_contract", "contract_members"]
 
 @runtime_checkable
 class TaskModule(Protocol):
@@ -68,36 +59,6 @@ class TaskDataModule(Protocol):
 
     def check_data(self, full: bool = True) -> DataCheck:
         """Every problem of the dataset and a summary; ``full=False``: only what is cheap (no decoding)."""
-        ...
-
-
-@runtime_checkable
-class TaskReport(Protocol):
-    """A task's part of the report and of sweep comparisons; registered with ``register_report``."""
-
-    task: str
-    """The task name the module declares."""
-    title: str
-    """Short title of the task, used in the report's default title."""
-    headline_metrics: Sequence[str]
-    """Test metrics shown in comparisons, as named in ``metrics.json`` (a number or ``{"mean": ...}``)."""
-    metric_labels: Mapping[str, str]
-    """Readable names of the headline metrics."""
-    selection_statistics: Mapping[str, str]
-    """The test statistic (a key of :meth:`scored_items`' statistics) matching each validation monitor
-    (``val/dice`` -> ``dice``): what a validation choice is checked on in the test data."""
-
-    def sections(self, runs: list[RunResult]) -> list[Block]:
-        """The report blocks for this task's runs (all read from the run dirs)."""
-        ...
-
-    def scored_items(self, run: RunResult) -> ScoredItems | None:
-        """The run's test items with their scores, read from its run dir, for intervals and paired tests
-        (``None`` when the run has no per-item scores)."""
-        ...
-
-    def validation_units(self, run: RunResult) -> int | None:
-        """How many units of independence (lesions, cases) the run's validation split holds (``None``: unknown)."""
         ...
 
 

@@ -1,7 +1,8 @@
 """Optimizers and learning-rate schedules by name, shared by every task.
 
 A module takes ``optimizer``, ``lr``, ``weight_decay``, ``scheduler`` and ``warmup_steps`` as init arguments (so
-they are config keys, ``model.optimizer`` etc., and the report reads them from ``config.yaml``) and returns
+they are config keys, ``model.optimizer`` etc., and the report reads them from ``config.yaml``), gathers them into
+an :class:`OptimizerSettings` in ``__init__`` (which checks them before anything trains) and returns
 :func:`configure_optimizers` from its ``configure_optimizers`` hook.
 
 The decaying schedules follow the training budget, not a step count fixed in advance: the learning rate is
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -23,9 +25,10 @@ from lightning.pytorch.callbacks import Timer
 from common.errors import MedlitError, check_choice
 
 __all__ = [
+    "LR_FACTORS",
     "OPTIMIZERS",
     "SCHEDULERS",
-    "SCHEDULES",
+    "OptimizerSettings",
     "build_optimizer",
     "configure_optimizers",
     "schedule_factor",
@@ -49,26 +52,27 @@ OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {"adam": _adam, "a
 """Optimizers by name: Adam (the seeds' choice), AdamW (decoupled weight decay), SGD with Nesterov momentum
 0.99 (nnU-Net's setting)."""
 
-SCHEDULES: dict[str, Callable[[float], float]] = {
+LR_FACTORS: dict[str, Callable[[float], float]] = {
     "none": lambda progress: 1.0,
     "cosine": lambda progress: 0.5 * (1.0 + math.cos(math.pi * progress)),
     "poly": lambda progress: (1.0 - progress) ** 0.9,
     "step": lambda progress: 0.1 ** min(2, math.floor(3 * progress)),
 }
-"""Learning-rate factors by training progress ``p`` in [0, 1]: ``none`` (constant, the seeds' setting), ``cosine``
-(to 0), ``poly`` (``(1 - p)^0.9``, nnU-Net's), ``step`` (x0.1 at a third and at two thirds of the budget)."""
+"""The step-wise schedules: learning-rate factors by training progress ``p`` in [0, 1]: ``none`` (constant, the
+seeds' setting), ``cosine`` (to 0), ``poly`` (``(1 - p)^0.9``, nnU-Net's), ``step`` (x0.1 at a third and at two
+thirds of the budget)."""
 
-SCHEDULERS = (*SCHEDULES, "plateau")
-"""Every ``model.scheduler`` value: :data:`SCHEDULES` and ``plateau`` (halve the learning rate after 2
+SCHEDULERS = (*LR_FACTORS, "plateau")
+"""Every ``model.scheduler`` value: the step-wise :data:`LR_FACTORS` and ``plateau`` (halve the learning rate after 2
 validations without a lower ``val/loss``)."""
 
 
 def schedule_factor(name: str, progress: float, step: int = 0, warmup_steps: int = 0) -> float:
     """The factor on the base learning rate of schedule ``name`` at ``progress`` (clipped to [0, 1]), times a
     linear warm-up from ``1 / warmup_steps`` to 1 over the first ``warmup_steps`` steps (``step`` counts from 0)."""
-    check_choice("model.scheduler", name, SCHEDULES)
+    check_choice("model.scheduler", name, LR_FACTORS)
     warmup = min(1.0, (step + 1) / warmup_steps) if warmup_steps > 0 else 1.0
-    return warmup * SCHEDULES[name](min(1.0, max(0.0, progress)))
+    return warmup * LR_FACTORS[name](min(1.0, max(0.0, progress)))
 
 
 def _timer(trainer: Trainer) -> Timer | None:
@@ -100,27 +104,43 @@ def build_optimizer(name: str, params: Iterable[Any], lr: float, weight_decay: f
     return OPTIMIZERS[name](params, lr, weight_decay)
 
 
-def configure_optimizers(
-    params: Iterable[Any],
-    trainer: Trainer,
-    optimizer: str = "adam",
-    lr: float = 1e-3,
-    weight_decay: float = 0.0,
-    scheduler: str = "none",
-    warmup_steps: int = 0,
-) -> Any:
-    """What a LightningModule's ``configure_optimizers`` returns for these settings (``trainer``: the module's)."""
-    check_choice("model.scheduler", scheduler, SCHEDULERS)
-    if warmup_steps < 0:
-        raise MedlitError(f"model.warmup_steps must be >= 0, got {warmup_steps}")
-    if warmup_steps and scheduler == "plateau":
-        raise MedlitError("model.warmup_steps needs a step-wise schedule (not model.scheduler=plateau)")
-    built = build_optimizer(optimizer, params, lr, weight_decay)
-    if scheduler == "plateau":
+@dataclass(frozen=True)
+class OptimizerSettings:
+    """The optimizer and its learning-rate schedule, checked when made (a module makes it in ``__init__``).
+
+    Args:
+        optimizer: ``adam`` (the seeds'), ``adamw`` or ``sgd`` (:data:`OPTIMIZERS`).
+        lr: Base learning rate.
+        weight_decay: Weight decay (decoupled for ``adamw``).
+        scheduler: ``none``, ``cosine``, ``poly``, ``step`` (each over the training budget: steps or
+            ``trainer.max_time``, whichever runs out first; :data:`LR_FACTORS`) or ``plateau`` (on ``val/loss``).
+        warmup_steps: Linear learning-rate warm-up over the first steps (0: none; not with ``plateau``).
+    """
+
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    scheduler: str = "none"
+    warmup_steps: int = 0
+
+    def __post_init__(self) -> None:
+        check_choice("model.optimizer", self.optimizer, OPTIMIZERS)
+        check_choice("model.scheduler", self.scheduler, SCHEDULERS)
+        if self.warmup_steps < 0:
+            raise MedlitError(f"model.warmup_steps must be >= 0, got {self.warmup_steps}")
+        if self.warmup_steps and self.scheduler == "plateau":
+            raise MedlitError("model.warmup_steps needs a step-wise schedule (not model.scheduler=plateau)")
+
+
+def configure_optimizers(params: Iterable[Any], trainer: Trainer, settings: OptimizerSettings) -> Any:
+    """What a LightningModule's ``configure_optimizers`` returns for ``settings`` (``trainer``: the module's)."""
+    built = build_optimizer(settings.optimizer, params, settings.lr, settings.weight_decay)
+    if settings.scheduler == "plateau":
         plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(built, mode="min", factor=0.5, patience=2)
         return {"optimizer": built, "lr_scheduler": {"scheduler": plateau, "monitor": "val/loss"}}
-    if scheduler == "none" and warmup_steps == 0:
+    if settings.scheduler == "none" and settings.warmup_steps == 0:
         return built
+    scheduler, warmup_steps = settings.scheduler, settings.warmup_steps
 
     def factor(step: int) -> float:  # a function, not an object: LambdaLR's state dict then leaves it out
         return schedule_factor(scheduler, training_progress(trainer), step, warmup_steps)

@@ -2,8 +2,8 @@
 
 ``python -m common.report --root runs/demo --out runs/demo/report`` takes the newest finished run of each
 experiment under the root (or ``--runs DIR ...``), groups the runs by task, and asks each task's registered
-report (:class:`~common.contracts.TaskReport`, in the task package's ``report.py``) for its sections: tables,
-text and figures as :data:`~common.contracts.Block` s. This module knows no task; it only renders.
+report (:class:`~common.results.TaskReport`, in the task package's ``report.py``) for its sections: tables,
+text and figures as :data:`~common.results.Block` s. This module knows no task; it only renders.
 
 "Better" and "best" are chosen on the validation metric that selected each run's checkpoint (:func:`best_run`),
 never on test data. Every number is read from the runs' files; nothing is recomputed. The Markdown links
@@ -42,9 +42,8 @@ from common.compare import (
     validation_noise,
     with_holm,
 )
-from common.contracts import Block
 from common.errors import MedlitError
-from common.results import RunResult, latest_runs, load_run
+from common.results import Block, RunResult, latest_runs, load_run
 from common.stats import MIN_UNITS
 
 __all__ = [

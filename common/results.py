@@ -3,27 +3,79 @@
 A run dir holds ``run_info.json`` (task, report module, checkpoint monitor, parameter count), ``config.yaml``,
 ``history.csv`` and the test ``metrics.json``; :func:`load_run` gathers them into a :class:`RunResult`.
 
-What a task shows (headline metrics, report sections) comes from the :class:`~common.contracts.TaskReport`
-registered under the run's task name. A task's report module registers itself when imported; the run records
-that module (``report_module`` in ``run_info.json``), so reading a run imports it when needed and this
-module never names a task.
+What a task shows (headline metrics, report sections) comes from the :class:`TaskReport` registered under the
+run's task name: the contract a task's report module fulfils, written here beside the reader that uses it. A task's
+report module registers itself when imported; the run records that module (``report_module`` in
+``run_info.json``), so reading a run imports it when needed and this module never names a task.
 """
 
 from __future__ import annotations
 
 import importlib
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import pandas as pd
 import yaml
 
-from common.contracts import TaskReport, check_contract
+from common.contracts import check_contract
 from common.errors import MedlitError
+from common.rundir import RUN_INFO
 
-__all__ = ["REPORTS", "RunResult", "latest_runs", "load_run", "register_report", "report_for"]
+if TYPE_CHECKING:
+    from common.stats import ScoredItems
+
+__all__ = [
+    "REPORTS",
+    "Block",
+    "RunResult",
+    "TaskReport",
+    "latest_runs",
+    "load_run",
+    "register_report",
+    "report_for",
+]
+
+Block = tuple[str, Any, Any]
+"""One piece of a report: ``(kind, content, extra)`` with kind ``h1``/``h2``/``h3`` (content = text), ``p``
+(Markdown-light text: ``**bold**`` and ```code```), ``table`` (content = DataFrame, extra = index header),
+``img`` (content = PNG path in a run dir, extra = caption), ``plot`` (content = ``(name, draw)``: ``draw(path)``
+writes a PNG of several runs, which the report keeps in its own ``figures/<name>.png``; extra = caption) or
+``link`` (content = file path, extra = link text)."""
+
+
+@runtime_checkable
+class TaskReport(Protocol):
+    """A task's part of the report and of sweep comparisons; registered with ``register_report``."""
+
+    task: str
+    """The task name the module declares."""
+    title: str
+    """Short title of the task, used in the report's default title."""
+    headline_metrics: Sequence[str]
+    """Test metrics shown in comparisons, as named in ``metrics.json`` (a number or ``{"mean": ...}``)."""
+    metric_labels: Mapping[str, str]
+    """Readable names of the headline metrics."""
+    selection_statistics: Mapping[str, str]
+    """The test statistic (a key of :meth:`scored_items`' statistics) matching each validation monitor
+    (``val/dice`` -> ``dice``): what a validation choice is checked on in the test data."""
+
+    def sections(self, runs: list[RunResult]) -> list[Block]:
+        """The report blocks for this task's runs (all read from the run dirs)."""
+        ...
+
+    def scored_items(self, run: RunResult) -> ScoredItems | None:
+        """The run's test items with their scores, read from its run dir, for intervals and paired tests
+        (``None`` when the run has no per-item scores)."""
+        ...
+
+    def validation_units(self, run: RunResult) -> int | None:
+        """How many units of independence (lesions, cases) the run's validation split holds (``None``: unknown)."""
+        ...
+
 
 REPORTS: dict[str, TaskReport] = {}
 """The registered task reports by task name."""
@@ -124,7 +176,7 @@ class RunResult:
         return node
 
 
-_RUN_FILES = ("metrics.json", "history.csv", "config.yaml", "run_info.json")
+_RUN_FILES = ("metrics.json", "history.csv", "config.yaml", RUN_INFO)
 """What a run dir holds once ``fit`` and its test have finished."""
 
 
@@ -135,7 +187,7 @@ def load_run(path: Path) -> RunResult:
             raise MedlitError(f"{path}: not a finished run ({name} missing)")
     return RunResult(
         path=path,
-        info=json.loads((path / "run_info.json").read_text()),
+        info=json.loads((path / RUN_INFO).read_text()),
         config=yaml.safe_load((path / "config.yaml").read_text()) or {},
         metrics=json.loads((path / "metrics.json").read_text()),
         history=pd.read_csv(path / "history.csv"),

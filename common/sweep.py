@@ -41,8 +41,6 @@ from common.errors import MedlitError
 
 __all__ = ["DISTRIBUTIONS", "SweepSpec", "expand_command", "load_sweep", "main", "plan_runs", "run_sweep"]
 
-_PLAN_VERSION = 1
-
 
 # --- the sweep file -------------------------------------------------------------------------------------------
 class SweepSpec:
@@ -259,7 +257,6 @@ def _prepare_dir(sweep_dir: Path, spec: SweepSpec, plan: list[dict[str, Any]] | 
     plan_path.write_text(
         json.dumps(
             {
-                "version": _PLAN_VERSION,
                 "sweep": spec.name,
                 "digest": spec.digest,
                 "file": str(spec.path),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from operator import attrgetter
 from pathlib import Path
 
 from common.cli import Link, run_cli
@@ -9,17 +10,23 @@ from lesion_cls.callbacks import ClassificationOutputs
 from lesion_cls.data import HAM10000DataModule
 from lesion_cls.model import LesionClassifier
 
-# computed by the datamodule from the training split, once it is built (predict needs no loss, hence no training
-# data): the loss's class weights (data.class_weights), the class frequencies the sampler gives (logit adjustment)
-# and those of the data (the decision tau)
-_FROM_TRAINING_SPLIT = (
-    ("model.loss_weights", HAM10000DataModule.loss_class_weights),
-    ("model.class_priors", HAM10000DataModule.training_class_priors),
-    ("model.class_frequencies", HAM10000DataModule.training_class_frequencies),
-)
+# computed by the datamodule from the training split's labels once it is built, after the CLI's dataset check
+# (predict needs no loss, hence no training data): the loss's class weights (data.class_weights), the class
+# frequencies the sampler gives (logit adjustment) and those of the data (the decision tau)
+_FROM_TRAINING_SPLIT = {
+    "model.loss_weights": "loss_weights",
+    "model.class_priors": "priors",
+    "model.class_frequencies": "frequencies",
+}
 LINKS = tuple(
-    Link("data", target, compute=compute, on_instantiate=True, subcommands=("fit", "validate", "test"))
-    for target, compute in _FROM_TRAINING_SPLIT
+    Link(
+        "data",
+        target,
+        compute=attrgetter(f"training_class_statistics.{statistic}"),
+        on_instantiate=True,
+        subcommands=("fit", "validate", "test"),
+    )
+    for target, statistic in _FROM_TRAINING_SPLIT.items()
 )
 
 

@@ -16,8 +16,10 @@ import pandas as pd
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 
-from common.callbacks import atomic_path, gather_objects, run_dir_of, write_json
+from common.distributed import gather_objects
 from common.errors import MedlitError
+from common.files import atomic_path, write_json
+from common.rundir import run_dir_of
 from common.stats import interval_fields
 from lesion_cls import CLASS_NAMES
 from lesion_cls.data import LesionImageDataset

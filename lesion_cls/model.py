@@ -18,7 +18,7 @@ from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score, MulticlassRecall
 
 from common.errors import MedlitError, check_choice
-from common.optim import OPTIMIZERS, SCHEDULERS, configure_optimizers
+from common.optim import OptimizerSettings, configure_optimizers
 from lesion_cls import CLASS_NAMES, TASK
 from lesion_cls.losses import build_loss
 from lesion_cls.metrics import DECISION_TAUS, SELECTION_METRICS, DecisionSearch, shift_decisions
@@ -155,12 +155,8 @@ class LesionClassifier(LightningModule):
         label_smoothing: Label smoothing of every loss.
         loss_weights: Per-class weights of the loss (class order MEL..VASC); linked from the datamodule's
             ``data.class_weights`` setting, computed on the training split.
-        optimizer: ``adam`` (the seed's), ``adamw`` or ``sgd`` (:data:`common.optim.OPTIMIZERS`).
-        lr: Learning rate (seed: 1e-3).
-        weight_decay: Weight decay.
-        scheduler: ``none``, ``cosine``, ``poly``, ``step`` (each over the training budget: steps or
-            ``trainer.max_time``, whichever runs out first) or ``plateau`` (on ``val/loss``); see :mod:`common.optim`.
-        warmup_steps: Linear learning-rate warm-up over the first steps (0: none).
+        optimizer, lr, weight_decay, scheduler, warmup_steps: The optimizer (the seeds': ``adam``, lr 1e-3) and its
+            learning-rate schedule over the training budget: :class:`common.optim.OptimizerSettings`.
         mixup_alpha: Mixup's Beta(alpha, alpha) for blending pairs of training images and their labels (timm
             ``Mixup``; 0 = off). Training metrics then compare with the unmixed labels.
         cutmix_alpha: CutMix's Beta parameter (pasting a box of one image into another; 0 = off). With both,
@@ -170,7 +166,7 @@ class LesionClassifier(LightningModule):
             losses see ``logits + tau * log(prior)``, predictions use the plain logits, which shifts decisions
             towards rare classes (1 = the balanced-error optimum; 0 = off).
         class_priors: The class frequencies of the training images as sampled, linked from the datamodule
-            (``data.balanced_sampler`` taken into account).
+            (``data.class_balance`` taken into account).
         tta_flips: Test and predict average the probabilities of the image and its horizontal, vertical and
             double flips (the training augmentation flips both ways).
         decision_tau: Post-hoc logit adjustment: decisions and probabilities (validation, test, predict) come from
@@ -234,12 +230,14 @@ class LesionClassifier(LightningModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        check_choice("model.optimizer", optimizer, OPTIMIZERS)
-        check_choice("model.scheduler", scheduler, SCHEDULERS)
+        self.optimizer_settings = OptimizerSettings(optimizer, lr, weight_decay, scheduler, warmup_steps)
         check_choice("model.selection_metric", selection_metric, SELECTION_METRICS)
         num_classes = len(CLASS_NAMES)
-        if loss_weights is not None and len(loss_weights) != num_classes:
-            raise MedlitError(f"model.loss_weights needs {num_classes} numbers, got {len(loss_weights)}")
+        for key, values in (("loss_weights", loss_weights), ("focal_alpha", focal_alpha)):
+            if values is not None and len(values) != num_classes:
+                raise MedlitError(f"model.{key} needs {num_classes} numbers, got {len(values)}")
+        if not 0.0 <= mixup_prob <= 1.0:
+            raise MedlitError(f"model.mixup_prob is a share of batches in [0, 1], got {mixup_prob}")
         self.class_names = CLASS_NAMES
         self.net = create_backbone(backbone, num_classes, pretrained, pretrained_file, drop_rate)
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
@@ -281,11 +279,11 @@ class LesionClassifier(LightningModule):
         """Name of the last feature stage of the backbone, for Grad-CAM."""
         return f"net.{self.net.feature_info[-1]['module']}"
 
-    def adjusted(self, logits: torch.Tensor) -> torch.Tensor:
+    def loss_logits(self, logits: torch.Tensor) -> torch.Tensor:
         """The logits the loss sees: shifted by ``tau * log(prior)`` with ``logit_adjustment``, else as they are."""
         return logits if self.logit_offset is None else logits + self.logit_offset
 
-    def decided(self, logits: torch.Tensor) -> torch.Tensor:
+    def decision_logits(self, logits: torch.Tensor) -> torch.Tensor:
         """The logits decisions are taken from: shifted by ``-decision_tau * log(f)`` (as they are for τ 0)."""
         return shift_decisions(logits, self.decision_tau, self.log_frequencies)
 
@@ -299,7 +297,7 @@ class LesionClassifier(LightningModule):
                 probs = probs + self(images.flip(dims)).detach().float().softmax(dim=1)
             probs = probs / len(FLIPS)
         if self.decision_tau:
-            probs = self.decided(probs.clamp_min(torch.finfo(probs.dtype).tiny).log()).softmax(dim=1)
+            probs = self.decision_logits(probs.clamp_min(torch.finfo(probs.dtype).tiny).log()).softmax(dim=1)
         return probs, logits
 
     def _step(self, batch: dict[str, Any], stage: str) -> torch.Tensor:
@@ -309,10 +307,10 @@ class LesionClassifier(LightningModule):
         if stage == "train" and self.mixup is not None and len(target) % 2 == 0:
             images, loss_target = self.mixup(images, target)
         logits = self(images)
-        loss = self.criterion(self.adjusted(logits), loss_target)
+        loss = self.criterion(self.loss_logits(logits), loss_target)
         batch_size = len(target)
         if stage == "train":
-            self.train_metrics.update(self.decided(logits.detach()), target)
+            self.train_metrics.update(self.decision_logits(logits.detach()), target)
             self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=batch_size)
             self.log("train/loss_step", loss, on_step=True, on_epoch=False, batch_size=batch_size)
             self.log_dict(self.train_metrics, on_step=False, on_epoch=True, batch_size=batch_size)
@@ -354,7 +352,7 @@ class LesionClassifier(LightningModule):
         """Probabilities and per-image losses; the outputs callback scores each image once and logs ``test/*``."""
         probs, logits = self.probabilities(batch["image"])
         target = batch["label"]
-        losses = self.image_criterion(self.adjusted(logits), target)
+        losses = self.image_criterion(self.loss_logits(logits), target)
         return {
             "probs": probs,
             "target": target,
@@ -367,7 +365,4 @@ class LesionClassifier(LightningModule):
         return {"probs": probs, "target": batch["label"], "image_id": batch["image_id"]}
 
     def configure_optimizers(self) -> Any:
-        hp = self.hparams
-        return configure_optimizers(
-            self.parameters(), self.trainer, hp.optimizer, hp.lr, hp.weight_decay, hp.scheduler, hp.warmup_steps
-        )
+        return configure_optimizers(self.parameters(), self.trainer, self.optimizer_settings)

@@ -13,9 +13,8 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from common.compare import format_interval, run_interval
-from common.contracts import Block
 from common.report import best_run, fmt, no_best_run, published_protocols, table, tested_weights, training_rows
-from common.results import RunResult, register_report
+from common.results import Block, RunResult, register_report
 from common.stats import ScoredItems
 from lesion_cls import CLASS_NAMES, TASK
 from lesion_cls.metrics import scored_items
@@ -33,7 +32,7 @@ PARAMETERS: dict[str, str] = {
     "batch size": "data.batch_size",
     "image size": "data.image_size",
     "augmentation": "data.augment",
-    "balanced sampler": "data.balanced_sampler",
+    "balanced sampler": "data.class_balance",
     "class weights": "data.class_weights",
     "logit adjustment τ": "model.logit_adjustment",
     "flip TTA": "model.tta_flips",
@@ -202,7 +201,7 @@ def _gradcam(run: RunResult, which: str) -> list[Block]:
 
 @dataclass(frozen=True)
 class ClassificationReport:
-    """The :class:`~common.contracts.TaskReport` of the classifier's runs (:data:`lesion_cls.TASK`)."""
+    """The :class:`~common.results.TaskReport` of the classifier's runs (:data:`lesion_cls.TASK`)."""
 
     task: str = TASK
     title: str = "skin-lesion classification"

@@ -20,6 +20,41 @@ def _offline_environment(tmp_path_factory: pytest.TempPathFactory) -> None:
     os.environ["MEDLIT_CACHE"] = str(tmp_path_factory.mktemp("medlit-cache"))
 
 
+FULL_FIT_MARKERS = ("smoke", "e2e")
+"""A test that trains through the CLI (a ``fit`` that reaches its training loop, also in a fixture the test uses)
+carries one of these, so that ``-m "not e2e and not smoke"`` is the fast unit layer. Runs in other processes (DDP,
+sweeps, subprocesses) are marked by hand."""
+_running: dict[str, pytest.Item | None] = {"test": None}
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> object:
+    _running["test"] = item  # also while the fixtures it asks for are set up
+    try:
+        return (yield)
+    finally:
+        _running["test"] = None
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _full_fits_are_marked() -> None:
+    """Fail a test whose CLI ``fit`` trains in this process without a :data:`FULL_FIT_MARKERS` marker (a run dir
+    with ``config.yaml`` is the CLI's; small ``Trainer.fit`` calls in unit tests are not whole runs)."""
+    from lightning.pytorch.loops.fit_loop import _FitLoop
+
+    run = _FitLoop.run
+
+    def guarded(loop: _FitLoop) -> None:
+        test, by_cli = _running["test"], (Path(loop.trainer.default_root_dir) / "config.yaml").is_file()
+        if by_cli and test is not None and not any(test.get_closest_marker(name) for name in FULL_FIT_MARKERS):
+            pytest.fail(f"{test.nodeid} trains a model: mark it e2e (or smoke) to keep the unit layer fast")
+        return run(loop)
+
+    _FitLoop.run = guarded
+    yield
+    _FitLoop.run = run
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """``../shared/data`` (or ``$MEDLIT_SHARED_DATA``); tests using it are skipped when it is absent."""

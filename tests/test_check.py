@@ -63,6 +63,12 @@ def test_fit_stops_on_the_cheap_check(tiny_ham: Path, tmp_path: Path, capsys) ->
     first = next(iter(expected))
     assert err[0].startswith(f"error: {first}: unknown dx") and "and 2 more problem(s)" in err[0]
     assert "`python -m lesion_cls check` with the same arguments lists them all" in err[0]
+    assert not (tmp_path / "runs").exists()  # checked before anything read the data or made a run dir
+    # the class statistics the model needs are read only after that check: with it off, the reader's own error
+    with pytest.raises(SystemExit):
+        cls_main(["fit", *tiny_cls_args(root, tmp_path / "runs"), "--run.check_data", "false"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: {first}: unknown dx") and "more problem" not in err[0]
 
 
 def test_clean_datasets_pass(tiny_ham: Path, tiny_la: Path, tmp_path: Path, capsys) -> None:

@@ -7,23 +7,24 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from sklearn.metrics import accuracy_score
 
-from common.cli import RunOptions, resolve_run_dir
 from common.errors import MedlitError
 from common.loggers import resolve_wandb_mode
+from common.rundir import resolve_run_dir
+from lesion_cls import CLASS_NAMES
 from lesion_cls.__main__ import main
 from tests.helpers import REPO, tiny_cls_args
 
 
 def test_run_dirs_are_new_and_explicit_dirs_are_not_reused(tmp_path: Path) -> None:
-    options = RunOptions(experiment="exp", root=str(tmp_path))
-    first = resolve_run_dir(options)
+    first = resolve_run_dir(tmp_path, "exp")
     first.mkdir(parents=True)
-    second = resolve_run_dir(options)
-    assert second != first and second.parent == first.parent and second.name.startswith(first.name)
+    second = resolve_run_dir(tmp_path, "exp")
+    assert second != first and second.parent == first.parent == tmp_path / "exp" and second.name.startswith(first.name)
     (first / "config.yaml").write_text("{}")
     with pytest.raises(MedlitError, match="already holds a run"):
-        resolve_run_dir(RunOptions(dir=str(first)))
+        resolve_run_dir(tmp_path, "exp", exact=first)
 
 
 def test_wandb_modes(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -81,7 +82,10 @@ def test_resume_keeps_history_and_test_uses_checkpoint_not_hub(tiny_ham: Path, t
         ]
     )
     metrics = json.loads((tested / "metrics.json").read_text())
-    assert metrics["checkpoint"].endswith("last.ckpt") and 0 <= metrics["accuracy"] <= 1
+    predictions = pd.read_csv(tested / "predictions.csv")
+    decided = [CLASS_NAMES[i] for i in predictions[list(CLASS_NAMES)].to_numpy().argmax(axis=1)]
+    assert metrics["checkpoint"].endswith("last.ckpt")
+    assert metrics["accuracy"] == pytest.approx(accuracy_score(predictions["label"], decided))  # what was tested
     info = json.loads((tested / "run_info.json").read_text())
     assert info["subcommand"] == "test" and info["monitor"] == "val/bal_acc"
 
@@ -100,3 +104,30 @@ def test_a_wandb_key_never_reaches_run_files(tiny_ham: Path, tmp_path: Path, mon
     assert any("wandb" in p.parts for p in files)  # W&B did write its offline run
     leaked = [p for p in files if key.encode() in p.read_bytes()]
     assert not leaked, leaked
+
+
+def test_wandb_project_names_the_offline_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``run.wandb_project`` is the project of the W&B run (offline here; online it is where the run appears)."""
+    from lightning.pytorch.loggers import WandbLogger
+
+    from common.loggers import build_loggers, finish_wandb, new_wandb_id
+
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    loggers = build_loggers(tmp_path / "run", "exp", "offline", "my-lab-project", new_wandb_id())
+    wandb_logger = next(logger for logger in loggers if isinstance(logger, WandbLogger))
+    try:
+        assert wandb_logger.experiment.project == "my-lab-project"
+        assert wandb_logger.experiment.group == "exp" and wandb_logger.experiment.name == "exp/run"
+    finally:
+        finish_wandb(loggers)
+
+
+def test_help_names_the_program_and_lists_check() -> None:
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "volume_seg", "--help"], capture_output=True, text=True, cwd=REPO, check=True
+    )
+    assert result.stdout.startswith("usage: python -m volume_seg ")
+    assert "{fit,validate,test,predict,check}" in result.stdout and "Check the dataset" in result.stdout

@@ -117,6 +117,7 @@ def test_bad_lesion_input_is_one_clear_line(kind: str, ham: Path, tmp_path: Path
     assert len(err) == 1 and err[0].startswith("error: ") and expected in err[0], err
 
 
+@pytest.mark.e2e
 def test_odd_but_valid_images_run(ham: Path, tmp_path: Path, capsys) -> None:
     images = sorted((ham / "images").iterdir())
     for i, path in enumerate(images[:40]):

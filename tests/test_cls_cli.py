@@ -201,6 +201,7 @@ def test_print_config_creates_no_run(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert not any(tmp_path.iterdir())
 
 
+@pytest.mark.e2e
 def test_recipe_options_train_and_reach_the_outputs(tiny_ham: Path, tmp_path: Path) -> None:
     """Sampling power, batch augmentation, TrivialAugment, mixup/cutmix, logit adjustment and flip TTA together in
     one fit: the model gets the sampled class priors of the training split, and the test scores equal sklearn's
@@ -210,7 +211,7 @@ def test_recipe_options_train_and_reach_the_outputs(tiny_ham: Path, tmp_path: Pa
     from lesion_cls.data import sampled_class_priors
 
     extra = [
-        *("--data.balanced_sampler", "0.5", "--data.batch_augment", "true", "--data.auto_augment", "trivial"),
+        *("--data.class_balance", "0.5", "--data.batch_augment", "true", "--data.auto_augment", "trivial"),
         *("--model.mixup_alpha", "0.2", "--model.cutmix_alpha", "1.0", "--model.logit_adjustment", "1.0"),
         *("--model.tta_flips", "true", "--model.label_smoothing", "0.1"),
     ]

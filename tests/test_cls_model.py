@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import timm
 import torch
@@ -143,8 +144,6 @@ def test_decision_tau_shifts_probabilities_and_travels_with_the_checkpoint() -> 
 def test_mixup_and_cutmix_mix_images_and_labels() -> None:
     """A mixed batch: image i is lam * x_i + (1 - lam) * x_(N-1-i) (timm's batch mode) and the loss sees the same
     blend of the two one-hot labels; cutmix's labels follow the pasted area; odd batches stay unmixed."""
-    import numpy as np
-
     module = LesionClassifier(backbone="resnet10t", mixup_alpha=0.4)
     images = torch.randn(4, 3, 8, 8)
     labels = torch.tensor([0, 1, 2, 3])
@@ -163,3 +162,32 @@ def test_mixup_and_cutmix_mix_images_and_labels() -> None:
     assert (own < 1).all()
     odd = {"image": torch.randn(3, 3, 32, 32), "label": torch.tensor([0, 1, 2]), "image_id": list("abc")}
     assert torch.isfinite(module.training_step(odd, 0))  # an odd batch is trained on unmixed
+
+
+def test_focal_alpha_reaches_the_loss_and_is_checked() -> None:
+    """``model.focal_alpha`` weights each image's focal term by its class's factor (hand-computed from the softmax),
+    in the training loss and the per-image test loss; a list of the wrong length is refused by name."""
+    alpha = [2.0, 0.5, 1.0, 1.0, 1.0, 3.0, 1.0]
+    module = LesionClassifier(backbone="resnet10t", loss="focal", focal_gamma=2.0, focal_alpha=alpha)
+    logits = torch.randn(6, 7, generator=torch.Generator().manual_seed(1))
+    target = torch.tensor([0, 1, 5, 2, 0, 6])
+    p = logits.softmax(dim=1)[torch.arange(6), target]
+    expected = -torch.tensor(alpha)[target] * (1 - p) ** 2 * p.log()
+    torch.testing.assert_close(module.image_criterion(logits, target), expected)
+    torch.testing.assert_close(module.criterion(logits, target), expected.mean())
+    with pytest.raises(MedlitError, match="model.focal_alpha needs 7 numbers, got 2"):
+        LesionClassifier(backbone="resnet10t", loss="focal", focal_alpha=[1.0, 2.0])
+
+
+def test_mixup_prob_is_the_share_of_mixed_batches() -> None:
+    images, labels = torch.randn(4, 3, 8, 8), torch.tensor([0, 1, 2, 3])
+    never = LesionClassifier(backbone="resnet10t", mixup_alpha=0.4, mixup_prob=0.0).mixup
+    unmixed, target = never(images.clone(), labels)
+    torch.testing.assert_close(unmixed, images)
+    torch.testing.assert_close(target, F.one_hot(labels, 7).float())
+    half = LesionClassifier(backbone="resnet10t", mixup_alpha=0.4, mixup_prob=0.5).mixup
+    np.random.seed(0)
+    mixed = [not torch.equal(half(images.clone(), labels)[0], images) for _ in range(400)]
+    assert 0.42 < np.mean(mixed) < 0.58
+    with pytest.raises(MedlitError, match="model.mixup_prob is a share of batches in"):
+        LesionClassifier(backbone="resnet10t", mixup_alpha=0.4, mixup_prob=1.5)

@@ -40,6 +40,7 @@ def _fit_ddp(package: str, args: list[str], runs: Path) -> Path:
     return run_dirs[0]
 
 
+@pytest.mark.e2e
 @pytest.mark.ddp
 def test_classification_ddp(tiny_ham: Path, tmp_path: Path) -> None:
     # the decision tau searched on validation logits gathered from both processes
@@ -76,6 +77,7 @@ def test_classification_ddp(tiny_ham: Path, tmp_path: Path) -> None:
     assert_one_number(run_dir, ("loss", "accuracy", "balanced_accuracy", "f1_macro", "auc_macro", "ece"))
 
 
+@pytest.mark.e2e
 @pytest.mark.ddp
 def test_segmentation_ddp(tiny_la: Path, tmp_path: Path) -> None:
     args = tiny_seg_args(tiny_la, tmp_path / "runs", *DDP, "--trainer.max_epochs", "1", "--outputs.views_3d", "false")
@@ -89,6 +91,7 @@ def test_segmentation_ddp(tiny_la: Path, tmp_path: Path) -> None:
     assert_one_number(run_dir, ("dice", "jaccard", "hd95", "asd", "loss"))
 
 
+@pytest.mark.e2e
 @pytest.mark.ddp
 def test_bad_volume_in_ddp_workers_is_one_line(tiny_la: Path, tmp_path: Path) -> None:
     """A mistake found after the worker processes started (while caching volumes): one line, exit 2, no process

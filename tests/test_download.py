@@ -24,8 +24,8 @@ from common.errors import MedlitError
 from lesion_cls import CLASS_NAMES
 from lesion_cls.data import HAM10000DataModule
 from lesion_cls.download import TEST_FILES, TRAIN_FILES, download_ham10000
-from volume_seg.data import discover_cases
 from volume_seg.download import LA_FOLDER, download_hippocampus, download_la
+from volume_seg.io import discover_cases
 
 TRAIN, TEST = ["CASEA", "CASEB", "CASEC"], ["CASET"]
 COMMIT = "c0ffee" * 6 + "1234"  # what the branch resolves to: every file is read at this commit

@@ -15,7 +15,7 @@ from common.cli import run_cli
 from common.contracts import TaskDataModule, TaskModule, check_contract
 from common.errors import MedlitError
 from common.report import build_report
-from common.results import latest_runs
+from common.results import latest_runs, report_for
 from tests.helpers import REPO
 from tests.toy_task.callbacks import ToyOutputs
 from tests.toy_task.data import ToyDataModule
@@ -86,6 +86,59 @@ def test_no_function_over_60_lines() -> None:
     assert not long, long
 
 
+def _imports_of(source: str, module: str) -> set[str]:
+    """The modules of our packages that ``source`` imports anywhere (also under ``TYPE_CHECKING`` or in a function)."""
+    found = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            base = node.module if node.level == 0 else ".".join([*module.split(".")[: -node.level], node.module])
+            found |= {base} | {f"{base}.{alias.name}" for alias in node.names}
+    return {name for name in found if name.split(".")[0] in PACKAGES}
+
+
+def _import_circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Every import circle of ``graph`` (module -> imported modules), each as the path that closes it."""
+    circles, done = [], set()
+
+    def visit(module: str, path: list[str]) -> None:
+        if module in path:
+            circles.append([*path[path.index(module) :], module])
+            return
+        if module in done:
+            return
+        for imported in sorted(graph.get(module, ())):
+            visit(imported, [*path, module])
+        done.add(module)
+
+    for module in sorted(graph):
+        visit(module, [])
+    return circles
+
+
+def test_no_import_circles() -> None:
+    graph = {}
+    for package in PACKAGES:
+        for path in sorted((REPO / package).glob("*.py")):
+            name = f"{package}.{path.stem}" if path.stem != "__init__" else package
+            graph[name] = {m for m in _imports_of(path.read_text(), name) if m != name}
+    graph = {name: {m for m in imported if m in graph} for name, imported in graph.items()}
+    assert len(graph) > 40 and graph["common.cli"], graph  # the scan found the modules and their imports
+    assert not _import_circles(graph), _import_circles(graph)
+
+
+def test_the_circle_rule_would_catch_a_circle() -> None:
+    only_for_types = "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from {} import Y\n"
+    assert _imports_of(only_for_types.format("a.y"), "a.x") == set()  # `a` is not one of our packages
+    graph = {
+        "common.x": _imports_of(only_for_types.format("common.y"), "common.x"),
+        "common.y": _imports_of("def f():\n    import common.x\n", "common.y"),
+    }
+    graph = {name: {m for m in imported if m in graph} for name, imported in graph.items()}
+    assert _import_circles(graph) == [["common.x", "common.y", "common.x"]]
+
+
 def test_the_tasks_satisfy_the_contracts() -> None:
     from lesion_cls.data import HAM10000DataModule
     from lesion_cls.model import LesionClassifier
@@ -95,7 +148,9 @@ def test_the_tasks_satisfy_the_contracts() -> None:
     for module, datamodule in ((LesionClassifier, HAM10000DataModule), (VolumeSegmenter, VolumeDataModule)):
         check_contract(module, TaskModule, "model class")
         check_contract(datamodule, TaskDataModule, "datamodule class")
-    assert LesionClassifier.task != VolumeSegmenter.task
+        # the report module a run records (run_info.json) registers a report under the task the module declares
+        report = report_for(module.task, f"{module.__module__.split('.')[0]}.report")
+        assert report.task == module.task and set(report.headline_metrics) <= set(report.metric_labels)
 
 
 def test_a_missing_contract_member_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

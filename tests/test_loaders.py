@@ -24,13 +24,35 @@ def test_lightning_keeps_the_sampler_and_one_process_needs_none() -> None:
     assert evaluation_sampler(range(5)) is None  # no process group: plain order
     loader = DataLoader(range(5), batch_size=2, sampler=evaluation_sampler(range(5)))
     assert [x.tolist() for x in loader] == [[0, 1], [2, 3], [4]]
-    assert available_cpus() >= 1
 
 
-def test_default_workers_share_the_cores() -> None:
-    from common.loaders import default_workers
+def test_available_cpus_follows_the_affinity_mask(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A SLURM or container allocation (the affinity mask), not the machine's core count; at least 1."""
+    import os
 
-    cores = available_cpus()
-    assert default_workers() == max(1, min(8, cores))
-    assert default_workers(processes=cores * 2) == 1  # never 0: one worker per process at least
-    assert default_workers(processes=2, most=1) == 1
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 5, 7}, raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)
+    assert available_cpus() == 3
+
+    def no_masks(pid: int) -> set[int]:
+        raise AttributeError("no affinity masks here")
+
+    monkeypatch.setattr(os, "sched_getaffinity", no_masks, raising=False)
+    assert available_cpus() == 64
+    monkeypatch.setattr(os, "cpu_count", lambda: None)
+    assert available_cpus() == 1
+
+
+def test_default_workers_share_the_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    from types import SimpleNamespace
+
+    import common.loaders
+    from common.loaders import default_workers, loader_workers
+
+    monkeypatch.setattr(common.loaders, "available_cpus", lambda: 12)
+    assert default_workers() == 8  # at most 8
+    assert default_workers(processes=4) == 3  # 12 cores shared by 4 training processes
+    assert default_workers(processes=24) == 1  # never 0: one worker per process at least
+    assert default_workers(processes=2, most=4) == 4
+    assert loader_workers(None, SimpleNamespace(num_devices=2)) == 6 and loader_workers(None, None) == 8
+    assert loader_workers(0, SimpleNamespace(num_devices=2)) == 0  # data.num_workers wins, also 0

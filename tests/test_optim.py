@@ -16,7 +16,7 @@ from lightning.pytorch.callbacks import Timer
 from torch.utils.data import DataLoader, TensorDataset
 
 from common.errors import MedlitError
-from common.optim import configure_optimizers, schedule_factor, training_progress
+from common.optim import OptimizerSettings, configure_optimizers, schedule_factor, training_progress
 
 
 @pytest.mark.parametrize(
@@ -90,9 +90,8 @@ class _Regression(LightningModule):
         return torch.nn.functional.mse_loss(self.layer(batch[0]), batch[1])
 
     def configure_optimizers(self) -> Any:
-        return configure_optimizers(
-            self.parameters(), self.trainer, "sgd", 0.1, scheduler=self.scheduler, warmup_steps=self.warmup_steps
-        )
+        settings = OptimizerSettings("sgd", 0.1, scheduler=self.scheduler, warmup_steps=self.warmup_steps)
+        return configure_optimizers(self.parameters(), self.trainer, settings)
 
 
 class _LearningRates(Callback):
@@ -134,14 +133,16 @@ def test_constant_without_warmup_has_no_scheduler() -> None:
 
 def test_negative_warmup_refused() -> None:
     with pytest.raises(MedlitError, match="model.warmup_steps must be >= 0"):
-        configure_optimizers([torch.nn.Parameter(torch.zeros(1))], _trainer(0), warmup_steps=-1)
+        OptimizerSettings(warmup_steps=-1)
     with pytest.raises(MedlitError, match="model.warmup_steps needs a step-wise schedule"):
-        configure_optimizers([torch.nn.Parameter(torch.zeros(1))], _trainer(0), scheduler="plateau", warmup_steps=5)
+        OptimizerSettings(scheduler="plateau", warmup_steps=5)
 
 
 def test_unknown_scheduler_names_the_choices() -> None:
     with pytest.raises(MedlitError, match="unknown model.scheduler 'linear'; choose one of: cosine, none, plateau"):
-        configure_optimizers([torch.nn.Parameter(torch.zeros(1))], _trainer(0), scheduler="linear")
+        OptimizerSettings(scheduler="linear")
+    with pytest.raises(MedlitError, match="unknown model.optimizer 'lamb'; choose one of: adam, adamw, sgd"):
+        OptimizerSettings(optimizer="lamb")
 
 
 class _SlowRegression(_Regression):

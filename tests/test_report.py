@@ -103,6 +103,7 @@ def _comparison_numbers(path: Path, allowed: set[str]) -> None:
     allowed.update({"1.96", "95", "2000", "0.05", "10"})
 
 
+@pytest.mark.e2e
 def test_every_number_in_the_report_is_read_from_the_runs(report: Path, report_runs: Path) -> None:
     allowed = _source_numbers(report_runs)
     _comparison_numbers(report.parent / "comparisons.csv", allowed)
@@ -138,6 +139,7 @@ def _renamed_copy(source: Path, tmp_path: Path, experiment: str, **info: str) ->
     return copy
 
 
+@pytest.mark.e2e
 def test_tables_match_metrics_json(report: Path, report_runs: Path) -> None:
     text = report.read_text()
     runs = latest_runs(report_runs)
@@ -158,6 +160,7 @@ def test_tables_match_metrics_json(report: Path, report_runs: Path) -> None:
     assert f"test HD95 ({unit})" in text
 
 
+@pytest.mark.e2e
 def test_better_and_best_are_chosen_on_validation(report: Path, report_runs: Path) -> None:
     runs = latest_runs(report_runs)
     text = report.read_text()
@@ -169,6 +172,7 @@ def test_better_and_best_are_chosen_on_validation(report: Path, report_runs: Pat
     assert f"Grad-CAM examples of the better model ({better})" in text
 
 
+@pytest.mark.e2e
 def test_every_headline_metric_has_its_interval_in_metrics_json(report_runs: Path) -> None:
     """``ci95`` beside every headline value, how it was made, and the value inside its interval; the classifier
     resamples lesions (split.csv), the segmenter cases, and the classifier's per-class recall has one too."""
@@ -190,6 +194,7 @@ def test_every_headline_metric_has_its_interval_in_metrics_json(report_runs: Pat
             assert "ci95" in next(iter(m["per_class"].values()))["hd95"]
 
 
+@pytest.mark.e2e
 def test_comparisons_csv_pairs_runs_on_the_same_images_and_mcnemar_is_exact(report: Path, report_runs: Path) -> None:
     """comparisons.csv has the documented columns; its McNemar p-value equals one recomputed from the two runs'
     predictions.csv (exact binomial test on the discordant images) to 1e-9."""
@@ -219,6 +224,7 @@ def test_comparisons_csv_pairs_runs_on_the_same_images_and_mcnemar_is_exact(repo
     assert (table.loc[finite, "p_holm"] >= table.loc[finite, "p_value"]).all()
 
 
+@pytest.mark.e2e
 def test_validation_choice_is_tested_on_the_test_data(report: Path, report_runs: Path) -> None:
     text = report.read_text()
     assert "**The validation choice on the test data.**" in text
@@ -230,6 +236,7 @@ def test_validation_choice_is_tested_on_the_test_data(report: Path, report_runs:
     assert "significant" not in text
 
 
+@pytest.mark.e2e
 def test_runs_on_different_test_images_are_not_paired(report_runs: Path, tmp_path: Path) -> None:
     source = latest_runs(report_runs)["cls_ce"].path
     copy = _renamed_copy(source, tmp_path, "cls_other_split")
@@ -240,6 +247,7 @@ def test_runs_on_different_test_images_are_not_paired(report_runs: Path, tmp_pat
     assert pd.read_csv(tmp_path / "report" / "comparisons.csv").empty
 
 
+@pytest.mark.e2e
 def test_runs_selected_on_different_metrics_name_no_better_model(report_runs: Path, tmp_path: Path) -> None:
     """Validation balanced accuracy of one run and accuracy of another are on different scales: the report says
     so instead of ranking them."""
@@ -252,6 +260,7 @@ def test_runs_selected_on_different_metrics_name_no_better_model(report_runs: Pa
     assert "Grad-CAM examples of the first run (cls_ce)" in text
 
 
+@pytest.mark.e2e
 def test_searched_decision_tau_is_reported_as_chosen_on_validation(report_runs: Path, tmp_path: Path) -> None:
     """``model.decision_tau: null`` searches τ on validation; the report shows the τ the test used (metrics.json),
     marked as chosen there, beside a run whose τ was a setting."""
@@ -269,6 +278,7 @@ def test_searched_decision_tau_is_reported_as_chosen_on_validation(report_runs: 
     assert cells == {"cls_ce": show(fixed), "cls_searched": "-0.375 (chosen on validation)"}
 
 
+@pytest.mark.e2e
 def test_html_is_self_contained(report: Path) -> None:
     html = report.with_suffix(".html").read_text()
     sources = re.findall(r'<img src="([^"]+)"', html)
@@ -310,6 +320,7 @@ def test_report_renders_in_headless_chromium(report: Path, tmp_path: Path) -> No
     shutil.copy(screenshot, report.parent / "report_screenshot.png")
 
 
+@pytest.mark.e2e
 def test_published_results_table_and_cross_run_figures(report_runs: Path, tmp_path: Path) -> None:
     """A run that follows a published protocol (experiments/anchors.yaml) gets the comparison table: its own
     means from metrics.json beside the published rows as the file gives them; the per-case box plot and the
@@ -344,6 +355,7 @@ def test_published_results_table_and_cross_run_figures(report_runs: Path, tmp_pa
     assert "Against published results" not in other.read_text()  # train.list: no published protocol
 
 
+@pytest.mark.e2e
 def test_classification_published_results_table(report_runs: Path, tmp_path: Path) -> None:
     """A classification run on a 20 % lesion holdout of the real HAM10000 (its test-set size) is set beside the
     anchors file's rows (numbers formatted, ranges as written); generated data and the demo's 15 % split get no

@@ -80,6 +80,7 @@ def test_killed_fit_resumes_in_place_with_the_uninterrupted_result(tiny_ham: Pat
         main(["fit", *_args(tiny_ham, tmp_path / "runs"), "--ckpt_path", "last"])
 
 
+@pytest.mark.e2e
 def test_same_seed_same_metrics(tiny_ham: Path, tiny_la: Path, tmp_path: Path) -> None:
     from tests.helpers import tiny_seg_args
     from volume_seg.__main__ import main as seg_main
@@ -98,6 +99,7 @@ def test_same_seed_same_metrics(tiny_ham: Path, tiny_la: Path, tmp_path: Path) -
     pd.testing.assert_frame_equal(*predictions)
 
 
+@pytest.mark.e2e
 def test_checkpoints_load_with_weights_only(tiny_ham: Path, tmp_path: Path) -> None:
     import torch
 
@@ -109,6 +111,7 @@ def test_checkpoints_load_with_weights_only(tiny_ham: Path, tmp_path: Path) -> N
         assert "medlit_rng_states" in state and state["hyper_parameters"]["backbone"] == "resnet10t"
 
 
+@pytest.mark.e2e
 def test_resume_refuses_changed_settings_and_never_reopens_a_finished_fit(
     tiny_ham: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

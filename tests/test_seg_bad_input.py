@@ -126,6 +126,7 @@ def test_bad_volume_input_is_one_clear_line(kind: str, la: Path, tmp_path: Path,
     assert line.startswith(f"error: {where}") and what in line, line
 
 
+@pytest.mark.e2e
 def test_empty_training_label_warns_or_is_refused(la: Path, tmp_path: Path, capsys) -> None:
     _, label = _image_label(la)
     _rewrite(la, label=np.zeros_like(label))
@@ -147,6 +148,7 @@ def test_nifti_label_in_another_space_is_refused(tmp_path: Path, capsys) -> None
     assert line.startswith(f"error: {label_path}: affine differs from its image's"), line
 
 
+@pytest.mark.e2e
 def test_odd_but_valid_volumes_run(tmp_path: Path) -> None:
     root = generate_la_h5(tmp_path / "odd", n_train=6, n_test=2, shape=(12, 12, 10), seed=2)  # smaller than the patch
     for i, case in enumerate(sorted(p.name for p in root.iterdir() if p.is_dir())):

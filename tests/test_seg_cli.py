@@ -145,6 +145,7 @@ def test_predict_folder_writes_masks_and_views(la_run: Path, tiny_la: Path, tmp_
     assert not (run_dir / "metrics.json").exists()
 
 
+@pytest.mark.e2e
 def test_compiled_run_equals_eager_run(la_run: Path, tiny_la: Path, tmp_path: Path) -> None:
     """``run.compile`` compiles the forward (dynamo captures graphs) and trains the same model: same seed, same
     curves and test metrics as the eager run, and a checkpoint that loads without compiling."""
@@ -162,6 +163,7 @@ def test_compiled_run_equals_eager_run(la_run: Path, tiny_la: Path, tmp_path: Pa
     assert not any("_orig_mod" in key for key in state)  # the same keys as an eager checkpoint
 
 
+@pytest.mark.e2e
 def test_ema_weights_are_the_ones_validated_and_tested(la_run: Path, tiny_la: Path, tmp_path: Path) -> None:
     """``common.callbacks.EMAWeights``: checkpoints hold the averaged weights (the raw ones aside), and the test
     after fit scores the averaged weights: the same numbers as a separate ``test`` of the best checkpoint."""
@@ -183,6 +185,7 @@ def test_ema_weights_are_the_ones_validated_and_tested(la_run: Path, tiny_la: Pa
     assert test_metrics["dice"]["mean"] == pytest.approx(fit_metrics["dice"]["mean"], abs=1e-9)
 
 
+@pytest.mark.e2e
 def test_test_checkpoint_last_tests_the_final_weights(tiny_la: Path, tmp_path: Path) -> None:
     """``run.test_checkpoint=last``: the test after fit scores ``last.ckpt`` (a separate test of it gives the same
     numbers), ``run_info.json`` says so, and the report's "selected epoch" is the last one."""
@@ -205,6 +208,7 @@ def test_test_checkpoint_last_tests_the_final_weights(tiny_la: Path, tmp_path: P
     assert int(load_run(run).best_epoch()["epoch"]) == 2
 
 
+@pytest.mark.e2e
 def test_last_checkpoint_is_the_last_epoch_not_the_best(tiny_la: Path, tmp_path: Path) -> None:
     """``last.ckpt`` is rewritten every epoch. With lr 0 the validation Dice never improves, so the best checkpoint
     stays at epoch 0 while ``last.ckpt`` (what a resume continues from) must hold epoch 2."""
@@ -213,6 +217,7 @@ def test_last_checkpoint_is_the_last_epoch_not_the_best(tiny_la: Path, tmp_path:
     assert json.loads((run / "run_info.json").read_text())["best_checkpoint"].endswith("best-epoch000.ckpt")
 
 
+@pytest.mark.e2e
 def test_test_with_a_checkpoint_keeps_the_settings_given(tiny_la: Path, tmp_path: Path) -> None:
     """Lightning loads a checkpoint's hyperparameters over the model's config; the CLI keeps ``--model.*`` flags:
     ``--model.tta_flips false`` wins over the training run's ``true``, while settings not given as flags come from

@@ -109,7 +109,7 @@ def test_flip_tta_is_the_mean_of_the_mirrored_predictions(
 def test_tta_axes_follow_the_training_augmentation() -> None:
     """The CLI links ``model.tta_axes`` to the mirrorings of ``data.augment``; other axes are refused."""
     from volume_seg.__main__ import LINKS
-    from volume_seg.data import AUGMENTATIONS, MIRROR_AXES
+    from volume_seg.transforms import AUGMENTATIONS, MIRROR_AXES
 
     (link,) = [link for link in LINKS if link.target == "model.tta_axes"]
     assert link.compute("rotflip") == [0, 1] and link.compute("nnunet") == [0, 1, 2] and link.compute("none") == []
@@ -142,3 +142,20 @@ def test_deep_supervision_needs_dynunet() -> None:
         VolumeSegmenter(net="unet", deep_supervision=1)
     with pytest.raises(MedlitError, match=r"model.deep_supervision must be in 0..1, got 2"):
         VolumeSegmenter(net="dynunet", channels=[4, 8, 16], strides=[2, 2], deep_supervision=2)
+
+
+@pytest.mark.parametrize("net", ["unet", "basic_unet", "dynunet"])
+def test_dropout_reaches_the_network_and_acts_in_training_only(net: str) -> None:
+    """``model.dropout``: dropout layers with that rate inside each network; random in training, off in evaluation."""
+    torch.manual_seed(0)
+    plain = VolumeSegmenter(net=net, channels=[4, 8, 16], strides=[2, 2], roi_size=[16, 16, 16]).net
+    dropped = VolumeSegmenter(net=net, channels=[4, 8, 16], strides=[2, 2], roi_size=[16, 16, 16], dropout=0.3).net
+    rates = [m.p for m in dropped.modules() if isinstance(m, torch.nn.modules.dropout._DropoutNd)]
+    assert rates and set(rates) == {0.3}
+    assert not [m for m in plain.modules() if isinstance(m, torch.nn.modules.dropout._DropoutNd) and m.p > 0]
+    volume = torch.randn(1, 1, 32, 32, 32)  # BasicUNet pools 4 times
+    dropped.train()
+    assert not torch.equal(dropped(volume), dropped(volume))
+    dropped.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(dropped(volume), dropped(volume), rtol=0, atol=0)

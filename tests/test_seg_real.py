@@ -13,7 +13,7 @@ import yaml
 
 from tests.helpers import REPO
 from volume_seg.__main__ import main
-from volume_seg.data import discover_cases, load_volume, read_case_list
+from volume_seg.io import discover_cases, load_volume, read_case_list
 
 pytestmark = pytest.mark.real
 
@@ -66,6 +66,7 @@ def test_hippocampus_quirks(shared_data: Path) -> None:
     np.testing.assert_allclose(volume["spacing"], [1.0, 1.0, 1.0])
 
 
+@pytest.mark.e2e
 def test_few_steps_on_la(shared_data: Path, tmp_path: Path) -> None:
     run_dir = main(
         [
@@ -97,6 +98,7 @@ def test_few_steps_on_la(shared_data: Path, tmp_path: Path) -> None:
     assert len(list((run_dir / "predictions").glob("*.nii.gz"))) == 2
 
 
+@pytest.mark.e2e
 def test_few_steps_on_hippocampus(shared_data: Path, tmp_path: Path) -> None:
     run_dir = main(
         [
@@ -137,6 +139,7 @@ RECIPE_STEPS = [
 ]
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(
     ("recipe", "folder", "split_sizes"),
     [

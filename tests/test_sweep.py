@@ -28,7 +28,7 @@ def _write(path: Path, data: dict) -> Path:
 def test_project_sweep_files_plan_as_documented() -> None:
     cls = load_sweep(REPO / "experiments" / "sweeps" / "cls_loss.yaml")
     plan = plan_runs(cls)
-    assert len(plan) == 18 and plan[0] == {"seed_everything": 1, "model.loss": "ce", "data.balanced_sampler": False}
+    assert len(plan) == 18 and plan[0] == {"seed_everything": 1, "model.loss": "ce", "data.class_balance": 0.0}
     assert [p["model.loss"] for p in plan[:6]] == ["ce", "ce", "focal", "focal", "ce_focal", "ce_focal"]
     assert len({json.dumps(p, sort_keys=True) for p in plan}) == 18
     seg = load_sweep(REPO / "experiments" / "sweeps" / "seg_loss_aug.yaml")
@@ -68,7 +68,7 @@ def test_real_data_sweeps_ask_the_seed_questions_on_the_recipes() -> None:
 
 def test_command_is_what_wandb_agent_would_run() -> None:
     spec = load_sweep(REPO / "experiments" / "sweeps" / "cls_loss.yaml")
-    params = {"model.loss": "focal", "data.balanced_sampler": True, "seed_everything": 2}
+    params = {"model.loss": "focal", "data.class_balance": 1.0, "seed_everything": 2}
     command = expand_command(spec, params, ["--run.dir=x"])
     assert command == [
         sys.executable,
@@ -79,7 +79,7 @@ def test_command_is_what_wandb_agent_would_run() -> None:
         "experiments/cls_ce.yaml",
         "--run.dir=x",
         "--model.loss=focal",
-        "--data.balanced_sampler=True",
+        "--data.class_balance=1.0",
         "--seed_everything=2",
     ]
 
@@ -132,6 +132,7 @@ def _finished(sweep_dir: Path) -> list[str]:
     return table.loc[table["status"] == "finished", "run_id"].tolist()
 
 
+@pytest.mark.e2e
 def test_killed_sweep_resumes_without_repeating_a_run(tiny_ham: Path, tmp_path: Path) -> None:
     sweep = _write(
         tmp_path / "two.yaml",

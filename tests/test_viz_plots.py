@@ -24,7 +24,8 @@ from torch import nn
 import common.plots
 import lesion_cls.viz
 import volume_seg.viz
-from common.callbacks import MetricHistory, RunTimer, atomic_path, write_json
+from common.callbacks import MetricHistory, RunTimer
+from common.files import atomic_path, write_json
 from common.plots import history_metric_names, plot_history
 from lesion_cls import CLASS_NAMES
 from lesion_cls.metrics import calibration, confusion_matrix, roc_curves

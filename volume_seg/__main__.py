@@ -6,8 +6,9 @@ from pathlib import Path
 
 from common.cli import Link, run_cli
 from volume_seg.callbacks import SegmentationOutputs
-from volume_seg.data import MIRROR_AXES, VolumeDataModule
+from volume_seg.data import VolumeDataModule
 from volume_seg.model import VolumeSegmenter
+from volume_seg.transforms import MIRROR_AXES
 
 
 def _mirror_axes(augment: str) -> list[int]:

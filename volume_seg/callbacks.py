@@ -26,9 +26,11 @@ import numpy as np
 import pandas as pd
 from lightning.pytorch import Callback, LightningModule, Trainer
 
-from common.callbacks import atomic_path, gather_objects, run_dir_of, write_json
+from common.distributed import gather_objects
 from common.errors import MedlitError
+from common.files import atomic_path, write_json
 from common.loaders import available_cpus
+from common.rundir import run_dir_of
 from common.stats import interval_fields
 from volume_seg.metrics import (
     EMPTY_POLICY,
@@ -110,8 +112,7 @@ def default_eval_workers(on_gpu: bool, processes: int = 1, most: int = 4) -> int
 
     On a GPU a worker lets the next volume's inference start while this one is scored and drawn (the cores
     are otherwise idle); on a CPU inference already uses every core, so workers only pay off when there are
-    cores to spare (``benchmarks/bench_sliding_window.py``, test stage: on 2 cores inline 2.5 s per LA case, one
-    worker 3.3 s).
+    cores to spare (``benchmarks/bench_sliding_window.py`` measures both on a machine).
     """
     cores = available_cpus() // max(1, processes)
     if on_gpu:

@@ -15,9 +15,9 @@ from monai.networks.nets import BasicUNet, DynUNet, UNet
 from monai.transforms import KeepLargestConnectedComponent
 from torch import nn
 
-from common.callbacks import gather_objects
+from common.distributed import gather_objects
 from common.errors import MedlitError, check_choice
-from common.optim import OPTIMIZERS, SCHEDULERS, configure_optimizers
+from common.optim import OptimizerSettings, configure_optimizers
 from volume_seg import TASK, default_class_names
 from volume_seg.losses import build_loss, output_channels
 from volume_seg.metrics import mean_foreground_dice
@@ -110,12 +110,8 @@ class VolumeSegmenter(LightningModule):
         class_names: Names of the classes, background first (linked from ``data.class_names``; default
             :func:`default_class_names`), used in the per-case outputs.
         loss: ``bce``, ``dice``, ``dice_ce`` or ``dice_focal`` (see :mod:`volume_seg.losses`).
-        optimizer: ``adam`` (the seed's), ``adamw`` or ``sgd`` (:data:`common.optim.OPTIMIZERS`).
-        lr: Learning rate.
-        weight_decay: Weight decay.
-        scheduler: ``none``, ``cosine``, ``poly``, ``step`` (each over the training budget: steps or
-            ``trainer.max_time``, whichever runs out first) or ``plateau`` (on ``val/loss``); see :mod:`common.optim`.
-        warmup_steps: Linear learning-rate warm-up over the first steps (0: none).
+        optimizer, lr, weight_decay, scheduler, warmup_steps: The optimizer (the seeds': ``adam``, lr 1e-3) and its
+            learning-rate schedule over the training budget: :class:`common.optim.OptimizerSettings`.
         roi_size: Sliding-window size (linked from ``data.patch_size``).
         sw_batch_size: Windows evaluated together.
         sw_overlap: Overlap of neighbouring windows.
@@ -125,7 +121,7 @@ class VolumeSegmenter(LightningModule):
         tta_flips: Test-time augmentation for test and predict (not validation, which selects the model and
             would pay up to 8x): average the probabilities of the volume's mirrorings along ``tta_axes``.
         tta_axes: The spatial axes (0, 1, 2) flip TTA mirrors, all combinations (:func:`mirrorings`); in ``fit``
-            linked from ``data.augment`` (:data:`volume_seg.data.MIRROR_AXES`: only mirrorings the model was
+            linked from ``data.augment`` (:data:`volume_seg.transforms.MIRROR_AXES`: only mirrorings the model was
             trained on), then kept in the checkpoint for ``test`` and ``predict``.
     """
 
@@ -163,7 +159,7 @@ class VolumeSegmenter(LightningModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        check_choice("model.optimizer", optimizer, OPTIMIZERS)
+        self.optimizer_settings = OptimizerSettings(optimizer, lr, weight_decay, scheduler, warmup_steps)
         if not set(tta_axes) <= {0, 1, 2}:
             raise MedlitError(f"model.tta_axes must be spatial axes among 0, 1, 2, got {list(tta_axes)}")
         if tta_flips and not tta_axes:
@@ -171,7 +167,6 @@ class VolumeSegmenter(LightningModule):
                 "model.tta_flips: no axis to mirror (model.tta_axes is empty: in training it follows data.augment, "
                 "and 'none' mirrors nothing); set model.tta_flips false or train with mirroring"
             )
-        check_choice("model.scheduler", scheduler, SCHEDULERS)
         if class_names is not None and len(class_names) != num_classes:
             raise MedlitError(f"data.class_names has {len(class_names)} names for {num_classes} classes")
         self.num_classes = num_classes
@@ -271,7 +266,4 @@ class VolumeSegmenter(LightningModule):
         return {"mask": self.to_mask(probabilities), "case": batch["case"]}
 
     def configure_optimizers(self) -> Any:
-        hp = self.hparams
-        return configure_optimizers(
-            self.parameters(), self.trainer, hp.optimizer, hp.lr, hp.weight_decay, hp.scheduler, hp.warmup_steps
-        )
+        return configure_optimizers(self.parameters(), self.trainer, self.optimizer_settings)

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from common.compare import format_interval, run_interval
-from common.contracts import Block
 from common.report import (
     best_run,
     fmt,
@@ -24,7 +23,7 @@ from common.report import (
     tested_weights,
     training_rows,
 )
-from common.results import RunResult, register_report
+from common.results import Block, RunResult, register_report
 from common.stats import ScoredItems
 from volume_seg import TASK
 from volume_seg.metrics import case_summary, scored_items
@@ -178,7 +177,7 @@ def _figures(runs: list[RunResult], best: RunResult, which: str) -> list[Block]:
 
 @dataclass(frozen=True)
 class SegmentationReport:
-    """The :class:`~common.contracts.TaskReport` of the segmenter's runs (:data:`volume_seg.TASK`)."""
+    """The :class:`~common.results.TaskReport` of the segmenter's runs (:data:`volume_seg.TASK`)."""
 
     task: str = TASK
     title: str = "3D segmentation"

@@ -7,7 +7,8 @@ from typing import Any
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 
-from common.callbacks import run_dir_of, write_json
+from common.files import write_json
+from common.rundir import run_dir_of
 
 
 class ToyOutputs(Callback):

@@ -8,7 +8,7 @@ import torch
 from lightning.pytorch import LightningModule
 from torchmetrics import MeanAbsoluteError
 
-from common.optim import configure_optimizers
+from common.optim import OptimizerSettings, configure_optimizers
 from tests.toy_task import TASK
 
 
@@ -24,6 +24,7 @@ class ToyRegressor(LightningModule):
     def __init__(self, features: int = 4, optimizer: str = "sgd", lr: float = 0.05) -> None:
         super().__init__()
         self.save_hyperparameters()
+        self.optimizer_settings = OptimizerSettings(optimizer, lr)
         self.net = torch.nn.Linear(features, 1)
         self.val_mae, self.test_mae = MeanAbsoluteError(), MeanAbsoluteError()
 
@@ -50,5 +51,4 @@ class ToyRegressor(LightningModule):
         return self._evaluate(batch, "test")
 
     def configure_optimizers(self) -> Any:
-        hp = self.hparams
-        return configure_optimizers(self.parameters(), self.trainer, hp.optimizer, hp.lr)
+        return configure_optimizers(self.parameters(), self.trainer, self.optimizer_settings)

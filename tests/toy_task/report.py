@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from common.contracts import Block
 from common.report import best_run, fmt, table
-from common.results import RunResult, register_report
+from common.results import Block, RunResult, register_report
 from tests.toy_task import TASK
 
 

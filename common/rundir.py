@@ -1,0 +1,174 @@
+"""Run directories: where a run is written, its ``run_info.json``, and continuing a killed ``fit`` in place.
+
+This is the writing side of what :mod:`common.results` reads. Every run gets
+``<run.root>/<run.experiment>/<timestamp>/`` (:func:`resolve_run_dir`); ``run_info.json`` (:func:`update_run_info`)
+records what the report needs to know about it (task, report module, monitor, checkpoints, resumes).
+
+Resume: ``fit --ckpt_path last`` or ``--ckpt_path <run>/checkpoints/x``. A run whose fit has not finished
+(``run_info.json`` has no ``fit_finished``) is continued where it stopped: same run dir, same history (kept in the
+checkpoint), same W&B run (its id is in ``run_info.json``), same settings (:func:`changed_settings`: only where it
+is recorded and how long it trains may change). Nothing earlier is overwritten: the resumed invocation's
+configuration is saved as ``config.resume-N.yaml`` and the earlier CSV log is kept as
+``logs/metrics.before-resume-N.csv`` (Lightning's CSV logger starts a new file). A finished run is never changed:
+continuing it (e.g. to train longer) starts a new run dir from its checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from common.distributed import external_job_id
+from common.errors import MedlitError
+from common.files import write_json
+
+if TYPE_CHECKING:
+    from lightning.pytorch import Trainer
+
+__all__ = [
+    "LAST_CHECKPOINT_STEM",
+    "MAY_CHANGE",
+    "RESUME_LATEST",
+    "RUN_DIR_ENV",
+    "RUN_INFO",
+    "WANDB_ID_ENV",
+    "changed_settings",
+    "prepare_resumed_dir",
+    "read_run_info",
+    "resolve_run_dir",
+    "resume_target",
+    "resumes_so_far",
+    "run_dir_of",
+    "update_run_info",
+]
+
+RUN_DIR_ENV = "MEDLIT_RUN_DIR"
+"""Set by rank 0, so that the DDP worker processes Lightning launches write into the same run dir."""
+WANDB_ID_ENV = "MEDLIT_WANDB_ID"
+"""Set by rank 0, so that those workers log to the same W&B run."""
+RUN_INFO = "run_info.json"
+"""What the report needs to know about a run (task, report module, monitor, checkpoints, resumes)."""
+LAST_CHECKPOINT_STEM = "last"
+"""``checkpoints/last.ckpt``: the weights at the end of the latest epoch (resumes and ``run.test_checkpoint=last``)."""
+RESUME_LATEST = "last"
+"""The ``--ckpt_path`` value that continues the newest unfinished run of the experiment."""
+MAY_CHANGE = ("ckpt_path", "run", "trainer.max_epochs", "trainer.max_steps", "trainer.max_time")
+"""Settings a resumed run may change (where it is recorded, and how long it trains); all others must match."""
+
+
+def resolve_run_dir(root: str | Path, experiment: str, exact: str | Path | None = None) -> Path:
+    """Pick this run's directory (does not create it).
+
+    Rank 0 takes a new timestamped folder under ``<root>/<experiment>``; DDP workers launched by Lightning inherit
+    rank 0's choice through :data:`RUN_DIR_ENV`; processes started externally (SLURM, torchrun) agree on a job-id
+    name.
+
+    Args:
+        root: Folder that holds all experiments' runs (``run.root``).
+        experiment: The experiment's name (``run.experiment``).
+        exact: An exact run dir instead (``run.dir``); it must not already hold a run.
+    """
+    from lightning.pytorch.utilities import rank_zero_only  # here: readers of run dirs need no Lightning
+
+    if exact:
+        run_dir = Path(exact)
+        if rank_zero_only.rank == 0 and (run_dir / "config.yaml").exists():
+            raise MedlitError(f"run.dir {run_dir} already holds a run (config.yaml); choose another run.dir")
+        return run_dir
+    inherited = os.environ.get(RUN_DIR_ENV)
+    if inherited and rank_zero_only.rank > 0:
+        return Path(inherited)
+    base = Path(root) / experiment
+    job_id = external_job_id()
+    if job_id:
+        return base / job_id
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    run_dir, n = base / stamp, 1
+    while run_dir.exists():
+        run_dir, n = base / f"{stamp}-{n}", n + 1
+    return run_dir
+
+
+def run_dir_of(trainer: Trainer) -> Path:
+    """The run directory of a trainer (the CLI sets ``default_root_dir`` to it)."""
+    return Path(trainer.default_root_dir)
+
+
+def read_run_info(run_dir: Path) -> dict[str, Any]:
+    """The run's ``run_info.json`` so far (empty before it is first written)."""
+    path = run_dir / RUN_INFO
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def update_run_info(run_dir: Path, **values: Any) -> None:
+    """Merge ``values`` into the run's ``run_info.json`` (written atomically; call it from rank 0)."""
+    write_json(run_dir / RUN_INFO, {**read_run_info(run_dir), **values})
+
+
+def _unfinished(run_dir: Path) -> bool:
+    """A run dir whose ``fit`` started but did not end (the CLI records ``fit_finished`` when it ends)."""
+    if not (run_dir / "config.yaml").is_file() or (run_dir / "metrics.json").is_file():
+        return False
+    return not read_run_info(run_dir).get("fit_finished")
+
+
+def resume_target(ckpt_path: str, experiment_dir: Path) -> tuple[Path, Path] | None:
+    """``(run dir, checkpoint)`` to continue in place, or ``None`` when ``fit`` should start a new run dir.
+
+    Args:
+        ckpt_path: :data:`RESUME_LATEST` or a checkpoint path.
+        experiment_dir: ``<run.root>/<run.experiment>``, searched for the newest unfinished run.
+    """
+    if ckpt_path == RESUME_LATEST:
+        pattern = f"*/checkpoints/{LAST_CHECKPOINT_STEM}.ckpt"
+        candidates = sorted(experiment_dir.glob(pattern), key=lambda p: p.stat().st_mtime)
+        unfinished = [c for c in candidates if _unfinished(c.parent.parent)]
+        if not unfinished:
+            raise MedlitError(
+                f"ckpt_path: {RESUME_LATEST}: no unfinished run with checkpoints/{LAST_CHECKPOINT_STEM}.ckpt under "
+                f"{experiment_dir} (to continue a finished run, pass its checkpoint path: a new run dir starts from it)"
+            )
+        return unfinished[-1].parent.parent, unfinished[-1]
+    checkpoint = Path(ckpt_path)
+    if not checkpoint.is_file():  # Lightning's own values (hpc, registry), remote paths, or a missing file
+        return None
+    run_dir = checkpoint.parent.parent
+    if checkpoint.parent.name == "checkpoints" and _unfinished(run_dir):
+        return run_dir, checkpoint
+    return None
+
+
+def resumes_so_far(run_dir: Path) -> int:
+    """How many times the run dir has been resumed before."""
+    return len(list(run_dir.glob("config.resume-*.yaml")))
+
+
+def prepare_resumed_dir(run_dir: Path) -> Path:
+    """Keep the earlier CSV log aside; returns the path for this invocation's configuration."""
+    n = resumes_so_far(run_dir) + 1
+    log = run_dir / "logs" / "metrics.csv"
+    if log.is_file():
+        log.rename(log.with_name(f"metrics.before-resume-{n}.csv"))
+    return run_dir / f"config.resume-{n}.yaml"
+
+
+def _flat(node: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(node, dict):
+        return {prefix: node}
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        out.update(_flat(value, f"{prefix}.{key}" if prefix else str(key)))
+    return out
+
+
+def changed_settings(run_dir: Path, new_config_yaml: str) -> list[str]:
+    """Config keys whose value in this invocation differs from the run's ``config.yaml`` (but for
+    :data:`MAY_CHANGE`): a run must continue with the settings it started with."""
+    old = _flat(yaml.safe_load((run_dir / "config.yaml").read_text()) or {})
+    new = _flat(yaml.safe_load(new_config_yaml) or {})
+    return sorted(k for k in set(old) | set(new) if not k.startswith(MAY_CHANGE) and old.get(k) != new.get(k))

@@ -1,0 +1,449 @@
+"""Segmentation datasets on disk: discovering the cases of a layout, reading and checking volumes, the split.
+
+Layouts (``data.layout``, detected with ``auto``):
+
+* ``la_h5``: ``<root>/<CASE>/mri_norm2.h5`` with datasets ``image`` and ``label``; list files (one case per
+  line, e.g. ``train.list``/``test.list`` or ``labeled16.list``/``test20.list``) name the cases. No spacing
+  is stored: distances are in voxels unless ``data.spacing`` is given.
+* ``msd``: ``<root>/dataset.json`` with ``training`` entries ``{"image": ..., "label": ...}``
+  (``imagesTr/``, ``labelsTr/``), read with MONAI's :func:`~monai.data.load_decathlon_datalist`.
+* ``folders``: ``<root>/images/`` and ``<root>/labels/`` holding files of the same names.
+
+NIfTI volumes keep their spacing (from the header) and affine. Labels are binary (``label > 0``) when
+``data.num_classes`` is 2 and integer classes ``0 .. num_classes - 1`` otherwise (float label files are
+rounded). Every volume is checked as it is read (:func:`load_volume`: readable, 3D, finite, label shape and
+affine, label values).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import h5py
+import nibabel as nib
+import numpy as np
+import pandas as pd
+from monai.data import load_decathlon_datalist
+from sklearn.model_selection import train_test_split
+
+from common.check import DataCheck, Problem
+from common.errors import MedlitError, check_choice
+
+__all__ = [
+    "LA_FILE",
+    "check_volume_dataset",
+    "discover_cases",
+    "load_volume",
+    "predict_records",
+    "read_case_list",
+    "record_problems",
+    "split_cases",
+]
+
+_NIFTI = (".nii.gz", ".nii")
+LA_FILE = "mri_norm2.h5"
+"""The file of one case in the LA h5 layout: ``<root>/<CASE>/mri_norm2.h5``."""
+
+
+# --- discovery ------------------------------------------------------------------------------------------------
+def read_case_list(path: Path) -> list[str]:
+    """Case names, one per line (blank lines and ``#`` comments skipped; a trailing path part is dropped).
+
+    Raises:
+        MedlitError: The file is missing, names no case or names one twice.
+    """
+    if not path.is_file():
+        raise MedlitError(f"{path}: case list not found")
+    names = []
+    for line in path.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            names.append(Path(line.removesuffix(LA_FILE).rstrip("/")).name)
+    if not names:
+        raise MedlitError(f"{path}: no case names")
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise MedlitError(f"{path}: case '{repeated[0]}' is listed more than once ({len(repeated)} repeated name(s))")
+    return names
+
+
+def _nifti_name(path: Path) -> str:
+    name = path.name
+    for suffix in _NIFTI:
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return path.stem
+
+
+def _is_nifti(path: Path) -> bool:
+    return path.name.endswith(_NIFTI)
+
+
+def _la_records(root: Path) -> list[dict[str, Any]]:
+    return [
+        {"case": d.name, "image": str(d / LA_FILE), "label": str(d / LA_FILE), "format": "h5"}
+        for d in sorted(root.iterdir())
+        if (d / LA_FILE).is_file()
+    ]
+
+
+def _msd_records(root: Path) -> list[dict[str, Any]]:
+    """One record per ``training`` entry of ``<root>/dataset.json``, in its order, paths joined to ``root``
+    (MONAI's :func:`~monai.data.load_decathlon_datalist`; the ``test`` entries have no labels: not cases here)."""
+    path = root / "dataset.json"
+    if not path.is_file():
+        raise MedlitError(f"{path}: not found (data.layout msd needs dataset.json)")
+    try:
+        entries = load_decathlon_datalist(path, is_segmentation=True, data_list_key="training", base_dir=root)
+    except (OSError, UnicodeDecodeError, ValueError, TypeError) as err:  # ValueError: no 'training', bad JSON
+        raise MedlitError(f"{path}: expected JSON with a 'training' list of objects ({err})") from None
+    records = []
+    for i, entry in enumerate(entries):
+        if "image" not in entry or "label" not in entry:
+            raise MedlitError(f"{path}: training entry {i} needs 'image' and 'label'")
+        image, label = Path(entry["image"]), Path(entry["label"])
+        records.append({"case": _nifti_name(image), "image": str(image), "label": str(label), "format": "nifti"})
+    return records
+
+
+def _folder_records(root: Path) -> list[dict[str, Any]]:
+    for folder in ("images", "labels"):
+        if not (root / folder).is_dir():
+            raise MedlitError(f"{root / folder}: not found (data.layout folders needs images/ and labels/)")
+    images = {_nifti_name(p): p for p in sorted((root / "images").iterdir()) if _is_nifti(p)}
+    labels = {_nifti_name(p): p for p in sorted((root / "labels").iterdir()) if _is_nifti(p)}
+    unlabelled = sorted(set(images) - set(labels))
+    if unlabelled:
+        more = (
+            f" ({len(unlabelled)} images without a label: {', '.join(unlabelled[:5])}...)"
+            if len(unlabelled) > 1
+            else ""
+        )
+        raise MedlitError(f"{root / 'images' / unlabelled[0]}: no label of the same name in {root / 'labels'}{more}")
+    return [{"case": n, "image": str(p), "label": str(labels[n]), "format": "nifti"} for n, p in images.items()]
+
+
+_LAYOUTS: dict[str, Callable[[Path], list[dict[str, Any]]]] = {
+    "la_h5": _la_records,
+    "msd": _msd_records,
+    "folders": _folder_records,
+}
+
+
+_LAYOUT_SIGNS: dict[str, Callable[[Path], bool]] = {
+    "msd": lambda root: (root / "dataset.json").is_file(),
+    "folders": lambda root: (root / "images").is_dir() and (root / "labels").is_dir(),
+    "la_h5": lambda root: any((d / LA_FILE).is_file() for d in root.iterdir() if d.is_dir()),
+}
+"""How ``layout: auto`` recognises each layout, tried in this order."""
+
+
+def discover_cases(root: Path, layout: str = "auto") -> tuple[str, list[dict[str, Any]]]:
+    """The layout and one record (``case``, ``image``, ``label``, ``format``) per labelled case.
+
+    Raises:
+        MedlitError: No such folder or layout, no cases, repeated case ids or missing files
+            (:func:`record_problems`).
+    """
+    layout, records = _find_cases(root, layout)
+    problems = record_problems(records, root)
+    if problems:
+        raise MedlitError(f"{problems[0]}" + (f" ({len(problems)} problems in all)" if len(problems) > 1 else ""))
+    return layout, records
+
+
+def _find_cases(root: Path, layout: str) -> tuple[str, list[dict[str, Any]]]:
+    """The layout and the records it names (files not checked)."""
+    if not root.is_dir():
+        raise MedlitError(f"data.root {root} does not exist")
+    if layout == "auto":
+        layout = next((name for name, sign in _LAYOUT_SIGNS.items() if sign(root)), "")
+        if not layout:
+            raise MedlitError(
+                f"{root}: no known layout (dataset.json, images/ + labels/, or <CASE>/{LA_FILE}); set data.layout"
+            )
+    check_choice("data.layout", layout, _LAYOUTS)
+    records = _LAYOUTS[layout](root)
+    if not records:
+        raise MedlitError(f"{root}: no cases found for layout {layout}")
+    return layout, records
+
+
+def record_problems(records: Sequence[Mapping[str, Any]], root: Path) -> list[Problem]:
+    """Every repeated case id and missing image or label file of the discovered records."""
+    names = [r["case"] for r in records]
+    problems = [
+        Problem(str(root), f"case id '{n}' appears more than once", "case ids must be unique")
+        for n in sorted({n for n in names if names.count(n) > 1})
+    ]
+    problems += [
+        Problem(str(r[key]), "file not found", f"{key} of case {r['case']}")
+        for r in records
+        for key in ("image", "label")
+        if r.get(key) and not Path(r[key]).is_file()
+    ]
+    return problems
+
+
+def predict_records(folder: Path) -> list[dict[str, Any]]:
+    """Unlabelled volumes for ``predict``: NIfTI files, ``.h5`` files or ``<CASE>/mri_norm2.h5`` folders."""
+    if not folder.is_dir():
+        raise MedlitError(f"data.predict_dir {folder} does not exist")
+    records = []
+    for path in sorted(folder.iterdir()):
+        if _is_nifti(path):
+            records.append({"case": _nifti_name(path), "image": str(path), "label": None, "format": "nifti"})
+        elif path.suffix == ".h5":
+            records.append({"case": path.stem, "image": str(path), "label": None, "format": "h5"})
+        elif (path / LA_FILE).is_file():
+            records.append({"case": path.name, "image": str(path / LA_FILE), "label": None, "format": "h5"})
+    if not records:
+        raise MedlitError(f"{folder}: no .nii/.nii.gz/.h5 volumes")
+    return records
+
+
+# --- the split --------------------------------------------------------------------------------------------------
+def _listed_cases(root: Path, list_name: str, known: Mapping[str, Any]) -> list[str]:
+    """The cases of the list file ``root / list_name``, refusing names that are not cases."""
+    names = read_case_list(root / list_name)
+    missing = [n for n in names if n not in known]
+    if missing:
+        shown = ", ".join(f"'{n}'" for n in missing[:5]) + (", ..." if len(missing) > 5 else "")
+        raise MedlitError(f"{root / list_name}: {len(missing)} case(s) not found under {root}: {shown}")
+    return names
+
+
+def split_cases(
+    root: Path,
+    layout: str,
+    train_list: str | None,
+    test_list: str | None,
+    val_fraction: float,
+    test_fraction: float,
+    split_seed: int,
+) -> tuple[pd.DataFrame, dict[str, dict[str, Any]]]:
+    """Cases into ``train``, ``val`` and ``test``: test from ``test_list`` (or a ``test_fraction`` held out),
+    validation a ``val_fraction`` of the training pool (``train_list``, default every other case).
+
+    Returns:
+        The case table (``case, split, image``; train, val, test, each sorted by case) and the discovery record
+        of every case by name.
+
+    Raises:
+        MedlitError: Discovery problems, listed cases that do not exist, a case in both lists, fewer than 2
+            training cases.
+    """
+    _, records = discover_cases(root, layout)
+    by_case = {r["case"]: r for r in records}
+    test = _listed_cases(root, test_list, by_case) if test_list else []
+    pool = _listed_cases(root, train_list, by_case) if train_list else [c for c in by_case if c not in set(test)]
+    leaked = sorted(set(pool) & set(test))
+    if leaked:
+        raise MedlitError(f"case '{leaked[0]}' is in both {train_list} and {test_list}")
+    if not test and test_fraction > 0:
+        pool, test = train_test_split(pool, test_size=test_fraction, random_state=split_seed)
+    if len(pool) < 2:
+        raise MedlitError(f"{root}: need at least 2 training cases to hold one out for validation")
+    n_val = max(1, round(val_fraction * len(pool)))
+    train, val = train_test_split(sorted(pool), test_size=n_val, random_state=split_seed)
+    rows = [(c, s) for s, cases in (("train", train), ("val", val), ("test", test)) for c in sorted(cases)]
+    split = pd.DataFrame(rows, columns=["case", "split"])
+    split["image"] = [by_case[c]["image"] for c in split["case"]]
+    return split, by_case
+
+
+# --- reading ----------------------------------------------------------------------------------------------------
+def _shown_values(array: np.ndarray, limit: int = 8) -> str:
+    """The distinct values of ``array`` for a message: the first ``limit``, then how many there are."""
+    found = np.unique(array)
+    shown = ", ".join(f"{v:g}" for v in found[:limit].tolist())
+    return shown + (f", ... ({len(found)} values)" if len(found) > limit else "")
+
+
+def _labels_to_classes(label: np.ndarray, num_classes: int, path: str) -> np.ndarray:
+    """Integer classes ``0 .. num_classes - 1`` from a label array, refusing what is not a label map.
+
+    Float files holding exact integers are fine. Binary tasks take ``label > 0`` (so 0/1, 0/255 and
+    multi-class maps collapsed to foreground all work); values that are not integers (an interpolated or
+    probability map) or negative are refused, naming the values found and those expected.
+    """
+    if not np.issubdtype(label.dtype, np.integer):
+        if not np.isfinite(label).all():
+            raise MedlitError(f"{path}: label holds NaN or Inf values; expected integer classes")
+        if (np.abs(label - np.rint(label)) > 1e-3).any():
+            raise MedlitError(
+                f"{path}: label values {_shown_values(label)} are not integers (an interpolated or probability "
+                f"map?); expected classes 0..{num_classes - 1}" + (" (or 0/255)" if num_classes == 2 else "")
+            )
+        label = np.rint(label)
+    if label.min(initial=0) < 0:
+        raise MedlitError(
+            f"{path}: label values {_shown_values(label)} include negative values; expected 0..{num_classes - 1}"
+        )
+    if num_classes == 2:
+        return (label > 0).astype(np.uint8)
+    if label.max(initial=0) >= num_classes:
+        raise MedlitError(
+            f"{path}: label values {_shown_values(label)} are not classes 0..{num_classes - 1} (data.num_classes "
+            f"is {num_classes})"
+        )
+    return label.astype(np.uint8)
+
+
+def _read_h5(record: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, np.ndarray]:
+    path = record["image"]
+    with h5py.File(path, "r") as h5:
+        if "image" not in h5:
+            raise MedlitError(f"{path}: no 'image' dataset (has: {', '.join(h5.keys()) or 'nothing'})")
+        if record.get("label") and "label" not in h5:
+            raise MedlitError(f"{path}: no 'label' dataset (has: {', '.join(h5.keys())})")
+        image = h5["image"][()]
+        label = h5["label"][()] if record.get("label") else None
+    return image, label, np.full(3, np.nan), np.eye(4)
+
+
+def _read_nifti(record: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, np.ndarray]:
+    nifti = nib.load(record["image"])
+    image = np.asanyarray(nifti.dataobj)
+    spacing = np.asarray(nifti.header.get_zooms()[:3], dtype=np.float64)
+    label = None
+    if record.get("label"):
+        label_file = nib.load(record["label"])
+        label = np.asanyarray(label_file.dataobj)
+        if label.shape == image.shape and not np.allclose(label_file.affine, nifti.affine, atol=1e-3):
+            raise MedlitError(
+                f"{record['label']}: affine differs from its image's ({record['image']}): the label is not "
+                "in the image's space"
+            )
+    return image, label, spacing, nifti.affine
+
+
+_READERS = {"h5": _read_h5, "nifti": _read_nifti}
+"""Readers by file format: ``(image, label or None, spacing (NaN when unknown), affine)``."""
+
+
+def _check_image(image: np.ndarray, path: str) -> None:
+    if image.ndim != 3:
+        raise MedlitError(f"{path}: expected a 3D volume, got shape {image.shape}")
+    if not np.issubdtype(image.dtype, np.number) or np.issubdtype(image.dtype, np.complexfloating):
+        raise MedlitError(f"{path}: image data type {image.dtype} is not real numbers")
+    bad = np.count_nonzero(~np.isfinite(image)) if np.issubdtype(image.dtype, np.floating) else 0
+    if bad:
+        raise MedlitError(f"{path}: image holds {bad} NaN/Inf voxel(s); fix or mask them before training")
+
+
+def load_volume(record: Mapping[str, Any], num_classes: int, spacing: Sequence[float] | None = None) -> dict[str, Any]:
+    """Read and check one case.
+
+    Args:
+        record: A discovery record (``case``, ``image``, ``label`` or ``None``, ``format``).
+        num_classes: Classes including background; 2 = binary (``label > 0``).
+        spacing: Voxel spacing in mm to use instead of the file's.
+
+    Returns:
+        ``image`` float32 ``[1, X, Y, Z]``, ``label`` uint8 ``[1, X, Y, Z]`` (absent when unlabelled),
+        ``spacing`` float64 ``[3]`` in mm (NaN when unknown), ``affine`` ``[4, 4]`` and ``case``.
+
+    Raises:
+        MedlitError: unreadable or partial files, missing datasets, a volume that is not 3D, NaN/Inf voxels,
+            a label whose shape or affine differs from the image's, label values that are not classes.
+    """
+    try:
+        image, label, known, affine = _READERS[record["format"]](record)
+    except (OSError, ValueError, EOFError, KeyError, nib.filebasedimages.ImageFileError) as err:
+        raise MedlitError(f"{record['image']}: cannot read volume ({str(err)[:200]})") from None
+    _check_image(image, record["image"])
+    if label is not None and label.shape != image.shape:
+        raise MedlitError(f"{record['label']}: label shape {label.shape} differs from image shape {image.shape}")
+    out: dict[str, Any] = {"case": record["case"], "image": image.astype(np.float32)[None]}
+    if label is not None:
+        out["label"] = _labels_to_classes(label, num_classes, record["label"])[None]
+    out["spacing"] = np.asarray(spacing, dtype=np.float64) if spacing is not None else known
+    if spacing is not None:
+        affine = np.diag([*out["spacing"], 1.0])
+    out["affine"] = np.asarray(affine, dtype=np.float64)
+    return out
+
+
+# --- the dataset check ------------------------------------------------------------------------------------------
+def check_volume_dataset(
+    root: Path,
+    layout: str,
+    train_list: str | None,
+    test_list: str | None,
+    num_classes: int,
+    spacing: Sequence[float] | None,
+    full: bool = True,
+) -> DataCheck:
+    """Every problem of the cases and the case lists, and a summary (the ``check`` command).
+
+    Args:
+        root: Dataset folder.
+        layout: ``auto``, ``la_h5``, ``msd`` or ``folders``.
+        train_list: Case list relative to ``root``, or ``None``.
+        test_list: Case list relative to ``root``, or ``None``.
+        num_classes: Classes including background.
+        spacing: Voxel spacing in mm instead of the files', or ``None``.
+        full: Also read and check every volume (the cheap check lists the files and reads the lists).
+    """
+    check = DataCheck()
+    try:
+        layout, records = _find_cases(root, layout)
+    except MedlitError as err:
+        check.add_error(err, root)
+        return check
+    check.extend(record_problems(records, root))
+    known = {r["case"] for r in records}
+    for list_name in (train_list, test_list):
+        if list_name:
+            _check_list(check, root / list_name, known)
+    check.summary["cases"] = f"{len(records)} ({layout} layout)"
+    if full:
+        _check_volumes(check, [r for r in records if Path(r["image"]).is_file()], num_classes, spacing)
+    return check
+
+
+def _check_list(check: DataCheck, path: Path, known: set[str]) -> None:
+    """Problems of one case list into ``check``: unreadable, or naming cases that do not exist."""
+    try:
+        names = read_case_list(path)
+    except MedlitError as err:
+        check.add_error(err, path)
+        return
+    check.extend(
+        Problem(str(path), f"case '{n}' not found", "no such case folder or file") for n in names if n not in known
+    )
+
+
+def _check_volumes(
+    check: DataCheck, records: Sequence[Mapping[str, Any]], num_classes: int, spacing: Sequence[float] | None
+) -> None:
+    """Read every volume (one at a time: memory stays flat); problems and a summary into ``check``."""
+    shapes, spacings, lows, highs, values, empty = [], set(), [], [], set(), []
+    for record in records:
+        try:
+            volume = load_volume(record, num_classes, spacing)
+        except MedlitError as err:
+            check.add_error(err, record["image"])
+            continue
+        image = volume["image"][0]
+        shapes.append(image.shape)
+        known = volume["spacing"]
+        spacings.add("none stored (voxels)" if np.isnan(known).any() else str(np.round(known, 4).tolist()))
+        lows.append(float(image.min()))
+        highs.append(float(image.max()))
+        if "label" in volume:
+            values.update(np.unique(volume["label"]).tolist())
+            if not volume["label"].any():
+                empty.append(record["case"])
+    if shapes:
+        sizes = np.array(shapes)
+        check.summary["shapes"] = " x ".join(f"{lo}..{hi}" for lo, hi in zip(sizes.min(0), sizes.max(0), strict=True))
+        check.summary["spacings"] = ", ".join(sorted(spacings)[:4]) + (" ..." if len(spacings) > 4 else "")
+        check.summary["intensity"] = (
+            f"minima {min(lows):.4g}..{max(lows):.4g}, maxima {min(highs):.4g}..{max(highs):.4g}"
+        )
+        check.summary["label values"] = ", ".join(str(v) for v in sorted(values)) + f" (as classes of {num_classes})"
+        check.summary["empty labels"] = f"{len(empty)} case(s)" + (f": {', '.join(empty[:5])}" if empty else "")
