@@ -105,29 +105,20 @@ def sampled_class_priors(labels: np.ndarray, power: float, num_classes: int = le
 
 @dataclass(frozen=True)
 class ClassStatistics:
-    """The class statistics of a training split that the model takes (through CLI links).
-
-    Attributes:
-        loss_weights: The loss's class weights (``model.loss_weights``; ``None`` for ``data.class_weights=none``).
-        priors: The class frequencies as the sampler draws them, for logit-adjusted losses (``model.class_priors``).
-        frequencies: The class frequencies as in the data, ``(n_c + 1) / (n + 7)`` (a class without training images
-            counts as one), for the decision τ (``model.class_frequencies``).
-    """
+    """The class statistics of a training split that the model takes (through CLI links)."""
 
     loss_weights: list[float] | None
+    """The loss's class weights (``model.loss_weights``; ``None`` for ``data.class_weights=none``)."""
     priors: list[float]
+    """The class frequencies as the sampler draws them, for logit-adjusted losses (``model.class_priors``)."""
     frequencies: list[float]
+    """As in the data, ``(n_c + 1) / (n + 7)``, for the decision τ (``model.class_frequencies``)."""
 
 
 def class_statistics(labels: np.ndarray, class_weights: str | Sequence[float], balance: float) -> ClassStatistics:
-    """:class:`ClassStatistics` of the training labels ``[N]`` (class indices).
-
-    Args:
-        labels: The training split's class indices.
-        class_weights: ``none``, ``balanced`` (``n / (C * n_c)``, 1 for a class absent from ``labels``) or the
-            weights themselves.
-        balance: ``data.class_balance`` (the sampler's power, :func:`sampling_weights`).
-    """
+    """:class:`ClassStatistics` of the training labels ``[N]`` (class indices) for ``data.class_weights``
+    (``none``, ``balanced`` = ``n / (C * n_c)`` with 1 for an absent class, or the weights) and ``data.class_balance``
+    (the sampler's power, :func:`sampling_weights`)."""
     num_classes = len(CLASS_NAMES)
     counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
     if isinstance(class_weights, str):
