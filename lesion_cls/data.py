@@ -26,6 +26,7 @@ from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
 from common.check import DataCheck
 from common.errors import MedlitError, check_choice
+from common.folds import check_folds
 from common.loaders import available_cpus, evaluation_loader, loader_workers, training_loader
 from lesion_cls import CLASS_NAMES
 from lesion_cls.io import DECODE_ERRORS, check_ham_dataset, read_folder, read_labelled_table, split_summary
@@ -204,7 +205,11 @@ class HAM10000DataModule(LightningDataModule):
         predict_dir: Folder of images for ``predict``.
         val_fraction: Fraction of lesions held out for validation (model selection).
         test_fraction: Fraction of lesions held out for testing (when there is no ``test_csv``).
-        split_seed: Seed of the lesion split (separate from the training seed).
+        split_seed: Seed of the lesion split and of the folds (separate from the training seed).
+        num_folds: Cross-validation: ``K >= 2`` cuts the non-test lesions into ``K`` class-stratified folds and
+            fold ``fold`` validates (``val_fraction`` is then not used); the test images do not change with the fold.
+            0 = no folds.
+        fold: The fold that validates, ``0 .. num_folds - 1``.
         image_size: Side (or ``[height, width]``) images are resized to.
         normalize: ``imagenet`` mean/std (also right for training from scratch) or ``none`` (pixels in [0, 1]).
         augment: Random resized crop, flips, rotation, colour jitter during training.
@@ -238,6 +243,8 @@ class HAM10000DataModule(LightningDataModule):
         val_fraction: float = 0.15,
         test_fraction: float = 0.15,
         split_seed: int = 42,
+        num_folds: int = 0,
+        fold: int = 0,
         image_size: int | list[int] = 224,
         normalize: Literal["imagenet", "none"] = "imagenet",
         augment: bool = True,
@@ -267,6 +274,7 @@ class HAM10000DataModule(LightningDataModule):
         if not 0.0 <= class_balance <= 1.0:
             raise MedlitError(f"data.class_balance must be a power in [0, 1], got {class_balance}")
         check_choice("data.auto_augment", auto_augment, AUTO_AUGMENTS)
+        check_folds(num_folds, fold)
         if test_csv and not test_image_dir:
             raise MedlitError("data.test_csv is set but data.test_image_dir is not: the test images are needed")
         self.table: pd.DataFrame | None = None
@@ -294,7 +302,7 @@ class HAM10000DataModule(LightningDataModule):
         """All labelled images with their split (:func:`lesion_cls.io.read_labelled_table`)."""
         hp = self.hparams
         files = (hp.root, hp.metadata_csv, hp.image_dir, hp.test_csv, hp.test_image_dir)
-        return read_labelled_table(*files, hp.val_fraction, hp.test_fraction, hp.split_seed)
+        return read_labelled_table(*files, hp.val_fraction, hp.test_fraction, hp.split_seed, hp.num_folds, hp.fold)
 
     def _labelled_table(self) -> pd.DataFrame:
         """:meth:`_read_table`, read once."""
@@ -363,9 +371,11 @@ class HAM10000DataModule(LightningDataModule):
         self.predict_dataset = LesionImageDataset(table, self.image_size, transform)
 
     def split_table(self) -> pd.DataFrame:
-        """One row per image: ``image_id, lesion_id, label, class, split`` (saved as ``split.csv``)."""
+        """One row per image: ``image_id, lesion_id, label, class, split`` and, with folds, ``fold`` (-1: test)
+        (saved as ``split.csv``)."""
         assert self.table is not None, "call setup() first"
-        table = self.table[["image_id", "lesion_id", "label", "split"]].copy()
+        columns = ["image_id", "lesion_id", "label", "split", *(["fold"] if "fold" in self.table else [])]
+        table = self.table[columns].copy()
         table.insert(3, "class", [CLASS_NAMES[i] for i in table["label"]])
         return table
 

@@ -11,6 +11,7 @@ Layouts read:
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -18,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from PIL import Image, UnidentifiedImageError
-from sklearn.model_selection import train_test_split
+from sklearn.model_selection import StratifiedGroupKFold, train_test_split
 
 from common.check import DataCheck, Problem
 from common.errors import MedlitError
@@ -31,6 +32,7 @@ __all__ = [
     "check_ham_dataset",
     "ham_metadata_problems",
     "index_images",
+    "lesion_folds",
     "read_folder",
     "read_ham_metadata",
     "read_isic_ground_truth",
@@ -190,6 +192,34 @@ def split_by_lesion(table: pd.DataFrame, val_fraction: float, test_fraction: flo
     return table["lesion_id"].map(split).to_numpy()
 
 
+def lesion_folds(table: pd.DataFrame, num_folds: int, seed: int) -> np.ndarray:
+    """The cross-validation fold (0 .. ``num_folds - 1``) of each image: all images of a lesion in one fold, the
+    folds stratified by class (scikit-learn's ``StratifiedGroupKFold``, shuffled with ``seed``).
+
+    Raises:
+        MedlitError: Fewer lesions than folds.
+    """
+    lesions = table["lesion_id"].nunique()
+    if lesions < num_folds:
+        raise MedlitError(f"data.num_folds={num_folds} needs at least {num_folds} lesions, the pool has {lesions}")
+    folds = np.full(len(table), -1, dtype=int)
+    splitter = StratifiedGroupKFold(n_splits=num_folds, shuffle=True, random_state=seed)
+    with warnings.catch_warnings():  # a class with fewer lesions than folds: stratified as far as it goes
+        warnings.filterwarnings("ignore", message="The least populated class", category=UserWarning)
+        for k, (_, held_out) in enumerate(splitter.split(table, table["label"], groups=table["lesion_id"])):
+            folds[held_out] = k
+    return folds
+
+
+def _with_folds(metadata: pd.DataFrame, num_folds: int, fold: int, seed: int) -> pd.DataFrame:
+    """``split`` train/val from the cross-validation folds of the non-test images (fold ``fold`` validates)."""
+    pool = metadata["split"].to_numpy() != "test"
+    folds = np.full(len(metadata), -1, dtype=int)
+    folds[pool] = lesion_folds(metadata.loc[pool], num_folds, seed)
+    split = np.where(pool, np.where(folds == fold, "val", "train"), metadata["split"].to_numpy())
+    return metadata.assign(split=split, fold=folds)
+
+
 def read_labelled_table(
     root: Path | str,
     metadata_csv: str,
@@ -199,6 +229,8 @@ def read_labelled_table(
     val_fraction: float,
     test_fraction: float,
     split_seed: int,
+    num_folds: int = 0,
+    fold: int = 0,
 ) -> pd.DataFrame:
     """All labelled images with their split: train/val (and test) from the metadata, or test from ``test_csv``.
 
@@ -207,10 +239,14 @@ def read_labelled_table(
         test_csv: ISIC one-hot CSV of an explicit test set (then ``test_fraction`` is not used).
         test_image_dir: Image folder of ``test_csv``.
         val_fraction: Share of lesions held out for validation; test_fraction: for testing.
-        split_seed: Seed of :func:`split_by_lesion`.
+        split_seed: Seed of :func:`split_by_lesion` (and of the folds).
+        num_folds: Cross-validation: with ``K >= 2`` the non-test images are cut into ``K`` lesion-grouped,
+            class-stratified folds (:func:`lesion_folds`) and fold ``fold`` validates (``val_fraction`` is not
+            used); the test images are the same as without folds.
 
     Returns:
-        Columns ``image_id``, ``lesion_id``, ``label``, ``path``, ``split`` (``train``/``val``/``test``).
+        Columns ``image_id``, ``lesion_id``, ``label``, ``path``, ``split`` (``train``/``val``/``test``) and, with
+        folds, ``fold`` (-1 for test images).
 
     Raises:
         MedlitError: a file is broken, or a test image is also in the training metadata.
@@ -222,9 +258,15 @@ def read_labelled_table(
         leaked = sorted(set(test["image_id"]) & set(metadata["image_id"]))
         if leaked:
             raise MedlitError(f"{test_csv}: image '{leaked[0]}' is also in the training metadata")
-        metadata = metadata.assign(split=split_by_lesion(metadata, val_fraction, 0.0, split_seed))
-        return pd.concat([metadata, test.assign(split="test")], ignore_index=True)
-    return metadata.assign(split=split_by_lesion(metadata, val_fraction, test_fraction, split_seed))
+        test_fraction = 0.0
+    val_share = 0.0 if num_folds else val_fraction
+    metadata = metadata.assign(split=split_by_lesion(metadata, val_share, test_fraction, split_seed))
+    if num_folds:
+        metadata = _with_folds(metadata, num_folds, fold, split_seed)
+    if test_csv:
+        test = test.assign(split="test", **({"fold": -1} if num_folds else {}))
+        return pd.concat([metadata, test], ignore_index=True)
+    return metadata
 
 
 def split_summary(table: pd.DataFrame) -> str:

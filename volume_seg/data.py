@@ -22,6 +22,7 @@ from torch.utils.data import Dataset
 
 from common.check import DataCheck
 from common.errors import MedlitError, check_choice
+from common.folds import check_folds
 from common.loaders import available_cpus, evaluation_loader, loader_workers, training_loader
 from volume_seg.io import check_volume_dataset, predict_records, split_cases
 from volume_seg.transforms import (
@@ -122,7 +123,10 @@ class VolumeDataModule(LightningDataModule):
         test_list: Case list of the test set; without it, ``test_fraction`` of the pool is held out.
         val_fraction: Fraction of the training pool used for validation (model selection); never a test case.
         test_fraction: Fraction held out for testing when there is no ``test_list``.
-        split_seed: Seed of the validation/test split.
+        split_seed: Seed of the validation/test split and of the folds.
+        num_folds: Cross-validation: ``K >= 2`` cuts the training pool into ``K`` folds of cases and fold ``fold``
+            validates (``val_fraction`` is then not used); the test cases do not change with the fold. 0 = no folds.
+        fold: The fold that validates, ``0 .. num_folds - 1``.
         num_classes: Classes including background; 2 = binary (``label > 0``).
         class_names: Names of the classes, background first (linked to ``model.class_names``, which checks the count;
             default ``background``, ``foreground`` / ``class_1``...).
@@ -152,6 +156,8 @@ class VolumeDataModule(LightningDataModule):
         val_fraction: float = 0.2,
         test_fraction: float = 0.2,
         split_seed: int = 42,
+        num_folds: int = 0,
+        fold: int = 0,
         num_classes: int = 2,
         class_names: list[str] | None = None,
         spacing: list[float] | None = None,
@@ -169,6 +175,7 @@ class VolumeDataModule(LightningDataModule):
         super().__init__()
         self.save_hyperparameters()
         check_choice("data.empty_labels", empty_labels, ("warn", "error"))
+        check_folds(num_folds, fold)
         check_choice("data.normalize", normalize, NORMALIZATIONS)
         check_choice("data.augment", augment, AUGMENTATIONS)
         if num_classes < 2:
@@ -205,9 +212,9 @@ class VolumeDataModule(LightningDataModule):
         )
 
     def split_table(self) -> pd.DataFrame:
-        """One row per case: ``case, split, image`` (saved as ``split.csv``)."""
+        """One row per case: ``case, split, image`` and, with folds, ``fold`` (-1: test) (saved as ``split.csv``)."""
         assert self.split is not None, "call setup() first"
-        return self.split[["case", "split", "image"]].copy()
+        return self.split[["case", "split", "image", *(["fold"] if "fold" in self.split else [])]].copy()
 
     # -- lifecycle --
     def _cache(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -225,8 +232,9 @@ class VolumeDataModule(LightningDataModule):
         if self.split is not None:
             return
         split, records = split_cases(
-            Path(hp.root), hp.layout, hp.train_list, hp.test_list, hp.val_fraction, hp.test_fraction, hp.split_seed
-        )
+            Path(hp.root), hp.layout, hp.train_list, hp.test_list, hp.val_fraction, hp.test_fraction, hp.split_seed,
+            hp.num_folds, hp.fold,
+        )  # fmt: skip
         cache = self._cache([records[c] for c in split["case"]])
         volumes = {case: cache[i] for i, case in enumerate(split["case"])}
         for name in ("val", "test"):

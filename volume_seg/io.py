@@ -30,6 +30,7 @@ from sklearn.model_selection import train_test_split
 
 from common.check import DataCheck, Problem
 from common.errors import MedlitError, check_choice
+from common.folds import item_folds
 
 __all__ = [
     "LA_FILE",
@@ -223,13 +224,17 @@ def split_cases(
     val_fraction: float,
     test_fraction: float,
     split_seed: int,
+    num_folds: int = 0,
+    fold: int = 0,
 ) -> tuple[pd.DataFrame, dict[str, dict[str, Any]]]:
     """Cases into ``train``, ``val`` and ``test``: test from ``test_list`` (or a ``test_fraction`` held out),
-    validation a ``val_fraction`` of the training pool (``train_list``, default every other case).
+    validation a ``val_fraction`` of the training pool (``train_list``, default every other case), or with
+    ``num_folds >= 2`` fold ``fold`` of the pool's cross-validation folds (:func:`common.folds.item_folds`; the
+    test cases do not change with the fold).
 
     Returns:
-        The case table (``case, split, image``; train, val, test, each sorted by case) and the discovery record
-        of every case by name.
+        The case table (``case, split, image``, and ``fold`` with folds, -1 for test; train, val, test, each sorted
+        by case) and the discovery record of every case by name.
 
     Raises:
         MedlitError: Discovery problems, listed cases that do not exist, a case in both lists, fewer than 2
@@ -246,11 +251,17 @@ def split_cases(
         pool, test = train_test_split(pool, test_size=test_fraction, random_state=split_seed)
     if len(pool) < 2:
         raise MedlitError(f"{root}: need at least 2 training cases to hold one out for validation")
-    n_val = max(1, round(val_fraction * len(pool)))
-    train, val = train_test_split(sorted(pool), test_size=n_val, random_state=split_seed)
+    if num_folds:
+        folds = item_folds(pool, num_folds, split_seed)
+        train, val = [c for c in pool if folds[c] != fold], [c for c in pool if folds[c] == fold]
+    else:
+        n_val = max(1, round(val_fraction * len(pool)))
+        train, val = train_test_split(sorted(pool), test_size=n_val, random_state=split_seed)
     rows = [(c, s) for s, cases in (("train", train), ("val", val), ("test", test)) for c in sorted(cases)]
     split = pd.DataFrame(rows, columns=["case", "split"])
     split["image"] = [by_case[c]["image"] for c in split["case"]]
+    if num_folds:
+        split["fold"] = [folds.get(c, -1) for c in split["case"]]
     return split, by_case
 
 
