@@ -146,6 +146,42 @@ def test_predict_folder_writes_masks_and_views(la_run: Path, tiny_la: Path, tmp_
 
 
 @pytest.mark.e2e
+def test_saved_probabilities_are_the_models_and_give_the_masks(la_run: Path, tiny_la: Path, tmp_path: Path) -> None:
+    """``outputs.save_probabilities``: per test case ``float16 [classes, X, Y, Z]`` that sum to 1, equal the loaded
+    checkpoint's own sliding-window probabilities, and threshold to the saved mask (no post-processing here)."""
+    from volume_seg.io import discover_cases
+    from volume_seg.model import VolumeSegmenter
+    from volume_seg.transforms import loading_transform
+
+    checkpoint = la_run / "checkpoints" / "last.ckpt"
+    run_dir = main(
+        [
+            "test", "--config", str(la_run / "config.yaml"), "--ckpt_path", str(checkpoint),
+            "--run.root", str(tmp_path / "runs"), "--outputs.save_probabilities", "true",
+            "--model.largest_component", "false", "--outputs.overlays", "false", "--outputs.views_3d", "false",
+        ]
+    )  # fmt: skip
+    test_cases = (tiny_la / "test.list").read_text().split()
+    assert sorted(p.stem for p in (run_dir / "probabilities").glob("*.npz")) == sorted(test_cases)
+    model = VolumeSegmenter.load_from_checkpoint(checkpoint, weights_only=True, largest_component=False).eval()
+    records = {r["case"]: r for r in discover_cases(tiny_la, "la_h5")[1]}
+    for case in test_cases:
+        with np.load(run_dir / "probabilities" / f"{case}.npz") as saved:
+            probabilities, classes = saved["probabilities"], list(saved["classes"])
+        mask = np.asarray(nib.load(run_dir / "predictions" / f"{case}.nii.gz").dataobj)
+        assert probabilities.dtype == np.float16 and probabilities.shape == (2, *mask.shape)
+        assert classes == list(model.class_names)
+        np.testing.assert_allclose(probabilities.astype(np.float32).sum(axis=0), 1.0, atol=2e-3)
+        image = loading_transform(2, None, "zscore")(records[case])["image"][None]
+        with torch.no_grad():
+            expected, _ = model.predict_probabilities(image)
+        np.testing.assert_allclose(probabilities[1], expected[0, 0].numpy(), atol=1e-3)
+        decided = probabilities[1].astype(np.float32) > 0.5
+        borderline = np.abs(expected[0, 0].numpy() - 0.5) < 1e-3  # float16 may round across the threshold
+        assert np.array_equal(decided[~borderline], mask[~borderline] > 0)
+
+
+@pytest.mark.e2e
 def test_compiled_run_equals_eager_run(la_run: Path, tiny_la: Path, tmp_path: Path) -> None:
     """``run.compile`` compiles the forward (dynamo captures graphs) and trains the same model: same seed, same
     curves and test metrics as the eager run, and a checkpoint that loads without compiling."""

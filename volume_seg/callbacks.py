@@ -68,6 +68,8 @@ class CaseJob:
     overlays: bool
     views_3d: bool
     save_masks: bool
+    probabilities: np.ndarray | None = None
+    """``float16 [num_classes, X, Y, Z]`` to save as ``probabilities/<case>.npz`` (``None``: not saved)."""
 
 
 def write_case(job: CaseJob) -> list[dict[str, Any]]:
@@ -89,6 +91,9 @@ def write_case(job: CaseJob) -> list[dict[str, Any]]:
     if job.save_masks:
         with atomic_path(job.out_dir / "predictions" / f"{job.case}.nii.gz") as tmp:
             nib.save(nib.Nifti1Image(job.mask, job.affine), tmp)
+    if job.probabilities is not None:
+        with atomic_path(job.out_dir / "probabilities" / f"{job.case}.npz") as tmp:
+            np.savez_compressed(tmp, probabilities=job.probabilities, classes=np.array(job.class_names))
     dice = [row["dice"] for row in rows if not np.isnan(row["dice"])]
     title = job.case + (f" (Dice {np.mean(dice):.3f})" if dice else "")
     if job.overlays:
@@ -167,6 +172,10 @@ class SegmentationOutputs(Callback):
         overlays: Write 2D slice overlays.
         views_3d: Write 3D surface views (PNG and interactive HTML).
         save_masks: Write predicted masks as NIfTI.
+        save_probabilities: Also write each case's class probabilities (after test-time flips, before the
+            threshold/arg-max and post-processing) as ``probabilities/<case>.npz``: ``probabilities`` ``float16
+            [num_classes, X, Y, Z]`` (background first) and ``classes`` (their names); for averaging models
+            trained elsewhere (nnU-Net's ``--save_probabilities``).
         eval_workers: Processes that score and draw the cases while the next ones are predicted; ``0`` does it
             in the main process; default :func:`default_eval_workers`.
         bootstrap: Resamples of the test cases for the 95% confidence intervals in ``metrics.json`` (0 = none).
@@ -178,6 +187,7 @@ class SegmentationOutputs(Callback):
         overlays: bool = True,
         views_3d: bool = True,
         save_masks: bool = True,
+        save_probabilities: bool = False,
         eval_workers: int | None = None,
         bootstrap: int = 2000,
         bootstrap_seed: int = 0,
@@ -189,6 +199,7 @@ class SegmentationOutputs(Callback):
         self.overlays = overlays
         self.views_3d = views_3d
         self.save_masks = save_masks
+        self.save_probabilities = save_probabilities
         self.eval_workers = eval_workers
         self.bootstrap = bootstrap
         self.bootstrap_seed = bootstrap_seed
@@ -213,6 +224,12 @@ class SegmentationOutputs(Callback):
 
     def _submit(self, trainer: Trainer, pl_module: LightningModule, outputs: dict, batch: dict) -> None:
         label = batch.get("label")
+        # popped: predict keeps every step's outputs, and whole-volume probabilities would fill the memory
+        probabilities = outputs.pop("probabilities", None)
+        if self.save_probabilities and probabilities is not None:
+            probabilities = pl_module.class_probabilities(probabilities)[0].float().cpu().numpy().astype(np.float16)
+        else:
+            probabilities = None
         self._workers.submit(
             CaseJob(
                 out_dir=run_dir_of(trainer),
@@ -228,6 +245,7 @@ class SegmentationOutputs(Callback):
                 overlays=self.overlays,
                 views_3d=self.views_3d,
                 save_masks=self.save_masks,
+                probabilities=probabilities,
             )
         )
 

@@ -213,6 +213,11 @@ class VolumeSegmenter(LightningModule):
             probabilities /= len(flip_sets)
         return probabilities, logits
 
+    def class_probabilities(self, probabilities: torch.Tensor) -> torch.Tensor:
+        """``[B, num_classes, X, Y, Z]`` probabilities of every class, background first (a binary model's one
+        sigmoid channel ``p`` becomes ``1 - p, p``): what ``outputs.save_probabilities`` writes."""
+        return torch.cat([1 - probabilities, probabilities], dim=1) if self.num_classes == 2 else probabilities
+
     def to_mask(self, probabilities: torch.Tensor) -> torch.Tensor:
         """Integer label map ``[B, 1, X, Y, Z]``: threshold 0.5 (binary) or arg-max, then optional LCC."""
         mask = (probabilities > 0.5).long() if self.num_classes == 2 else probabilities.argmax(dim=1, keepdim=True)
@@ -237,6 +242,7 @@ class VolumeSegmenter(LightningModule):
             "mask": self.to_mask(probabilities),
             "case": batch["case"],
             "loss": float(self.criterion(logits, batch["label"])),
+            "probabilities": probabilities,
         }
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
@@ -263,7 +269,7 @@ class VolumeSegmenter(LightningModule):
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
         probabilities, _ = self.predict_probabilities(batch["image"], flips=self.hparams.tta_flips)
-        return {"mask": self.to_mask(probabilities), "case": batch["case"]}
+        return {"mask": self.to_mask(probabilities), "case": batch["case"], "probabilities": probabilities}
 
     def configure_optimizers(self) -> Any:
         return configure_optimizers(self.parameters(), self.trainer, self.optimizer_settings)
