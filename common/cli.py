@@ -69,6 +69,7 @@ _CHECK_HELP = "Check the dataset: every problem (file, row, what, hint) and a su
 _READS_LABELLED_DATA = ("fit", "validate", "test")
 """The subcommands that read the labelled dataset (``predict`` reads only its own folder)."""
 
+
 @dataclass
 class RunOptions:
     """Where and how a run is recorded.

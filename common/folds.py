@@ -10,7 +10,7 @@ from sklearn.model_selection import KFold
 
 from common.errors import MedlitError
 
-__all__ = ["check_folds", "item_folds"]
+__all__ = ["check_folds", "check_pool", "item_folds"]
 
 
 def check_folds(num_folds: int, fold: int) -> None:
@@ -23,6 +23,12 @@ def check_folds(num_folds: int, fold: int) -> None:
         raise MedlitError(f"data.fold={fold} needs data.num_folds (0 = no folds)")
 
 
+def check_pool(num_folds: int, size: int, unit: str) -> None:
+    """Refuse a pool of fewer ``unit`` (lesions, cases) than folds: some fold would validate on nothing."""
+    if size < num_folds:
+        raise MedlitError(f"data.num_folds={num_folds} needs at least {num_folds} {unit}, the pool has {size}")
+
+
 def item_folds(items: Sequence[str], num_folds: int, seed: int) -> dict[str, int]:
     """The fold of each item: ``num_folds`` folds of (nearly) equal size, shuffled with ``seed``, the same for the
     same items in any order (they are sorted first).
@@ -31,8 +37,7 @@ def item_folds(items: Sequence[str], num_folds: int, seed: int) -> dict[str, int
         MedlitError: Fewer items than folds.
     """
     ordered = sorted(items)
-    if len(ordered) < num_folds:
-        raise MedlitError(f"data.num_folds={num_folds} needs at least {num_folds} cases, the pool has {len(ordered)}")
+    check_pool(num_folds, len(ordered), "cases")
     folds: dict[str, int] = {}
     splitter = KFold(n_splits=num_folds, shuffle=True, random_state=seed)
     for k, (_, held_out) in enumerate(splitter.split(np.arange(len(ordered)))):

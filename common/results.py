@@ -23,7 +23,7 @@ import yaml
 
 from common.contracts import check_contract
 from common.errors import MedlitError
-from common.rundir import RUN_INFO
+from common.rundir import RUN_INFO, read_run_info
 
 if TYPE_CHECKING:
     from common.stats import ScoredItems
@@ -187,7 +187,7 @@ def load_run(path: Path) -> RunResult:
             raise MedlitError(f"{path}: not a finished run ({name} missing)")
     return RunResult(
         path=path,
-        info=json.loads((path / RUN_INFO).read_text()),
+        info=read_run_info(path),
         config=yaml.safe_load((path / "config.yaml").read_text()) or {},
         metrics=json.loads((path / "metrics.json").read_text()),
         history=pd.read_csv(path / "history.csv"),

@@ -402,15 +402,16 @@ class HAM10000DataModule(LightningDataModule):
 
     def val_dataloader(self) -> DataLoader:
         """Every validation image once, in order (also across processes)."""
-        hp = self.hparams
-        return evaluation_loader(self.val_dataset, hp.batch_size, loader_workers(hp.num_workers, self.trainer))
+        return self._evaluation_loader(self.val_dataset)
 
     def test_dataloader(self) -> DataLoader:
         """Every test image once, in order (also across processes)."""
-        hp = self.hparams
-        return evaluation_loader(self.test_dataset, hp.batch_size, loader_workers(hp.num_workers, self.trainer))
+        return self._evaluation_loader(self.test_dataset)
 
     def predict_dataloader(self) -> DataLoader:
         """Every image of ``data.predict_dir`` once, in order."""
-        hp = self.hparams
-        return evaluation_loader(self.predict_dataset, hp.batch_size, loader_workers(hp.num_workers, self.trainer))
+        return self._evaluation_loader(self.predict_dataset)
+
+    def _evaluation_loader(self, dataset: Dataset | None) -> DataLoader:
+        workers = loader_workers(self.hparams.num_workers, self.trainer)
+        return evaluation_loader(dataset, self.hparams.batch_size, workers)

@@ -23,6 +23,7 @@ from sklearn.model_selection import StratifiedGroupKFold, train_test_split
 
 from common.check import DataCheck, Problem
 from common.errors import MedlitError
+from common.folds import check_pool
 from common.loaders import available_cpus
 from lesion_cls import CLASS_NAMES, DX_CODES
 
@@ -199,9 +200,7 @@ def lesion_folds(table: pd.DataFrame, num_folds: int, seed: int) -> np.ndarray:
     Raises:
         MedlitError: Fewer lesions than folds.
     """
-    lesions = table["lesion_id"].nunique()
-    if lesions < num_folds:
-        raise MedlitError(f"data.num_folds={num_folds} needs at least {num_folds} lesions, the pool has {lesions}")
+    check_pool(num_folds, table["lesion_id"].nunique(), "lesions")
     folds = np.full(len(table), -1, dtype=int)
     splitter = StratifiedGroupKFold(n_splits=num_folds, shuffle=True, random_state=seed)
     with warnings.catch_warnings():  # a class with fewer lesions than folds: stratified as far as it goes
