@@ -14,6 +14,8 @@ override. On top of LightningCLI this adds:
   data or a run dir is made,
 * ``fit --ckpt_path last`` (or a checkpoint of an unfinished run) continues that run in its own directory
   (:mod:`common.rundir`); every other run gets a fresh one,
+* ``test``/``predict --ensemble RUN_OR_CHECKPOINT ...``: the members' class probabilities averaged
+  (:mod:`common.ensemble`), written as an ordinary run dir whose ``run_info.json`` lists the members,
 * expected mistakes (:class:`~common.errors.MedlitError`) printed as one ``error:`` line, exit status 2,
 * ``run_dir: <path>`` as the last line printed.
 
@@ -48,6 +50,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from common.callbacks import MetricHistory, RngState, RunTimer, SplitExport
 from common.check import DataCheck
 from common.contracts import TaskDataModule, TaskModule, check_contract
+from common.ensemble import Member, find_members, load_members
 from common.errors import MedlitError, find_medlit_error
 from common.loggers import WandbMode, build_loggers, finish_wandb, new_wandb_id
 from common.rundir import (
@@ -68,6 +71,10 @@ _DESCRIPTION = "train, test and predict with one run dir per run; check a datase
 _CHECK_HELP = "Check the dataset: every problem (file, row, what, hint) and a summary; takes the keys of fit."
 _READS_LABELLED_DATA = ("fit", "validate", "test")
 """The subcommands that read the labelled dataset (``predict`` reads only its own folder)."""
+_ENSEMBLE_HELP = (
+    "Average the class probabilities of these runs (their tested checkpoints) or checkpoint files, each after its "
+    "test-time augmentation, then apply the decision rule; settings from the first member, --model.* flags apply"
+)
 
 
 @dataclass
@@ -173,6 +180,7 @@ class MedlitCLI(LightningCLI):
         self.resuming = False
         self.loggers: list[Logger] = []
         self.error: MedlitError | None = None
+        self.members: list[Member] = []
         self.check_only = bool(args and args[0] == "check") or (args is None and sys.argv[1:2] == ["check"])
         self.check_result: DataCheck | None = None
         if self.check_only:  # parsed as fit (same keys); stops once the datamodule is built and checked
@@ -216,6 +224,8 @@ class MedlitCLI(LightningCLI):
                 continue
             apply_on = "instantiate" if link.on_instantiate else "parse"
             parser.link_arguments(link.source, link.target, compute_fn=link.compute, apply_on=apply_on)
+        if self._building in ("test", "predict"):
+            parser.add_argument("--ensemble", nargs="+", default=None, metavar="RUN_OR_CHECKPOINT", help=_ENSEMBLE_HELP)
 
     def _add_subcommands(self, parser: LightningArgumentParser, **kwargs: Any) -> None:
         super()._add_subcommands(parser, **kwargs)
@@ -232,13 +242,23 @@ class MedlitCLI(LightningCLI):
         turned back into the training run's ``true``. Everything else (the network, values of ``--config`` files)
         comes from the checkpoint, as in Lightning."""
         subcommand = self.config.get("subcommand")
-        if not subcommand or not self.config[subcommand].get("ckpt_path"):
+        if not subcommand:
             return
-        model = self.config[subcommand].get("model")
+        config = self.config[subcommand]
+        if config.get("ensemble"):  # the ensemble module is built from the first member's settings
+            if config.get("ckpt_path"):
+                raise MedlitError("--ckpt_path and --ensemble: give one (an ensemble of one is --ensemble RUN)")
+            self.members = find_members(config["ensemble"], self.model_class)
+            config["ckpt_path"] = str(self.members[0].checkpoint)
+        if not config.get("ckpt_path"):
+            return
+        model = config.get("model")
         given = {key: model[key] for key in given_model_keys(self._cli_args) if model is not None and key in model}
         super()._parse_ckpt_path()
         for key, value in given.items():
             self.config[subcommand]["model"][key] = value
+        if self.members:
+            self.config[subcommand]["ckpt_path"] = None  # the members' weights, not the first one's alone
 
     # --- run dir, config, trainer -------------------------------------------------------------------
     def _run_options(self) -> RunOptions:
@@ -255,7 +275,7 @@ class MedlitCLI(LightningCLI):
             self._check_dataset(self._unlinked_datamodule())
         if "weights_only" in config and config["weights_only"] is None:
             config["weights_only"] = True  # our checkpoints hold tensors and plain values only: no pickled code
-        if config.get("ckpt_path"):
+        if config.get("ckpt_path") or self.members:
             # weights come from the checkpoint: skip e.g. hub downloads of pretrained weights
             for key, value in self.model_class.checkpoint_overrides.items():
                 config["model"][key] = value
@@ -286,6 +306,11 @@ class MedlitCLI(LightningCLI):
     def _unlinked_datamodule(self) -> Any:
         """The datamodule built from the ``data`` config alone (no data read yet), for the dataset check."""
         return self.datamodule_class(**namespace_to_dict(self.config[self.subcommand]["data"]))
+
+    def instantiate_classes(self) -> None:
+        super().instantiate_classes()
+        if self.members:
+            self.model.use_ensemble(load_members(self.members, self.model_class))
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         assert self.run_dir is not None
@@ -341,6 +366,7 @@ class MedlitCLI(LightningCLI):
             trainable_parameters=sum(p.numel() for p in self.model.parameters() if p.requires_grad),
             started=time.strftime("%Y-%m-%d %H:%M:%S"),
             argv=sys.argv,
+            **({"ensemble": [m.record() for m in self.members]} if self.members else {}),
         )
 
     def _run_info(self) -> dict[str, Any]:

@@ -53,6 +53,7 @@ __all__ = [
     "format_interval",
     "format_mean_std",
     "main",
+    "markdown_table",
     "method_sentence",
     "metric_title",
     "pair_row",
@@ -355,7 +356,8 @@ def configuration_table(runs: pd.DataFrame, params: list[str], metrics: list[str
     return pd.DataFrame(rows)
 
 
-def _markdown_table(table: pd.DataFrame) -> str:
+def markdown_table(table: pd.DataFrame) -> str:
+    """A table as GitHub markdown (without the optional ``tabulate`` package)."""
     header = "| " + " | ".join(map(str, table.columns)) + " |\n|" + "---|" * len(table.columns) + "\n"
     body = "\n".join("| " + " | ".join(str(v) for v in row) + " |" for row in table.itertuples(index=False))
     return header + body + "\n"
@@ -464,7 +466,7 @@ def readable_comparisons(table: pd.DataFrame, labels: dict[str, str]) -> pd.Data
 def _comparisons_markdown(table: pd.DataFrame, labels: dict[str, str]) -> str:
     if table.empty:
         return "No two runs were compared (no pair tested on the same items).\n"
-    return _markdown_table(readable_comparisons(table, labels))
+    return markdown_table(readable_comparisons(table, labels))
 
 
 def _run_table(runs: pd.DataFrame, keys: list[str], seeds: list[str], metrics: list[str]) -> pd.DataFrame:
@@ -584,9 +586,9 @@ def compare_sweep(sweep_dir: Path) -> Path | None:
         f"# Comparison: {plan['sweep']}\n\n"
         + "\n".join(_sweep_notes(plan, runs, keys, seeds, first))
         + "\n\n"
-        + _markdown_table(configuration_table(runs, params, ["validation", *headline]))
+        + markdown_table(configuration_table(runs, params, ["validation", *headline]))
         + "\n## Runs\n\nEach test metric with its 95% interval (percentile bootstrap over the test items).\n\n"
-        + _markdown_table(_run_table(runs, keys, seeds, headline))
+        + markdown_table(_run_table(runs, keys, seeds, headline))
         + "\n## Paired comparisons (`comparisons.csv`)\n\n"
         + "Runs of different configurations with the same seed. "
         + method_sentence(scored_items_of(first), labels)

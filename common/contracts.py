@@ -15,7 +15,8 @@ member, so that a misspelt attribute is an error rather than a silent default.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 from common.errors import MedlitError
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
 
     from common.check import DataCheck
 
-__all__ = ["TaskDataModule", "TaskModule", "check_contract", "contract_members"]
+__all__ = ["TaskDataModule", "TaskEnsemble", "TaskModule", "check_contract", "contract_members"]
 
 @runtime_checkable
 class TaskModule(Protocol):
@@ -42,6 +43,14 @@ class TaskModule(Protocol):
     """Axis labels of the logged metrics by short name (``train/<name>``, ``val/<name>``) for the curves."""
     checkpoint_overrides: ClassVar[Mapping[str, Any]]
     """Init arguments set when the weights come from a checkpoint (e.g. no hub download)."""
+    ensemble_keys: ClassVar[Sequence[str]]
+    """Settings the members of an ensemble must share, as stored in their checkpoints: ``model.<key>`` or
+    ``data.<key>`` (classes, patch or image size); :mod:`common.ensemble`."""
+
+    def use_ensemble(self, members: Sequence[Any]) -> None:
+        """From now on, test and predict with the mean of these modules' class probabilities (each after its
+        test-time augmentation) instead of the module's own network; the decision rule stays the module's."""
+        ...
 
 
 @runtime_checkable
@@ -59,6 +68,21 @@ class TaskDataModule(Protocol):
 
     def check_data(self, full: bool = True) -> DataCheck:
         """Every problem of the dataset and a summary; ``full=False``: only what is cheap (no decoding)."""
+        ...
+
+
+@runtime_checkable
+class TaskEnsemble(Protocol):
+    """What cross-validation (:mod:`common.cv`) needs from a task's ``<task>.ensemble`` module."""
+
+    OUT_OF_FOLD_ARGS: Sequence[str]
+    """Test arguments of the out-of-fold runs: raw probabilities saved, no decision rule or post-processing (they
+    are chosen on the pooled predictions)."""
+
+    def pool_out_of_fold(self, test_dirs: Sequence[Path], out: Path) -> dict[str, Any]:
+        """Pool the out-of-fold test runs into ``out`` (every item once), choose the decisions on them, write the
+        pooled metrics under those decisions and ``decisions.json``; return ``{"values": {setting: value},
+        "args": [test arguments applying them], "chosen_on": "what chose them"}``."""
         ...
 
 

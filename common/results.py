@@ -178,19 +178,23 @@ class RunResult:
 
 _RUN_FILES = ("metrics.json", "history.csv", "config.yaml", RUN_INFO)
 """What a run dir holds once ``fit`` and its test have finished."""
+_TEST_RUN_FILES = ("metrics.json", "config.yaml", RUN_INFO)
+"""What a run dir of ``test`` alone holds (e.g. an ensemble's): no training history."""
 
 
 def load_run(path: Path) -> RunResult:
-    """Read a finished run; a run without test metrics or history is refused with the missing file named."""
-    for name in _RUN_FILES:
+    """Read a finished run (of ``fit`` and its test, or of ``test`` alone, whose history is empty); a run without
+    test metrics is refused with the missing file named."""
+    for name in _TEST_RUN_FILES:
         if not (path / name).is_file():
             raise MedlitError(f"{path}: not a finished run ({name} missing)")
+    history = path / "history.csv"
     return RunResult(
         path=path,
         info=read_run_info(path),
         config=yaml.safe_load((path / "config.yaml").read_text()) or {},
         metrics=json.loads((path / "metrics.json").read_text()),
-        history=pd.read_csv(path / "history.csv"),
+        history=pd.read_csv(history) if history.is_file() else pd.DataFrame(),
         timing=json.loads((path / "timing.json").read_text()) if (path / "timing.json").is_file() else {},
     )
 

@@ -39,7 +39,17 @@ import yaml
 from common.compare import compare_sweep
 from common.errors import MedlitError
 
-__all__ = ["DISTRIBUTIONS", "SweepSpec", "expand_command", "load_sweep", "main", "plan_runs", "run_sweep"]
+__all__ = [
+    "DISTRIBUTIONS",
+    "SweepSpec",
+    "expand_command",
+    "fresh_run_dir",
+    "load_sweep",
+    "main",
+    "plan_runs",
+    "run_logged",
+    "run_sweep",
+]
 
 
 # --- the sweep file -------------------------------------------------------------------------------------------
@@ -220,8 +230,9 @@ def _metric_of(run_dir: Path, name: str | None, goal: str) -> float:
 
 
 # --- running -------------------------------------------------------------------------------------------------
-def _run_one(command: list[str], log_path: Path) -> int:
+def run_logged(command: list[str], log_path: Path) -> int:
     """Run a command, its output into ``log_path`` (and the console); kill it if the runner is stopped."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("w") as log:
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
@@ -273,9 +284,10 @@ def _prepare_dir(sweep_dir: Path, spec: SweepSpec, plan: list[dict[str, Any]] | 
     return plan
 
 
-def _fresh_run_dir(sweep_dir: Path, run_id: str) -> Path:
-    """The run's folder, empty: an interrupted earlier attempt is moved aside (kept as ``<run>.interrupted-N``)."""
-    run_dir = sweep_dir / "runs" / run_id
+def fresh_run_dir(parent: Path, run_id: str) -> Path:
+    """``parent/run_id``, not yet made: an interrupted earlier attempt is moved aside (kept as
+    ``<run>.interrupted-N``)."""
+    run_dir = parent / run_id
     if run_dir.exists():
         attempt = 1
         while run_dir.with_name(f"{run_id}.interrupted-{attempt}").exists():
@@ -302,7 +314,7 @@ def _execute(
     _write_index(sweep_dir, index)
     start = time.perf_counter()
     (sweep_dir / "logs").mkdir(exist_ok=True)
-    code = _run_one(command, sweep_dir / "logs" / f"{run_id}.log")
+    code = run_logged(command, sweep_dir / "logs" / f"{run_id}.log")
     metric = _metric_of(run_dir, spec.metric.get("name"), spec.metric.get("goal", "maximize"))
     status = "finished" if code == 0 and (run_dir / "metrics.json").exists() else f"failed (exit {code})"
     finished = time.strftime("%Y-%m-%d %H:%M:%S")
@@ -326,8 +338,12 @@ def run_sweep(
     overrides: Sequence[str] = (),
     wandb_mode: str = "offline",
     seed: int = 0,
+    run_id_format: str = "run{:03d}",
 ) -> Path:
-    """Run (or resume) a sweep; returns the sweep dir. See the module docstring."""
+    """Run (or resume) a sweep; returns the sweep dir. See the module docstring.
+
+    ``run_id_format`` names the runs by their position in the plan (``runs/<run id>/``).
+    """
     spec = load_sweep(sweep_file)
     sweep_dir = sweep_dir or Path("runs") / "sweeps" / spec.name
     runner_args = {
@@ -345,10 +361,10 @@ def run_sweep(
     study = _optuna_study(spec, sweep_dir, seed) if plan is None else None
     index = _read_index(sweep_dir)
     for position in range(total):
-        run_id = f"run{position:03d}"
+        run_id = run_id_format.format(position)
         if _is_finished(index, run_id):
             continue
-        run_dir = _fresh_run_dir(sweep_dir, run_id)
+        run_dir = fresh_run_dir(sweep_dir / "runs", run_id)
         trial = _ask(study, spec, run_id) if study is not None else None
         params = plan[position] if plan is not None else trial.params
         command = expand_command(spec, params, _runner_arguments(spec, run_dir, runner_args))

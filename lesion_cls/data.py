@@ -210,6 +210,8 @@ class HAM10000DataModule(LightningDataModule):
             fold ``fold`` validates (``val_fraction`` is then not used); the test images do not change with the fold.
             0 = no folds.
         fold: The fold that validates, ``0 .. num_folds - 1``.
+        test_split: The images ``test`` evaluates: ``test`` (the test set) or ``val`` (the validation images; with
+            folds, the out-of-fold predictions of cross-validation, :mod:`common.cv`).
         image_size: Side (or ``[height, width]``) images are resized to.
         normalize: ``imagenet`` mean/std (also right for training from scratch) or ``none`` (pixels in [0, 1]).
         augment: Random resized crop, flips, rotation, colour jitter during training.
@@ -245,6 +247,7 @@ class HAM10000DataModule(LightningDataModule):
         split_seed: int = 42,
         num_folds: int = 0,
         fold: int = 0,
+        test_split: Literal["test", "val"] = "test",
         image_size: int | list[int] = 224,
         normalize: Literal["imagenet", "none"] = "imagenet",
         augment: bool = True,
@@ -275,6 +278,7 @@ class HAM10000DataModule(LightningDataModule):
             raise MedlitError(f"data.class_balance must be a power in [0, 1], got {class_balance}")
         check_choice("data.auto_augment", auto_augment, AUTO_AUGMENTS)
         check_folds(num_folds, fold)
+        check_choice("data.test_split", test_split, ("test", "val"))
         if test_csv and not test_image_dir:
             raise MedlitError("data.test_csv is set but data.test_image_dir is not: the test images are needed")
         self.table: pd.DataFrame | None = None
@@ -288,8 +292,10 @@ class HAM10000DataModule(LightningDataModule):
 
     @property
     def has_test_data(self) -> bool:
-        """Whether there is a test split (``data.test_csv`` or a ``data.test_fraction`` above 0)."""
-        return bool(self.hparams.test_csv) or self.hparams.test_fraction > 0
+        """Whether ``test`` has images (``data.test_csv``, a ``data.test_fraction`` above 0, or the validation
+        images)."""
+        hp = self.hparams
+        return bool(hp.test_csv) or hp.test_fraction > 0 or hp.test_split == "val"
 
     @property
     def cache_dir(self) -> Path:
@@ -354,6 +360,8 @@ class HAM10000DataModule(LightningDataModule):
             transform = build_transforms(split == "train", self.image_size, self.mean, self.std, **augment)
             dataset = LesionImageDataset(table.iloc[rows], self.image_size, transform, cache_file, rows)
             setattr(self, f"{split}_dataset", dataset)
+        if hp.test_split == "val":
+            self.test_dataset = self.val_dataset
         if hp.batch_augment and hp.augment:
             self.batch_augmenter = BatchAugment(
                 self.mean, self.std, hp.rotation_degrees, hp.color_jitter, hp.crop_scale_min

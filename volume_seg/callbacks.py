@@ -44,7 +44,16 @@ from volume_seg.metrics import (
 )
 from volume_seg.viz import plot_overlay, plot_surfaces, surface_meshes, write_surfaces_html
 
-__all__ = ["CaseJob", "CaseWorkers", "SegmentationOutputs", "default_eval_workers", "write_case"]
+__all__ = [
+    "CaseJob",
+    "CaseWorkers",
+    "SegmentationOutputs",
+    "default_eval_workers",
+    "summarize_cases",
+    "with_intervals",
+    "write_case",
+    "write_test_metrics",
+]
 
 
 def _spacing(spacing: np.ndarray) -> list[float] | None:
@@ -270,48 +279,56 @@ class SegmentationOutputs(Callback):
         if not rows:
             return
         table = pd.DataFrame(list(rows.values())).sort_values(["case", "class_index"], kind="stable")
-        metrics = self._summary(table, trainer, pl_module)
+        members = len(getattr(pl_module, "members", ()))
+        checkpoint = f"ensemble of {members} (run_info.json)" if members else trainer.ckpt_path or "current weights"
+        metrics = summarize_cases(table, bool(pl_module.hparams.largest_component), checkpoint)
         for name in (*METRIC_NAMES, "loss"):  # every process logs the same number
             value = metrics[name]["mean"] if isinstance(metrics[name], dict) else metrics[name]
             pl_module.log(f"test/{name}", value, sync_dist=False)
         if trainer.is_global_zero:
-            out = run_dir_of(trainer)
-            columns = ["case", "class", *METRIC_NAMES, "distance_unit", "empty_prediction", "empty_reference"]
-            columns += ["foreground_dice"] if "foreground_dice" in table else []
-            with atomic_path(out / "metrics_per_case.csv") as tmp:
-                table[columns].to_csv(tmp, index=False, float_format="%.6f")
-            write_json(out / "metrics.json", self._with_intervals(metrics, table))
+            write_test_metrics(run_dir_of(trainer), table, metrics, self.bootstrap, self.bootstrap_seed)
 
-    def _with_intervals(self, metrics: dict[str, Any], table: pd.DataFrame) -> dict[str, Any]:
-        """``metrics`` with bootstrap intervals over the test cases: ``ci95`` in each summary (``dice``, ...,
-        ``per_class.<class>.dice``, ...), all of them also in the top-level ``ci95`` mapping."""
-        names = [*METRIC_NAMES, *(f"{c}/{m}" for c in metrics["per_class"] for m in METRIC_NAMES)]
-        names += ["foreground_dice"] if "foreground_dice" in metrics else []
-        fields = interval_fields(scored_items(table), names, self.bootstrap, self.bootstrap_seed)
-        for name, interval in fields.get("ci95", {}).items():
-            class_name, _, metric = name.rpartition("/")
-            summary = metrics["per_class"][class_name] if class_name else metrics
-            summary[metric]["ci95"] = interval
-        return {**metrics, **fields}
 
-    @staticmethod
-    def _summary(table: pd.DataFrame, trainer: Trainer, pl_module: LightningModule) -> dict[str, Any]:
-        """``metrics.json``: the summary over cases (each case's value averaged over its foreground classes)."""
-        unit = "/".join(sorted(table["distance_unit"].unique()))  # one unit unless spacing is missing for some
-        per_case = case_summary(table)
-        merged = {}
-        if "foreground_dice" in table:
-            values = table.groupby("case")["foreground_dice"].first().dropna()
-            merged = {"foreground_dice": {"mean": float(values.mean()), "std": float(values.std(ddof=0))}}
-        return {
-            **summarize(per_case.reset_index().to_dict("records")),
-            **merged,
-            "per_class": {name: summarize(group.to_dict("records")) for name, group in table.groupby("class")},
-            "distance_unit": unit,
-            "units": {"dice": "fraction (0-1)", "jaccard": "fraction (0-1)", "hd95": unit, "asd": unit},
-            "empty_mask_policy": EMPTY_POLICY,
-            "largest_component": bool(pl_module.hparams.largest_component),
-            "loss": float(table.groupby("case")["loss"].first().mean()),
-            "checkpoint": trainer.ckpt_path or "current weights",
-            "definitions": METRIC_DEFINITIONS,
-        }
+def summarize_cases(table: pd.DataFrame, largest_component: bool, checkpoint: str) -> dict[str, Any]:
+    """``metrics.json`` without intervals: the summary over the cases of :func:`write_case`'s rows (each case's
+    value averaged over its foreground classes), per class, units, definitions and how the masks were made."""
+    unit = "/".join(sorted(table["distance_unit"].unique()))  # one unit unless spacing is missing for some
+    per_case = case_summary(table)
+    merged = {}
+    if "foreground_dice" in table:
+        values = table.groupby("case")["foreground_dice"].first().dropna()
+        merged = {"foreground_dice": {"mean": float(values.mean()), "std": float(values.std(ddof=0))}}
+    return {
+        **summarize(per_case.reset_index().to_dict("records")),
+        **merged,
+        "per_class": {name: summarize(group.to_dict("records")) for name, group in table.groupby("class")},
+        "distance_unit": unit,
+        "units": {"dice": "fraction (0-1)", "jaccard": "fraction (0-1)", "hd95": unit, "asd": unit},
+        "empty_mask_policy": EMPTY_POLICY,
+        "largest_component": largest_component,
+        "loss": float(table.groupby("case")["loss"].first().mean()),
+        "checkpoint": checkpoint,
+        "definitions": METRIC_DEFINITIONS,
+    }
+
+
+def with_intervals(metrics: dict[str, Any], table: pd.DataFrame, bootstrap: int, seed: int) -> dict[str, Any]:
+    """``metrics`` with bootstrap intervals over the cases: ``ci95`` in each summary (``dice``, ...,
+    ``per_class.<class>.dice``, ...), all of them also in the top-level ``ci95`` mapping."""
+    names = [*METRIC_NAMES, *(f"{c}/{m}" for c in metrics["per_class"] for m in METRIC_NAMES)]
+    names += ["foreground_dice"] if "foreground_dice" in metrics else []
+    fields = interval_fields(scored_items(table), names, bootstrap, seed)
+    for name, interval in fields.get("ci95", {}).items():
+        class_name, _, metric = name.rpartition("/")
+        summary = metrics["per_class"][class_name] if class_name else metrics
+        summary[metric]["ci95"] = interval
+    return {**metrics, **fields}
+
+
+def write_test_metrics(out: Path, table: pd.DataFrame, metrics: dict[str, Any], bootstrap: int, seed: int) -> None:
+    """``metrics_per_case.csv`` and ``metrics.json`` (``metrics`` with intervals) of a test run in ``out``."""
+    columns = ["case", "class", *METRIC_NAMES, "distance_unit", "empty_prediction", "empty_reference"]
+    columns += ["foreground_dice"] if "foreground_dice" in table else []
+    with atomic_path(out / "metrics_per_case.csv") as tmp:
+        table[columns].to_csv(tmp, index=False, float_format="%.6f")
+    write_json(out / "metrics.json", with_intervals(metrics, table, bootstrap, seed))

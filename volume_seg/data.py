@@ -127,6 +127,8 @@ class VolumeDataModule(LightningDataModule):
         num_folds: Cross-validation: ``K >= 2`` cuts the training pool into ``K`` folds of cases and fold ``fold``
             validates (``val_fraction`` is then not used); the test cases do not change with the fold. 0 = no folds.
         fold: The fold that validates, ``0 .. num_folds - 1``.
+        test_split: The cases ``test`` evaluates: ``test`` (the test set) or ``val`` (the validation cases; with folds,
+            the out-of-fold predictions of cross-validation, :mod:`common.cv`).
         num_classes: Classes including background; 2 = binary (``label > 0``).
         class_names: Names of the classes, background first (linked to ``model.class_names``, which checks the count;
             default ``background``, ``foreground`` / ``class_1``...).
@@ -158,6 +160,7 @@ class VolumeDataModule(LightningDataModule):
         split_seed: int = 42,
         num_folds: int = 0,
         fold: int = 0,
+        test_split: Literal["test", "val"] = "test",
         num_classes: int = 2,
         class_names: list[str] | None = None,
         spacing: list[float] | None = None,
@@ -176,6 +179,7 @@ class VolumeDataModule(LightningDataModule):
         self.save_hyperparameters()
         check_choice("data.empty_labels", empty_labels, ("warn", "error"))
         check_folds(num_folds, fold)
+        check_choice("data.test_split", test_split, ("test", "val"))
         check_choice("data.normalize", normalize, NORMALIZATIONS)
         check_choice("data.augment", augment, AUGMENTATIONS)
         if num_classes < 2:
@@ -197,8 +201,9 @@ class VolumeDataModule(LightningDataModule):
 
     @property
     def has_test_data(self) -> bool:
-        """Whether ``test`` has cases (a test list or a held-out fraction)."""
-        return bool(self.hparams.test_list) or self.hparams.test_fraction > 0
+        """Whether ``test`` has cases (a test list, a held-out fraction, or the validation cases)."""
+        hp = self.hparams
+        return bool(hp.test_list) or hp.test_fraction > 0 or hp.test_split == "val"
 
     def check_data(self, full: bool = True) -> DataCheck:
         """Every problem of the cases and the case lists, and a summary (``check`` command).
@@ -215,6 +220,16 @@ class VolumeDataModule(LightningDataModule):
         """One row per case: ``case, split, image`` and, with folds, ``fold`` (-1: test) (saved as ``split.csv``)."""
         assert self.split is not None, "call setup() first"
         return self.split[["case", "split", "image", *(["fold"] if "fold" in self.split else [])]].copy()
+
+    def cases_of(self, split: Literal["train", "val", "test"]) -> WholeVolumeDataset:
+        """The whole volumes of one split alone, loaded now as ``test`` loads them (to score saved predictions:
+        :mod:`volume_seg.ensemble`)."""
+        hp = self.hparams
+        table, records = split_cases(
+            Path(hp.root), hp.layout, hp.train_list, hp.test_list, hp.val_fraction, hp.test_fraction, hp.split_seed,
+            hp.num_folds, hp.fold,
+        )  # fmt: skip
+        return WholeVolumeDataset(self._cache([records[c] for c in table.loc[table["split"] == split, "case"]]))
 
     # -- lifecycle --
     def _cache(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -240,6 +255,8 @@ class VolumeDataModule(LightningDataModule):
         for name in ("val", "test"):
             cases = split.loc[split["split"] == name, "case"]
             setattr(self, f"{name}_dataset", WholeVolumeDataset([volumes[c] for c in cases]))
+        if hp.test_split == "val":
+            self.test_dataset = self.val_dataset
         self._check_foreground(split, volumes)
         train = [volumes[c] for c in split.loc[split["split"] == "train", "case"]]
         transform = patch_transform(hp.patch_size, hp.sampling, hp.foreground_ratio, hp.augment)

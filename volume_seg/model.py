@@ -22,7 +22,7 @@ from volume_seg import TASK, default_class_names
 from volume_seg.losses import build_loss, output_channels
 from volume_seg.metrics import mean_foreground_dice
 
-__all__ = ["NETWORKS", "VolumeSegmenter", "build_network", "mirrorings"]
+__all__ = ["NETWORKS", "VolumeSegmenter", "build_network", "keep_largest_components", "mirrorings"]
 
 
 def _unet(out_channels: int, channels: Sequence[int], strides: Sequence[int], dropout: float, heads: int) -> nn.Module:
@@ -96,6 +96,12 @@ def mirrorings(axes: Sequence[int]) -> list[tuple[int, ...]]:
     return [combo for size in range(len(dims) + 1) for combo in itertools.combinations(dims, size)]
 
 
+def keep_largest_components(mask: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """A label map ``[1, X, Y, Z]`` with only the largest connected component of each foreground class (MONAI's
+    ``KeepLargestConnectedComponent``): the ``largest_component`` post-processing."""
+    return KeepLargestConnectedComponent(applied_labels=list(range(1, num_classes)), is_onehot=False)(mask)
+
+
 class VolumeSegmenter(LightningModule):
     """3D segmentation of single-channel volumes.
 
@@ -133,6 +139,9 @@ class VolumeSegmenter(LightningModule):
     """Axis labels of the logged metrics (``train/<name>``, ``val/<name>``)."""
     checkpoint_overrides: dict[str, Any] = {}
     """Nothing to change when the weights come from a checkpoint (no pretrained weights are downloaded)."""
+    ensemble_keys = ("model.num_classes", "model.class_names", "model.roi_size", "data.normalize", "data.spacing")
+    """What an ensemble's members must share: the classes, the patch (sliding window), the intensity normalisation
+    and voxel spacing of their inputs (:mod:`common.ensemble`)."""
 
     def __init__(
         self,
@@ -177,8 +186,8 @@ class VolumeSegmenter(LightningModule):
         if deep_supervision:
             weights = [0.5**level for level in range(deep_supervision + 1)]
             self.train_criterion = DeepSupervisionLoss(self.criterion, weights=[w / sum(weights) for w in weights])
+        self.members = nn.ModuleList()  # an ensemble's members (use_ensemble); empty: the module's own network
         self._val_cases: list[tuple[str, float, float]] = []  # (case, Dice, loss) of this process
-        self._keep_largest = KeepLargestConnectedComponent(applied_labels=list(range(1, num_classes)), is_onehot=False)
 
     def forward(self, volume: torch.Tensor) -> torch.Tensor:
         """Logits ``[B, C, X, Y, Z]`` for volumes ``[B, 1, X, Y, Z]``."""
@@ -199,10 +208,27 @@ class VolumeSegmenter(LightningModule):
         """Sigmoid of the single channel (binary) or softmax over the class channels."""
         return torch.sigmoid(logits.float()) if self.num_classes == 2 else torch.softmax(logits.float(), dim=1)
 
+    def use_ensemble(self, members: Sequence[VolumeSegmenter]) -> None:
+        """Test and predict with the mean of the members' probabilities (each with its own ``tta_axes`` when
+        ``tta_flips``); thresholding and ``largest_component`` stay this module's."""
+        self.members = nn.ModuleList(members)
+
+    def logits_of(self, probabilities: torch.Tensor) -> torch.Tensor:
+        """Logits whose probabilities are ``probabilities`` (for the loss of an ensemble's mean probabilities)."""
+        tiny = torch.finfo(probabilities.dtype).eps
+        if self.num_classes == 2:
+            return torch.logit(probabilities, eps=tiny)
+        return probabilities.clamp_min(tiny).log()
+
     def predict_probabilities(self, volume: torch.Tensor, flips: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """``(probabilities, logits)`` of a whole volume; with ``flips``, the probabilities are the mean over the
         mirrorings along ``tta_axes`` (each predicted on the mirrored volume and mirrored back), the logits the
-        unmirrored ones."""
+        unmirrored ones. An ensemble (:meth:`use_ensemble`) returns the mean of its members' probabilities, and
+        logits that give them."""
+        if len(self.members):
+            total = sum(member.predict_probabilities(volume, flips)[0] for member in self.members)
+            probabilities = total / len(self.members)
+            return probabilities, self.logits_of(probabilities)
         logits = self.predict_volume(volume)
         probabilities = self.probabilities(logits)
         if flips:
@@ -222,7 +248,7 @@ class VolumeSegmenter(LightningModule):
         """Integer label map ``[B, 1, X, Y, Z]``: threshold 0.5 (binary) or arg-max, then optional LCC."""
         mask = (probabilities > 0.5).long() if self.num_classes == 2 else probabilities.argmax(dim=1, keepdim=True)
         if self.hparams.largest_component:
-            mask = torch.stack([self._keep_largest(m) for m in mask])
+            mask = torch.stack([keep_largest_components(m, self.num_classes) for m in mask])
         return mask
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:

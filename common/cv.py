@@ -1,0 +1,271 @@
+"""K-fold cross-validation as one command: ``python -m common.cv <task> <fit arguments> --folds 5``.
+
+The fit arguments are those of ``python -m <task> fit`` (``--config``, ``--data.root``, ``--trainer.max_time``...).
+The run writes a ``cv/`` dir (``--cv-dir``, default ``runs/cv/<task>``):
+
+* ``cv.yaml``, ``plan.json``, ``index.csv``, ``logs/``, ``runs/fold<k>/``: the folds, run by the sweep runner
+  (:mod:`common.sweep`) as a grid over ``data.fold`` with ``--data.num_folds K``: resumable, offline W&B. Each fold
+  trains on the other folds' items, selects on its own, and is tested on the test set as any run.
+* ``oof_runs/fold<k>/``: each fold's model tested on the fold it did not train on (``--data.test_split val``):
+  ordinary test run dirs, with the raw probabilities (no decision rule, no post-processing).
+* ``oof/``: the **out-of-fold predictions** pooled (every labelled non-test item exactly once), their metrics with
+  intervals (``metrics.json``) under the decisions chosen on them, and ``decisions.json``: what was chosen on
+  them (the classifier's decision τ, the segmenter's largest-component post-processing), the score of every
+  candidate, and which data chose it. The choice is made by the task's ``<task>.ensemble.pool_out_of_fold``.
+* ``ensemble/``: the fold models' ensemble (``test --ensemble runs/fold0 ...``, the chosen decisions) tested on
+  the test set: an ordinary run dir.
+* ``folds.csv`` and ``summary.md``: each fold's out-of-fold and test numbers, the pooled out-of-fold estimate,
+  the ensemble's test numbers with intervals, and the ensemble against each fold model on the same test items
+  (paired bootstrap, :func:`common.compare.compare_runs`).
+
+Starting the same command again resumes: finished folds and steps are kept, an interrupted one is redone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from common.compare import (
+    compare_runs,
+    format_interval,
+    markdown_table,
+    metric_title,
+    readable_comparisons,
+    run_interval,
+)
+from common.contracts import TaskEnsemble, check_contract
+from common.errors import MedlitError
+from common.files import atomic_path
+from common.results import RunResult, load_run
+from common.rundir import read_run_info, update_run_info
+from common.sweep import fresh_run_dir, run_logged, run_sweep
+
+__all__ = ["RUNNER_KEYS", "cv_spec", "main", "run_cv"]
+
+RUNNER_KEYS = ("--data.num_folds", "--data.fold", "--data.test_split", "--run.dir", "--run.experiment")
+"""Fit arguments the runner sets itself (refused on the command line)."""
+
+
+def cv_spec(task: str, fit_args: Sequence[str], folds: int, name: str) -> dict[str, Any]:
+    """The sweep file of the folds: a grid over ``data.fold`` of ``python -m <task> fit <fit_args>``."""
+    return {
+        "name": name,
+        "program": task,
+        "method": "grid",
+        "metric": {},
+        "parameters": {"data.fold": {"values": list(range(folds))}},
+        "command": [
+            "${env}",
+            "${interpreter}",
+            "-m",
+            "${program}",
+            "fit",
+            *fit_args,
+            f"--data.num_folds={folds}",
+            "${args}",
+        ],
+    }
+
+
+def _check_arguments(task: str, fit_args: Sequence[str], folds: int) -> Any:
+    """The task's ensemble module; one error line for arguments the runner owns."""
+    if folds < 2:
+        raise MedlitError(f"--folds must be at least 2, got {folds}")
+    for arg in fit_args:
+        key = arg.split("=", 1)[0]
+        if key in RUNNER_KEYS:
+            raise MedlitError(f"{key}: set by the cross-validation runner for each fold; leave it out")
+    try:
+        module = importlib.import_module(f"{task}.ensemble")
+    except ModuleNotFoundError as err:
+        if err.name not in (task, f"{task}.ensemble"):
+            raise
+        raise MedlitError(f"'{task}': not a task with cross-validation (no module {task}.ensemble)") from None
+    check_contract(module, TaskEnsemble, "ensemble module")
+    return module
+
+
+def _write_spec(cv_dir: Path, spec: dict[str, Any]) -> Path:
+    """``cv.yaml``; a cv dir made by other arguments is refused (resume with the same command)."""
+    path = cv_dir / "cv.yaml"
+    text = yaml.safe_dump(spec, sort_keys=False)
+    if path.exists() and yaml.safe_load(path.read_text()) != spec:
+        raise MedlitError(
+            f"{cv_dir}: holds a cross-validation run with other arguments (see its cv.yaml); resume with the same "
+            "command or choose a new --cv-dir"
+        )
+    cv_dir.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        path.write_text(text)
+    return path
+
+
+def _tested_checkpoint(run_dir: Path) -> str:
+    checkpoint = read_run_info(run_dir).get("tested_checkpoint") or ""
+    if not checkpoint or not Path(checkpoint).is_file():
+        raise MedlitError(f"{run_dir}: no tested checkpoint recorded in run_info.json (did the fold finish?)")
+    return checkpoint
+
+
+def _finished(run_dir: Path) -> bool:
+    return (run_dir / "metrics.json").is_file()
+
+
+def _task_test(task: str, config: Path, extra: Sequence[str], run_dir: Path, log: Path) -> None:
+    """``python -m <task> test --config <a fold's config> <extra> --run.dir <run_dir>``, unless already done."""
+    if _finished(run_dir):
+        return
+    run_dir = fresh_run_dir(run_dir.parent, run_dir.name)
+    command = [sys.executable, "-m", task, "test", f"--config={config}", *extra, f"--run.dir={run_dir}"]
+    command += ["--run.wandb=off", "--run.test_after_fit=false"]
+    print(f"[cv] {' '.join(command)}", flush=True)
+    code = run_logged(command, log)
+    if code != 0 or not _finished(run_dir):
+        raise MedlitError(f"{run_dir}: the test failed (exit {code}); see {log}")
+
+
+def run_cv(
+    task: str,
+    fit_args: Sequence[str],
+    folds: int,
+    cv_dir: Path | None = None,
+    wandb_mode: str = "offline",
+) -> Path:
+    """Run (or resume) a cross-validation; returns the cv dir. See the module docstring."""
+    ensemble = _check_arguments(task, fit_args, folds)
+    cv_dir = cv_dir or Path("runs") / "cv" / task
+    spec_file = _write_spec(cv_dir, cv_spec(task, fit_args, folds, cv_dir.name))
+    run_sweep(spec_file, cv_dir, wandb_mode=wandb_mode, run_id_format="fold{}")
+    fold_dirs = [cv_dir / "runs" / f"fold{k}" for k in range(folds)]
+    failed = [d.name for d in fold_dirs if not _finished(d) or not read_run_info(d).get("fit_finished")]
+    if failed:
+        raise MedlitError(f"{cv_dir}: fold(s) {', '.join(failed)} did not finish; see {cv_dir / 'logs'} and rerun")
+    oof_dirs = [cv_dir / "oof_runs" / d.name for d in fold_dirs]
+    for fold_dir, oof_dir in zip(fold_dirs, oof_dirs, strict=True):
+        extra = [f"--ckpt_path={_tested_checkpoint(fold_dir)}", "--data.test_split=val", *ensemble.OUT_OF_FOLD_ARGS]
+        _task_test(task, fold_dir / "config.yaml", extra, oof_dir, cv_dir / "logs" / f"oof_{fold_dir.name}.log")
+    decisions = ensemble.pool_out_of_fold(oof_dirs, cv_dir / "oof")
+    members = ["--ensemble", *map(str, fold_dirs)]
+    ensemble_dir = cv_dir / "ensemble"
+    _task_test(
+        task,
+        fold_dirs[0] / "config.yaml",
+        [*members, *decisions["args"]],
+        ensemble_dir,
+        cv_dir / "logs" / "ensemble.log",
+    )
+    update_run_info(ensemble_dir, decisions={k: decisions[k] for k in ("values", "chosen_on")})
+    _write_summary(cv_dir, fold_dirs, oof_dirs, ensemble_dir, decisions)
+    return cv_dir
+
+
+# --- the summary ---------------------------------------------------------------------------------------------
+def _headline(run: RunResult, metric: str) -> float:
+    value = run.metrics.get(metric)
+    value = value.get("mean") if isinstance(value, dict) else value
+    return float(value) if value is not None else float("nan")
+
+
+def _fold_table(fold_dirs: list[Path], oof_dirs: list[Path], metrics: list[str]) -> pd.DataFrame:
+    rows = []
+    for fold_dir, oof_dir in zip(fold_dirs, oof_dirs, strict=True):
+        fold, oof = load_run(fold_dir), load_run(oof_dir)
+        split = pd.read_csv(fold_dir / "split.csv")
+        row: dict[str, Any] = {"fold": fold_dir.name, "train_items": int((split["split"] == "train").sum())}
+        row["val_items"] = int((split["split"] == "val").sum())
+        row |= {f"oof_{m}": _headline(oof, m) for m in metrics}
+        row |= {f"test_{m}": _headline(fold, m) for m in metrics}
+        row["run_dir"] = str(fold_dir)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _write_summary(
+    cv_dir: Path, fold_dirs: list[Path], oof_dirs: list[Path], ensemble_dir: Path, decisions: dict[str, Any]
+) -> Path:
+    """``folds.csv`` and ``summary.md``."""
+    ensemble = load_run(ensemble_dir)
+    metrics = list(ensemble.report.headline_metrics)
+    table = _fold_table(fold_dirs, oof_dirs, metrics)
+    with atomic_path(cv_dir / "folds.csv") as tmp:
+        table.to_csv(tmp, index=False, float_format="%.6f")
+    pooled = json.loads((cv_dir / "oof" / "metrics.json").read_text())
+    titles = {m: metric_title(ensemble, m) for m in metrics}
+    lines = [f"# Cross-validation: {cv_dir.name} ({len(fold_dirs)} folds)", ""]
+    lines += ["| | " + " | ".join(titles[m] for m in metrics) + " |", "|---" * (len(metrics) + 1) + "|"]
+    for _, row in table.iterrows():
+        lines.append(
+            f"| {row['fold']}: out-of-fold ({row['val_items']} items) / test | "
+            + " | ".join(f"{row[f'oof_{m}']:.3f} / {row[f'test_{m}']:.3f}" for m in metrics)
+            + " |"
+        )
+    lines.append(
+        "| mean of the fold models on test (std) | "
+        + " | ".join(f"{table[f'test_{m}'].mean():.3f} ({table[f'test_{m}'].std(ddof=1):.3f})" for m in metrics)
+        + " |"
+    )
+    pooled_cells = []
+    for m in metrics:
+        value = pooled.get(m)
+        value = value.get("mean") if isinstance(value, dict) else value
+        interval = (pooled.get("ci95") or {}).get(m)
+        pooled_cells.append(
+            format_interval(float(value), tuple(interval) if interval and None not in interval else None)
+        )
+    lines.append("| out-of-fold, pooled (95% CI) | " + " | ".join(pooled_cells) + " |")
+    cells = [format_interval(_headline(ensemble, m), run_interval(ensemble, m)) for m in metrics]
+    lines.append("| **fold ensemble on test** (95% CI) | " + " | ".join(cells) + " |")
+    lines += ["", f"Decisions: {decisions['chosen_on']}: " + json.dumps(decisions["values"]) + ".", ""]
+    lines += [
+        "The out-of-fold numbers score each fold's model on the items it did not train on, under decisions chosen on "
+        "those same predictions (slightly optimistic for the decisions); no test item took part in any choice.",
+        "",
+    ]
+    runs = [(d.name, load_run(d)) for d in fold_dirs] + [("ensemble", ensemble)]
+    rows, notes = compare_runs(runs, pairs=[(d.name, "ensemble") for d in fold_dirs], metrics=metrics)
+    if len(rows):
+        with atomic_path(cv_dir / "comparisons.csv") as tmp:
+            rows.to_csv(tmp, index=False, float_format="%.6f")
+        readable = readable_comparisons(rows, {n: n for n, _ in runs})
+        lines += ["## The ensemble against each fold model, on the same test items", ""]
+        lines += [markdown_table(readable)]
+    lines += notes
+    path = cv_dir / "summary.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m common.cv",
+        description=__doc__.split("\n\n")[0],
+        allow_abbrev=False,
+        usage="python -m common.cv TASK [fit arguments ...] --folds K [--cv-dir DIR] [--wandb MODE]",
+    )
+    parser.add_argument("task", help="the task package: lesion_cls or volume_seg")
+    parser.add_argument("--folds", type=int, default=5, help="number of folds (default 5)")
+    parser.add_argument("--cv-dir", type=Path, default=None, help="default: runs/cv/<task>")
+    parser.add_argument("--wandb", default="offline", choices=("offline", "online", "auto", "off"))
+    args, fit_args = parser.parse_known_args(argv)
+    try:
+        cv_dir = run_cv(args.task, fit_args, args.folds, args.cv_dir, args.wandb)
+    except MedlitError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+    print((cv_dir / "summary.md").read_text())
+    print(f"cv_dir: {cv_dir}")
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    main()

@@ -1,0 +1,112 @@
+"""Members of an ensemble (``test``/``predict`` with ``--ensemble RUN_OR_CHECKPOINT ...``): found, checked, loaded.
+
+A member is a run dir (its tested checkpoint, as ``run_info.json`` records it, else its best, else
+``checkpoints/last.ckpt``) or a checkpoint file. Members must come from the task's model class and agree on the
+settings the class names in ``ensemble_keys`` (classes, patch or image size: stored in the checkpoints); any other
+mix is refused with one line naming the member. The ensemble itself is the task module built from the first
+member's settings (``--model.*`` flags still apply, e.g. the decision rule), holding every member
+(:meth:`~common.contracts.TaskModule.use_ensemble`), which averages their class probabilities.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.pytorch import LightningModule
+
+from common.errors import MedlitError
+from common.rundir import LAST_CHECKPOINT_STEM, read_run_info
+
+__all__ = ["Member", "find_members", "load_members", "member_checkpoint"]
+
+
+@dataclass(frozen=True)
+class Member:
+    """One member: what was named on the command line, its checkpoint and the settings stored in it."""
+
+    given: str
+    checkpoint: Path
+    model: dict[str, Any]
+    data: dict[str, Any]
+
+    def record(self) -> dict[str, str]:
+        """What ``run_info.json`` lists for the member."""
+        return {"given": self.given, "checkpoint": str(self.checkpoint)}
+
+
+def member_checkpoint(entry: str) -> Path:
+    """The checkpoint of a run dir or a checkpoint file; one error line when there is none."""
+    path = Path(entry)
+    if path.is_file():
+        return path
+    if not path.is_dir():
+        raise MedlitError(f"--ensemble {entry}: no such run dir or checkpoint file")
+    info = read_run_info(path)
+    for key in ("tested_checkpoint", "best_checkpoint"):
+        if info.get(key) and Path(info[key]).is_file():
+            return Path(info[key])
+    last = path / "checkpoints" / f"{LAST_CHECKPOINT_STEM}.ckpt"
+    if last.is_file():
+        return last
+    raise MedlitError(f"--ensemble {entry}: a run dir without a checkpoint (no tested, best or last checkpoint)")
+
+
+def _stored_settings(entry: str, checkpoint: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    try:
+        stored = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise MedlitError(f"--ensemble {entry}: {checkpoint} is not a readable checkpoint ({str(err)[:120]})") from None
+    if not isinstance(stored, dict) or "state_dict" not in stored:
+        raise MedlitError(f"--ensemble {entry}: {checkpoint} is not a Lightning checkpoint (no state_dict)")
+    model = dict(stored.get("hyper_parameters") or {})
+    model.pop("_instantiator", None)
+    return model, dict(stored.get("datamodule_hyper_parameters") or {})
+
+
+def _setting(member: Member, key: str) -> Any:
+    scope, _, name = key.partition(".")
+    return (member.model if scope == "model" else member.data).get(name)
+
+
+def find_members(entries: Sequence[str], model_class: type[LightningModule]) -> list[Member]:
+    """The members, checked: each from ``model_class`` (its stored settings are the class's init arguments) and
+    agreeing with the first on every key of ``model_class.ensemble_keys``."""
+    if not entries:
+        raise MedlitError("--ensemble needs at least one run dir or checkpoint")
+    accepted = set(inspect.signature(model_class.__init__).parameters) - {"self"}
+    members = []
+    for entry in entries:
+        checkpoint = member_checkpoint(entry)
+        model, data = _stored_settings(entry, checkpoint)
+        foreign = sorted(set(model) - accepted)
+        if foreign:
+            raise MedlitError(
+                f"--ensemble {entry}: trained with another task's model (settings {', '.join(foreign[:3])} are not "
+                f"{model_class.__name__}'s)"
+            )
+        members.append(Member(entry, checkpoint, model, data))
+    first = members[0]
+    for member in members[1:]:
+        for key in model_class.ensemble_keys:
+            if _setting(member, key) != _setting(first, key):
+                raise MedlitError(
+                    f"--ensemble {member.given}: {key} is {_setting(member, key)}, but {_setting(first, key)} in "
+                    f"{first.given}; an ensemble's members must agree on {', '.join(model_class.ensemble_keys)}"
+                )
+    return members
+
+
+def load_members(members: Sequence[Member], model_class: type[LightningModule]) -> list[LightningModule]:
+    """The members' modules, in evaluation mode, on the CPU (Lightning moves them with the ensemble)."""
+    loaded = []
+    for member in members:
+        module = model_class.load_from_checkpoint(
+            member.checkpoint, map_location="cpu", weights_only=True, **model_class.checkpoint_overrides
+        )
+        loaded.append(module.eval())
+    return loaded
