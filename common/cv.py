@@ -27,6 +27,7 @@ import argparse
 import importlib
 import json
 import os
+import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -154,6 +155,7 @@ def run_cv(
     for fold_dir, oof_dir in zip(fold_dirs, oof_dirs, strict=True):
         extra = [f"--ckpt_path={_tested_checkpoint(fold_dir)}", "--data.test_split=val", *ensemble.OUT_OF_FOLD_ARGS]
         _task_test(task, fold_dir / "config.yaml", extra, oof_dir, cv_dir / "logs" / f"oof_{fold_dir.name}.log")
+    shutil.rmtree(cv_dir / "oof", ignore_errors=True)  # pooled again from the out-of-fold runs on every resume
     decisions = ensemble.pool_out_of_fold(oof_dirs, cv_dir / "oof")
     members = ["--ensemble", *map(str, fold_dirs)]
     ensemble_dir = cv_dir / "ensemble"

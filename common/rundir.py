@@ -38,6 +38,7 @@ __all__ = [
     "RUN_INFO",
     "WANDB_ID_ENV",
     "changed_settings",
+    "derived_run_dir",
     "prepare_resumed_dir",
     "read_run_info",
     "resolve_run_dir",
@@ -108,6 +109,29 @@ def read_run_info(run_dir: Path) -> dict[str, Any]:
 def update_run_info(run_dir: Path, **values: Any) -> None:
     """Merge ``values`` into the run's ``run_info.json`` (written atomically; call it from rank 0)."""
     write_json(run_dir / RUN_INFO, {**read_run_info(run_dir), **values})
+
+
+_DERIVED_KEYS = ("experiment", "task", "report_module", "model_class", "datamodule_class", "monitor", "monitor_mode")
+"""What a run dir derived from others copies from the first one's ``run_info.json`` (what the report reads)."""
+
+
+def derived_run_dir(out: Path, source: Path, **values: Any) -> Path:
+    """A new run dir ``out`` for results computed from other runs (an ensemble of saved predictions, a pool of
+    out-of-fold predictions): ``source``'s ``config.yaml`` and ``split.csv``, and a ``run_info.json`` with its
+    task keys and ``values``, so that the report and comparisons read it as any run.
+
+    Raises:
+        MedlitError: ``out`` exists and is not empty (nothing is overwritten).
+    """
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise MedlitError(f"{out}: exists and is not empty; choose a new output folder (nothing is overwritten)")
+    out.mkdir(parents=True, exist_ok=True)
+    for name in ("config.yaml", "split.csv"):
+        if (source / name).is_file():
+            (out / name).write_bytes((source / name).read_bytes())
+    info = read_run_info(source)
+    update_run_info(out, **{k: info[k] for k in _DERIVED_KEYS if k in info}, **values)
+    return out
 
 
 def _unfinished(run_dir: Path) -> bool:

@@ -35,7 +35,15 @@ from lesion_cls.metrics import (
 )
 from lesion_cls.viz import gradcam_maps, plot_calibration, plot_confusion, plot_gradcam, plot_roc
 
-__all__ = ["INTERVAL_METRICS", "LOGGED_METRICS", "ClassificationOutputs", "predictions_frame"]
+__all__ = [
+    "INTERVAL_METRICS",
+    "LOGGED_METRICS",
+    "ClassificationOutputs",
+    "predictions_frame",
+    "summarize_predictions",
+    "with_intervals",
+    "write_test_files",
+]
 
 LOGGED_METRICS = ("loss", "accuracy", "balanced_accuracy", "f1_macro", "auc_macro", "ece")
 """Test metrics logged as ``test/<name>``: the same numbers as in ``metrics.json``."""
@@ -65,6 +73,9 @@ class ClassificationOutputs(Callback):
         figures: Write ROC and confusion-matrix PNGs.
         bootstrap: Resamples of the test lesions for the 95% confidence intervals in ``metrics.json`` (0 = none).
         bootstrap_seed: Seed of those resamples (the same seed gives the same intervals).
+        save_probabilities: Also write ``probabilities.csv``: each image's class probabilities after test-time flips
+            and before the decision τ (``predictions.csv`` holds them after it), with its lesion and label; for
+            averaging models trained elsewhere (``python -m lesion_cls.ensemble``).
     """
 
     def __init__(
@@ -74,6 +85,7 @@ class ClassificationOutputs(Callback):
         figures: bool = True,
         bootstrap: int = 2000,
         bootstrap_seed: int = 0,
+        save_probabilities: bool = False,
     ) -> None:
         if bootstrap < 0:
             raise MedlitError(f"outputs.bootstrap must be >= 0 (0 = no intervals), got {bootstrap}")
@@ -82,7 +94,8 @@ class ClassificationOutputs(Callback):
         self.figures = figures
         self.bootstrap = bootstrap
         self.bootstrap_seed = bootstrap_seed
-        self._batches: list[tuple[list[str], np.ndarray, np.ndarray]] = []
+        self.save_probabilities = save_probabilities
+        self._batches: list[tuple[list[str], np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
 
     # --- collection ---
     def _reset(self, *_: Any) -> None:
@@ -99,6 +112,7 @@ class ClassificationOutputs(Callback):
                 outputs["probs"].cpu().numpy(),
                 outputs["target"].cpu().numpy(),
                 losses.cpu().numpy() if losses is not None else np.full(len(outputs["image_id"]), np.nan),
+                outputs.get("raw_probs", outputs["probs"]).cpu().numpy(),
             )
         )
 
@@ -108,83 +122,49 @@ class ClassificationOutputs(Callback):
     def on_predict_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, *_: Any) -> None:
         self._collect(outputs)
 
-    def _gathered(self) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
-        """All ranks' rows (ids, probabilities, targets, losses), each image once, in first-seen order."""
-        rows: dict[str, tuple[np.ndarray, int, float]] = {}
+    def _gathered(self) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """All ranks' rows (ids, probabilities, targets, losses, probabilities before the decision τ), each image
+        once, in first-seen order."""
+        rows: dict[str, tuple[np.ndarray, int, float, np.ndarray]] = {}
         for batches in gather_objects(self._batches):
-            for batch_ids, batch_probs, batch_target, batch_loss in batches:
+            for batch_ids, batch_probs, batch_target, batch_loss, batch_raw in batches:
                 for i, image_id in enumerate(batch_ids):
-                    rows.setdefault(image_id, (batch_probs[i], int(batch_target[i]), float(batch_loss[i])))
+                    rows.setdefault(
+                        image_id, (batch_probs[i], int(batch_target[i]), float(batch_loss[i]), batch_raw[i])
+                    )
         ids = list(rows)
         probs = np.asarray([rows[i][0] for i in ids])
         target = np.asarray([rows[i][1] for i in ids], dtype=np.int64)
-        return ids, probs, target, np.asarray([rows[i][2] for i in ids], dtype=np.float64)
+        losses = np.asarray([rows[i][2] for i in ids], dtype=np.float64)
+        return ids, probs, target, losses, np.asarray([rows[i][3] for i in ids])
 
     # --- test ---
     def on_test_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Score the test images once: the same numbers are logged (``test/<name>``) and written."""
-        ids, probs, target, losses = self._gathered()
+        ids, probs, target, losses, raw = self._gathered()
         if not ids:
             return
-        metrics = self._metrics(probs, target, losses, trainer)
+        members = len(getattr(pl_module, "members", ()))
+        checkpoint = f"ensemble of {members} (run_info.json)" if members else trainer.ckpt_path or "current weights"
+        metrics = summarize_predictions(probs, target, losses, checkpoint)
         if getattr(pl_module, "decision_tau", None) is not None:  # the probabilities are already shifted by it
             metrics["decision_tau"] = float(pl_module.decision_tau)
         for name in LOGGED_METRICS:  # every process logs the same number
             pl_module.log(f"test/{name}", metrics[name], sync_dist=False)
-        if trainer.is_global_zero:
-            metrics |= self._intervals(trainer, ids, probs, target, metrics)
-            self._write_test_outputs(trainer, pl_module, ids, probs, target, metrics)
-
-    def _intervals(
-        self, trainer: Trainer, ids: list[str], probs: np.ndarray, target: np.ndarray, metrics: dict[str, Any]
-    ) -> dict[str, Any]:
-        """Bootstrap intervals over the test lesions (each image its own unit where the test set has no lesion
-        ids); each class's recall interval goes into ``per_class``."""
+        if not trainer.is_global_zero:
+            return
+        out = run_dir_of(trainer)
         dataset = getattr(trainer.datamodule, "test_dataset", None)
         table = getattr(dataset, "table", None)
         lesion_of = dict(zip(table["image_id"], table["lesion_id"], strict=True)) if table is not None else {}
-        items = scored_items(ids, [lesion_of.get(i, i) for i in ids], probs, target)
-        names = [*INTERVAL_METRICS, *(f"recall_{c}" for c in CLASS_NAMES)]
-        fields = interval_fields(items, names, self.bootstrap, self.bootstrap_seed)
-        for name in CLASS_NAMES:
-            if f"recall_{name}" in fields.get("ci95", {}):
-                metrics["per_class"][name]["recall_ci95"] = fields["ci95"].pop(f"recall_{name}")
-        return fields
-
-    @staticmethod
-    def _metrics(probs: np.ndarray, target: np.ndarray, losses: np.ndarray, trainer: Trainer) -> dict[str, Any]:
-        metrics = classification_metrics(probs, target)
-        metrics["loss"] = float(losses.mean())
-        metrics["calibration"] = calibration(probs, target)
-        metrics["ece"] = metrics["calibration"]["ece"]
-        metrics["class_names"] = list(CLASS_NAMES)
-        metrics["checkpoint"] = trainer.ckpt_path or "current weights"
-        metrics["definitions"] = METRIC_DEFINITIONS
-        return metrics
-
-    def _write_test_outputs(
-        self,
-        trainer: Trainer,
-        pl_module: LightningModule,
-        ids: list[str],
-        probs: np.ndarray,
-        target: np.ndarray,
-        metrics: dict[str, Any],
-    ) -> None:
-        out = run_dir_of(trainer)
-        with atomic_path(out / "predictions.csv") as tmp:
-            predictions_frame(ids, probs, target).to_csv(tmp, index=False, float_format="%.6f")
-        write_json(out / "metrics.json", metrics)
-        table = classification_report_table(metrics)
-        with atomic_path(out / "classification_report.csv") as tmp:
-            table.to_csv(tmp, float_format="%.4f")
-        with atomic_path(out / "classification_report.md") as tmp:
-            tmp.write_text(report_markdown(table))
-        if self.figures:
-            plot_roc(roc_curves(probs, target), out / "roc.png")
-            plot_confusion(confusion_matrix(probs, target), out / "confusion_matrix.png")
-            plot_calibration(metrics["calibration"], out / "calibration.png")
-        dataset = getattr(trainer.datamodule, "test_dataset", None)
+        lesions = [lesion_of.get(i, i) for i in ids]
+        metrics = with_intervals(metrics, ids, lesions, probs, target, self.bootstrap, self.bootstrap_seed)
+        write_test_files(out, ids, probs, target, metrics, self.figures)
+        if self.save_probabilities:
+            frame = predictions_frame(ids, raw, target)
+            frame.insert(1, "lesion_id", lesions)
+            with atomic_path(out / "probabilities.csv") as tmp:
+                frame.to_csv(tmp, index=False, float_format="%.6f")
         if self.gradcam_per_class > 0 and dataset is not None:
             self._test_gradcam(pl_module, dataset, ids, probs, target, out / "gradcam")
 
@@ -235,7 +215,7 @@ class ClassificationOutputs(Callback):
 
     # --- predict ---
     def on_predict_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        ids, probs, _, _ = self._gathered()
+        ids, probs, *_ = self._gathered()
         if not trainer.is_global_zero or not ids:
             return
         out = run_dir_of(trainer)
@@ -250,3 +230,55 @@ class ClassificationOutputs(Callback):
                     self._write_gradcam(
                         pl_module, dataset, image_id, -1, c, p, out / "gradcam" / CLASS_NAMES[c], "predicted"
                     )
+
+
+def summarize_predictions(probs: np.ndarray, target: np.ndarray, losses: np.ndarray, checkpoint: str) -> dict[str, Any]:
+    """``metrics.json`` without intervals: :func:`~lesion_cls.metrics.classification_metrics`, the mean loss,
+    calibration, the class names, what was tested and the definitions."""
+    metrics = classification_metrics(probs, target)
+    metrics["loss"] = float(losses.mean())
+    metrics["calibration"] = calibration(probs, target)
+    metrics["ece"] = metrics["calibration"]["ece"]
+    metrics["class_names"] = list(CLASS_NAMES)
+    metrics["checkpoint"] = checkpoint
+    metrics["definitions"] = METRIC_DEFINITIONS
+    return metrics
+
+
+def with_intervals(
+    metrics: dict[str, Any],
+    ids: list[str],
+    lesions: list[str],
+    probs: np.ndarray,
+    target: np.ndarray,
+    bootstrap: int,
+    seed: int,
+) -> dict[str, Any]:
+    """``metrics`` with bootstrap intervals over the lesions (``ci95`` of :data:`INTERVAL_METRICS`; each class's
+    recall interval in ``per_class``)."""
+    items = scored_items(ids, lesions, probs, target)
+    names = [*INTERVAL_METRICS, *(f"recall_{c}" for c in CLASS_NAMES)]
+    fields = interval_fields(items, names, bootstrap, seed)
+    for name in CLASS_NAMES:
+        if f"recall_{name}" in fields.get("ci95", {}):
+            metrics["per_class"][name]["recall_ci95"] = fields["ci95"].pop(f"recall_{name}")
+    return {**metrics, **fields}
+
+
+def write_test_files(
+    out: Path, ids: list[str], probs: np.ndarray, target: np.ndarray, metrics: dict[str, Any], figures: bool
+) -> None:
+    """A test run's ``predictions.csv``, ``metrics.json``, classification report (CSV and markdown) and, with
+    ``figures``, ROC, confusion-matrix and calibration PNGs."""
+    with atomic_path(out / "predictions.csv") as tmp:
+        predictions_frame(ids, probs, target).to_csv(tmp, index=False, float_format="%.6f")
+    write_json(out / "metrics.json", metrics)
+    table = classification_report_table(metrics)
+    with atomic_path(out / "classification_report.csv") as tmp:
+        table.to_csv(tmp, float_format="%.4f")
+    with atomic_path(out / "classification_report.md") as tmp:
+        tmp.write_text(report_markdown(table))
+    if figures:
+        plot_roc(roc_curves(probs, target), out / "roc.png")
+        plot_confusion(confusion_matrix(probs, target), out / "confusion_matrix.png")
+        plot_calibration(metrics["calibration"], out / "calibration.png")

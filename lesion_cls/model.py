@@ -189,6 +189,9 @@ class LesionClassifier(LightningModule):
     monitor_mode = "max"
     checkpoint_overrides = {"pretrained": False, "pretrained_file": None}
     """Init arguments the CLI sets when weights come from a checkpoint (no hub download for test/predict)."""
+    ensemble_keys = ("data.image_size", "data.normalize")
+    """What an ensemble's members must share: the size and normalisation of their input images
+    (:mod:`common.ensemble`)."""
     metric_labels = {
         "loss": "loss",
         "acc": "accuracy",
@@ -257,6 +260,7 @@ class LesionClassifier(LightningModule):
         self.register_buffer("logit_offset", logit_offset(logit_adjustment, class_priors, num_classes), False)
         self.val_loss = MeanMetric()
         self._set_up_decisions(decision_tau, selection_metric, class_frequencies)
+        self.members = nn.ModuleList()  # an ensemble's members (use_ensemble); empty: the module's own network
 
     def _set_up_decisions(
         self, decision_tau: float | None, selection_metric: str, class_frequencies: Sequence[float] | None
@@ -287,18 +291,49 @@ class LesionClassifier(LightningModule):
         """The logits decisions are taken from: shifted by ``-decision_tau * log(f)`` (as they are for τ 0)."""
         return shift_decisions(logits, self.decision_tau, self.log_frequencies)
 
-    def probabilities(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(probabilities, logits)``: softmax, averaged over the flips with ``tta_flips``, then shifted by the
-        decision τ (logits unflipped and unshifted)."""
+    def use_ensemble(self, members: Sequence[LesionClassifier]) -> None:
+        """Test and predict with the mean of the members' probabilities (each with the flips when ``tta_flips``),
+        then this module's decision τ, which must be a number: each member chose its own on its own validation
+        images."""
+        if self.hparams.decision_tau is None:
+            raise MedlitError(
+                "model.decision_tau: an ensemble needs one decision τ (the members searched theirs on their own "
+                "validation images); pass --model.decision_tau (python -m common.cv chooses it on out-of-fold "
+                "predictions)"
+            )
+        self.members = nn.ModuleList(members)
+
+    def flip_probabilities(self, images: torch.Tensor, flips: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(probabilities, logits)`` of the network: softmax, averaged over :data:`FLIPS` with ``flips`` (the
+        logits unflipped)."""
         logits = self(images)
         probs = logits.detach().float().softmax(dim=1)
-        if self.hparams.tta_flips:
+        if flips:
             for dims in FLIPS[1:]:
                 probs = probs + self(images.flip(dims)).detach().float().softmax(dim=1)
             probs = probs / len(FLIPS)
-        if self.decision_tau:
-            probs = self.decision_logits(probs.clamp_min(torch.finfo(probs.dtype).tiny).log()).softmax(dim=1)
         return probs, logits
+
+    def raw_probabilities(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(probabilities, logits)`` before the decision τ: the network's (:meth:`flip_probabilities` with
+        ``tta_flips``), or an ensemble's mean with logits that give it."""
+        flips = bool(self.hparams.tta_flips)
+        if not len(self.members):
+            return self.flip_probabilities(images, flips)
+        probs = sum(member.flip_probabilities(images, flips)[0] for member in self.members) / len(self.members)
+        return probs, probs.clamp_min(torch.finfo(probs.dtype).tiny).log()
+
+    def decided(self, probs: torch.Tensor) -> torch.Tensor:
+        """Probabilities shifted by the decision τ (as they are for τ 0)."""
+        if not self.decision_tau:
+            return probs
+        return self.decision_logits(probs.clamp_min(torch.finfo(probs.dtype).tiny).log()).softmax(dim=1)
+
+    def probabilities(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(probabilities, logits)``: :meth:`raw_probabilities` shifted by the decision τ (logits unflipped and
+        unshifted)."""
+        probs, logits = self.raw_probabilities(images)
+        return self.decided(probs), logits
 
     def _step(self, batch: dict[str, Any], stage: str) -> torch.Tensor:
         """Loss of a training or validation batch, with the stage's metrics updated and logged."""
@@ -350,11 +385,12 @@ class LesionClassifier(LightningModule):
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
         """Probabilities and per-image losses; the outputs callback scores each image once and logs ``test/*``."""
-        probs, logits = self.probabilities(batch["image"])
+        raw, logits = self.raw_probabilities(batch["image"])
         target = batch["label"]
         losses = self.image_criterion(self.loss_logits(logits), target)
         return {
-            "probs": probs,
+            "probs": self.decided(raw),
+            "raw_probs": raw,
             "target": target,
             "image_id": batch["image_id"],
             "loss": losses.detach().float(),

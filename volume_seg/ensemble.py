@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,7 +26,7 @@ import yaml
 
 from common.errors import MedlitError
 from common.files import write_json
-from common.rundir import read_run_info, update_run_info
+from common.rundir import derived_run_dir
 from volume_seg import default_class_names
 from volume_seg.callbacks import CaseJob, summarize_cases, write_case, write_test_metrics
 from volume_seg.data import VolumeDataModule, WholeVolumeDataset
@@ -109,17 +108,6 @@ def _score(
     return pd.DataFrame(rows).sort_values(["case", "class_index"], kind="stable")
 
 
-def _prepare_out(out: Path, first_run: Path, **info: Any) -> None:
-    """A new run dir: the first member's ``config.yaml`` and a ``run_info.json`` the report and comparisons read."""
-    if out.exists() and any(out.iterdir()):
-        raise MedlitError(f"{out}: exists and is not empty; choose a new --out (nothing is overwritten)")
-    out.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(first_run / "config.yaml", out / "config.yaml")
-    source = read_run_info(first_run)
-    keys = ("experiment", "task", "report_module", "model_class", "datamodule_class", "monitor", "monitor_mode")
-    update_run_info(out, **{k: source[k] for k in keys if k in source}, **info)
-
-
 # --- the out-of-fold pool ------------------------------------------------------------------------------------
 def _out_of_fold_masks(test_dirs: Sequence[Path]) -> tuple[list[WholeVolumeDataset], dict[str, np.ndarray], dict]:
     datasets, masks, fold_of = [], {}, {}
@@ -153,8 +141,7 @@ def pool_out_of_fold(test_dirs: Sequence[Path], out: Path) -> dict[str, Any]:
         candidates[keep] = summarize_cases(table, keep, "")
     dice = {keep: candidates[keep]["dice"]["mean"] for keep in candidates}
     chosen = bool(dice[True] >= dice[False])
-    shutil.rmtree(out, ignore_errors=True)
-    _prepare_out(out, test_dirs[0], subcommand="pool", pooled=[str(d) for d in test_dirs], largest_component=chosen)
+    derived_run_dir(out, test_dirs[0], subcommand="pool", pooled=[str(d) for d in test_dirs], largest_component=chosen)
     masks = {case: _post_processed(mask, num_classes, chosen) for case, mask in raw.items()}
     table = pd.concat([_score(d, masks, out, config, {"save_masks": True}) for d in datasets])
     table = table.sort_values(["case", "class_index"], kind="stable")
@@ -244,7 +231,7 @@ def ensemble_runs(
     if missing:
         raise MedlitError(f"{runs[0]}: saved cases and the {split} cases of its dataset differ (e.g. {missing[0]})")
     members = [{"given": str(run), "probabilities": str(run / "probabilities")} for run in runs]
-    _prepare_out(out, runs[0], subcommand="ensemble", ensemble=members, largest_component=keep)
+    derived_run_dir(out, runs[0], subcommand="ensemble", ensemble=members, largest_component=keep)
     masks = {case: _mask(p, num_classes, keep) for case, p in probabilities.items()}
     table = _score(dataset, masks, out, config, files or {"save_masks": True, "overlays": True, "views_3d": True})
     metrics = summarize_cases(table, keep, f"ensemble of {len(runs)} runs' saved probabilities (run_info.json)")
