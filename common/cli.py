@@ -49,7 +49,7 @@ from lightning.pytorch.utilities import rank_zero_only
 
 from common.callbacks import MetricHistory, RngState, RunTimer, SplitExport
 from common.check import DataCheck
-from common.contracts import TaskDataModule, TaskModule, check_contract
+from common.contracts import EnsembleModule, TaskDataModule, TaskModule, check_contract
 from common.ensemble import Member, find_members, load_members
 from common.errors import MedlitError, find_medlit_error
 from common.loggers import WandbMode, build_loggers, finish_wandb, new_wandb_id
@@ -248,6 +248,7 @@ class MedlitCLI(LightningCLI):
         if config.get("ensemble"):  # the ensemble module is built from the first member's settings
             if config.get("ckpt_path"):
                 raise MedlitError("--ckpt_path and --ensemble: give one (an ensemble of one is --ensemble RUN)")
+            check_contract(self.model_class, EnsembleModule, "model class (for --ensemble)")
             self.members = find_members(config["ensemble"], self.model_class)
             config["ckpt_path"] = str(self.members[0].checkpoint)
         if not config.get("ckpt_path"):
@@ -307,13 +308,10 @@ class MedlitCLI(LightningCLI):
         """The datamodule built from the ``data`` config alone (no data read yet), for the dataset check."""
         return self.datamodule_class(**namespace_to_dict(self.config[self.subcommand]["data"]))
 
-    def instantiate_classes(self) -> None:
-        super().instantiate_classes()
-        if self.members:
-            self.model.use_ensemble(load_members(self.members, self.model_class))
-
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         assert self.run_dir is not None
+        if self.members:  # the model is built; its members join it before the run is recorded
+            self.model.use_ensemble(load_members(self.members, self.model_class))
         options = self._run_options()
         trainer_config = dict(self._get(self.config_init, "trainer", default={}))
         user_logger = trainer_config.get("logger")
@@ -362,12 +360,17 @@ class MedlitCLI(LightningCLI):
             datamodule_class=f"{type(self.datamodule).__module__}.{type(self.datamodule).__qualname__}",
             monitor=self.model.monitor,
             monitor_mode=self.model.monitor_mode,
-            parameters=sum(p.numel() for p in self.model.parameters()),
-            trainable_parameters=sum(p.numel() for p in self.model.parameters() if p.requires_grad),
+            parameters=sum(p.numel() for p in self._counted_parameters()),
+            trainable_parameters=sum(p.numel() for p in self._counted_parameters() if p.requires_grad),
             started=time.strftime("%Y-%m-%d %H:%M:%S"),
             argv=sys.argv,
             **({"ensemble": [m.record() for m in self.members]} if self.members else {}),
         )
+
+    def _counted_parameters(self) -> list[Any]:
+        """The model's parameters, or its ensemble members' (the ensemble's own network is not used)."""
+        members = getattr(self.model, "members", None)
+        return list(members.parameters()) if self.members and members is not None else list(self.model.parameters())
 
     def _run_info(self) -> dict[str, Any]:
         assert self.run_dir is not None

@@ -6,6 +6,8 @@ A task (``lesion_cls``, ``volume_seg``, or a third one) provides
   for its logged metrics, init arguments to override when weights come from a checkpoint),
 * a LightningDataModule class that satisfies :class:`TaskDataModule` (whether it has test data, its split, a
   dataset check),
+* for ensembles and cross-validation (optional): a module class that also satisfies :class:`EnsembleModule`, and a
+  ``<task>.ensemble`` module that satisfies :class:`TaskEnsemble`,
 * a report module that registers a :class:`~common.results.TaskReport` for its task name (``register_report``;
   that contract lives beside the reader of run dirs that uses it).
 
@@ -26,7 +28,8 @@ if TYPE_CHECKING:
 
     from common.check import DataCheck
 
-__all__ = ["TaskDataModule", "TaskEnsemble", "TaskModule", "check_contract", "contract_members"]
+__all__ = ["EnsembleModule", "TaskDataModule", "TaskEnsemble", "TaskModule", "check_contract", "contract_members"]
+
 
 @runtime_checkable
 class TaskModule(Protocol):
@@ -43,6 +46,12 @@ class TaskModule(Protocol):
     """Axis labels of the logged metrics by short name (``train/<name>``, ``val/<name>``) for the curves."""
     checkpoint_overrides: ClassVar[Mapping[str, Any]]
     """Init arguments set when the weights come from a checkpoint (e.g. no hub download)."""
+
+
+@runtime_checkable
+class EnsembleModule(Protocol):
+    """What ``test``/``predict --ensemble`` needs from a task's LightningModule class (checked when it is used)."""
+
     ensemble_keys: ClassVar[Sequence[str]]
     """Settings the members of an ensemble must share, as stored in their checkpoints: ``model.<key>`` or
     ``data.<key>`` (classes, patch or image size); :mod:`common.ensemble`."""

@@ -14,9 +14,9 @@ The run writes a ``cv/`` dir (``--cv-dir``, default ``runs/cv/<task>``):
   candidate, and which data chose it. The choice is made by the task's ``<task>.ensemble.pool_out_of_fold``.
 * ``ensemble/``: the fold models' ensemble (``test --ensemble runs/fold0 ...``, the chosen decisions) tested on
   the test set: an ordinary run dir.
-* ``folds.csv`` and ``summary.md``: each fold's out-of-fold and test numbers, the pooled out-of-fold estimate,
-  the ensemble's test numbers with intervals, and the ensemble against each fold model on the same test items
-  (paired bootstrap, :func:`common.compare.compare_runs`).
+* ``folds.csv``, ``summary.md`` and ``ensemble_comparisons.csv``: each fold's out-of-fold and test numbers, the
+  pooled out-of-fold estimate, the ensemble's test numbers with intervals, and the ensemble against each fold model
+  on the same test items (paired bootstrap, :func:`common.compare.compare_runs`).
 
 Starting the same command again resumes: finished folds and steps are kept, an interrupted one is redone.
 """
@@ -122,12 +122,13 @@ def _finished(run_dir: Path) -> bool:
     return (run_dir / "metrics.json").is_file()
 
 
-def _task_test(task: str, config: Path, extra: Sequence[str], run_dir: Path, log: Path) -> None:
+def _task_test(task: str, config: Path, extra: Sequence[str], run_dir: Path, experiment: str, log: Path) -> None:
     """``python -m <task> test --config <a fold's config> <extra> --run.dir <run_dir>``, unless already done."""
     if _finished(run_dir):
         return
     run_dir = fresh_run_dir(run_dir.parent, run_dir.name)
     command = [sys.executable, "-m", task, "test", f"--config={config}", *extra, f"--run.dir={run_dir}"]
+    command += [f"--run.experiment={experiment}"]
     command += ["--run.wandb=off", "--run.test_after_fit=false"]
     print(f"[cv] {' '.join(command)}", flush=True)
     code = run_logged(command, log)
@@ -154,18 +155,16 @@ def run_cv(
     oof_dirs = [cv_dir / "oof_runs" / d.name for d in fold_dirs]
     for fold_dir, oof_dir in zip(fold_dirs, oof_dirs, strict=True):
         extra = [f"--ckpt_path={_tested_checkpoint(fold_dir)}", "--data.test_split=val", *ensemble.OUT_OF_FOLD_ARGS]
-        _task_test(task, fold_dir / "config.yaml", extra, oof_dir, cv_dir / "logs" / f"oof_{fold_dir.name}.log")
+        log = cv_dir / "logs" / f"oof_{fold_dir.name}.log"
+        _task_test(task, fold_dir / "config.yaml", extra, oof_dir, f"{cv_dir.name}_oof_{fold_dir.name}", log)
     shutil.rmtree(cv_dir / "oof", ignore_errors=True)  # pooled again from the out-of-fold runs on every resume
     decisions = ensemble.pool_out_of_fold(oof_dirs, cv_dir / "oof")
+    update_run_info(cv_dir / "oof", experiment=f"{cv_dir.name}_oof")
     members = ["--ensemble", *map(str, fold_dirs)]
     ensemble_dir = cv_dir / "ensemble"
-    _task_test(
-        task,
-        fold_dirs[0] / "config.yaml",
-        [*members, *decisions["args"]],
-        ensemble_dir,
-        cv_dir / "logs" / "ensemble.log",
-    )
+    extra = [*members, *decisions["args"]]
+    log = cv_dir / "logs" / "ensemble.log"
+    _task_test(task, fold_dirs[0] / "config.yaml", extra, ensemble_dir, f"{cv_dir.name}_ensemble", log)
     update_run_info(ensemble_dir, decisions={k: decisions[k] for k in ("values", "chosen_on")})
     _write_summary(cv_dir, fold_dirs, oof_dirs, ensemble_dir, decisions)
     return cv_dir
@@ -192,58 +191,57 @@ def _fold_table(fold_dirs: list[Path], oof_dirs: list[Path], metrics: list[str])
     return pd.DataFrame(rows)
 
 
+def _pooled_cell(pooled: dict[str, Any], metric: str) -> str:
+    value = pooled.get(metric)
+    value = value.get("mean") if isinstance(value, dict) else value
+    interval = (pooled.get("ci95") or {}).get(metric)
+    return format_interval(float(value), tuple(interval) if interval and None not in interval else None)
+
+
+def _numbers(table: pd.DataFrame, pooled: dict[str, Any], ensemble: RunResult, metrics: list[str]) -> list[str]:
+    """The summary's table: each fold (out of fold / test), the folds' mean on test, the pool, the ensemble."""
+    titles = [metric_title(ensemble, m) for m in metrics]
+    lines = ["| | " + " | ".join(titles) + " |", "|---" * (len(metrics) + 1) + "|"]
+    for _, row in table.iterrows():
+        cells = [f"{row[f'oof_{m}']:.3f} / {row[f'test_{m}']:.3f}" for m in metrics]
+        lines.append(f"| {row['fold']}: out-of-fold ({row['val_items']} items) / test | " + " | ".join(cells) + " |")
+    cells = [f"{table[f'test_{m}'].mean():.3f} ({table[f'test_{m}'].std(ddof=1):.3f})" for m in metrics]
+    lines.append("| mean of the fold models on test (std) | " + " | ".join(cells) + " |")
+    cells = [_pooled_cell(pooled, m) for m in metrics]
+    lines.append("| out-of-fold, pooled (95% CI) | " + " | ".join(cells) + " |")
+    cells = [format_interval(_headline(ensemble, m), run_interval(ensemble, m)) for m in metrics]
+    return [*lines, "| **fold ensemble on test** (95% CI) | " + " | ".join(cells) + " |"]
+
+
 def _write_summary(
     cv_dir: Path, fold_dirs: list[Path], oof_dirs: list[Path], ensemble_dir: Path, decisions: dict[str, Any]
 ) -> Path:
-    """``folds.csv`` and ``summary.md``."""
+    """``folds.csv``, ``ensemble_comparisons.csv`` and ``summary.md``."""
     ensemble = load_run(ensemble_dir)
     metrics = list(ensemble.report.headline_metrics)
     table = _fold_table(fold_dirs, oof_dirs, metrics)
     with atomic_path(cv_dir / "folds.csv") as tmp:
         table.to_csv(tmp, index=False, float_format="%.6f")
     pooled = json.loads((cv_dir / "oof" / "metrics.json").read_text())
-    titles = {m: metric_title(ensemble, m) for m in metrics}
     lines = [f"# Cross-validation: {cv_dir.name} ({len(fold_dirs)} folds)", ""]
-    lines += ["| | " + " | ".join(titles[m] for m in metrics) + " |", "|---" * (len(metrics) + 1) + "|"]
-    for _, row in table.iterrows():
-        lines.append(
-            f"| {row['fold']}: out-of-fold ({row['val_items']} items) / test | "
-            + " | ".join(f"{row[f'oof_{m}']:.3f} / {row[f'test_{m}']:.3f}" for m in metrics)
-            + " |"
-        )
-    lines.append(
-        "| mean of the fold models on test (std) | "
-        + " | ".join(f"{table[f'test_{m}'].mean():.3f} ({table[f'test_{m}'].std(ddof=1):.3f})" for m in metrics)
-        + " |"
-    )
-    pooled_cells = []
-    for m in metrics:
-        value = pooled.get(m)
-        value = value.get("mean") if isinstance(value, dict) else value
-        interval = (pooled.get("ci95") or {}).get(m)
-        pooled_cells.append(
-            format_interval(float(value), tuple(interval) if interval and None not in interval else None)
-        )
-    lines.append("| out-of-fold, pooled (95% CI) | " + " | ".join(pooled_cells) + " |")
-    cells = [format_interval(_headline(ensemble, m), run_interval(ensemble, m)) for m in metrics]
-    lines.append("| **fold ensemble on test** (95% CI) | " + " | ".join(cells) + " |")
+    lines += _numbers(table, pooled, ensemble, metrics)
     lines += ["", f"Decisions: {decisions['chosen_on']}: " + json.dumps(decisions["values"]) + ".", ""]
     lines += [
-        "The out-of-fold numbers score each fold's model on the items it did not train on, under decisions chosen on "
-        "those same predictions (slightly optimistic for the decisions); no test item took part in any choice.",
+        "Per fold: the fold model on the items it did not train on, before any decision rule or post-processing "
+        "(out-of-fold), and on the test set as it was trained and selected (test). The pooled out-of-fold row applies "
+        "the decisions chosen on that same pool (slightly optimistic for them); the ensemble applies them to the test "
+        "set. No test item took part in any choice.",
         "",
     ]
     runs = [(d.name, load_run(d)) for d in fold_dirs] + [("ensemble", ensemble)]
     rows, notes = compare_runs(runs, pairs=[(d.name, "ensemble") for d in fold_dirs], metrics=metrics)
     if len(rows):
-        with atomic_path(cv_dir / "comparisons.csv") as tmp:
+        with atomic_path(cv_dir / "ensemble_comparisons.csv") as tmp:
             rows.to_csv(tmp, index=False, float_format="%.6f")
-        readable = readable_comparisons(rows, {n: n for n, _ in runs})
         lines += ["## The ensemble against each fold model, on the same test items", ""]
-        lines += [markdown_table(readable)]
-    lines += notes
+        lines += [markdown_table(readable_comparisons(rows, {n: n for n, _ in runs}))]
     path = cv_dir / "summary.md"
-    path.write_text("\n".join(lines) + "\n")
+    path.write_text("\n".join([*lines, *notes]) + "\n")
     return path
 
 
@@ -254,7 +252,7 @@ def main(argv: list[str] | None = None) -> None:
         allow_abbrev=False,
         usage="python -m common.cv TASK [fit arguments ...] --folds K [--cv-dir DIR] [--wandb MODE]",
     )
-    parser.add_argument("task", help="the task package: lesion_cls or volume_seg")
+    parser.add_argument("task", help="the task package (its `python -m <task> fit` trains a fold)")
     parser.add_argument("--folds", type=int, default=5, help="number of folds (default 5)")
     parser.add_argument("--cv-dir", type=Path, default=None, help="default: runs/cv/<task>")
     parser.add_argument("--wandb", default="offline", choices=("offline", "online", "auto", "off"))

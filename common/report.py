@@ -99,7 +99,8 @@ def table(rows: dict[str, dict[str, Any]]) -> pd.DataFrame:
 def best_run(runs: Sequence[RunResult]) -> RunResult | None:
     """The run whose checkpoint has the best validation monitor (never a test metric); ``None`` when the runs'
     checkpoints were selected on different metrics, whose values are on different scales (see :func:`no_best_run`)."""
-    if len({(run.monitor, run.monitor_mode) for run in runs}) > 1:
+    runs = [run for run in runs if math.isfinite(run.validation_score)]  # a run of test alone was not validated
+    if not runs or len({(run.monitor, run.monitor_mode) for run in runs}) > 1:
         return None
     return max(runs, key=lambda r: r.validation_score if r.monitor_mode == "max" else -r.validation_score)
 
@@ -154,8 +155,14 @@ def published_protocols(
 
 
 def tested_weights(run: RunResult) -> str:
-    """Which weights the run's test used: ``best epoch N`` (on validation) or ``last epoch N``."""
-    epoch = int(run.best_epoch()["epoch"]) + 1
+    """Which weights the run's test used: ``best epoch N`` (on validation), ``last epoch N``, or an ensemble's
+    members."""
+    if run.info.get("ensemble"):
+        return f"ensemble of {len(run.info['ensemble'])} members (run_info.json)"
+    best = run.best_epoch()
+    if "epoch" not in best:
+        return str(run.metrics.get("checkpoint", "–"))
+    epoch = int(best["epoch"]) + 1
     return f"last epoch {epoch}" if run.info.get("test_checkpoint") == "last" else f"best epoch {epoch} (validation)"
 
 
@@ -362,7 +369,9 @@ def _names(runs: Sequence[RunResult]) -> list[str]:
 
 def _validation_margin(runs: list[RunResult], names: dict[int, str], better: RunResult, rows: pd.DataFrame) -> str:
     """Whether the validation margin of ``better`` over the runner-up exceeds the validation noise."""
-    others = [run for run in runs if run is not better]
+    others = [run for run in runs if run is not better and math.isfinite(run.validation_score)]
+    if not others:
+        return ""
     sign = 1 if better.monitor_mode == "max" else -1
     runner_up = max(others, key=lambda r: sign * r.validation_score)
     margin = abs(better.validation_score - runner_up.validation_score)

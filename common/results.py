@@ -141,6 +141,8 @@ class RunResult:
     def best_epoch(self) -> pd.Series:
         """The history row of the epoch whose checkpoint was tested: the best validation monitor, or the last
         epoch for a run that tests its last checkpoint (``run.test_checkpoint=last``)."""
+        if self.monitor not in self.history or self.history[self.monitor].isna().all():
+            return pd.Series(dtype=object)  # a run of test alone (an ensemble): nothing was validated
         values = self.history[self.monitor]
         if self.info.get("test_checkpoint") == "last":  # the last epoch that was validated
             return self.history.loc[values.last_valid_index() if values.notna().any() else self.history.index[-1]]
@@ -149,8 +151,9 @@ class RunResult:
 
     @property
     def validation_score(self) -> float:
-        """The selected checkpoint's validation monitor value (what "best" is chosen on)."""
-        return float(self.best_epoch()[self.monitor])
+        """The selected checkpoint's validation monitor value (what "best" is chosen on); NaN for a run of test
+        alone."""
+        return float(self.best_epoch().get(self.monitor, float("nan")))
 
     def headline(self) -> dict[str, float]:
         """The task's headline test metrics (a per-case summary ``{"mean": ...}`` gives its mean)."""

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -115,14 +116,17 @@ _DERIVED_KEYS = ("experiment", "task", "report_module", "model_class", "datamodu
 """What a run dir derived from others copies from the first one's ``run_info.json`` (what the report reads)."""
 
 
-def derived_run_dir(out: Path, source: Path, **values: Any) -> Path:
+def derived_run_dir(out: Path, sources: Sequence[Path], **values: Any) -> Path:
     """A new run dir ``out`` for results computed from other runs (an ensemble of saved predictions, a pool of
-    out-of-fold predictions): ``source``'s ``config.yaml`` and ``split.csv``, and a ``run_info.json`` with its
-    task keys and ``values``, so that the report and comparisons read it as any run.
+    out-of-fold predictions): the first source's ``config.yaml`` and ``split.csv``, and a ``run_info.json`` with its
+    task keys, its parameter counts (summed over the sources when ``values`` has ``ensemble``: the members) and
+    ``values``, so that the
+    report and comparisons read it as any run.
 
     Raises:
         MedlitError: ``out`` exists and is not empty (nothing is overwritten).
     """
+    source = sources[0]
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise MedlitError(f"{out}: exists and is not empty; choose a new output folder (nothing is overwritten)")
     out.mkdir(parents=True, exist_ok=True)
@@ -130,7 +134,12 @@ def derived_run_dir(out: Path, source: Path, **values: Any) -> Path:
         if (source / name).is_file():
             (out / name).write_bytes((source / name).read_bytes())
     info = read_run_info(source)
-    update_run_info(out, **{k: info[k] for k in _DERIVED_KEYS if k in info}, **values)
+    counts = {}
+    for key in ("parameters", "trainable_parameters"):
+        counted = [read_run_info(s).get(key) for s in (sources if "ensemble" in values else sources[:1])]
+        if None not in counted:
+            counts[key] = sum(counted)
+    update_run_info(out, **{**{k: info[k] for k in _DERIVED_KEYS if k in info}, **counts, **values})
     return out
 
 

@@ -136,7 +136,7 @@ def pool_out_of_fold(test_dirs: Sequence[Path], out: Path) -> dict[str, Any]:
         for tau in sorted(DECISION_TAUS, key=abs)
     }
     chosen = max(candidates, key=lambda tau: candidates[tau][metric])  # first maximum: the smallest |τ|
-    derived_run_dir(out, test_dirs[0], subcommand="pool", pooled=[str(d) for d in test_dirs], decision_tau=chosen)
+    derived_run_dir(out, test_dirs, subcommand="pool", pooled=[str(d) for d in test_dirs], decision_tau=chosen)
     ids = pooled["image"].tolist()
     checkpoint = f"out-of-fold: each image by the model of the fold it validated ({len(test_dirs)} folds)"
     _write_scored(out, test_dirs[0], ids, _decide(probs, chosen, frequencies), target, checkpoint, chosen)
@@ -176,7 +176,7 @@ def ensemble_runs(runs: Sequence[Path], out: Path, decision_tau: float = 0.0) ->
     """The ensemble of the runs' saved probabilities as a run dir ``out``; returns its ``metrics.json``."""
     averaged = average_probabilities(runs)
     members = [{"given": str(run)} for run in runs]
-    derived_run_dir(out, runs[0], subcommand="ensemble", ensemble=members, decision_tau=decision_tau)
+    derived_run_dir(out, runs, subcommand="ensemble", ensemble=members, decision_tau=decision_tau)
     frequencies = _training_frequencies(runs[0]) if decision_tau else [1.0] * len(CLASS_NAMES)
     probs = _decide(averaged[list(CLASS_NAMES)].to_numpy(dtype=np.float64), decision_tau, frequencies)
     checkpoint = f"ensemble of {len(runs)} runs' saved probabilities (run_info.json)"

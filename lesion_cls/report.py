@@ -135,6 +135,7 @@ def _figures(runs: list[RunResult]) -> list[Block]:
     blocks += [
         ("img", run.path / "curves.png", f"{run.experiment}: loss, accuracy, balanced accuracy, macro F1")
         for run in runs
+        if (run.path / "curves.png").is_file()  # a run of test alone (an ensemble) has no training curves
     ]
     blocks.append(("h3", "ROC curves", None))
     blocks += [("img", run.path / "roc.png", f"{run.experiment}: one-vs-rest ROC per class") for run in runs]

@@ -86,3 +86,27 @@ def tiny_msd(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from volume_seg.synthetic import generate_msd
 
     return generate_msd(tmp_path_factory.mktemp("msd") / "msd", n_cases=8, shape=(24, 28, 20), seed=5)
+
+
+@pytest.fixture(scope="session")
+def seg_cv(tiny_la: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished 2-fold cross-validation of the segmenter on ``tiny_la`` (1 epoch per fold): ``common.cv``'s dir."""
+    from common.cv import run_cv
+    from tests.helpers import tiny_seg_args
+
+    cv_dir = tmp_path_factory.mktemp("cv") / "seg"
+    args = tiny_seg_args(tiny_la, cv_dir.parent, "--trainer.max_epochs", "1", "--outputs.views_3d", "false")
+    return run_cv("volume_seg", args, 2, cv_dir, wandb_mode="off")
+
+
+@pytest.fixture(scope="session")
+def cls_cv(tiny_ham: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished 2-fold cross-validation of the classifier on ``tiny_ham`` (1 epoch per fold, flip TTA, the
+    decision τ searched on validation as in the recipe): ``common.cv``'s dir."""
+    from common.cv import run_cv
+    from tests.helpers import tiny_cls_args
+
+    cv_dir = tmp_path_factory.mktemp("cv") / "cls"
+    extra = ("--trainer.max_epochs", "1", "--model.tta_flips", "true", "--model.decision_tau", "null")
+    args = tiny_cls_args(tiny_ham, cv_dir.parent, *extra, "--outputs.gradcam_per_class", "0")
+    return run_cv("lesion_cls", args, 2, cv_dir, wandb_mode="off")

@@ -165,3 +165,27 @@ def test_recipe_runs_a_few_steps(
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["n_cases"] == 1 and metrics["largest_component"] is True
     assert np.isfinite(metrics["dice"]["mean"])
+
+
+@pytest.mark.e2e
+def test_la_two_fold_cross_validation(shared_data: Path, tmp_path: Path) -> None:
+    """``common.cv`` on LA-16 for a few steps: the 16 labelled cases out of fold once each, the fold ensemble
+    tested on the 20 test cases, its Dice that of medpy on a saved mask."""
+    from medpy.metric import binary as medpy
+
+    from common.cv import run_cv
+
+    root = shared_data / "la_uamt_h5"
+    few = [a for a in FEW_STEPS if a not in ("--trainer.limit_test_batches", "2")]  # every case once
+    args = ["--config", str(REPO / "experiments" / "recipes" / "la16.yaml"), "--data.root", str(root), *few]
+    cv_dir = run_cv("volume_seg", [*args, "--outputs.overlays", "false"], 2, tmp_path / "cv", wandb_mode="off")
+    pooled = pd.read_csv(cv_dir / "oof" / "metrics_per_case.csv")
+    assert sorted(pooled["case"]) == sorted(read_case_list(root / "labeled16.list"))
+    tested = pd.read_csv(cv_dir / "ensemble" / "metrics_per_case.csv")
+    assert sorted(tested["case"]) == sorted(read_case_list(root / "test20.list"))
+    row = tested.iloc[0]
+    mask = np.asarray(nib.load(cv_dir / "ensemble" / "predictions" / f"{row['case']}.nii.gz").dataobj) > 0
+    record = next(r for r in discover_cases(root)[1] if r["case"] == row["case"])
+    label = np.asarray(load_volume(record, num_classes=2)["label"])[0] > 0
+    assert row["dice"] == pytest.approx(medpy.dc(mask, label) if mask.any() or label.any() else 1.0, abs=1e-6)
+    assert "fold ensemble on test" in (cv_dir / "summary.md").read_text()

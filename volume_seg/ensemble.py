@@ -141,7 +141,7 @@ def pool_out_of_fold(test_dirs: Sequence[Path], out: Path) -> dict[str, Any]:
         candidates[keep] = summarize_cases(table, keep, "")
     dice = {keep: candidates[keep]["dice"]["mean"] for keep in candidates}
     chosen = bool(dice[True] >= dice[False])
-    derived_run_dir(out, test_dirs[0], subcommand="pool", pooled=[str(d) for d in test_dirs], largest_component=chosen)
+    derived_run_dir(out, test_dirs, subcommand="pool", pooled=[str(d) for d in test_dirs], largest_component=chosen)
     masks = {case: _post_processed(mask, num_classes, chosen) for case, mask in raw.items()}
     table = pd.concat([_score(d, masks, out, config, {"save_masks": True}) for d in datasets])
     table = table.sort_values(["case", "class_index"], kind="stable")
@@ -231,7 +231,7 @@ def ensemble_runs(
     if missing:
         raise MedlitError(f"{runs[0]}: saved cases and the {split} cases of its dataset differ (e.g. {missing[0]})")
     members = [{"given": str(run), "probabilities": str(run / "probabilities")} for run in runs]
-    derived_run_dir(out, runs[0], subcommand="ensemble", ensemble=members, largest_component=keep)
+    derived_run_dir(out, runs, subcommand="ensemble", ensemble=members, largest_component=keep)
     masks = {case: _mask(p, num_classes, keep) for case, p in probabilities.items()}
     table = _score(dataset, masks, out, config, files or {"save_masks": True, "overlays": True, "views_3d": True})
     metrics = summarize_cases(table, keep, f"ensemble of {len(runs)} runs' saved probabilities (run_info.json)")

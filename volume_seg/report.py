@@ -140,7 +140,7 @@ def _spread(runs: list[RunResult]) -> list[Block]:
         per_case = {run.experiment: _case_table(run) for run in with_cases}
         draw_boxes = lambda path: plot_case_boxes(per_case, path, unit)  # noqa: E731
         blocks.append(("plot", ("segmentation_per_case", draw_boxes), "Per-case test Dice and HD95 of each run"))
-    histories = {run.experiment: run.history for run in runs}
+    histories = {run.experiment: run.history for run in runs if len(run.history)}  # not a run of test alone
     draw_curves = lambda path: plot_learning_curves(histories, path)  # noqa: E731
     blocks.append(("plot", ("segmentation_learning_curves", draw_curves), "Validation Dice against training time"))
     return blocks
@@ -160,7 +160,9 @@ def _best_configuration(runs: list[RunResult], best: RunResult | None) -> str:
 def _figures(runs: list[RunResult], best: RunResult, which: str) -> list[Block]:
     blocks: list[Block] = [("h3", "Training curves", None)]
     blocks += [
-        ("img", run.path / "curves.png", f"{run.experiment}: training loss, validation loss and Dice") for run in runs
+        ("img", run.path / "curves.png", f"{run.experiment}: training loss, validation loss and Dice")
+        for run in runs
+        if (run.path / "curves.png").is_file()  # a run of test alone (an ensemble) has no training curves
     ]
     blocks.append(("h3", f"2D overlays of {which} ({best.experiment})", None))
     blocks += [
