@@ -63,10 +63,11 @@ def _lesions(run_dir: Path, ids: Sequence[str]) -> list[str]:
 def raw_predictions(run_dir: Path) -> pd.DataFrame:
     """A test run's probabilities before its decision τ: ``probabilities.csv``, else ``predictions.csv`` when the
     run was tested at τ 0 (a shifted table cannot be averaged)."""
+    if not (run_dir / "metrics.json").is_file():
+        raise MedlitError(f"{run_dir}: not a test run dir (no metrics.json)")
     if (run_dir / "probabilities.csv").is_file():
         return _read_csv(run_dir / "probabilities.csv")
-    metrics_path = run_dir / "metrics.json"
-    tau = json.loads(metrics_path.read_text()).get("decision_tau", 0.0) if metrics_path.is_file() else None
+    tau = json.loads((run_dir / "metrics.json").read_text()).get("decision_tau", 0.0)
     if tau == 0.0 and (run_dir / "predictions.csv").is_file():
         return _read_csv(run_dir / "predictions.csv")
     raise MedlitError(
@@ -141,6 +142,9 @@ def pool_out_of_fold(test_dirs: Sequence[Path], out: Path) -> dict[str, Any]:
     checkpoint = f"out-of-fold: each image by the model of the fold it validated ({len(test_dirs)} folds)"
     _write_scored(out, test_dirs[0], ids, _decide(probs, chosen, frequencies), target, checkpoint, chosen)
     pooled[["image", "run"]].to_csv(out / "folds.csv", index=False)
+    raw = pooled[["image", *CLASS_NAMES, "label"]].copy()
+    raw.insert(1, "lesion_id", _lesions(test_dirs[0], ids))
+    raw.to_csv(out / "probabilities.csv", index=False, float_format="%.6f")  # before τ, as the fold models gave them
     decisions = {
         "values": {"decision_tau": chosen},
         "args": [f"--model.decision_tau={chosen}"],

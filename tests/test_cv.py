@@ -154,10 +154,15 @@ def test_cls_out_of_fold_covers_every_non_test_image_once(cls_cv: Path) -> None:
     pool = set(split.loc[split["split"] != "test", "image_id"])
     pooled = pd.read_csv(cls_cv / "oof" / "predictions.csv", dtype={"image": str})
     assert len(pooled) == len(pool) and set(pooled["image"]) == pool
+    raw = pd.read_csv(cls_cv / "oof" / "probabilities.csv", dtype={"image": str, "lesion_id": str}).set_index("image")
+    lesion_of = dict(zip(split["image_id"], split["lesion_id"].astype(str), strict=True))
+    assert len(raw) == len(pool) and all(raw.loc[i, "lesion_id"] == lesion_of[i] for i in raw.index)
     for k in (0, 1):
         own = pd.read_csv(cls_cv / "oof_runs" / f"fold{k}" / "predictions.csv", dtype={"image": str})
         fold_split = pd.read_csv(cls_cv / "runs" / f"fold{k}" / "split.csv", dtype={"image_id": str})
         assert set(own["image"]) == set(fold_split.loc[fold_split["split"] == "val", "image_id"])
+        own = own.set_index("image")
+        assert np.allclose(raw.loc[own.index, list(CLASS_NAMES)], own[list(CLASS_NAMES)], atol=2e-6)
         lesions = fold_split.groupby("lesion_id")["split"].nunique()
         assert (lesions == 1).all()  # no lesion on both sides of a fold
 

@@ -5,6 +5,7 @@ that are refused with one line."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import nibabel as nib
@@ -131,8 +132,10 @@ def test_the_cli_refuses_a_mix_with_one_line(tiny_la: Path, tmp_path: Path, caps
 
 
 # --- through the CLI ---------------------------------------------------------------------------------------------
-def _test(main, config: Path, runs: Path, *extra: str) -> Path:
-    run_dir = main(["test", "--config", str(config), "--run.root", str(runs), "--run.wandb", "off", *extra])
+def _test(main: Callable[[list[str]], Path | None], config: Path, runs: Path, *extra: str) -> Path:
+    """``test`` with a fold's config in a new run dir (the config names the fold's own ``run.dir``)."""
+    target = runs / f"test{len(list(runs.glob('test*')))}"
+    run_dir = main(["test", "--config", str(config), "--run.dir", str(target), "--run.wandb", "off", *extra])
     assert run_dir is not None
     return run_dir
 
@@ -264,3 +267,17 @@ def test_both_tasks_satisfy_the_ensemble_contracts() -> None:
 
     with pytest.raises(MedlitError, match="missing 'use_ensemble'"):
         check_contract(NoEnsemble, EnsembleModule, "model class")
+
+
+@pytest.mark.parametrize("module", ["lesion_cls.ensemble", "volume_seg.ensemble"])
+def test_the_saved_probability_commands_refuse_with_one_line(
+    module: str, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    import importlib
+
+    main = importlib.import_module(module).main
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(tmp_path / "no_run"), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.count("\n") == 1 and "no_run: not a" in err
+    assert not (tmp_path / "out").exists()

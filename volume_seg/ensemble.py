@@ -171,6 +171,9 @@ def average_probabilities(runs: Sequence[Path]) -> dict[str, np.ndarray]:
     """The mean class probabilities of every case the runs saved (``probabilities/<case>.npz``), float32; the runs
     must hold the same cases and classes."""
     folders = [run / "probabilities" for run in runs]
+    for run in runs:
+        if not (run / "config.yaml").is_file():
+            raise MedlitError(f"{run}: not a run dir (no config.yaml)")
     for folder in folders:
         if not folder.is_dir():
             raise MedlitError(f"{folder.parent}: no probabilities/ (test it with --outputs.save_probabilities true)")
