@@ -187,29 +187,26 @@ def test_classification_ensemble_of_one_equals_the_models_own_test(cls_cv: Path,
     assert metrics_b["loss"] == pytest.approx(metrics_a["loss"], rel=0.05)
 
 
+def _tested_with_probabilities(
+    main: Callable[[list[str]], Path | None], cv_dir: Path, runs: Path, *extra: str
+) -> list[Path]:
+    """Each fold model of a cross-validation tested again, saving its probabilities."""
+    saved = []
+    for k in (0, 1):
+        fold = cv_dir / "runs" / f"fold{k}"
+        checkpoint = json.loads((fold / "run_info.json").read_text())["tested_checkpoint"]
+        options = ("--ckpt_path", checkpoint, "--outputs.save_probabilities", "true", *extra)
+        saved.append(_test(main, fold / "config.yaml", runs, *options))
+    return saved
+
+
 @pytest.mark.e2e
 def test_segmentation_saved_probability_ensemble_equals_the_in_process_one(seg_cv: Path, tmp_path: Path) -> None:
     """Each fold model tested with its probabilities saved, then ``volume_seg.ensemble`` over them, against the
     cross-validation's in-process ensemble of the same models (same post-processing): float16 files move a voxel
     only where the mean probability is within float16 rounding of 0.5."""
     keep = json.loads((seg_cv / "oof" / "decisions.json").read_text())["values"]["largest_component"]
-    saved = []
-    for k in (0, 1):
-        fold = seg_cv / "runs" / f"fold{k}"
-        checkpoint = json.loads((fold / "run_info.json").read_text())["tested_checkpoint"]
-        saved.append(
-            _test(
-                seg_main,
-                fold / "config.yaml",
-                tmp_path,
-                "--ckpt_path",
-                checkpoint,
-                "--outputs.save_probabilities",
-                "true",
-                "--outputs.views_3d",
-                "false",
-            )
-        )
+    saved = _tested_with_probabilities(seg_main, seg_cv, tmp_path, "--outputs.views_3d", "false")
     out = tmp_path / "offline"
     metrics = seg_ensemble_runs(saved, out, largest_component=keep, files={"save_masks": True})
     in_process = seg_cv / "ensemble"
@@ -229,21 +226,7 @@ def test_segmentation_saved_probability_ensemble_equals_the_in_process_one(seg_c
 @pytest.mark.e2e
 def test_classification_saved_probability_ensemble_equals_the_in_process_one(cls_cv: Path, tmp_path: Path) -> None:
     tau = json.loads((cls_cv / "oof" / "decisions.json").read_text())["values"]["decision_tau"]
-    saved = []
-    for k in (0, 1):
-        fold = cls_cv / "runs" / f"fold{k}"
-        checkpoint = json.loads((fold / "run_info.json").read_text())["tested_checkpoint"]
-        saved.append(
-            _test(
-                cls_main,
-                fold / "config.yaml",
-                tmp_path,
-                "--ckpt_path",
-                checkpoint,
-                "--outputs.save_probabilities",
-                "true",
-            )
-        )
+    saved = _tested_with_probabilities(cls_main, cls_cv, tmp_path)
     metrics = cls_ensemble_runs(saved, tmp_path / "offline", decision_tau=tau)
     in_process = pd.read_csv(cls_cv / "ensemble" / "predictions.csv", dtype={"image": str})
     offline = pd.read_csv(tmp_path / "offline" / "predictions.csv", dtype={"image": str}).set_index("image")
