@@ -171,34 +171,25 @@ def run_cv(
 
 
 # --- the summary ---------------------------------------------------------------------------------------------
-def _headline(run: RunResult, metric: str) -> float:
-    value = run.metrics.get(metric)
-    value = value.get("mean") if isinstance(value, dict) else value
-    return float(value) if value is not None else float("nan")
-
-
-def _fold_table(fold_dirs: list[Path], oof_dirs: list[Path], metrics: list[str]) -> pd.DataFrame:
+def _fold_table(fold_dirs: list[Path], oof_dirs: list[Path]) -> pd.DataFrame:
     rows = []
     for fold_dir, oof_dir in zip(fold_dirs, oof_dirs, strict=True):
-        fold, oof = load_run(fold_dir), load_run(oof_dir)
+        fold, oof = load_run(fold_dir).headline(), load_run(oof_dir).headline()
         split = pd.read_csv(fold_dir / "split.csv")
         row: dict[str, Any] = {"fold": fold_dir.name, "train_items": int((split["split"] == "train").sum())}
         row["val_items"] = int((split["split"] == "val").sum())
-        row |= {f"oof_{m}": _headline(oof, m) for m in metrics}
-        row |= {f"test_{m}": _headline(fold, m) for m in metrics}
+        row |= {f"oof_{m}": value for m, value in oof.items()}
+        row |= {f"test_{m}": value for m, value in fold.items()}
         row["run_dir"] = str(fold_dir)
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def _pooled_cell(pooled: dict[str, Any], metric: str) -> str:
-    value = pooled.get(metric)
-    value = value.get("mean") if isinstance(value, dict) else value
-    interval = (pooled.get("ci95") or {}).get(metric)
-    return format_interval(float(value), tuple(interval) if interval and None not in interval else None)
+def _with_interval(run: RunResult, metric: str) -> str:
+    return format_interval(run.headline()[metric], run_interval(run, metric))
 
 
-def _numbers(table: pd.DataFrame, pooled: dict[str, Any], ensemble: RunResult, metrics: list[str]) -> list[str]:
+def _numbers(table: pd.DataFrame, pooled: RunResult, ensemble: RunResult, metrics: list[str]) -> list[str]:
     """The summary's table: each fold (out of fold / test), the folds' mean on test, the pool, the ensemble."""
     titles = [metric_title(ensemble, m) for m in metrics]
     lines = ["| | " + " | ".join(titles) + " |", "|---" * (len(metrics) + 1) + "|"]
@@ -207,9 +198,9 @@ def _numbers(table: pd.DataFrame, pooled: dict[str, Any], ensemble: RunResult, m
         lines.append(f"| {row['fold']}: out-of-fold ({row['val_items']} items) / test | " + " | ".join(cells) + " |")
     cells = [f"{table[f'test_{m}'].mean():.3f} ({table[f'test_{m}'].std(ddof=1):.3f})" for m in metrics]
     lines.append("| mean of the fold models on test (std) | " + " | ".join(cells) + " |")
-    cells = [_pooled_cell(pooled, m) for m in metrics]
+    cells = [_with_interval(pooled, m) for m in metrics]
     lines.append("| out-of-fold, pooled (95% CI) | " + " | ".join(cells) + " |")
-    cells = [format_interval(_headline(ensemble, m), run_interval(ensemble, m)) for m in metrics]
+    cells = [_with_interval(ensemble, m) for m in metrics]
     return [*lines, "| **fold ensemble on test** (95% CI) | " + " | ".join(cells) + " |"]
 
 
@@ -219,12 +210,11 @@ def _write_summary(
     """``folds.csv``, ``ensemble_comparisons.csv`` and ``summary.md``."""
     ensemble = load_run(ensemble_dir)
     metrics = list(ensemble.report.headline_metrics)
-    table = _fold_table(fold_dirs, oof_dirs, metrics)
+    table = _fold_table(fold_dirs, oof_dirs)
     with atomic_path(cv_dir / "folds.csv") as tmp:
         table.to_csv(tmp, index=False, float_format="%.6f")
-    pooled = json.loads((cv_dir / "oof" / "metrics.json").read_text())
     lines = [f"# Cross-validation: {cv_dir.name} ({len(fold_dirs)} folds)", ""]
-    lines += _numbers(table, pooled, ensemble, metrics)
+    lines += _numbers(table, load_run(cv_dir / "oof"), ensemble, metrics)
     lines += ["", f"Decisions: {decisions['chosen_on']}: " + json.dumps(decisions["values"]) + ".", ""]
     lines += [
         "Per fold: the fold model on the items it did not train on, before any decision rule or post-processing "

@@ -22,7 +22,7 @@ from lightning.pytorch import LightningModule
 from common.errors import MedlitError
 from common.rundir import LAST_CHECKPOINT_STEM, read_run_info
 
-__all__ = ["Member", "find_members", "load_members", "member_checkpoint"]
+__all__ = ["Member", "find_members", "load_members", "member_checkpoint", "tested_weights_of"]
 
 
 @dataclass(frozen=True)
@@ -110,3 +110,10 @@ def load_members(members: Sequence[Member], model_class: type[LightningModule]) 
         )
         loaded.append(module.eval())
     return loaded
+
+
+def tested_weights_of(module: LightningModule, ckpt_path: str | None) -> str:
+    """What ``metrics.json`` says was tested: an ensemble of the module's members, the checkpoint, or the weights in
+    memory."""
+    members = len(getattr(module, "members", ()))
+    return f"ensemble of {members} (run_info.json)" if members else ckpt_path or "current weights"

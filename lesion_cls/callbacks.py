@@ -17,6 +17,7 @@ import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 
 from common.distributed import gather_objects
+from common.ensemble import tested_weights_of
 from common.errors import MedlitError
 from common.files import atomic_path, write_json
 from common.rundir import run_dir_of
@@ -144,8 +145,7 @@ class ClassificationOutputs(Callback):
         ids, probs, target, losses, raw = self._gathered()
         if not ids:
             return
-        members = len(getattr(pl_module, "members", ()))
-        checkpoint = f"ensemble of {members} (run_info.json)" if members else trainer.ckpt_path or "current weights"
+        checkpoint = tested_weights_of(pl_module, trainer.ckpt_path)
         metrics = summarize_predictions(probs, target, losses, checkpoint)
         if getattr(pl_module, "decision_tau", None) is not None:  # the probabilities are already shifted by it
             metrics["decision_tau"] = float(pl_module.decision_tau)

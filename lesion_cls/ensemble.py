@@ -31,7 +31,7 @@ from common.rundir import derived_run_dir
 from lesion_cls import CLASS_NAMES
 from lesion_cls.callbacks import summarize_predictions, with_intervals, write_test_files
 from lesion_cls.data import class_statistics
-from lesion_cls.metrics import DECISION_TAUS, decision_scores, shift_decisions
+from lesion_cls.metrics import DECISION_TAUS, best_decision, decision_candidates, shifted_probabilities
 
 __all__ = ["OUT_OF_FOLD_ARGS", "average_probabilities", "ensemble_runs", "main", "pool_out_of_fold"]
 
@@ -88,18 +88,16 @@ def _decide(probs: np.ndarray, tau: float, frequencies: Sequence[float]) -> np.n
     if not tau:
         return probs
     log_frequencies = torch.log(torch.as_tensor(frequencies, dtype=torch.float32))
-    tensor = torch.as_tensor(probs, dtype=torch.float32)
-    shifted = shift_decisions(tensor.clamp_min(torch.finfo(tensor.dtype).tiny).log(), tau, log_frequencies)
-    return shifted.softmax(dim=1).numpy()
+    return shifted_probabilities(torch.as_tensor(probs, dtype=torch.float32), tau, log_frequencies).numpy()
 
 
 def _write_scored(
-    out: Path, source: Path, ids: list[str], probs: np.ndarray, target: np.ndarray, checkpoint: str, tau: float
+    out: Path, ids: list[str], lesions: list[str], probs: np.ndarray, target: np.ndarray, checkpoint: str, tau: float
 ) -> dict[str, Any]:
     """``predictions.csv``, ``metrics.json`` (with intervals over the lesions) and the report files in ``out``."""
     metrics = summarize_predictions(probs, target, np.full(len(ids), np.nan), checkpoint)
     metrics["decision_tau"] = float(tau)
-    metrics = with_intervals(metrics, ids, _lesions(source, ids), probs, target, BOOTSTRAP, 0)
+    metrics = with_intervals(metrics, ids, lesions, probs, target, BOOTSTRAP, 0)
     write_test_files(out, ids, probs, target, metrics, figures=True)
     return metrics
 
@@ -132,18 +130,16 @@ def pool_out_of_fold(test_dirs: Sequence[Path], out: Path) -> dict[str, Any]:
     probs, target = pooled[list(CLASS_NAMES)].to_numpy(dtype=np.float64), _labels(pooled, test_dirs[0])
     log_probs = torch.as_tensor(probs, dtype=torch.float32).clamp_min(torch.finfo(torch.float32).tiny).log()
     log_frequencies = torch.log(torch.as_tensor(frequencies, dtype=torch.float32))
-    candidates = {
-        tau: decision_scores(shift_decisions(log_probs, tau, log_frequencies), torch.as_tensor(target))
-        for tau in sorted(DECISION_TAUS, key=abs)
-    }
-    chosen = max(candidates, key=lambda tau: candidates[tau][metric])  # first maximum: the smallest |τ|
+    candidates = decision_candidates(log_probs, torch.as_tensor(target), DECISION_TAUS, log_frequencies)
+    chosen = best_decision(candidates, metric)
     derived_run_dir(out, test_dirs, subcommand="pool", pooled=[str(d) for d in test_dirs], decision_tau=chosen)
     ids = pooled["image"].tolist()
+    lesions = _lesions(test_dirs[0], ids)
     checkpoint = f"out-of-fold: each image by the model of the fold it validated ({len(test_dirs)} folds)"
-    _write_scored(out, test_dirs[0], ids, _decide(probs, chosen, frequencies), target, checkpoint, chosen)
+    _write_scored(out, ids, lesions, _decide(probs, chosen, frequencies), target, checkpoint, chosen)
     pooled[["image", "run"]].to_csv(out / "folds.csv", index=False)
     raw = pooled[["image", *CLASS_NAMES, "label"]].copy()
-    raw.insert(1, "lesion_id", _lesions(test_dirs[0], ids))
+    raw.insert(1, "lesion_id", lesions)
     raw.to_csv(out / "probabilities.csv", index=False, float_format="%.6f")  # before τ, as the fold models gave them
     decisions = {
         "values": {"decision_tau": chosen},
@@ -184,8 +180,8 @@ def ensemble_runs(runs: Sequence[Path], out: Path, decision_tau: float = 0.0) ->
     frequencies = _training_frequencies(runs[0]) if decision_tau else [1.0] * len(CLASS_NAMES)
     probs = _decide(averaged[list(CLASS_NAMES)].to_numpy(dtype=np.float64), decision_tau, frequencies)
     checkpoint = f"ensemble of {len(runs)} runs' saved probabilities (run_info.json)"
-    target = _labels(averaged, runs[0])
-    return _write_scored(out, runs[0], averaged["image"].tolist(), probs, target, checkpoint, decision_tau)
+    ids = averaged["image"].tolist()
+    return _write_scored(out, ids, _lesions(runs[0], ids), probs, _labels(averaged, runs[0]), checkpoint, decision_tau)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -237,6 +237,28 @@ def decision_scores(logits: torch.Tensor, target: torch.Tensor) -> dict[str, flo
     return {"acc": acc, "bal_acc": bal_acc, "f1_macro": f1, "acc_bal_mean": (acc + bal_acc) / 2}
 
 
+def shifted_probabilities(probs: torch.Tensor, tau: float, log_frequencies: torch.Tensor | None) -> torch.Tensor:
+    """Probabilities ``[N, C]`` whose decisions are shifted by the decision τ (:func:`shift_decisions` of their
+    logarithm, renormalised); as they are for τ 0."""
+    if not tau or log_frequencies is None:
+        return probs
+    return shift_decisions(probs.clamp_min(torch.finfo(probs.dtype).tiny).log(), tau, log_frequencies).softmax(dim=1)
+
+
+def decision_candidates(
+    logits: torch.Tensor, target: torch.Tensor, taus: Sequence[float], log_frequencies: torch.Tensor | None
+) -> dict[float, dict[str, float]]:
+    """:func:`decision_scores` of the decisions at each τ, smallest ``|τ|`` first (so that the first maximum of a
+    metric is the smallest shift that reaches it)."""
+    ordered = sorted(taus, key=abs)
+    return {tau: decision_scores(shift_decisions(logits, tau, log_frequencies), target) for tau in ordered}
+
+
+def best_decision(candidates: dict[float, dict[str, float]], metric: str) -> float:
+    """The τ of :func:`decision_candidates` that maximises ``metric`` (ties: the smallest ``|τ|``)."""
+    return max(candidates, key=lambda tau: candidates[tau][metric])
+
+
 class DecisionSearch(Metric):
     """An epoch's validation logits (all processes) scored at each candidate decision τ; ``compute`` returns the
     scores at the τ that maximises ``selection_metric`` (ties: the smallest ``|τ|``), with ``decision_tau``.
@@ -254,7 +276,7 @@ class DecisionSearch(Metric):
     ) -> None:
         super().__init__()
         self.log_frequencies = log_frequencies
-        self.taus = sorted(taus, key=abs)
+        self.taus = list(taus)
         self.selection_metric = selection_metric
         self.add_state("logits", default=[], dist_reduce_fx="cat")
         self.add_state("target", default=[], dist_reduce_fx="cat")
@@ -265,13 +287,9 @@ class DecisionSearch(Metric):
 
     def compute(self) -> dict[str, float]:
         logits, target = dim_zero_cat(self.logits), dim_zero_cat(self.target)
-        best: dict[str, float] | None = None
-        for tau in self.taus:
-            scores = decision_scores(shift_decisions(logits, tau, self.log_frequencies), target)
-            if best is None or scores[self.selection_metric] > best[self.selection_metric]:
-                best = {**scores, "decision_tau": tau}
-        assert best is not None
-        return best
+        candidates = decision_candidates(logits, target, self.taus, self.log_frequencies)
+        tau = best_decision(candidates, self.selection_metric)
+        return {**candidates[tau], "decision_tau": tau}
 
 
 # --- resampled metrics (confidence intervals, paired comparisons) ---------------------------------------------------

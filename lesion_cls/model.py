@@ -21,7 +21,13 @@ from common.errors import MedlitError, check_choice
 from common.optim import OptimizerSettings, configure_optimizers
 from lesion_cls import CLASS_NAMES, TASK
 from lesion_cls.losses import build_loss
-from lesion_cls.metrics import DECISION_TAUS, SELECTION_METRICS, DecisionSearch, shift_decisions
+from lesion_cls.metrics import (
+    DECISION_TAUS,
+    SELECTION_METRICS,
+    DecisionSearch,
+    shift_decisions,
+    shifted_probabilities,
+)
 
 __all__ = ["FLIPS", "LesionClassifier", "class_log_frequencies", "create_backbone", "logit_offset", "training_metrics"]
 
@@ -325,9 +331,7 @@ class LesionClassifier(LightningModule):
 
     def decided(self, probs: torch.Tensor) -> torch.Tensor:
         """Probabilities shifted by the decision τ (as they are for τ 0)."""
-        if not self.decision_tau:
-            return probs
-        return self.decision_logits(probs.clamp_min(torch.finfo(probs.dtype).tiny).log()).softmax(dim=1)
+        return shifted_probabilities(probs, self.decision_tau, self.log_frequencies)
 
     def probabilities(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(probabilities, logits)``: :meth:`raw_probabilities` shifted by the decision τ (logits unflipped and

@@ -27,6 +27,7 @@ import pandas as pd
 from lightning.pytorch import Callback, LightningModule, Trainer
 
 from common.distributed import gather_objects
+from common.ensemble import tested_weights_of
 from common.errors import MedlitError
 from common.files import atomic_path, write_json
 from common.loaders import available_cpus
@@ -279,8 +280,7 @@ class SegmentationOutputs(Callback):
         if not rows:
             return
         table = pd.DataFrame(list(rows.values())).sort_values(["case", "class_index"], kind="stable")
-        members = len(getattr(pl_module, "members", ()))
-        checkpoint = f"ensemble of {members} (run_info.json)" if members else trainer.ckpt_path or "current weights"
+        checkpoint = tested_weights_of(pl_module, trainer.ckpt_path)
         metrics = summarize_cases(table, bool(pl_module.hparams.largest_component), checkpoint)
         for name in (*METRIC_NAMES, "loss"):  # every process logs the same number
             value = metrics[name]["mean"] if isinstance(metrics[name], dict) else metrics[name]

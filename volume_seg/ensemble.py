@@ -82,8 +82,10 @@ def _score(
     out: Path,
     config: dict[str, Any],
     files: dict[str, bool],
+    scored: bool = True,
 ) -> pd.DataFrame:
-    """Score (and write, as ``files`` say) each case's mask against its label: :func:`write_case`'s rows."""
+    """Score (unless not ``scored``) each case's mask against its label and write its files as ``files`` say:
+    :func:`write_case`'s rows."""
     num_classes, class_names = _classes(config)
     rows = []
     for index in range(len(dataset)):
@@ -94,7 +96,7 @@ def _score(
             case=item["case"],
             image=item["image"][0].numpy(),
             mask=masks[item["case"]],
-            label=item["label"][0].numpy().astype(np.uint8),
+            label=item["label"][0].numpy().astype(np.uint8) if scored else None,
             spacing=None if np.isnan(spacing).any() else [float(s) for s in spacing],
             affine=item["affine"].numpy(),
             num_classes=num_classes,
@@ -105,7 +107,7 @@ def _score(
             save_masks=files.get("save_masks", False),
         )
         rows += write_case(job)
-    return pd.DataFrame(rows).sort_values(["case", "class_index"], kind="stable")
+    return pd.DataFrame(rows).sort_values(["case", "class_index"], kind="stable") if rows else pd.DataFrame(rows)
 
 
 # --- the out-of-fold pool ------------------------------------------------------------------------------------
@@ -134,21 +136,21 @@ def pool_out_of_fold(test_dirs: Sequence[Path], out: Path) -> dict[str, Any]:
     config = _config(test_dirs[0])
     num_classes, _ = _classes(config)
     datasets, raw, fold_of = _out_of_fold_masks(test_dirs)
+    masks: dict[bool, dict[str, np.ndarray]] = {}
+    tables: dict[bool, pd.DataFrame] = {}
     candidates: dict[bool, dict[str, Any]] = {}
+    checkpoint = f"out-of-fold: each case by the model of the fold it validated ({len(test_dirs)} folds)"
     for keep in (False, True):
-        masks = {case: _post_processed(mask, num_classes, keep) for case, mask in raw.items()}
-        table = pd.concat([_score(d, masks, out, config, {}) for d in datasets])
-        candidates[keep] = summarize_cases(table, keep, "")
+        masks[keep] = {case: _post_processed(mask, num_classes, keep) for case, mask in raw.items()}
+        tables[keep] = pd.concat([_score(d, masks[keep], out, config, {}) for d in datasets])
+        tables[keep] = tables[keep].sort_values(["case", "class_index"], kind="stable")
+        candidates[keep] = summarize_cases(tables[keep], keep, checkpoint)
     dice = {keep: candidates[keep]["dice"]["mean"] for keep in candidates}
     chosen = bool(dice[True] >= dice[False])
     derived_run_dir(out, test_dirs, subcommand="pool", pooled=[str(d) for d in test_dirs], largest_component=chosen)
-    masks = {case: _post_processed(mask, num_classes, chosen) for case, mask in raw.items()}
-    table = pd.concat([_score(d, masks, out, config, {"save_masks": True}) for d in datasets])
-    table = table.sort_values(["case", "class_index"], kind="stable")
-    metrics = summarize_cases(
-        table, chosen, f"out-of-fold: each case by the model of the fold it validated ({len(test_dirs)} folds)"
-    )
-    write_test_metrics(out, table, metrics, BOOTSTRAP, 0)
+    for dataset in datasets:  # the chosen masks, already scored above: written, not scored again
+        _score(dataset, masks[chosen], out, config, {"save_masks": True}, scored=False)
+    write_test_metrics(out, tables[chosen], candidates[chosen], BOOTSTRAP, 0)
     pd.DataFrame({"case": list(fold_of), "fold": list(fold_of.values())}).to_csv(out / "folds.csv", index=False)
     decisions = {
         "values": {"largest_component": chosen},
