@@ -45,8 +45,9 @@ report: setup
 	$(PY) -m common.report --root $(RUNS) --out $(RUNS)/report
 
 ## Offline sweeps (no W&B server). Without DATA they run on generated data with the CPU overlays;
-## MAX_RUNS=N runs only the first N configurations. Re-running resumes where a sweep stopped.
-SWEEP_ARGS = $(if $(MAX_RUNS),--max-runs $(MAX_RUNS)) $(if $(DATA),--data-root $(DATA))
+## MAX_RUNS=N runs only the first N configurations; WORKERS=N runs N workers on this machine (sharing the runs).
+## Re-running resumes where a sweep stopped.
+SWEEP_ARGS = $(if $(MAX_RUNS),--max-runs $(MAX_RUNS)) $(if $(DATA),--data-root $(DATA)) $(if $(WORKERS),--workers $(WORKERS))
 sweep-cls: $(if $(DATA),setup,demo-data)
 	$(PY) -m common.sweep experiments/sweeps/cls_loss.yaml $(SWEEP_ARGS) \
 		$(if $(DATA),,--config experiments/demo/cls.yaml --sweep-dir runs/demo/sweeps/cls_loss)

@@ -8,14 +8,23 @@
 - the LA U-Net (MONAI, 16-256 channels, 112x112x80 patches, batch 2, Dice+CE): seconds per training step fed by
   the project's LA datamodule against pure compute.
 
+- with two or more visible devices, a 2-GPU DDP fit against a 1-GPU fit (ResNet50 as above, through the CLI a user
+  runs: ``python -m lesion_cls fit --trainer.devices 2 --trainer.strategy ddp``, the same steps per process):
+  images per second of each, and the speed-up (2.0 = perfect scaling). Skipped, and said so, with one device.
+
 The ratio loader-fed / pure compute is the share of the accelerator's speed the input pipeline lets through (1.0
-= the loader never starves it). About 3 minutes on a recent GPU. ``--device cpu --steps 1 --warmup 1`` runs the
-same code on a CPU (a check of the script, not a measurement). Real data from ``../shared/data`` when present.
+= the loader never starves it). About 3 minutes on a recent GPU (5 with the DDP part). ``--device cpu --steps 1
+--warmup 1`` runs the same code on a CPU, the DDP part as 2 CPU processes (a check of the script, not a
+measurement). Real data from ``../shared/data`` when present.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -118,6 +127,43 @@ def _unet(shared: Path, tmp: Path, device: torch.device, steps: int, warmup: int
     )
 
 
+def _fit_seconds(root: Path, runs: Path, devices: int, steps: int, accelerator: str, image_size: int) -> float:
+    """Seconds of ``fit`` (timing.json) for ``steps`` training batches of 64 per process, on ``devices`` devices."""
+    args = ["--config", "experiments/cls_ce.yaml", "--data.root", str(root), "--data.image_size", str(image_size)]
+    args += ["--data.batch_size", "64", "--model.backbone", "resnet50", "--model.pretrained", "false"]
+    args += ["--trainer.max_epochs", "1", "--trainer.limit_train_batches", str(steps), "--trainer.limit_val_batches"]
+    args += ["1", "--trainer.num_sanity_val_steps", "0", "--trainer.accelerator", accelerator, "--trainer.devices"]
+    args += [str(devices), "--trainer.strategy", "ddp" if devices > 1 else "auto", "--run.test_after_fit", "false"]
+    args += ["--run.wandb", "off", "--run.dir", str(runs / f"devices{devices}"), "--trainer.enable_progress_bar"]
+    args += ["false"] + (["--trainer.precision", "bf16-mixed"] if accelerator == "gpu" else [])
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    result = subprocess.run([sys.executable, "-m", "lesion_cls", "fit", *args], env=env, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"the {devices}-device fit failed:\n{result.stderr[-3000:]}")
+    return json.loads((runs / f"devices{devices}" / "timing.json").read_text())["fit_s"]
+
+
+def _ddp(shared: Path, tmp: Path, device: torch.device, steps: int, warmup: int) -> str:
+    """A 2-device DDP fit against a 1-device fit with the same steps per process (each process a batch of 64)."""
+    from lesion_cls.synthetic import generate_ham10000
+
+    visible = torch.cuda.device_count() if device.type == "cuda" else 2
+    if visible < 2:
+        return f"2-GPU DDP: skipped ({visible} device visible)"
+    root = shared / "ham10000_200x150"
+    if not (root / "HAM10000_metadata.csv").is_file():
+        root = generate_ham10000(tmp / "ham_ddp", n_images=800, size_hw=(150, 200))
+    accelerator, size = ("gpu", 224) if device.type == "cuda" else ("cpu", 32)
+    _fit_seconds(root, tmp / "warmup", 1, warmup, accelerator, size)  # builds the pixel cache both fits then read
+    one = _fit_seconds(root, tmp / "ddp", 1, steps, accelerator, size)
+    two = _fit_seconds(root, tmp / "ddp", 2, steps, accelerator, size)
+    return (
+        f"ResNet50 {size}x{size} DDP fit through the CLI, {steps} steps x batch 64 per process: 1 device "
+        f"{steps * 64 / one:.0f} images/s, 2 devices {2 * steps * 64 / two:.0f} images/s, speed-up {2 * one / two:.2f} "
+        "(2.0 = perfect scaling; fit seconds include start-up)"
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--shared", type=Path, default=Path("../shared/data"))
@@ -132,7 +178,7 @@ def main(argv: list[str] | None = None) -> None:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU (script check only)"
     lines = [f"- device: {name}"]
     with tempfile.TemporaryDirectory() as tmp:
-        for bench in (_resnet50, _unet):
+        for bench in (_resnet50, _unet, _ddp):
             line = bench(args.shared, Path(tmp), device, args.steps, args.warmup)
             print(line, flush=True)
             lines.append(f"- {line}")

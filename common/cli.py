@@ -35,7 +35,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import yaml
 from jsonargparse import namespace_to_dict
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch import Callback, LightningDataModule, LightningModule, Trainer
 from lightning.pytorch.callbacks import (
     LearningRateMonitor,
@@ -50,14 +52,16 @@ from lightning.pytorch.utilities import rank_zero_only
 from common.callbacks import MetricHistory, RngState, RunTimer, SplitExport
 from common.check import DataCheck
 from common.contracts import EnsembleModule, TaskDataModule, TaskModule, check_contract
-from common.ensemble import Member, find_members, load_members
+from common.ensemble import Member, find_members, load_members, stored_settings
 from common.errors import MedlitError, find_medlit_error
+from common.files import unwritable_reason
 from common.loggers import WandbMode, build_loggers, finish_wandb, new_wandb_id
 from common.rundir import (
     LAST_CHECKPOINT_STEM,
     RUN_DIR_ENV,
     WANDB_ID_ENV,
     changed_settings,
+    check_max_time,
     prepare_resumed_dir,
     read_run_info,
     resolve_run_dir,
@@ -71,6 +75,8 @@ _DESCRIPTION = "train, test and predict with one run dir per run; check a datase
 _CHECK_HELP = "Check the dataset: every problem (file, row, what, hint) and a summary; takes the keys of fit."
 _READS_LABELLED_DATA = ("fit", "validate", "test")
 """The subcommands that read the labelled dataset (``predict`` reads only its own folder)."""
+_LIGHTNING_CHECKPOINT_NAMES = ("last", "best", "hpc", "registry")
+"""``ckpt_path`` values that name a checkpoint Lightning finds itself (``fit``'s ``last``: resume the newest run)."""
 _ENSEMBLE_HELP = (
     "Average the class probabilities of these runs (their tested checkpoints) or checkpoint files, each after its "
     "test-time augmentation, then apply the decision rule; settings from the first member, --model.* flags apply"
@@ -140,6 +146,29 @@ class _CheckDoneSignal(Exception):  # noqa: N818 (a signal, not an error)
     """Raised inside LightningCLI's set-up once ``check`` has checked the data: nothing else is built."""
 
 
+def check_config_files(args: Sequence[str]) -> None:
+    """Each ``--config`` file exists and holds a YAML mapping; one line naming the file (and the line of a YAML
+    mistake) instead of jsonargparse's unnamed, multi-line message."""
+    paths = [args[i + 1] for i, a in enumerate(args[:-1]) if a == "--config"]
+    paths += [a.split("=", 1)[1] for a in args if a.startswith("--config=")]
+    for path in paths:
+        if path.lstrip().startswith(("{", "[")) or "\n" in path:
+            continue  # a config given inline, not a file
+        if not Path(path).is_file():
+            raise MedlitError(f"--config {path}: file not found")
+        try:
+            content = yaml.safe_load(Path(path).read_text())
+        except yaml.YAMLError as err:
+            mark = getattr(err, "problem_mark", None)
+            where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+            problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+            raise MedlitError(f"--config {path}: not valid YAML ({where}{problem})") from None
+        except (OSError, UnicodeDecodeError) as err:
+            raise MedlitError(f"--config {path}: cannot be read ({err})") from None
+        if content is not None and not isinstance(content, dict):
+            raise MedlitError(f"--config {path}: holds a {type(content).__name__}, not a mapping of keys")
+
+
 def given_model_keys(args: Sequence[str]) -> set[str]:
     """The ``model.*`` keys that command-line flags set (``--model.key value``, ``--model.key=value``; for a nested
     ``--model.key.sub`` the top-level ``key``). ``--config`` files do not count: a generic config (``cls_ce.yaml``)
@@ -189,6 +218,7 @@ class MedlitCLI(LightningCLI):
         try:
             check_contract(model_class, TaskModule, "model class")
             check_contract(datamodule_class, TaskDataModule, "datamodule class")
+            check_config_files(self._cli_args)
             self._init_lightning_cli(model_class, datamodule_class, args)
         except _CheckDoneSignal:
             pass
@@ -253,6 +283,8 @@ class MedlitCLI(LightningCLI):
             config["ckpt_path"] = str(self.members[0].checkpoint)
         if not config.get("ckpt_path"):
             return
+        if not self.members:
+            self._check_checkpoint(str(config["ckpt_path"]))
         model = config.get("model")
         given = {key: model[key] for key in given_model_keys(self._cli_args) if model is not None and key in model}
         super()._parse_ckpt_path()
@@ -261,9 +293,27 @@ class MedlitCLI(LightningCLI):
         if self.members:
             self.config[subcommand]["ckpt_path"] = None  # the members' weights, not the first one's alone
 
+    def _check_checkpoint(self, path: str) -> None:
+        """A checkpoint file that is missing, damaged, not Lightning's or another task's: one line, before anything
+        reads it (Lightning's own names and remote URLs are left to Lightning)."""
+        if path in _LIGHTNING_CHECKPOINT_NAMES or path.startswith("registry:") or "://" in path:
+            return
+        if not Path(path).is_file():
+            hint = "; a run dir is given as --ensemble RUN, or by its checkpoints/*.ckpt" if Path(path).is_dir() else ""
+            raise MedlitError(f"--ckpt_path {path}: no such checkpoint file{hint}")
+        stored_settings(f"--ckpt_path {path}: ", Path(path), self.model_class)
+
     # --- run dir, config, trainer -------------------------------------------------------------------
     def _run_options(self) -> RunOptions:
         return RunOptions(**dict(self._get(self.config, "run")))
+
+    def _check_settings(self, config: Any, options: RunOptions) -> None:
+        """Values typed on the command line that would fail later with a library's traceback: one line each."""
+        check_max_time(config["trainer"].get("max_time"))
+        key, folder = ("run.dir", Path(options.dir)) if options.dir else ("run.root", Path(options.root))
+        reason = unwritable_reason(folder if options.dir else folder / options.experiment)
+        if reason:
+            raise MedlitError(f"{key} {folder}: {reason}; choose another --{key}")
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand]
@@ -281,6 +331,7 @@ class MedlitCLI(LightningCLI):
             for key, value in self.model_class.checkpoint_overrides.items():
                 config["model"][key] = value
         options = self._run_options()
+        self._check_settings(config, options)
         target = None
         if self.subcommand == "fit" and config.get("ckpt_path"):
             target = resume_target(str(config["ckpt_path"]), Path(options.root) / options.experiment)
@@ -300,7 +351,10 @@ class MedlitCLI(LightningCLI):
                 )
         if rank_zero_only.rank == 0:
             os.environ[RUN_DIR_ENV] = str(self.run_dir)
-            self.run_dir.mkdir(parents=True, exist_ok=True)
+            try:
+                self.run_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as err:  # what the check above cannot foresee (a full disk, a quota)
+                raise MedlitError(f"{self.run_dir}: cannot make the run dir ({err.strerror})") from None
             config_path = prepare_resumed_dir(self.run_dir) if self.resuming else self.run_dir / "config.yaml"
             self._parser(self.subcommand).save(config, config_path, skip_none=False, overwrite=True)
 
@@ -334,7 +388,10 @@ class MedlitCLI(LightningCLI):
             self._write_first_run_info(options)
         if options.compile:
             self.model.compile()  # nn.Module.compile: the module's __call__, not a wrapper with renamed weights
-        return self._instantiate_trainer(trainer_config, callbacks)
+        try:
+            return self._instantiate_trainer(trainer_config, callbacks)
+        except (MisconfigurationException, ValueError) as err:  # Lightning's word on a trainer setting
+            raise MedlitError(f"trainer settings: {_first_line(err)}") from None
 
     def _wandb_id(self) -> str:
         """The run's W&B id: kept in ``run_info.json``, so that a resumed run continues the same W&B run."""
@@ -441,6 +498,11 @@ class MedlitCLI(LightningCLI):
         if not options.test_after_fit or not self.datamodule.has_test_data:
             return
         self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=tested or None, weights_only=True)
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
 
 
 def run_cli(

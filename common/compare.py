@@ -30,6 +30,7 @@ import pandas as pd
 import seaborn as sns
 
 from common.errors import MedlitError
+from common.files import atomic_path
 from common.plots import save_figure, seaborn_theme
 from common.results import RunResult, load_run
 from common.stats import (
@@ -577,10 +578,12 @@ def compare_sweep(sweep_dir: Path) -> Path | None:
     first = finished[0][2]
     headline = list(first.report.headline_metrics)
     _with_intervals(runs, finished, headline)
-    runs.to_csv(sweep_dir / "comparison.csv", index=False)
+    with atomic_path(sweep_dir / "comparison.csv") as tmp:  # workers rewrite these while others read them
+        runs.to_csv(tmp, index=False)
     runs = runs.assign(**{p: runs[p].map(_shown) for p in params})  # an overlay file by its name
     comparisons, unpaired = sweep_comparisons(runs, finished, keys, seeds)
-    comparisons.to_csv(sweep_dir / "comparisons.csv", index=False)
+    with atomic_path(sweep_dir / "comparisons.csv") as tmp:
+        comparisons.to_csv(tmp, index=False)
     labels = {m: first.report.metric_labels.get(m, m) for m in comparisons["metric"].unique()}
     text = (
         f"# Comparison: {plan['sweep']}\n\n"
@@ -601,7 +604,8 @@ def compare_sweep(sweep_dir: Path) -> Path | None:
         + "\n![metrics](comparison_metrics.png)\n\n![curves](comparison_curves.png)\n"
     )
     path = sweep_dir / "comparison.md"
-    path.write_text(text)
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
     titles = {"validation": f"validation {first.monitor}"} | {m: f"test {metric_title(first, m)}" for m in headline}
     _plot_metrics(runs, keys, sweep_dir / "comparison_metrics.png", titles)
     _plot_curves(runs, keys, sweep_dir / "comparison_curves.png")

@@ -19,6 +19,9 @@ The run writes a ``cv/`` dir (``--cv-dir``, default ``runs/cv/<task>``):
   on the same test items (paired bootstrap, :func:`common.compare.compare_runs`).
 
 Starting the same command again resumes: finished folds and steps are kept, an interrupted one is redone.
+Several workers share one cv dir (``--workers N`` on this machine, or the same command on machines sharing the
+filesystem): the folds are claimed like a sweep's runs (:mod:`common.workers`), and the evaluation after them is
+done once, by one worker (``claims/evaluate.json``).
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ from common.files import atomic_path
 from common.results import RunResult, load_run
 from common.rundir import read_run_info, update_run_info
 from common.sweep import fresh_run_dir, run_logged, run_sweep
+from common.workers import WorkerOptions, add_worker_arguments, start_local_workers
 
 __all__ = ["RUNNER_KEYS", "cv_spec", "main", "run_cv"]
 
@@ -107,7 +111,8 @@ def _write_spec(cv_dir: Path, spec: dict[str, Any]) -> Path:
         )
     cv_dir.mkdir(parents=True, exist_ok=True)
     if not path.exists():
-        path.write_text(text)
+        with atomic_path(path) as tmp:  # workers starting together read all of it or nothing
+            tmp.write_text(text)
     return path
 
 
@@ -142,16 +147,45 @@ def run_cv(
     folds: int,
     cv_dir: Path | None = None,
     wandb_mode: str = "offline",
+    workers: WorkerOptions | None = None,
 ) -> Path:
-    """Run (or resume) a cross-validation; returns the cv dir. See the module docstring."""
+    """Run (or resume, or join as one more worker) a cross-validation; returns the cv dir. See the module docstring.
+
+    Several workers share the folds (:func:`common.sweep.run_sweep`); the evaluation after them (out-of-fold tests,
+    pool, ensemble, summary) is done by one worker at a time (``claims/evaluate.json``), and once.
+    """
     ensemble = _check_arguments(task, fit_args, folds)
     cv_dir = cv_dir or Path("runs") / "cv" / task
-    spec_file = _write_spec(cv_dir, cv_spec(task, fit_args, folds, cv_dir.name))
-    run_sweep(spec_file, cv_dir, wandb_mode=wandb_mode, run_id_format="fold{}")
+    workers = workers or WorkerOptions()
+    try:
+        spec_file = _write_spec(cv_dir, cv_spec(task, fit_args, folds, cv_dir.name))
+    except OSError as err:
+        raise MedlitError(f"{cv_dir}: cannot write the cv dir ({err.strerror}); choose a writable --cv-dir") from None
+    run_sweep(
+        spec_file,
+        cv_dir,
+        wandb_mode=wandb_mode,
+        run_id_format="fold{}",
+        workers=workers,
+    )
     fold_dirs = [cv_dir / "runs" / f"fold{k}" for k in range(folds)]
+    queue = workers.queue(cv_dir)
+    held = [d.name for d in fold_dirs if queue.claim_of(d.name)]
+    if held:  # --no-wait: other workers still train these; the last of them evaluates
+        print(f"[cv] {', '.join(held)} still running in other workers; the last to finish evaluates", flush=True)
+        return cv_dir
     failed = [d.name for d in fold_dirs if not _finished(d) or not read_run_info(d).get("fit_finished")]
     if failed:
         raise MedlitError(f"{cv_dir}: fold(s) {', '.join(failed)} did not finish; see {cv_dir / 'logs'} and rerun")
+    with queue.exclusive("evaluate"):
+        if all(_finished(d) for d in (cv_dir / "oof", cv_dir / "ensemble")) and (cv_dir / "summary.md").is_file():
+            return cv_dir  # another worker evaluated the folds
+        _evaluate(task, ensemble, cv_dir, fold_dirs)
+    return cv_dir
+
+
+def _evaluate(task: str, ensemble: Any, cv_dir: Path, fold_dirs: list[Path]) -> None:
+    """The out-of-fold tests and pool, the decisions, the ensemble's test and the summary (each step resumable)."""
     oof_dirs = [cv_dir / "oof_runs" / d.name for d in fold_dirs]
     for fold_dir, oof_dir in zip(fold_dirs, oof_dirs, strict=True):
         extra = [f"--ckpt_path={_tested_checkpoint(fold_dir)}", "--data.test_split=val", *ensemble.OUT_OF_FOLD_ARGS]
@@ -167,7 +201,6 @@ def run_cv(
     _task_test(task, fold_dirs[0] / "config.yaml", extra, ensemble_dir, f"{cv_dir.name}_ensemble", log)
     update_run_info(ensemble_dir, decisions={k: decisions[k] for k in ("values", "chosen_on")})
     _write_summary(cv_dir, fold_dirs, oof_dirs, ensemble_dir, decisions)
-    return cv_dir
 
 
 # --- the summary ---------------------------------------------------------------------------------------------
@@ -240,19 +273,24 @@ def main(argv: list[str] | None = None) -> None:
         prog="python -m common.cv",
         description=__doc__.split("\n\n")[0],
         allow_abbrev=False,
-        usage="python -m common.cv TASK [fit arguments ...] --folds K [--cv-dir DIR] [--wandb MODE]",
+        usage="python -m common.cv TASK [fit arguments ...] --folds K [--cv-dir DIR] [--wandb MODE] [--workers N]",
     )
     parser.add_argument("task", help="the task package (its `python -m <task> fit` trains a fold)")
     parser.add_argument("--folds", type=int, default=5, help="number of folds (default 5)")
     parser.add_argument("--cv-dir", type=Path, default=None, help="default: runs/cv/<task>")
     parser.add_argument("--wandb", default="offline", choices=("offline", "online", "auto", "off"))
+    add_worker_arguments(parser)
+    argv = list(sys.argv[1:] if argv is None else argv)
     args, fit_args = parser.parse_known_args(argv)
+    if args.workers > 1 or args.devices:
+        sys.exit(start_local_workers("common.cv", argv, args))
     try:
-        cv_dir = run_cv(args.task, fit_args, args.folds, args.cv_dir, args.wandb)
+        cv_dir = run_cv(args.task, fit_args, args.folds, args.cv_dir, args.wandb, WorkerOptions.from_arguments(args))
     except MedlitError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
-    print((cv_dir / "summary.md").read_text())
+    if (cv_dir / "summary.md").is_file():
+        print((cv_dir / "summary.md").read_text())
     print(f"cv_dir: {cv_dir}")
 
 

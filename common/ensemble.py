@@ -22,7 +22,7 @@ from lightning.pytorch import LightningModule
 from common.errors import MedlitError
 from common.rundir import LAST_CHECKPOINT_STEM, read_run_info
 
-__all__ = ["Member", "find_members", "load_members", "member_checkpoint", "tested_weights_of"]
+__all__ = ["Member", "find_members", "load_members", "member_checkpoint", "stored_settings", "tested_weights_of"]
 
 
 @dataclass(frozen=True)
@@ -56,15 +56,27 @@ def member_checkpoint(entry: str) -> Path:
     raise MedlitError(f"--ensemble {entry}: a run dir without a checkpoint (no tested, best or last checkpoint)")
 
 
-def _stored_settings(entry: str, checkpoint: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+def stored_settings(label: str, checkpoint: Path, model_class: type[LightningModule]) -> tuple[dict, dict]:
+    """The model and data settings a checkpoint stores, checked: a readable Lightning checkpoint saved by
+    ``model_class`` (its stored settings are the class's init arguments). Errors start with ``label``."""
     try:
-        stored = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        stored = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)
     except Exception as err:
-        raise MedlitError(f"--ensemble {entry}: {checkpoint} is not a readable checkpoint ({str(err)[:120]})") from None
+        reason = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
+        raise MedlitError(
+            f"{label}not a readable checkpoint ({reason}); was the file cut short while copying or saving?"
+        ) from None
     if not isinstance(stored, dict) or "state_dict" not in stored:
-        raise MedlitError(f"--ensemble {entry}: {checkpoint} is not a Lightning checkpoint (no state_dict)")
+        raise MedlitError(f"{label}not a Lightning checkpoint (no state_dict); give a .ckpt written by fit")
     model = dict(stored.get("hyper_parameters") or {})
     model.pop("_instantiator", None)
+    accepted = set(inspect.signature(model_class.__init__).parameters) - {"self"}
+    foreign = sorted(set(model) - accepted)
+    if foreign:
+        raise MedlitError(
+            f"{label}trained with another task's model (settings {', '.join(foreign[:3])} are not "
+            f"{model_class.__name__}'s)"
+        )
     return model, dict(stored.get("datamodule_hyper_parameters") or {})
 
 
@@ -78,17 +90,11 @@ def find_members(entries: Sequence[str], model_class: type[LightningModule]) -> 
     agreeing with the first on every key of ``model_class.ensemble_keys``."""
     if not entries:
         raise MedlitError("--ensemble needs at least one run dir or checkpoint")
-    accepted = set(inspect.signature(model_class.__init__).parameters) - {"self"}
     members = []
     for entry in entries:
         checkpoint = member_checkpoint(entry)
-        model, data = _stored_settings(entry, checkpoint)
-        foreign = sorted(set(model) - accepted)
-        if foreign:
-            raise MedlitError(
-                f"--ensemble {entry}: trained with another task's model (settings {', '.join(foreign[:3])} are not "
-                f"{model_class.__name__}'s)"
-            )
+        label = f"--ensemble {entry}: " + ("" if str(checkpoint) == entry else f"{checkpoint}: ")
+        model, data = stored_settings(label, checkpoint, model_class)
         members.append(Member(entry, checkpoint, model, data))
     first = members[0]
     for member in members[1:]:

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_path", "write_json"]
+__all__ = ["atomic_path", "unwritable_reason", "write_json"]
 
 
 @contextmanager
@@ -24,6 +24,19 @@ def atomic_path(path: Path) -> Iterator[Path]:
         tmp.replace(path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def unwritable_reason(folder: Path) -> str | None:
+    """Why ``folder`` cannot be made or written to (``None`` when it can): the nearest existing part of the path is
+    a file, or is not writable (permissions, a read-only filesystem)."""
+    existing = folder
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{existing} is a file, not a folder"
+    if not os.access(existing, os.W_OK):
+        return f"{existing} is not writable (permissions or a read-only filesystem)"
+    return None
 
 
 def write_json(path: Path, data: Any) -> None:

@@ -13,6 +13,8 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
+from common.files import atomic_path
+
 __all__ = ["history_metric_names", "plot_history", "save_figure", "seaborn_theme"]
 
 
@@ -28,8 +30,8 @@ def seaborn_theme(style: str = "whitegrid") -> Iterator[None]:
 
 def save_figure(fig: plt.Figure, path: Path, dpi: int = 110) -> Path:
     """Save and close ``fig`` (parents created)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi, bbox_inches="tight")
+    with atomic_path(path) as tmp:  # a figure rewritten by one process is never seen half-written by another
+        fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
     plt.close(fig)
     return path
 

@@ -43,6 +43,7 @@ from common.compare import (
     with_holm,
 )
 from common.errors import MedlitError
+from common.files import unwritable_reason
 from common.results import Block, RunResult, latest_runs, load_run
 from common.stats import MIN_UNITS
 
@@ -457,6 +458,9 @@ def build_report(runs: Sequence[RunResult], out: Path, title: str | None = None)
     """
     if not runs:
         raise MedlitError("no finished runs to report on")
+    reason = unwritable_reason(out)
+    if reason:
+        raise MedlitError(f"--out {out}: {reason}; choose another output folder")
     out.mkdir(parents=True, exist_ok=True)
     title = title or default_title(runs)
     blocks: list[Block] = [

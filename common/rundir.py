@@ -19,14 +19,15 @@ import json
 import os
 import time
 from collections.abc import Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from common.distributed import external_job_id
+from common.distributed import agreed_by_ranks, external_job_id
 from common.errors import MedlitError
-from common.files import write_json
+from common.files import unwritable_reason, write_json
 
 if TYPE_CHECKING:
     from lightning.pytorch import Trainer
@@ -39,6 +40,7 @@ __all__ = [
     "RUN_INFO",
     "WANDB_ID_ENV",
     "changed_settings",
+    "check_max_time",
     "derived_run_dir",
     "prepare_resumed_dir",
     "read_run_info",
@@ -89,11 +91,37 @@ def resolve_run_dir(root: str | Path, experiment: str, exact: str | Path | None 
     job_id = external_job_id()
     if job_id:
         return base / job_id
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    run_dir, n = base / stamp, 1
-    while run_dir.exists():
-        run_dir, n = base / f"{stamp}-{n}", n + 1
-    return run_dir
+
+    def stamped() -> str:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        run_dir, n = base / stamp, 1
+        while run_dir.exists():
+            run_dir, n = base / f"{stamp}-{n}", n + 1
+        return str(run_dir)
+
+    return Path(agreed_by_ranks("run_dir", stamped) or stamped())
+
+
+def check_max_time(value: Any) -> None:
+    """``trainer.max_time`` as Lightning reads it: ``DD:HH:MM:SS``, or a mapping of ``timedelta`` fields; one
+    error line (with an example) for anything else, before Lightning's traceback."""
+    if value is None or isinstance(value, timedelta):
+        return
+    example = "e.g. 00:01:30:00 for 90 minutes, or {minutes: 90} in a config file"
+    try:
+        if isinstance(value, str):
+            parts = value.split(":")
+            if len(parts) != 4 or not all(p.strip().isdigit() for p in parts):
+                raise ValueError
+            duration = timedelta(**dict(zip(("days", "hours", "minutes", "seconds"), map(int, parts), strict=True)))
+        else:
+            duration = timedelta(**dict(value))
+    except (ValueError, TypeError):
+        raise MedlitError(
+            f"trainer.max_time {value!r}: not DD:HH:MM:SS (days:hours:minutes:seconds; {example})"
+        ) from None
+    if duration.total_seconds() <= 0:
+        raise MedlitError(f"trainer.max_time {value!r}: the training budget must be longer than zero ({example})")
 
 
 def run_dir_of(trainer: Trainer) -> Path:
@@ -129,6 +157,9 @@ def derived_run_dir(out: Path, sources: Sequence[Path], **values: Any) -> Path:
     source = sources[0]
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise MedlitError(f"{out}: exists and is not empty; choose a new output folder (nothing is overwritten)")
+    reason = unwritable_reason(out)
+    if reason:
+        raise MedlitError(f"{out}: {reason}; choose another output folder")
     out.mkdir(parents=True, exist_ok=True)
     for name in ("config.yaml", "split.csv"):
         if (source / name).is_file():

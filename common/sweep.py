@@ -5,7 +5,7 @@ The same YAML that ``wandb sweep`` + ``wandb agent`` run online (``method``, ``m
 
 * ``grid``: every combination of the ``values`` (in file order); ``random``: configurations drawn with a seeded
   generator (``value``, ``values`` [+ ``probabilities``], ``min``/``max``, ``distribution``); ``bayes``: Optuna's
-  TPE sampler, told each run's ``metric`` (stored in ``optuna.db``).
+  TPE sampler, told each run's ``metric`` (the study in ``optuna.journal``, or ``--storage``).
 * The command is expanded with W&B's own macro code (``${env}``, ``${interpreter}``, ``${program}``,
   ``${args}``...), so each run gets exactly the arguments ``wandb agent`` would pass. The runner adds its own
   arguments (run dir, experiment name, W&B offline, data root, extra ``--config`` overlays) before ``${args}``.
@@ -14,6 +14,14 @@ The same YAML that ``wandb sweep`` + ``wandb agent`` run online (``method``, ``m
   runs it again; it never repeats a finished run. A changed sweep file is refused for an existing sweep dir.
 * After each run, ``comparison.md``/``.csv`` (configuration → test metrics, mean ± std over seeds) and seaborn
   figures (metrics by configuration, training curves overlaid) are rewritten in the sweep dir.
+* Many workers, one sweep: any number of runners - ``--workers N`` on this machine (``--devices 0,1``: one GPU
+  each), or the same command on other machines sharing the filesystem (SLURM array tasks) - work on one sweep dir.
+  Each configuration is claimed under the dir's lock (:class:`common.workers.WorkQueue`): ``claims/<run>.json``
+  names the worker's host and pid and carries its heartbeat; ``index.csv`` records which worker ran what. A run
+  whose worker died (no heartbeat for ``--stale-after`` seconds, or its process gone on this host) goes back to
+  the queue and is redone; a worker with nothing left to claim waits for the others, to take over a dead one's
+  run, and stops when every configuration has finished (or failed: a failing configuration is retried by the next
+  worker started, not in a loop). ``bayes`` workers share one Optuna study.
 """
 
 from __future__ import annotations
@@ -38,6 +46,8 @@ import yaml
 
 from common.compare import compare_sweep
 from common.errors import MedlitError
+from common.files import atomic_path, write_json
+from common.workers import WorkerOptions, WorkQueue, add_worker_arguments, die_with_parent, start_local_workers
 
 __all__ = [
     "DISTRIBUTIONS",
@@ -190,20 +200,31 @@ def expand_command(spec: SweepSpec, params: dict[str, Any], extra: Sequence[str]
 
 
 # --- the index -----------------------------------------------------------------------------------------------
-_INDEX_COLUMNS = ["run_id", "status", "run_dir", "params", "started", "finished", "seconds", "metric"]
+_INDEX_COLUMNS = [
+    "run_id",
+    "status",
+    "run_dir",
+    "params",
+    "started",
+    "finished",
+    "seconds",
+    "metric",
+    "worker",
+    "trial",
+]
 
 
 def _read_index(sweep_dir: Path) -> pd.DataFrame:
     path = sweep_dir / "index.csv"
     if not path.exists():
         return pd.DataFrame(columns=_INDEX_COLUMNS)
-    return pd.read_csv(path, dtype={"run_id": str, "status": str, "run_dir": str, "params": str})
+    index = pd.read_csv(path, dtype={"run_id": str, "status": str, "run_dir": str, "params": str, "worker": str})
+    return index.reindex(columns=[*_INDEX_COLUMNS, *(c for c in index.columns if c not in _INDEX_COLUMNS)])
 
 
 def _write_index(sweep_dir: Path, index: pd.DataFrame) -> None:
-    tmp = sweep_dir / ".index.csv.tmp"
-    index.to_csv(tmp, index=False)
-    tmp.replace(sweep_dir / "index.csv")
+    with atomic_path(sweep_dir / "index.csv") as tmp:
+        index.to_csv(tmp, index=False)
 
 
 def _set_row(index: pd.DataFrame, run_id: str, **values: Any) -> pd.DataFrame:
@@ -213,6 +234,11 @@ def _set_row(index: pd.DataFrame, run_id: str, **values: Any) -> pd.DataFrame:
         index[key] = index[key].astype(object)
         index.loc[index["run_id"] == run_id, key] = value
     return index
+
+
+def _row(index: pd.DataFrame, run_id: str) -> pd.Series | None:
+    rows = index.loc[index["run_id"] == run_id]
+    return None if rows.empty else rows.iloc[0]
 
 
 def _metric_of(run_dir: Path, name: str | None, goal: str) -> float:
@@ -231,10 +257,16 @@ def _metric_of(run_dir: Path, name: str | None, goal: str) -> float:
 
 # --- running -------------------------------------------------------------------------------------------------
 def run_logged(command: list[str], log_path: Path) -> int:
-    """Run a command, its output into ``log_path`` (and the console); kill it if the runner is stopped."""
+    """Run a command, its output into ``log_path`` (and the console); kill it if the runner is stopped.
+
+    The command dies with this process, even when this one is killed with SIGKILL (see
+    :func:`common.workers.die_with_parent`).
+    """
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("w") as log:
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=die_with_parent
+        )
 
         def stop(signum: int, _frame: Any) -> None:
             process.terminate()
@@ -253,35 +285,45 @@ def run_logged(command: list[str], log_path: Path) -> int:
                 process.kill()
 
 
-def _prepare_dir(sweep_dir: Path, spec: SweepSpec, plan: list[dict[str, Any]] | None, args: dict) -> list | None:
-    """Create or reopen the sweep dir; the stored plan wins so that a resumed sweep runs the same runs."""
-    sweep_dir.mkdir(parents=True, exist_ok=True)
+_SAME_ARGUMENTS = ("configs", "overrides", "data_root")
+"""Runner arguments every worker of a sweep dir must share (they change what a run computes)."""
+
+
+def _prepare_dir(sweep_dir: Path, spec: SweepSpec, plan: list[dict[str, Any]] | None, args: dict) -> dict[str, Any]:
+    """Create or reopen the sweep dir (under its lock); returns the stored plan file, which wins so that a resumed
+    sweep and every worker run the same runs."""
     plan_path = sweep_dir / "plan.json"
     if plan_path.exists():
         stored = json.loads(plan_path.read_text())
         if stored["digest"] != spec.digest:
+            made_by = Path(stored.get("file", "")).name
+            what = "another version of" if made_by == spec.path.name else f"another sweep file ({made_by}), not"
             raise MedlitError(
-                f"{sweep_dir}: holds a sweep of another version of {spec.path.name}; resume with the same file or "
-                "choose a new --sweep-dir"
+                f"{sweep_dir}: holds a sweep of {what} {spec.path.name}; resume with the same file or choose a new "
+                "--sweep-dir"
             )
-        return stored["plan"]
-    plan_path.write_text(
-        json.dumps(
-            {
-                "sweep": spec.name,
-                "digest": spec.digest,
-                "file": str(spec.path),
-                "method": spec.method,
-                "runner_args": args,
-                "plan": plan,
-            },
-            indent=2,
-            default=str,
-        )
-        + "\n"
-    )
+        stored_args = stored.get("runner_args") or {}
+        for key in _SAME_ARGUMENTS:
+            if key in stored_args and stored_args[key] != args[key]:
+                flag = {"configs": "--config", "overrides": "--set", "data_root": "--data-root"}[key]
+                raise MedlitError(
+                    f"{sweep_dir}: was started with {flag} {stored_args[key]}, not {args[key]}; every worker and "
+                    "every resume of a sweep dir uses the same arguments (or choose a new --sweep-dir)"
+                )
+        return stored
+    stored = {
+        "sweep": spec.name,
+        "digest": spec.digest,
+        "file": str(spec.path),
+        "method": spec.method,
+        "runner_args": args,
+        "plan": plan,
+    }
+    if spec.method == "bayes":
+        stored["storage"] = args["storage"] or _default_storage(sweep_dir)
+    write_json(plan_path, stored)
     (sweep_dir / "sweep.yaml").write_text(spec.path.read_text())
-    return plan
+    return stored
 
 
 def fresh_run_dir(parent: Path, run_id: str) -> Path:
@@ -304,29 +346,155 @@ def _runner_arguments(spec: SweepSpec, run_dir: Path, runner_args: dict[str, Any
     return extra + [f"--{o}" for o in runner_args["overrides"]]
 
 
-def _execute(
-    spec: SweepSpec, sweep_dir: Path, index: pd.DataFrame, run_dir: Path, params: dict[str, Any], command: list[str]
-) -> tuple[pd.DataFrame, str, float]:
-    """Run one configuration, recording it in the index before and after; returns the index, status, metric."""
-    run_id = run_dir.name
-    started = time.strftime("%Y-%m-%d %H:%M:%S")
-    index = _set_row(index, run_id, status="running", run_dir=str(run_dir), params=json.dumps(params), started=started)
-    _write_index(sweep_dir, index)
-    start = time.perf_counter()
-    (sweep_dir / "logs").mkdir(exist_ok=True)
-    code = run_logged(command, sweep_dir / "logs" / f"{run_id}.log")
-    metric = _metric_of(run_dir, spec.metric.get("name"), spec.metric.get("goal", "maximize"))
-    status = "finished" if code == 0 and (run_dir / "metrics.json").exists() else f"failed (exit {code})"
-    finished = time.strftime("%Y-%m-%d %H:%M:%S")
-    seconds = round(time.perf_counter() - start, 1)
-    index = _set_row(index, run_id, status=status, finished=finished, seconds=seconds, metric=metric)
-    _write_index(sweep_dir, index)
-    return index, status, metric
+def _epoch_seconds(stamp: Any) -> float:
+    try:
+        return time.mktime(time.strptime(str(stamp), "%Y-%m-%d %H:%M:%S"))
+    except ValueError:
+        return 0.0
 
 
-def _is_finished(index: pd.DataFrame, run_id: str) -> bool:
-    row = index.loc[index["run_id"] == run_id]
-    return not row.empty and row["status"].iloc[0] == "finished"
+class _Worker:
+    """One worker of a sweep dir: claims the next configuration, runs it, records it; see :func:`run_sweep`."""
+
+    def __init__(self, spec: SweepSpec, sweep_dir: Path, queue: WorkQueue, stored: dict, run_id_format: str) -> None:
+        self.spec, self.sweep_dir, self.queue = spec, sweep_dir, queue
+        self.plan: list[dict[str, Any]] | None = stored["plan"]
+        self.runner_args = stored["runner_args"]
+        self.run_ids = [run_id_format.format(p) for p in range(self._total(stored))]
+        self.started = time.time()
+        self.attempted: set[str] = set()
+        self.seed = int(stored["runner_args"].get("seed") or 0)
+        self.study = _optuna_study(spec, stored["storage"], self.seed) if stored["plan"] is None else None
+
+    def _total(self, stored: dict) -> int:
+        if stored["plan"] is not None:
+            return len(stored["plan"])
+        total = stored["runner_args"].get("max_runs") or self.spec.run_cap
+        if not total:
+            raise MedlitError(f"{self.spec.path}: bayes search needs run_cap in the file or --max-runs")
+        return int(total)
+
+    def _retryable(self, index: pd.DataFrame, run_id: str, claims: dict[str, dict]) -> bool:
+        """Not finished, not held, not tried by this worker, and not failed since this worker started (a failing
+        configuration is retried by the next worker started, not in a loop)."""
+        row = _row(index, run_id)
+        if run_id in claims or run_id in self.attempted:
+            return False
+        if row is None:
+            return True
+        status = str(row["status"])
+        return status != "finished" and not (
+            status.startswith("failed") and _epoch_seconds(row["finished"]) >= self.started
+        )
+
+    def _reclaim(self, index: pd.DataFrame, claims: dict[str, dict]) -> pd.DataFrame:
+        """Return stale claims (and runs left 'running' with no claim: a runner killed before claims existed)
+        to the queue; their partial run dirs are moved aside when the run is started again."""
+        running = set(index.loc[index["status"] == "running", "run_id"])
+        for run_id in sorted(running | set(claims)):
+            claim = claims.get(run_id)
+            if claim is not None and not self.queue.is_stale(claim):
+                continue
+            if claim is not None:
+                print(
+                    f"[sweep {self.spec.name}] {run_id}: worker {claim.get('worker')} stopped; the run goes back to "
+                    "the queue",
+                    flush=True,
+                )
+                self.queue.release(run_id)
+                claims.pop(run_id)
+            if run_id in running:
+                index = _set_row(index, run_id, status="interrupted")
+            if self.study is not None:
+                _fail_trial(self.study, run_id)
+        return index
+
+    def _next(self) -> tuple[str, Path, dict[str, Any], Any] | bool | None:
+        """Claim the next configuration: ``(run_id, run_dir, params, trial)``; ``True`` when the only work left is
+        held by live workers (wait), ``None`` when nothing is left."""
+        with self.queue.locked():
+            index, claims = _read_index(self.sweep_dir), self.queue.claims()
+            index = self._reclaim(index, claims)
+            todo = [r for r in self.run_ids if self._retryable(index, r, claims)]
+            if not todo:
+                _write_index(self.sweep_dir, index)
+                return True if any(r in claims for r in self.run_ids) else None
+            run_id = todo[0]
+            run_dir = fresh_run_dir(self.sweep_dir / "runs", run_id)
+            seed = self.seed + self.run_ids.index(run_id)
+            trial = _ask(self.study, self.spec, run_id, seed) if self.study else None
+            params = self.plan[self.run_ids.index(run_id)] if self.plan is not None else trial.params
+            number = trial.number if trial is not None else ""
+            self.queue.take(run_id, trial=number)
+            started = time.strftime("%Y-%m-%d %H:%M:%S")
+            index = _set_row(
+                index,
+                run_id,
+                status="running",
+                run_dir=str(run_dir),
+                params=json.dumps(params),
+                started=started,
+                finished="",
+                seconds="",
+                metric="",
+                worker=self.queue.label,
+                trial=number,
+            )
+            _write_index(self.sweep_dir, index)
+        self.attempted.add(run_id)
+        return run_id, run_dir, params, trial
+
+    def _run(self, run_id: str, run_dir: Path, params: dict[str, Any], trial: Any) -> None:
+        command = expand_command(self.spec, params, _runner_arguments(self.spec, run_dir, self.runner_args))
+        position = self.run_ids.index(run_id)
+        print(
+            f"[sweep {self.spec.name}] {run_id} ({position + 1}/{len(self.run_ids)}): {' '.join(command)}", flush=True
+        )
+        start = time.perf_counter()
+        with self.queue.beating(run_id):
+            code = run_logged(command, self.sweep_dir / "logs" / f"{run_id}.log")
+        metric = _metric_of(run_dir, self.spec.metric.get("name"), self.spec.metric.get("goal", "maximize"))
+        status = "finished" if code == 0 and (run_dir / "metrics.json").exists() else f"failed (exit {code})"
+        with self.queue.locked():
+            if not self.queue.owns(run_id):  # taken over as stale (this worker stalled): the new owner decides
+                print(
+                    f"[sweep {self.spec.name}] {run_id}: no longer held by this worker; its result is not recorded",
+                    flush=True,
+                )
+                return
+            index = _set_row(
+                _read_index(self.sweep_dir),
+                run_id,
+                status=status,
+                finished=time.strftime("%Y-%m-%d %H:%M:%S"),
+                seconds=round(time.perf_counter() - start, 1),
+                metric=metric,
+            )
+            _write_index(self.sweep_dir, index)
+            self.queue.release(run_id)
+            if trial is not None:
+                _tell(self.study, trial, metric, status == "finished")
+            compare_sweep(self.sweep_dir)  # after every run, so a stopped sweep still has its comparison
+
+    def work(self, wait: bool, poll: float) -> None:
+        """Run configurations until none is left; with ``wait``, wait while others run theirs, to take over a dead
+        one's."""
+        waiting = False
+        while True:
+            claimed = self._next()
+            if claimed is None or (claimed is True and not wait):
+                return
+            if claimed is True:
+                if not waiting:
+                    print(
+                        f"[sweep {self.spec.name}] waiting: the configurations left are running in other workers",
+                        flush=True,
+                    )
+                waiting = True
+                time.sleep(poll)
+                continue
+            waiting = False
+            self._run(*claimed)
 
 
 def run_sweep(
@@ -339,13 +507,18 @@ def run_sweep(
     wandb_mode: str = "offline",
     seed: int = 0,
     run_id_format: str = "run{:03d}",
+    storage: str | None = None,
+    workers: WorkerOptions | None = None,
 ) -> Path:
-    """Run (or resume) a sweep; returns the sweep dir. See the module docstring.
+    """Run (or resume, or join as one more worker) a sweep; returns the sweep dir. See the module docstring.
 
-    ``run_id_format`` names the runs by their position in the plan (``runs/<run id>/``).
+    ``run_id_format`` names the runs by their position in the plan (``runs/<run id>/``). ``storage`` is the
+    Optuna storage of a ``bayes`` sweep (default: a journal file in the sweep dir). ``workers``: this worker's
+    heartbeat, label, and whether it waits for the runs of other workers.
     """
     spec = load_sweep(sweep_file)
     sweep_dir = sweep_dir or Path("runs") / "sweeps" / spec.name
+    workers = workers or WorkerOptions()
     runner_args = {
         "max_runs": max_runs,
         "data_root": data_root,
@@ -353,48 +526,71 @@ def run_sweep(
         "overrides": list(overrides),
         "wandb": wandb_mode,
         "seed": seed,
+        "storage": storage,
     }
-    plan = _prepare_dir(sweep_dir, spec, plan_runs(spec, max_runs, seed), runner_args)
-    total = len(plan) if plan is not None else (max_runs or spec.run_cap)
-    if not total:
-        raise MedlitError(f"{sweep_file}: bayes search needs run_cap in the file or --max-runs")
-    study = _optuna_study(spec, sweep_dir, seed) if plan is None else None
-    index = _read_index(sweep_dir)
-    for position in range(total):
-        run_id = run_id_format.format(position)
-        if _is_finished(index, run_id):
-            continue
-        run_dir = fresh_run_dir(sweep_dir / "runs", run_id)
-        trial = _ask(study, spec, run_id) if study is not None else None
-        params = plan[position] if plan is not None else trial.params
-        command = expand_command(spec, params, _runner_arguments(spec, run_dir, runner_args))
-        print(f"[sweep {spec.name}] {run_id} ({position + 1}/{total}): {' '.join(command)}", flush=True)
-        index, status, metric = _execute(spec, sweep_dir, index, run_dir, params, command)
-        if study is not None:
-            _tell(study, trial, metric, status == "finished")
-        compare_sweep(sweep_dir)  # after every run, so a stopped sweep still has its comparison
-    if not (sweep_dir / "comparison.md").exists():
-        compare_sweep(sweep_dir)
+    if spec.method == "bayes" and storage:
+        _optuna_study(spec, storage, seed)  # a storage that cannot be opened is refused before the sweep dir is made
+    try:
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        queue = workers.queue(sweep_dir)
+        with queue.locked():
+            stored = _prepare_dir(sweep_dir, spec, plan_runs(spec, max_runs, seed), runner_args)
+            (sweep_dir / "logs").mkdir(exist_ok=True)
+    except OSError as err:
+        raise MedlitError(
+            f"{sweep_dir}: cannot write the sweep dir ({err.strerror}); choose a writable --sweep-dir"
+        ) from None
+    if spec.method == "bayes" and storage and storage != stored.get("storage"):
+        raise MedlitError(
+            f"{sweep_dir}: its Optuna study is in {stored.get('storage')}, not {storage}; leave out "
+            "--storage or give the same one"
+        )
+    stored.setdefault("storage", f"sqlite:///{sweep_dir / 'optuna.db'}")  # a sweep dir made before journals
+    stored["runner_args"]["wandb"] = wandb_mode  # how runs log may differ between workers
+    _Worker(spec, sweep_dir, queue, stored, run_id_format).work(workers.wait, poll=min(workers.heartbeat, 5.0))
+    with queue.locked():
+        if not (sweep_dir / "comparison.md").exists():
+            compare_sweep(sweep_dir)
     return sweep_dir
 
 
-def _optuna_study(spec: SweepSpec, sweep_dir: Path, seed: int) -> Any:
+def _default_storage(sweep_dir: Path) -> str:
+    """A journal file in the sweep dir: the Optuna storage meant for several processes on a shared filesystem."""
+    return str(sweep_dir / "optuna.journal")
+
+
+def _optuna_study(spec: SweepSpec, storage: str, seed: int) -> Any:
+    """The sweep's Optuna study in ``storage`` (an RDB URL, or a journal file path), shared by every worker."""
     try:
         import optuna
+        from optuna.storages import JournalStorage
+        from optuna.storages.journal import JournalFileBackend
     except ImportError:
         raise MedlitError("method bayes needs optuna (pip install optuna); grid and random need nothing more") from None
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     direction = "maximize" if spec.metric.get("goal", "maximize") == "maximize" else "minimize"
-    study = optuna.create_study(
-        study_name=spec.name,
-        storage=f"sqlite:///{sweep_dir / 'optuna.db'}",
-        load_if_exists=True,
-        direction=direction,
-        sampler=optuna.samplers.TPESampler(seed=seed),
-    )
-    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        study.tell(trial.number, state=optuna.trial.TrialState.FAIL)  # interrupted: its run starts over
+    try:
+        backend = storage if "://" in storage else JournalStorage(JournalFileBackend(storage))
+        study = optuna.create_study(
+            study_name=spec.name,
+            storage=backend,
+            load_if_exists=True,
+            direction=direction,
+            sampler=optuna.samplers.TPESampler(seed=seed),
+        )
+    except Exception as err:  # SQLAlchemy, its drivers and the filesystem raise many kinds
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise MedlitError(f"--storage {storage}: cannot open the Optuna storage ({reason})") from None
     return study
+
+
+def _fail_trial(study: Any, run_id: str) -> None:
+    """Mark the trial of an interrupted run failed (its configuration is asked for again)."""
+    import optuna
+
+    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        if trial.user_attrs.get("run_id") == run_id:
+            study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
 
 
 def _optuna_distribution(name: str, param: dict[str, Any]) -> Any:
@@ -415,7 +611,13 @@ def _optuna_distribution(name: str, param: dict[str, Any]) -> Any:
     return kinds[kind](param["min"], param["max"])
 
 
-def _ask(study: Any, spec: SweepSpec, run_id: str) -> Any:
+def _ask(study: Any, spec: SweepSpec, run_id: str, seed: int) -> Any:
+    """A new trial for ``run_id``, sampled with ``seed`` (the sweep's seed + the run's position: workers asking at
+    the same time get different configurations, and one worker's sequence is reproducible). ``constant_liar``:
+    TPE treats the trials still running in other workers as bad, so that they are not proposed again."""
+    import optuna
+
+    study.sampler = optuna.samplers.TPESampler(seed=seed, constant_liar=True)
     trial = study.ask({n: _optuna_distribution(n, p) for n, p in spec.parameters.items()})
     trial.set_user_attr("run_id", run_id)
     return trial
@@ -431,6 +633,7 @@ def _tell(study: Any, trial: Any, metric: float, finished: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="python -m common.sweep", description=__doc__.split("\n\n")[0])
     parser.add_argument("sweep_file", type=Path, help="W&B sweep YAML (experiments/sweeps/*.yaml)")
     parser.add_argument("--sweep-dir", type=Path, default=None, help="default: runs/sweeps/<name>")
@@ -440,10 +643,28 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="extra override")
     parser.add_argument("--wandb", default="offline", choices=("offline", "online", "auto", "off"))
     parser.add_argument("--seed", type=int, default=0, help="seed of random/bayes sampling")
+    add_worker_arguments(parser)
+    parser.add_argument(
+        "--storage",
+        default=None,
+        help="bayes: Optuna storage shared by the workers, an RDB URL "
+        "(sqlite:///path.db, postgresql://...) or a journal file path (default: <sweep dir>/optuna.journal)",
+    )
     args = parser.parse_args(argv)
+    if args.workers > 1 or args.devices:
+        sys.exit(start_local_workers("common.sweep", argv, args))
     try:
         sweep_dir = run_sweep(
-            args.sweep_file, args.sweep_dir, args.max_runs, args.data_root, args.config, args.set, args.wandb, args.seed
+            args.sweep_file,
+            args.sweep_dir,
+            args.max_runs,
+            args.data_root,
+            args.config,
+            args.set,
+            args.wandb,
+            args.seed,
+            storage=args.storage,
+            workers=WorkerOptions.from_arguments(args),
         )
     except MedlitError as err:
         print(f"error: {err}", file=sys.stderr)

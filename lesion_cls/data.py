@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import torch
 from lightning.pytorch import LightningDataModule
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
@@ -29,7 +29,16 @@ from common.errors import MedlitError, check_choice
 from common.folds import check_folds
 from common.loaders import available_cpus, evaluation_loader, loader_workers, training_loader
 from lesion_cls import CLASS_NAMES
-from lesion_cls.io import DECODE_ERRORS, check_ham_dataset, read_folder, read_labelled_table, split_summary
+from lesion_cls.io import (
+    DECODE_ERRORS,
+    absent_classes,
+    as_rgb,
+    check_ham_dataset,
+    open_image,
+    read_folder,
+    read_labelled_table,
+    split_summary,
+)
 from lesion_cls.transforms import AUTO_AUGMENTS, BatchAugment, build_transforms, normalization
 
 __all__ = [
@@ -46,8 +55,8 @@ __all__ = [
 # --- pixel cache -------------------------------------------------------------------------------------------
 def _load_rgb(path: str, size_hw: tuple[int, int]) -> np.ndarray:
     try:
-        with Image.open(path) as image:
-            rgb = image.convert("RGB").resize((size_hw[1], size_hw[0]), Image.Resampling.BILINEAR)
+        with open_image(path) as image:
+            rgb = as_rgb(image).resize((size_hw[1], size_hw[0]), Image.Resampling.BILINEAR)
     except DECODE_ERRORS as err:
         raise MedlitError(f"{path}: cannot decode image ({err})") from None
     return np.array(rgb, dtype=np.uint8)  # a writable copy (torch.from_numpy warns on read-only arrays)
@@ -367,6 +376,8 @@ class HAM10000DataModule(LightningDataModule):
                 self.mean, self.std, hp.rotation_degrees, hp.color_jitter, hp.crop_scale_min
             )
         rank_zero_info("HAM10000 split (grouped by lesion_id):\n" + split_summary(table))
+        for warning in absent_classes(table):
+            rank_zero_warn(warning)
 
     def _setup_predict(self) -> None:
         if self.predict_dataset is not None:

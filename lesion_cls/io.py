@@ -11,6 +11,7 @@ Layouts read:
 
 from __future__ import annotations
 
+import re
 import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -30,10 +31,13 @@ from lesion_cls import CLASS_NAMES, DX_CODES
 __all__ = [
     "DECODE_ERRORS",
     "IMAGE_SUFFIXES",
+    "MAX_IMAGE_PIXELS",
+    "as_rgb",
     "check_ham_dataset",
     "ham_metadata_problems",
     "index_images",
     "lesion_folds",
+    "open_image",
     "read_folder",
     "read_ham_metadata",
     "read_isic_ground_truth",
@@ -45,6 +49,10 @@ __all__ = [
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 DECODE_ERRORS = (UnidentifiedImageError, OSError, SyntaxError)
 """What PIL raises for a file it cannot decode (truncated, not an image, a broken PNG chunk)."""
+MAX_IMAGE_PIXELS = 89_478_485
+"""The largest image read (width x height, about 9,460 x 9,460): PIL's decompression-bomb threshold. The largest
+ISIC 2018 images have 30 million pixels; a file beyond this is a wrong file, or a small file that decodes to
+gigabytes."""
 _HAM_COLUMNS = ("lesion_id", "image_id", "dx")
 
 
@@ -268,6 +276,24 @@ def read_labelled_table(
     return metadata
 
 
+def absent_classes(table: pd.DataFrame) -> list[str]:
+    """A warning for each split that lacks a class: unusual (small or custom data) but not an error. Training
+    without a class cannot learn it; validation or test without one leaves its recall undefined there."""
+    undefined = (
+        "its {} recall is undefined: balanced accuracy (torchmetrics' macro recall) leaves the class out while it is "
+        "never predicted there, and counts it as 0 once it is"
+    )
+    effects = {"train": "the model cannot learn it", "val": undefined.format("validation")}
+    effects["test"] = undefined.format("test")
+    warnings_ = []
+    for split, effect in effects.items():
+        present = set(table.loc[table["split"] == split, "label"])
+        missing = [name for i, name in enumerate(CLASS_NAMES) if i not in present]
+        if present and missing:
+            warnings_.append(f"the {split} split has no {', '.join(missing)} image: {effect}")
+    return warnings_
+
+
 def split_summary(table: pd.DataFrame) -> str:
     """One line per split of a table with ``split``, ``label``, ``lesion_id``: images, lesions, images per class."""
     counts = table.groupby(["split", "label"]).size().unstack(fill_value=0)
@@ -282,6 +308,39 @@ def split_summary(table: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def open_image(path: Path | str) -> Image.Image:
+    """``PIL.Image.open`` (the header read, nothing decoded yet), refusing an image over :data:`MAX_IMAGE_PIXELS`
+    with one line naming the file and its size."""
+    with warnings.catch_warnings():  # PIL warns between its limit and twice it; the size is checked below
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            image = Image.open(path)
+        except Image.DecompressionBombError as err:  # over twice PIL's limit: PIL refuses to open it
+            count = re.search(r"(\d+) pixels", str(err))
+            raise MedlitError(f"{path}: {_oversized(f'{int(count[1]):,} pixels' if count else str(err))}") from None
+    width, height = image.size
+    if width * height > MAX_IMAGE_PIXELS:
+        image.close()
+        raise MedlitError(f"{path}: {_oversized(f'{width}x{height} = {width * height:,} pixels')}")
+    return image
+
+
+def as_rgb(image: Image.Image) -> Image.Image:
+    """The image as 8-bit RGB. 16-bit (and 32-bit integer) grey images are scaled (65535 -> 255, as PIL does not:
+    its conversion clips every value over 255 to white); grey, palette and RGBA images are converted."""
+    if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N"):
+        scaled = np.clip(np.asarray(image, dtype=np.float64) / 257.0, 0, 255)
+        image = Image.fromarray(np.round(scaled).astype(np.uint8))
+    return image.convert("RGB")
+
+
+def _oversized(size: str) -> str:
+    return (
+        f"image too large to decode safely ({size}; the limit is {MAX_IMAGE_PIXELS:,} pixels, PIL's "
+        "decompression-bomb guard): resize it, or check that it is the right file"
+    )
+
+
 # --- dataset check --------------------------------------------------------------------------------------------
 def _decode_all(paths: Sequence[Path], check: DataCheck) -> None:
     """Open and fully decode every image; add a problem for each that fails; summarise sizes and modes."""
@@ -290,9 +349,11 @@ def _decode_all(paths: Sequence[Path], check: DataCheck) -> None:
 
     def decode(path: Path) -> tuple[tuple[int, int], str] | Problem:
         try:
-            with Image.open(path) as image:
+            with open_image(path) as image:
                 image.load()
                 return image.size, image.mode
+        except MedlitError as err:
+            return Problem(str(path), str(err).removeprefix(f"{path}: "))
         except DECODE_ERRORS as err:
             return Problem(str(path), f"cannot decode image ({err})", "re-export it as JPEG or PNG")
 

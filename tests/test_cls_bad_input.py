@@ -74,6 +74,15 @@ def _corrupt_image(ham: Path) -> tuple[list[str], str]:
     return [], f"{image}: cannot decode image"
 
 
+def _oversized_image(ham: Path) -> tuple[list[str], str]:
+    """A 90-megapixel PNG (a 1-bit image: small on disk, 270 MB once decoded to RGB)."""
+    path = _first_image(ham)
+    path.unlink()
+    Image.new("1", (10_000, 9_000)).save(path.with_suffix(".png"))
+    size = "10000x9000 = 90,000,000 pixels; the limit is 89,478,485 pixels, PIL's decompression-bomb guard"
+    return [], f"{path.with_suffix('.png')}: image too large to decode safely ({size}): resize it"
+
+
 def _not_one_hot(ham: Path) -> tuple[list[str], str]:
     (ham / "test_images").mkdir()
     path = _write_test_set(ham, ["T1", "T2"], [[1, 1, 0, 0, 0, 0, 0], [1, 0, 0, 0, 0, 0, 0]])
@@ -101,6 +110,7 @@ BROKEN = {
     "missing column": _missing_column,
     "missing image": _missing_image,
     "corrupt image": _corrupt_image,
+    "image too large": _oversized_image,
     "test CSV not one-hot": _not_one_hot,
     "test image also in training": _test_image_in_training,
     "test CSV without its images": _test_csv_without_images,
@@ -134,3 +144,20 @@ def test_odd_but_valid_images_run(ham: Path, tmp_path: Path, capsys) -> None:
     run_dir = main(["fit", *tiny_cls_args(ham, tmp_path / "runs", "--trainer.max_epochs", "1")])
     split = pd.read_csv(run_dir / "split.csv")
     assert len(pd.read_csv(run_dir / "predictions.csv")) == int((split["split"] == "test").sum())
+
+
+def test_images_too_large_are_named_by_the_check(ham: Path, tmp_path: Path, capsys) -> None:
+    """Over PIL's limit, and over twice it (where PIL refuses to open the file at all): both named, with the limit."""
+    images = sorted((ham / "images").iterdir())
+    sizes = {images[0]: (10_000, 9_000), images[1]: (14_000, 13_000)}
+    for path, size in sizes.items():
+        path.unlink()
+        Image.new("1", size).save(path.with_suffix(".png"))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["check", *tiny_cls_args(ham, tmp_path / "runs")])
+    out = capsys.readouterr().out
+    assert exit_info.value.code == 1
+    for path in sizes:
+        line = next(line for line in out.splitlines() if str(path.with_suffix(".png")) in line)
+        assert "image too large to decode safely" in line and "the limit is 89,478,485 pixels" in line
+    assert "(182,000,000 pixels;" in out  # PIL's own count, for the file it would not open

@@ -183,3 +183,19 @@ def test_bad_datamodule_arguments() -> None:
         HAM10000DataModule(class_weights=[1.0, 2.0])
     with pytest.raises(MedlitError, match="test_image_dir"):
         HAM10000DataModule(test_csv="x.csv")
+
+
+def test_16_bit_and_one_pixel_images_are_read_as_8_bit_rgb(tmp_path: Path) -> None:
+    """Unusual but valid: a 16-bit grey PNG is scaled to 8 bits (PIL's own conversion would clip it to white), and
+    a 1-pixel image is resized like any other."""
+    from PIL import Image
+
+    ramp = np.arange(64, dtype=np.uint16).reshape(8, 8) * 1000  # 0 ... 63,000
+    Image.fromarray(ramp).save(tmp_path / "deep.png")
+    Image.new("RGB", (1, 1), (10, 20, 30)).save(tmp_path / "dot.png")
+    paths = [str(tmp_path / "deep.png"), str(tmp_path / "dot.png")]
+    pixels = np.load(build_pixel_cache(paths, (8, 8), tmp_path / "cache"))
+    expected = np.round(ramp / 257.0)
+    for channel in range(3):
+        np.testing.assert_allclose(pixels[0, :, :, channel], expected, atol=1)
+    assert pixels[0].max() == 245 and (pixels[1] == [10, 20, 30]).all()

@@ -124,3 +124,15 @@ def test_check_ham_dataset(tiny_ham: Path, tmp_path: Path) -> None:
     assert "decoded images (240)" in check.summary
     broken = check_ham_dataset(tmp_path, "HAM10000_metadata.csv", "images", full=False)
     assert not broken.ok and "file not found" in broken.problems[0].what
+
+
+def test_a_class_absent_from_a_split_is_a_warning_not_an_error() -> None:
+    from lesion_cls.io import absent_classes
+
+    labels = {"train": list(range(7)) * 2, "val": [0, 1, 2, 3, 4, 6], "test": list(range(7))}
+    table = pd.DataFrame([{"split": split, "label": label} for split, values in labels.items() for label in values])
+    assert absent_classes(table) == [
+        "the val split has no DF image: its validation recall is undefined: balanced accuracy (torchmetrics' macro "
+        "recall) leaves the class out while it is never predicted there, and counts it as 0 once it is"
+    ]
+    assert absent_classes(table[table["split"] != "val"]) == []  # a split that is not there is not warned about

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -126,3 +127,99 @@ def test_bad_volume_in_ddp_workers_is_one_line(tiny_la: Path, tmp_path: Path) ->
     assert worker in ([], [f"[rank 1] {message}"])  # the worker says what it met, marked as such
     leftover = subprocess.run(["pgrep", "-f", str(root)], capture_output=True, text=True).stdout.split()
     assert not leftover, leftover
+
+
+# --- two nodes on this machine -------------------------------------------------------------------------------------
+TWO_NODES = ("--trainer.num_nodes", "2", "--trainer.devices", "1", "--trainer.strategy", "ddp")
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _launch_nodes(commands_and_envs: list[tuple[list[str], dict[str, str]]], cwd: Path) -> list[str]:
+    """Start the nodes' processes together (they meet at the rendezvous); return their outputs."""
+    nodes = [
+        subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for command, env in commands_and_envs
+    ]
+    outputs = [node.communicate(timeout=600)[0] for node in nodes]
+    for node, output in zip(nodes, outputs, strict=True):
+        assert node.returncode == 0, output[-3000:]
+    return outputs
+
+
+def _test_on_two_nodes(package: str, fold_dir: Path, tmp_path: Path, launcher: str) -> tuple[Path, Path]:
+    """``test`` of the fold's checkpoint in one process, and as 2 nodes x 1 process (torchrun with a static
+    rendezvous on 127.0.0.1, or the variables ``srun`` sets); returns (single run dir, two-node run dir)."""
+    checkpoint = json.loads((fold_dir / "run_info.json").read_text())["tested_checkpoint"]
+    test = ["test", "--config", str(fold_dir / "config.yaml"), "--ckpt_path", checkpoint]
+    test += ["--trainer.accelerator", "cpu"]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    single = tmp_path / "single"
+    result = subprocess.run(
+        [sys.executable, "-m", package, *test, *ONE_PROCESS, "--run.dir", str(single)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    runs = tmp_path / "nodes"
+    test += [*TWO_NODES, "--run.dir", "null", "--run.root", str(runs), "--run.experiment", "two_nodes"]
+    port = _free_port()
+    if launcher == "torchrun":
+        rendezvous = ["--nnodes", "2", "--nproc-per-node", "1", "--master-addr", "127.0.0.1"]
+        rendezvous += ["--master-port", str(port)]
+        launch = [sys.executable, "-m", "torch.distributed.run", *rendezvous]
+        commands = [([*launch, "--node-rank", str(r), "-m", package, *test], env) for r in (0, 1)]
+    else:
+        slurm = {"SLURM_JOB_ID": "4242", "SLURM_JOB_NAME": "medlit", "SLURM_NTASKS": "2", "SLURM_NNODES": "2"}
+        slurm |= {"SLURM_NTASKS_PER_NODE": "1", "SLURM_NODELIST": "127.0.0.1", "MASTER_PORT": str(port)}
+        commands = [
+            (
+                [sys.executable, "-m", package, *test],
+                {**env, **slurm, "SLURM_PROCID": str(r), "SLURM_NODEID": str(r), "SLURM_LOCALID": "0"},
+            )
+            for r in (0, 1)
+        ]
+    outputs = _launch_nodes(commands, tmp_path)
+    run_dirs = list((runs / "two_nodes").iterdir())
+    assert len(run_dirs) == 1, run_dirs  # one run dir for both nodes
+    assert f"run_dir: {run_dirs[0]}" in outputs[0]
+    assert "GLOBAL_RANK: 1, MEMBER: 2/2" in outputs[1]  # the second node joined as rank 1 of 2
+    if launcher == "slurm":
+        assert run_dirs[0].name == "slurm-4242-0"  # named after the job, as on a cluster (rank from SLURM_PROCID)
+    return single, run_dirs[0]
+
+
+@pytest.mark.e2e
+@pytest.mark.ddp
+@pytest.mark.parametrize("launcher", ["torchrun", "slurm"])
+def test_classification_on_two_nodes_equals_one_process(cls_cv: Path, tmp_path: Path, launcher: str) -> None:
+    single, nodes = _test_on_two_nodes("lesion_cls", cls_cv / "runs" / "fold0", tmp_path, launcher)
+    one = pd.read_csv(single / "predictions.csv").set_index("image")
+    two = pd.read_csv(nodes / "predictions.csv")
+    assert two["image"].is_unique and sorted(two["image"]) == sorted(one.index)  # each test image once
+    two = two.set_index("image").loc[one.index]
+    np.testing.assert_allclose(two[list(CLASS_NAMES)].to_numpy(), one[list(CLASS_NAMES)].to_numpy(), atol=1e-5)
+    expected, got = json.loads((single / "metrics.json").read_text()), json.loads((nodes / "metrics.json").read_text())
+    for name in ("accuracy", "balanced_accuracy", "f1_macro", "auc_macro", "loss", "n_images"):
+        assert got[name] == pytest.approx(expected[name], abs=1e-6), name
+
+
+@pytest.mark.e2e
+@pytest.mark.ddp
+def test_segmentation_on_two_nodes_equals_one_process(seg_cv: Path, tmp_path: Path) -> None:
+    single, nodes = _test_on_two_nodes("volume_seg", seg_cv / "runs" / "fold0", tmp_path, "torchrun")
+    one = pd.read_csv(single / "metrics_per_case.csv").set_index("case")
+    two = pd.read_csv(nodes / "metrics_per_case.csv")
+    assert two["case"].is_unique and sorted(two["case"]) == sorted(one.index)  # each test case once
+    two = two.set_index("case").loc[one.index]
+    for name in ("dice", "jaccard", "hd95", "asd"):
+        np.testing.assert_allclose(two[name].to_numpy(), one[name].to_numpy(), atol=1e-5, err_msg=name)
+    expected, got = json.loads((single / "metrics.json").read_text()), json.loads((nodes / "metrics.json").read_text())
+    assert got["dice"]["mean"] == pytest.approx(expected["dice"]["mean"], abs=1e-5) and got["n_cases"] == one.shape[0]

@@ -254,7 +254,7 @@ def test_bayes_search_with_optuna_resumes(tmp_path: Path) -> None:
     assert all(0.0 <= x <= 1.0 for x in xs) and len(set(xs)) == 4
     np_metric = index["metric"].to_numpy()
     assert all(abs(m + (x - 0.3) ** 2) < 1e-9 for m, x in zip(np_metric, xs, strict=True))
-    assert (sweep_dir / "optuna.db").is_file()
+    assert (sweep_dir / "optuna.journal").is_file()  # the study, in the storage Optuna recommends for NFS
     run_sweep(sweep, sweep_dir, max_runs=4, wandb_mode="off")  # nothing left to do: no run repeated
     assert len(pd.read_csv(sweep_dir / "index.csv")) == 4
     assert (sweep_dir / "comparison.md").is_file()
