@@ -136,3 +136,14 @@ def test_a_class_absent_from_a_split_is_a_warning_not_an_error() -> None:
         "recall) leaves the class out while it is never predicted there, and counts it as 0 once it is"
     ]
     assert absent_classes(table[table["split"] != "val"]) == []  # a split that is not there is not warned about
+
+
+def test_unusual_but_valid_metadata_reads_the_same(tiny_ham: Path, tmp_path: Path) -> None:
+    """Columns in another order, extra columns, upper-case and padded dx codes: the same table, no error."""
+    raw = pd.read_csv(tiny_ham / "HAM10000_metadata.csv", dtype=str)
+    odd = raw.assign(dx=" " + raw["dx"].str.upper() + " ", site="back", age="55")
+    odd = odd[["site", "dx", "age", "image_id", "lesion_id"]]
+    odd.to_csv(tmp_path / "odd.csv", index=False)
+    expected = read_ham_metadata(tiny_ham / "HAM10000_metadata.csv", tiny_ham / "images")
+    got = read_ham_metadata(tmp_path / "odd.csv", tiny_ham / "images")
+    pd.testing.assert_frame_equal(got, expected)

@@ -298,15 +298,18 @@ def test_a_sweep_dir_on_a_read_only_filesystem_is_one_line(tmp_path: Path) -> No
     assert _events(tmp_path, "start") == Counter([0.0])  # the finished run was not started again
 
 
-def test_local_workers_get_one_gpu_each(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    """``--devices 3,5`` with 3 workers: round robin over the devices through CUDA_VISIBLE_DEVICES, each output
-    line marked with its worker, and the worst exit status returned."""
+def test_local_workers_get_one_gpu_and_their_share_of_the_cores(
+    tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--devices 3,5`` with 3 workers: round robin over the devices through CUDA_VISIBLE_DEVICES, the cores
+    shared (OMP_NUM_THREADS), each output line marked with its worker, and the worst exit status returned."""
     from common.workers import start_workers
 
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    show = "print(sys.argv[-1], os.environ['CUDA_VISIBLE_DEVICES'], os.environ['OMP_NUM_THREADS'])"
     program = tmp_path / "show.py"
-    program.write_text(
-        "import os, sys\nprint(sys.argv[-1], os.environ['CUDA_VISIBLE_DEVICES'])\nsys.exit(sys.argv[-1] == 'w2')\n"
-    )
+    program.write_text(f"import os, sys\n{show}\nsys.exit(sys.argv[-1] == 'w2')\n")
     assert start_workers([sys.executable, str(program)], 3, ["3", "5"]) == 1
     lines = sorted(capsys.readouterr().out.splitlines())
-    assert lines == ["[w0] w0 3", "[w1] w1 5", "[w2] w2 3"]
+    threads = max(1, len(os.sched_getaffinity(0)) // 3)
+    assert lines == [f"[w0] w0 3 {threads}", f"[w1] w1 5 {threads}", f"[w2] w2 3 {threads}"]
