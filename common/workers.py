@@ -318,7 +318,7 @@ def start_workers(command: Sequence[str], workers: int, devices: Sequence[str] =
     """
     processes = []
     # the workers share this machine's cores: each one's torch threads get their share, not all of them (N
-    # processes with a thread per core each spin against one another: 4 runs on 2 cores took 1.8x as long)
+    # processes with a thread per core each spin against one another: 4 runs on 2 cores took 2.2x as long)
     threads = str(max(1, _cores() // workers))
     for i in range(workers):
         env = {"OMP_NUM_THREADS": threads, **os.environ, "PYTHONUNBUFFERED": "1"}
