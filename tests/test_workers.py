@@ -313,3 +313,46 @@ def test_local_workers_get_one_gpu_and_their_share_of_the_cores(
     lines = sorted(capsys.readouterr().out.splitlines())
     threads = max(1, len(os.sched_getaffinity(0)) // 3)
     assert lines == [f"[w0] w0 3 {threads}", f"[w1] w1 5 {threads}", f"[w2] w2 3 {threads}"]
+
+
+@pytest.mark.e2e
+def test_three_workers_share_a_grid_of_real_runs(tiny_ham: Path, tmp_path: Path) -> None:
+    """The demo overlay on tiny data: 3 workers, 6 configurations (loss x seed), each trained once, and the
+    comparison, rewritten by whichever worker finished last, complete."""
+    fit = ["${env}", "${interpreter}", "-m", "${program}", "fit", "--config", str(REPO / "experiments" / "cls_ce.yaml")]
+    sweep = tmp_path / "six.yaml"
+    spec = {
+        "name": "six",
+        "program": "lesion_cls",
+        "method": "grid",
+        "metric": {"name": "val/bal_acc", "goal": "maximize"},
+        "parameters": {"model.loss": {"values": ["ce", "focal"]}, "seed_everything": {"values": [1, 2, 3]}},
+        "command": [*fit, "${args}"],
+    }
+    sweep.write_text(yaml.safe_dump(spec, sort_keys=False))
+    tiny = tmp_path / "tiny.yaml"
+    settings = {
+        "data": {"image_size": 32, "batch_size": 16},
+        "trainer": {"max_epochs": 1, "enable_progress_bar": False, "enable_model_summary": False},
+        "outputs": {"gradcam_per_class": 0},
+    }
+    tiny.write_text(yaml.safe_dump(settings))
+    sweep_dir = tmp_path / "sweep"
+    overlays = ["--config", str(REPO / "experiments" / "demo" / "cls.yaml"), "--config", str(tiny)]
+    command = _sweep(sweep, sweep_dir, "--data-root", str(tiny_ham), *overlays, "--workers", "3")
+    result = subprocess.run(command, cwd=REPO, env=_env(tmp_path), capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    started = Counter(
+        line.split("[sweep six] ")[1].split()[0] for line in result.stdout.splitlines() if "[sweep six] run" in line
+    )
+    run_ids = [f"run{i:03d}" for i in range(6)]
+    assert started == Counter(run_ids)  # each configuration started once
+    index = pd.read_csv(sweep_dir / "index.csv")
+    assert sorted(index["run_id"]) == run_ids and set(index["status"]) == {"finished"}
+    assert index["worker"].nunique() >= 2
+    comparison = pd.read_csv(sweep_dir / "comparison.csv")
+    assert sorted(comparison["run_id"]) == run_ids
+    assert sorted(zip(comparison["model.loss"], comparison["seed_everything"], strict=True)) == sorted(
+        (loss, seed) for loss in ("ce", "focal") for seed in (1, 2, 3)
+    )
+    assert not list((sweep_dir / "runs").glob("*.interrupted-*"))  # nothing was run twice
