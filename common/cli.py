@@ -53,7 +53,7 @@ from common.callbacks import MetricHistory, RngState, RunTimer, SplitExport
 from common.check import DataCheck
 from common.contracts import EnsembleModule, TaskDataModule, TaskModule, check_contract
 from common.ensemble import Member, find_members, load_members, stored_settings
-from common.errors import MedlitError, find_medlit_error
+from common.errors import MedlitError, find_medlit_error, first_line
 from common.files import unwritable_reason
 from common.loggers import WandbMode, build_loggers, finish_wandb, new_wandb_id
 from common.rundir import (
@@ -391,7 +391,7 @@ class MedlitCLI(LightningCLI):
         try:
             return self._instantiate_trainer(trainer_config, callbacks)
         except (MisconfigurationException, ValueError) as err:  # Lightning's word on a trainer setting
-            raise MedlitError(f"trainer settings: {_first_line(err)}") from None
+            raise MedlitError(f"trainer settings: {first_line(err)}") from None
 
     def _wandb_id(self) -> str:
         """The run's W&B id: kept in ``run_info.json``, so that a resumed run continues the same W&B run."""
@@ -498,11 +498,6 @@ class MedlitCLI(LightningCLI):
         if not options.test_after_fit or not self.datamodule.has_test_data:
             return
         self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=tested or None, weights_only=True)
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
 
 
 def run_cli(

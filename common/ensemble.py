@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from lightning.pytorch import LightningModule
 
-from common.errors import MedlitError
+from common.errors import MedlitError, first_line
 from common.rundir import LAST_CHECKPOINT_STEM, read_run_info
 
 __all__ = ["Member", "find_members", "load_members", "member_checkpoint", "stored_settings", "tested_weights_of"]
@@ -62,7 +62,7 @@ def stored_settings(label: str, checkpoint: Path, model_class: type[LightningMod
     try:
         stored = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)
     except Exception as err:
-        reason = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
+        reason = first_line(err)[:160]
         raise MedlitError(
             f"{label}not a readable checkpoint ({reason}); was the file cut short while copying or saving?"
         ) from None

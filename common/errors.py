@@ -6,7 +6,7 @@ traceback. Anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
-__all__ = ["MedlitError", "check_choice", "find_medlit_error"]
+__all__ = ["MedlitError", "check_choice", "find_medlit_error", "first_line"]
 
 
 class MedlitError(Exception):
@@ -42,3 +42,9 @@ def find_medlit_error(error: BaseException) -> MedlitError | None:
             return current
         current = current.__cause__
     return None
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of a library's error message (its class name when the message is empty), for one-line errors."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

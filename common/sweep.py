@@ -45,7 +45,7 @@ import pandas as pd
 import yaml
 
 from common.compare import compare_sweep
-from common.errors import MedlitError
+from common.errors import MedlitError, first_line
 from common.files import atomic_path, write_json
 from common.workers import WorkerOptions, WorkQueue, add_worker_arguments, die_with_parent, start_local_workers
 
@@ -579,8 +579,7 @@ def _optuna_study(spec: SweepSpec, storage: str, seed: int) -> Any:
             sampler=optuna.samplers.TPESampler(seed=seed),
         )
     except Exception as err:  # SQLAlchemy, its drivers and the filesystem raise many kinds
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise MedlitError(f"--storage {storage}: cannot open the Optuna storage ({reason})") from None
+        raise MedlitError(f"--storage {storage}: cannot open the Optuna storage ({first_line(err)})") from None
     return study
 
 
