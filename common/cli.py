@@ -82,6 +82,11 @@ _ENSEMBLE_HELP = (
     "test-time augmentation, then apply the decision rule; settings from the first member, --model.* flags apply"
 )
 
+_ONE_AT_A_TIME_HELP = (
+    "With --ensemble: keep the members in host memory and move each to the accelerator for its turn (one member's "
+    "weights there at a time, for members that do not fit together; each is copied there and back for every batch)"
+)
+
 
 @dataclass
 class RunOptions:
@@ -256,6 +261,7 @@ class MedlitCLI(LightningCLI):
             parser.link_arguments(link.source, link.target, compute_fn=link.compute, apply_on=apply_on)
         if self._building in ("test", "predict"):
             parser.add_argument("--ensemble", nargs="+", default=None, metavar="RUN_OR_CHECKPOINT", help=_ENSEMBLE_HELP)
+            parser.add_argument("--ensemble_one_at_a_time", type=bool, default=False, help=_ONE_AT_A_TIME_HELP)
 
     def _add_subcommands(self, parser: LightningArgumentParser, **kwargs: Any) -> None:
         super()._add_subcommands(parser, **kwargs)
@@ -275,6 +281,8 @@ class MedlitCLI(LightningCLI):
         if not subcommand:
             return
         config = self.config[subcommand]
+        if config.get("ensemble_one_at_a_time") and not config.get("ensemble"):
+            raise MedlitError("--ensemble_one_at_a_time: it only applies with --ensemble RUN_OR_CHECKPOINT ...")
         if config.get("ensemble"):  # the ensemble module is built from the first member's settings
             if config.get("ckpt_path"):
                 raise MedlitError("--ckpt_path and --ensemble: give one (an ensemble of one is --ensemble RUN)")
@@ -365,7 +373,8 @@ class MedlitCLI(LightningCLI):
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         assert self.run_dir is not None
         if self.members:  # the model is built; its members join it before the run is recorded
-            self.model.use_ensemble(load_members(self.members, self.model_class))
+            one_at_a_time = bool(self.config[self.subcommand].get("ensemble_one_at_a_time"))
+            self.model.use_ensemble(load_members(self.members, self.model_class), one_at_a_time)
         options = self._run_options()
         trainer_config = dict(self._get(self.config_init, "trainer", default={}))
         user_logger = trainer_config.get("logger")
@@ -427,7 +436,9 @@ class MedlitCLI(LightningCLI):
     def _counted_parameters(self) -> list[Any]:
         """The model's parameters, or its ensemble members' (the ensemble's own network is not used)."""
         members = getattr(self.model, "members", None)
-        return list(members.parameters()) if self.members and members is not None else list(self.model.parameters())
+        if self.members and members is not None:
+            return list(members.member_parameters())
+        return list(self.model.parameters())
 
     def _run_info(self) -> dict[str, Any]:
         assert self.run_dir is not None

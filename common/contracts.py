@@ -56,9 +56,11 @@ class EnsembleModule(Protocol):
     """Settings the members of an ensemble must share, as stored in their checkpoints: ``model.<key>`` or
     ``data.<key>`` (classes, patch or image size); :mod:`common.ensemble`."""
 
-    def use_ensemble(self, members: Sequence[Any]) -> None:
+    def use_ensemble(self, members: Sequence[Any], one_at_a_time: bool = False) -> None:
         """From now on, test and predict with the mean of these modules' class probabilities (each after its
-        test-time augmentation) instead of the module's own network; the decision rule stays the module's."""
+        test-time augmentation) instead of the module's own network; the decision rule stays the module's. The
+        members are held in ``self.members``, a :class:`common.ensemble.EnsembleMembers` (``one_at_a_time``: one
+        member on the accelerator at a time)."""
         ...
 
 

@@ -11,18 +11,27 @@ member's settings (``--model.*`` flags still apply, e.g. the decision rule), hol
 from __future__ import annotations
 
 import inspect
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from lightning.pytorch import LightningModule
+from torch import nn
 
 from common.errors import MedlitError, first_line
 from common.rundir import LAST_CHECKPOINT_STEM, read_run_info
 
-__all__ = ["Member", "find_members", "load_members", "member_checkpoint", "stored_settings", "tested_weights_of"]
+__all__ = [
+    "EnsembleMembers",
+    "Member",
+    "find_members",
+    "load_members",
+    "member_checkpoint",
+    "stored_settings",
+    "tested_weights_of",
+]
 
 
 @dataclass(frozen=True)
@@ -116,6 +125,58 @@ def load_members(members: Sequence[Member], model_class: type[LightningModule]) 
         )
         loaded.append(module.eval())
     return loaded
+
+
+class EnsembleMembers(nn.Module):
+    """An ensemble's member modules, and the mean of what each predicts.
+
+    Together (the default), the members are submodules: Lightning moves them all to the accelerator with the
+    ensemble. ``one_at_a_time`` keeps them in host memory outside the module tree (Lightning leaves them there),
+    and :meth:`mean` moves each to the inputs' device for its turn and back after it. An accelerator then holds one
+    member's weights at a time (as nnU-Net loads one fold's weights at a time), for members that do not fit
+    together, at the price of copying each member to the device and back for every batch.
+    """
+
+    def __init__(self, modules: Sequence[nn.Module] = (), one_at_a_time: bool = False) -> None:
+        super().__init__()
+        self.together = nn.ModuleList([] if one_at_a_time else modules)
+        self._on_host = list(modules) if one_at_a_time else []  # a plain list: not submodules, so not moved
+
+    @property
+    def one_at_a_time(self) -> bool:
+        return bool(self._on_host)
+
+    def __len__(self) -> int:
+        return len(self.together) + len(self._on_host)
+
+    def __iter__(self) -> Iterator[nn.Module]:
+        return iter(list(self.together) + self._on_host)
+
+    def member_parameters(self) -> Iterator[nn.Parameter]:
+        """The parameters of every member (in either mode)."""
+        for member in self:
+            yield from member.parameters()
+
+    def mean(self, predict: Callable[[nn.Module], torch.Tensor], batch: torch.Tensor) -> torch.Tensor:
+        """The mean of ``predict(member)`` over the members. One at a time, each member is moved to the device of
+        ``batch`` and, when it is a floating tensor, to its dtype (Lightning's true-precision settings convert the
+        inputs; mixed precision leaves them float32 and autocasts) for its turn, then back where it was."""
+        if not len(self):
+            raise ValueError("an ensemble without members")
+        total: torch.Tensor | None = None
+        for member in self:
+            home = next(member.parameters()) if self.one_at_a_time else None
+            device, dtype = (home.device, home.dtype) if home is not None else (None, None)
+            if home is not None:
+                member.to(device=batch.device, dtype=batch.dtype if batch.is_floating_point() else None)
+            try:
+                value = predict(member)
+            finally:
+                if home is not None:
+                    member.to(device=device, dtype=dtype)
+            total = value if total is None else total + value
+        assert total is not None
+        return total / len(self)
 
 
 def tested_weights_of(module: LightningModule, ckpt_path: str | None) -> str:

@@ -17,6 +17,7 @@ from torch import nn
 from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score, MulticlassRecall
 
+from common.ensemble import EnsembleMembers
 from common.errors import MedlitError, check_choice
 from common.optim import OptimizerSettings, configure_optimizers
 from lesion_cls import CLASS_NAMES, TASK
@@ -266,7 +267,7 @@ class LesionClassifier(LightningModule):
         self.register_buffer("logit_offset", logit_offset(logit_adjustment, class_priors, num_classes), False)
         self.val_loss = MeanMetric()
         self._set_up_decisions(decision_tau, selection_metric, class_frequencies)
-        self.members = nn.ModuleList()  # an ensemble's members (use_ensemble); empty: the module's own network
+        self.members = EnsembleMembers()  # an ensemble's members (use_ensemble); empty: the module's own network
 
     def _set_up_decisions(
         self, decision_tau: float | None, selection_metric: str, class_frequencies: Sequence[float] | None
@@ -297,17 +298,18 @@ class LesionClassifier(LightningModule):
         """The logits decisions are taken from: shifted by ``-decision_tau * log(f)`` (as they are for τ 0)."""
         return shift_decisions(logits, self.decision_tau, self.log_frequencies)
 
-    def use_ensemble(self, members: Sequence[LesionClassifier]) -> None:
+    def use_ensemble(self, members: Sequence[LesionClassifier], one_at_a_time: bool = False) -> None:
         """Test and predict with the mean of the members' probabilities (each with the flips when ``tta_flips``),
         then this module's decision τ, which must be a number: each member chose its own on its own validation
-        images."""
+        images. ``one_at_a_time``: one member on the accelerator at a time
+        (:class:`~common.ensemble.EnsembleMembers`)."""
         if self.hparams.decision_tau is None:
             raise MedlitError(
                 "model.decision_tau: an ensemble needs one decision τ (the members searched theirs on their own "
                 "validation images); pass --model.decision_tau (python -m common.cv chooses it on out-of-fold "
                 "predictions)"
             )
-        self.members = nn.ModuleList(members)
+        self.members = EnsembleMembers(members, one_at_a_time)
 
     def flip_probabilities(self, images: torch.Tensor, flips: bool) -> tuple[torch.Tensor, torch.Tensor]:
         """``(probabilities, logits)`` of the network: softmax, averaged over :data:`FLIPS` with ``flips`` (the
@@ -326,7 +328,7 @@ class LesionClassifier(LightningModule):
         flips = bool(self.hparams.tta_flips)
         if not len(self.members):
             return self.flip_probabilities(images, flips)
-        probs = sum(member.flip_probabilities(images, flips)[0] for member in self.members) / len(self.members)
+        probs = self.members.mean(lambda member: member.flip_probabilities(images, flips)[0], images)
         return probs, probs.clamp_min(torch.finfo(probs.dtype).tiny).log()
 
     def decided(self, probs: torch.Tensor) -> torch.Tensor:

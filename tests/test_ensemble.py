@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import torch
 
-from common.ensemble import find_members
+from common.ensemble import EnsembleMembers, find_members
 from common.errors import MedlitError
 from lesion_cls import CLASS_NAMES
 from lesion_cls.__main__ import main as cls_main
@@ -81,6 +81,66 @@ def test_classification_ensemble_is_the_mean_then_the_decision_tau(flips: bool) 
 def test_classification_ensemble_needs_a_decision_tau() -> None:
     with pytest.raises(MedlitError, match="an ensemble needs one decision τ"):
         _classifier(3, decision_tau=None, class_frequencies=[1.0] * 7).use_ensemble([_classifier(1)])
+
+
+# --- one member at a time ------------------------------------------------------------------------------------
+class _Recorder(torch.nn.Module):
+    """A member that records, at each prediction, the dtype of every member's weights (the dtype stands in for the
+    device: the test machine has no accelerator, and the move is the same ``Module.to``)."""
+
+    def __init__(self, name: str, log: list[tuple[str, list[torch.dtype]]], everyone: list[torch.nn.Module]) -> None:
+        super().__init__()
+        self.name, self.log, self.everyone = name, log, everyone
+        self.weight = torch.nn.Parameter(torch.full((2,), float(len(everyone) + 1)))
+
+    def predict(self, batch: torch.Tensor) -> torch.Tensor:
+        self.log.append((self.name, [m.weight.dtype for m in self.everyone]))
+        return batch * self.weight
+
+
+def test_one_at_a_time_moves_each_member_for_its_turn_only() -> None:
+    log: list[tuple[str, list[torch.dtype]]] = []
+    everyone: list[torch.nn.Module] = []
+    for name in "abc":
+        everyone.append(_Recorder(name, log, everyone))
+    members = EnsembleMembers(everyone, one_at_a_time=True)
+    owner = torch.nn.Module()
+    owner.members = members
+    owner.to(torch.float64)  # what Lightning does to the ensemble module: the members stay where they were
+    assert all(m.weight.dtype == torch.float32 for m in everyone) and not list(owner.parameters())
+    batch = torch.ones(2, dtype=torch.float64)
+    mean = members.mean(lambda m: m.predict(batch), batch)
+    f32, f64 = torch.float32, torch.float64
+    assert log == [("a", [f64, f32, f32]), ("b", [f32, f64, f32]), ("c", [f32, f32, f64])]
+    assert all(m.weight.dtype == f32 for m in everyone)  # back where they were
+    assert torch.equal(mean, torch.full((2,), 2.0, dtype=f64))  # (1 + 2 + 3) / 3
+    assert len(list(members.member_parameters())) == 3
+    together = EnsembleMembers(everyone)
+    owner.members = together
+    owner.to(torch.float64)  # together: they move with the ensemble
+    assert all(m.weight.dtype == f64 for m in everyone) and len(list(owner.parameters())) == 3
+
+
+@pytest.mark.parametrize("task", ["segmentation", "classification"])
+def test_one_at_a_time_gives_the_same_probabilities_as_together(task: str) -> None:
+    if task == "segmentation":
+        make = _segmenter
+        batch = torch.rand(1, 1, 20, 18, 16)
+        settings: dict = {}
+    else:
+        make = _classifier
+        batch = torch.rand(3, 3, 32, 32)
+        settings = {"decision_tau": 0.0, "class_frequencies": [1.0] * 7, "tta_flips": True}
+    together, apart = make(3, **settings), make(3, **settings)
+    together.use_ensemble([make(1), make(2)])
+    apart.use_ensemble([make(1), make(2)], one_at_a_time=True)
+    assert apart.members.one_at_a_time and not together.members.one_at_a_time
+    with torch.no_grad():
+        if task == "segmentation":
+            expected, got = together.predict_probabilities(batch, True)[0], apart.predict_probabilities(batch, True)[0]
+        else:
+            expected, got = together.raw_probabilities(batch)[0], apart.raw_probabilities(batch)[0]
+    assert torch.equal(expected, got)
 
 
 # --- refused mixes ---------------------------------------------------------------------------------------------
@@ -185,6 +245,30 @@ def test_classification_ensemble_of_one_equals_the_models_own_test(cls_cv: Path,
     # the loss differs by design with flips: an ensemble's loss is that of its (flip-averaged) probabilities, a
     # single model's that of its unflipped logits
     assert metrics_b["loss"] == pytest.approx(metrics_a["loss"], rel=0.05)
+
+
+@pytest.mark.e2e
+def test_classification_ensemble_one_at_a_time_through_the_cli(
+    cls_cv: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """``--ensemble_one_at_a_time`` gives the cross-validation's own ensemble test (members together), and is
+    refused with one line without ``--ensemble``."""
+    tau = json.loads((cls_cv / "oof" / "decisions.json").read_text())["values"]["decision_tau"]
+    folds = [str(cls_cv / "runs" / f"fold{k}") for k in (0, 1)]
+    config = cls_cv / "runs" / "fold0" / "config.yaml"
+    options = ("--ensemble", *folds, "--model.decision_tau", str(tau), "--ensemble_one_at_a_time", "true")
+    run = _test(cls_main, config, tmp_path, *options)
+    together = pd.read_csv(cls_cv / "ensemble" / "predictions.csv", dtype={"image": str})
+    apart = pd.read_csv(run / "predictions.csv", dtype={"image": str})
+    assert list(together["image"]) == list(apart["image"])
+    assert np.abs(together[list(CLASS_NAMES)].to_numpy() - apart[list(CLASS_NAMES)].to_numpy()).max() < 1e-6
+    info = json.loads((run / "run_info.json").read_text())
+    assert [m["given"] for m in info["ensemble"]] == folds
+    with pytest.raises(SystemExit) as exit_info:
+        _test(cls_main, config, tmp_path / "refused", "--ensemble_one_at_a_time", "true")
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.count("\n") == 1 and "only applies with --ensemble" in err, err
+    assert not (tmp_path / "refused").exists()
 
 
 def _tested_with_probabilities(

@@ -16,6 +16,7 @@ from monai.transforms import KeepLargestConnectedComponent
 from torch import nn
 
 from common.distributed import gather_objects
+from common.ensemble import EnsembleMembers
 from common.errors import MedlitError, check_choice
 from common.optim import OptimizerSettings, configure_optimizers
 from volume_seg import TASK, default_class_names
@@ -186,7 +187,7 @@ class VolumeSegmenter(LightningModule):
         if deep_supervision:
             weights = [0.5**level for level in range(deep_supervision + 1)]
             self.train_criterion = DeepSupervisionLoss(self.criterion, weights=[w / sum(weights) for w in weights])
-        self.members = nn.ModuleList()  # an ensemble's members (use_ensemble); empty: the module's own network
+        self.members = EnsembleMembers()  # an ensemble's members (use_ensemble); empty: the module's own network
         self._val_cases: list[tuple[str, float, float]] = []  # (case, Dice, loss) of this process
 
     def forward(self, volume: torch.Tensor) -> torch.Tensor:
@@ -208,10 +209,11 @@ class VolumeSegmenter(LightningModule):
         """Sigmoid of the single channel (binary) or softmax over the class channels."""
         return torch.sigmoid(logits.float()) if self.num_classes == 2 else torch.softmax(logits.float(), dim=1)
 
-    def use_ensemble(self, members: Sequence[VolumeSegmenter]) -> None:
+    def use_ensemble(self, members: Sequence[VolumeSegmenter], one_at_a_time: bool = False) -> None:
         """Test and predict with the mean of the members' probabilities (each with its own ``tta_axes`` when
-        ``tta_flips``); thresholding and ``largest_component`` stay this module's."""
-        self.members = nn.ModuleList(members)
+        ``tta_flips``); thresholding and ``largest_component`` stay this module's. ``one_at_a_time``: one member on
+        the accelerator at a time (:class:`~common.ensemble.EnsembleMembers`)."""
+        self.members = EnsembleMembers(members, one_at_a_time)
 
     def logits_of(self, probabilities: torch.Tensor) -> torch.Tensor:
         """Logits whose probabilities are ``probabilities`` (for the loss of an ensemble's mean probabilities)."""
@@ -226,8 +228,7 @@ class VolumeSegmenter(LightningModule):
         unmirrored ones. An ensemble (:meth:`use_ensemble`) returns the mean of its members' probabilities, and
         logits that give them."""
         if len(self.members):
-            total = sum(member.predict_probabilities(volume, flips)[0] for member in self.members)
-            probabilities = total / len(self.members)
+            probabilities = self.members.mean(lambda member: member.predict_probabilities(volume, flips)[0], volume)
             return probabilities, self.logits_of(probabilities)
         logits = self.predict_volume(volume)
         probabilities = self.probabilities(logits)
