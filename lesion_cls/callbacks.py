@@ -149,6 +149,9 @@ class ClassificationOutputs(Callback):
         metrics = summarize_predictions(probs, target, losses, checkpoint)
         if getattr(pl_module, "decision_tau", None) is not None:  # the probabilities are already shifted by it
             metrics["decision_tau"] = float(pl_module.decision_tau)
+        offsets = getattr(pl_module, "hparams", {}).get("decision_offsets")  # as given, not the float32 buffer
+        if offsets is not None:
+            metrics["decision_offsets"] = [float(v) for v in offsets]
         for name in LOGGED_METRICS:  # every process logs the same number
             pl_module.log(f"test/{name}", metrics[name], sync_dist=False)
         if not trainer.is_global_zero:

@@ -6,9 +6,11 @@
   split), scored as a test: an ordinary run dir (``predictions.csv``, ``metrics.json`` with intervals over the
   lesions, classification report, figures; ``run_info.json`` lists the members).
 * :func:`pool_out_of_fold` (used by :mod:`common.cv`): the fold models' probabilities of the images they did not
-  train on, pooled (every non-test image once), the decision τ chosen on them (the τ of
-  :data:`~lesion_cls.metrics.DECISION_TAUS` that maximises the fold models' ``model.selection_metric``; ties: the
-  smallest ``|τ|``), and their metrics under that τ.
+  train on, pooled (every non-test image once), the decision rule chosen on them, and their metrics under it. The
+  rule is the τ of :data:`~lesion_cls.metrics.DECISION_TAUS` that maximises the fold models'
+  ``model.selection_metric`` (ties: the smallest ``|τ|``), plus per-class offsets fitted on top of it
+  (:func:`~lesion_cls.metrics.fit_class_offsets`) only where they also score higher cross-fitted: each fold's images
+  decided by a rule fitted on the other folds' images alone (:func:`~lesion_cls.metrics.cross_fitted_decisions`).
 """
 
 from __future__ import annotations
@@ -31,7 +33,15 @@ from common.rundir import derived_run_dir
 from lesion_cls import CLASS_NAMES
 from lesion_cls.callbacks import summarize_predictions, with_intervals, write_test_files
 from lesion_cls.data import class_statistics
-from lesion_cls.metrics import DECISION_TAUS, best_decision, decision_candidates, shifted_probabilities
+from lesion_cls.metrics import (
+    DECISION_TAUS,
+    best_decision,
+    cross_fitted_decisions,
+    decision_candidates,
+    decision_scores,
+    fit_class_offsets,
+    shifted_probabilities,
+)
 
 __all__ = ["OUT_OF_FOLD_ARGS", "average_probabilities", "ensemble_runs", "main", "pool_out_of_fold"]
 
@@ -83,20 +93,31 @@ def _training_frequencies(run_dir: Path) -> list[float]:
     return class_statistics(labels, "none", 0.0).frequencies
 
 
-def _decide(probs: np.ndarray, tau: float, frequencies: Sequence[float]) -> np.ndarray:
-    """Probabilities shifted by the decision τ, as :meth:`LesionClassifier.decided` shifts them."""
-    if not tau:
+def _decide(
+    probs: np.ndarray, tau: float, frequencies: Sequence[float], offsets: Sequence[float] | None = None
+) -> np.ndarray:
+    """Probabilities shifted by the decision τ and the class offsets, as :meth:`LesionClassifier.decided` shifts
+    them."""
+    if not tau and offsets is None:
         return probs
     log_frequencies = torch.log(torch.as_tensor(frequencies, dtype=torch.float32))
-    return shifted_probabilities(torch.as_tensor(probs, dtype=torch.float32), tau, log_frequencies).numpy()
+    shift = None if offsets is None else torch.as_tensor(offsets, dtype=torch.float32)
+    return shifted_probabilities(torch.as_tensor(probs, dtype=torch.float32), tau, log_frequencies, shift).numpy()
 
 
 def _write_scored(
-    out: Path, ids: list[str], lesions: list[str], probs: np.ndarray, target: np.ndarray, checkpoint: str, tau: float
+    out: Path,
+    ids: list[str],
+    lesions: list[str],
+    probs: np.ndarray,
+    target: np.ndarray,
+    checkpoint: str,
+    decisions: dict[str, Any],
 ) -> dict[str, Any]:
-    """``predictions.csv``, ``metrics.json`` (with intervals over the lesions) and the report files in ``out``."""
+    """``predictions.csv``, ``metrics.json`` (with intervals over the lesions; ``decisions``: the decision τ and
+    any class offsets the probabilities were shifted by) and the report files in ``out``."""
     metrics = summarize_predictions(probs, target, np.full(len(ids), np.nan), checkpoint)
-    metrics["decision_tau"] = float(tau)
+    metrics |= {key: value for key, value in decisions.items() if value is not None}
     metrics = with_intervals(metrics, ids, lesions, probs, target, BOOTSTRAP, 0)
     write_test_files(out, ids, probs, target, metrics, figures=True)
     return metrics
@@ -111,8 +132,40 @@ def _labels(frame: pd.DataFrame, path: Path) -> np.ndarray:
 
 
 # --- the out-of-fold pool ------------------------------------------------------------------------------------
+OFFSETS_RULE = "decision τ + class offsets"
+TAU_RULE = "decision τ"
+
+
+def _decision_rules(
+    log_probs: np.ndarray, target: np.ndarray, groups: np.ndarray, log_frequencies: np.ndarray, metric: str
+) -> tuple[dict[str, Any], dict[str, dict[str, float]]]:
+    """The decision τ and the class offsets fitted on all the items, and both rules' cross-fitted scores (each
+    group's items decided by the rule fitted on the other groups)."""
+
+    def best_tau(lp: np.ndarray, t: np.ndarray) -> float:
+        lp_t, f_t = torch.as_tensor(lp, dtype=torch.float32), torch.as_tensor(log_frequencies, dtype=torch.float32)
+        return best_decision(decision_candidates(lp_t, torch.as_tensor(t), DECISION_TAUS, f_t), metric)
+
+    def tau_offsets(lp: np.ndarray, t: np.ndarray) -> np.ndarray:
+        return -best_tau(lp, t) * log_frequencies
+
+    def class_offsets(lp: np.ndarray, t: np.ndarray) -> np.ndarray:
+        return fit_class_offsets(lp, t, metric, tau_offsets(lp, t))
+
+    cross_fitted = {}
+    for name, fit in ((TAU_RULE, tau_offsets), (OFFSETS_RULE, class_offsets)):
+        predicted = cross_fitted_decisions(log_probs, target, groups, fit)
+        one_hot = torch.nn.functional.one_hot(torch.as_tensor(predicted), log_probs.shape[1]).float()
+        cross_fitted[name] = decision_scores(one_hot, torch.as_tensor(target))
+    tau = best_tau(log_probs, target)
+    residual = class_offsets(log_probs, target) + tau * log_frequencies  # on top of the τ shift
+    use_offsets = cross_fitted[OFFSETS_RULE][metric] > cross_fitted[TAU_RULE][metric]
+    values = {"decision_tau": tau, "decision_offsets": [round(float(v), 6) for v in residual] if use_offsets else None}
+    return values, cross_fitted
+
+
 def pool_out_of_fold(test_dirs: Sequence[Path], out: Path) -> dict[str, Any]:
-    """Pool the out-of-fold test runs into ``out`` and choose the decision τ on them (see the module docstring);
+    """Pool the out-of-fold test runs into ``out`` and choose the decision rule on them (see the module docstring);
     returns the decisions (:class:`common.contracts.TaskEnsemble`)."""
     frames = []
     for run_dir in test_dirs:
@@ -131,22 +184,33 @@ def pool_out_of_fold(test_dirs: Sequence[Path], out: Path) -> dict[str, Any]:
     log_probs = torch.as_tensor(probs, dtype=torch.float32).clamp_min(torch.finfo(torch.float32).tiny).log()
     log_frequencies = torch.log(torch.as_tensor(frequencies, dtype=torch.float32))
     candidates = decision_candidates(log_probs, torch.as_tensor(target), DECISION_TAUS, log_frequencies)
-    chosen = best_decision(candidates, metric)
-    derived_run_dir(out, test_dirs, subcommand="pool", pooled=[str(d) for d in test_dirs], decision_tau=chosen)
+    groups = pooled["run"].astype("category").cat.codes.to_numpy()
+    values, cross_fitted = _decision_rules(
+        log_probs.numpy().astype(np.float64), target, groups, log_frequencies.numpy().astype(np.float64), metric
+    )
+    derived_run_dir(out, test_dirs, subcommand="pool", pooled=[str(d) for d in test_dirs], **values)
     ids = pooled["image"].tolist()
     lesions = _lesions(test_dirs[0], ids)
     checkpoint = f"out-of-fold: each image by the model of the fold it validated ({len(test_dirs)} folds)"
-    _write_scored(out, ids, lesions, _decide(probs, chosen, frequencies), target, checkpoint, chosen)
+    decided = _decide(probs, values["decision_tau"], frequencies, values["decision_offsets"])
+    _write_scored(out, ids, lesions, decided, target, checkpoint, values)
     pooled[["image", "run"]].to_csv(out / "folds.csv", index=False)
     raw = pooled[["image", *CLASS_NAMES, "label"]].copy()
     raw.insert(1, "lesion_id", lesions)
     raw.to_csv(out / "probabilities.csv", index=False, float_format="%.6f")  # before τ, as the fold models gave them
+    rule = OFFSETS_RULE if values["decision_offsets"] is not None else TAU_RULE
+    scores = ", ".join(f"{name} {cross_fitted[name][metric]:.4f}" for name in (TAU_RULE, OFFSETS_RULE))
+    args = [f"--model.decision_tau={values['decision_tau']}"]
+    args += [f"--model.decision_offsets={values['decision_offsets']}"] if values["decision_offsets"] else []
     decisions = {
-        "values": {"decision_tau": chosen},
-        "args": [f"--model.decision_tau={chosen}"],
-        "chosen_on": f"out-of-fold predictions of {len(pooled)} images ({len(test_dirs)} folds), maximising {metric}",
+        "values": values,
+        "args": args,
+        "chosen_on": f"out-of-fold predictions of {len(pooled)} images ({len(test_dirs)} folds), maximising {metric}; "
+        f"rule: {rule} (cross-fitted {metric}, each fold decided by the rule fitted on the other folds: {scores})",
+        "rule": rule,
         "class_frequencies": frequencies,
         "candidates": {str(tau): scores for tau, scores in candidates.items()},
+        "cross_fitted": cross_fitted,
     }
     write_json(out / "decisions.json", decisions)
     return decisions
@@ -172,16 +236,22 @@ def average_probabilities(runs: Sequence[Path]) -> pd.DataFrame:
     return averaged
 
 
-def ensemble_runs(runs: Sequence[Path], out: Path, decision_tau: float = 0.0) -> dict[str, Any]:
+def ensemble_runs(
+    runs: Sequence[Path], out: Path, decision_tau: float = 0.0, decision_offsets: Sequence[float] | None = None
+) -> dict[str, Any]:
     """The ensemble of the runs' saved probabilities as a run dir ``out``; returns its ``metrics.json``."""
+    if decision_offsets is not None and len(decision_offsets) != len(CLASS_NAMES):
+        raise MedlitError(f"--decision-offsets needs {len(CLASS_NAMES)} numbers, got {len(decision_offsets)}")
     averaged = average_probabilities(runs)
     members = [{"given": str(run)} for run in runs]
-    derived_run_dir(out, runs, subcommand="ensemble", ensemble=members, decision_tau=decision_tau)
+    offsets = None if decision_offsets is None else [float(v) for v in decision_offsets]
+    values = {"decision_tau": float(decision_tau), "decision_offsets": offsets}
+    derived_run_dir(out, runs, subcommand="ensemble", ensemble=members, **values)
     frequencies = _training_frequencies(runs[0]) if decision_tau else [1.0] * len(CLASS_NAMES)
-    probs = _decide(averaged[list(CLASS_NAMES)].to_numpy(dtype=np.float64), decision_tau, frequencies)
+    probs = _decide(averaged[list(CLASS_NAMES)].to_numpy(dtype=np.float64), decision_tau, frequencies, offsets)
     checkpoint = f"ensemble of {len(runs)} runs' saved probabilities (run_info.json)"
     ids = averaged["image"].tolist()
-    return _write_scored(out, ids, _lesions(runs[0], ids), probs, _labels(averaged, runs[0]), checkpoint, decision_tau)
+    return _write_scored(out, ids, _lesions(runs[0], ids), probs, _labels(averaged, runs[0]), checkpoint, values)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -192,9 +262,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("runs", nargs="+", type=Path, help="test run dirs with probabilities.csv")
     parser.add_argument("--out", type=Path, required=True, help="the ensemble's run dir (new)")
     parser.add_argument("--decision-tau", type=float, default=0.0, help="decision τ after averaging (default 0)")
+    parser.add_argument(
+        "--decision-offsets",
+        type=float,
+        nargs=len(CLASS_NAMES),
+        default=None,
+        metavar="B",
+        help=f"class offsets after the τ shift, {len(CLASS_NAMES)} numbers in the order {' '.join(CLASS_NAMES)}",
+    )
     args = parser.parse_args(argv)
     try:
-        metrics = ensemble_runs(args.runs, args.out, args.decision_tau)
+        metrics = ensemble_runs(args.runs, args.out, args.decision_tau, args.decision_offsets)
     except MedlitError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)

@@ -183,6 +183,10 @@ class LesionClassifier(LightningModule):
             ``selection_metric`` on the validation images; each checkpoint keeps the τ of its epoch. Cheap to tune
             (no retraining, no test image): it moves the trade-off between common and rare classes that a balanced
             sampler or a logit-adjusted loss left to where validation says the chosen metric is best.
+        decision_offsets: Per-class numbers ``b`` (7, in the order of ``CLASS_NAMES``) added to the decision logits
+            after the τ shift: ``log p - decision_tau * log f + b``; ``null`` = none. Seven numbers need more
+            images than a validation split holds: :mod:`common.cv` fits them on the out-of-fold predictions and
+            uses them only where they also do better on folds they were not fitted on.
         selection_metric: The validation metric that selects the checkpoint (and ``decision_tau`` when searched):
             ``bal_acc`` (balanced accuracy, the ISIC 2018 ranking metric), ``acc`` or ``acc_bal_mean`` (their mean).
         class_frequencies: The class frequencies of the training split as in the data, linked from the
@@ -235,6 +239,7 @@ class LesionClassifier(LightningModule):
         class_priors: Sequence[float] | None = None,
         tta_flips: bool = False,
         decision_tau: float | None = 0.0,
+        decision_offsets: Sequence[float] | None = None,
         selection_metric: Literal["bal_acc", "acc", "acc_bal_mean"] = "bal_acc",
         class_frequencies: Sequence[float] | None = None,
     ) -> None:
@@ -267,6 +272,10 @@ class LesionClassifier(LightningModule):
         self.register_buffer("logit_offset", logit_offset(logit_adjustment, class_priors, num_classes), False)
         self.val_loss = MeanMetric()
         self._set_up_decisions(decision_tau, selection_metric, class_frequencies)
+        if decision_offsets is not None and len(decision_offsets) != num_classes:
+            raise MedlitError(f"model.decision_offsets needs {num_classes} numbers, got {len(decision_offsets)}")
+        offsets = None if decision_offsets is None else torch.as_tensor(decision_offsets, dtype=torch.float32)
+        self.register_buffer("decision_offsets", offsets, False)
         self.members = EnsembleMembers()  # an ensemble's members (use_ensemble); empty: the module's own network
 
     def _set_up_decisions(
@@ -295,8 +304,9 @@ class LesionClassifier(LightningModule):
         return logits if self.logit_offset is None else logits + self.logit_offset
 
     def decision_logits(self, logits: torch.Tensor) -> torch.Tensor:
-        """The logits decisions are taken from: shifted by ``-decision_tau * log(f)`` (as they are for τ 0)."""
-        return shift_decisions(logits, self.decision_tau, self.log_frequencies)
+        """The logits decisions are taken from: shifted by ``-decision_tau * log(f)`` and the class offsets (as they
+        are for τ 0 and no offsets)."""
+        return shift_decisions(logits, self.decision_tau, self.log_frequencies, self.decision_offsets)
 
     def use_ensemble(self, members: Sequence[LesionClassifier], one_at_a_time: bool = False) -> None:
         """Test and predict with the mean of the members' probabilities (each with the flips when ``tta_flips``),
@@ -332,8 +342,8 @@ class LesionClassifier(LightningModule):
         return probs, probs.clamp_min(torch.finfo(probs.dtype).tiny).log()
 
     def decided(self, probs: torch.Tensor) -> torch.Tensor:
-        """Probabilities shifted by the decision τ (as they are for τ 0)."""
-        return shifted_probabilities(probs, self.decision_tau, self.log_frequencies)
+        """Probabilities shifted by the decision τ and the class offsets (as they are for τ 0 and no offsets)."""
+        return shifted_probabilities(probs, self.decision_tau, self.log_frequencies, self.decision_offsets)
 
     def probabilities(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(probabilities, logits)``: :meth:`raw_probabilities` shifted by the decision τ (logits unflipped and
@@ -358,7 +368,8 @@ class LesionClassifier(LightningModule):
         else:  # a torchmetrics mean: synced as sum and count, exact when processes hold different numbers
             self.val_loss.update(loss.detach(), weight=batch_size)
             self.log("val/loss", self.val_loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=batch_size)
-            self.val_decisions.update(logits, target)  # scored once per epoch, over every process's images
+            # scored once per epoch, over every process's images, each τ searched on top of the class offsets
+            self.val_decisions.update(shift_decisions(logits, 0.0, None, self.decision_offsets), target)
         return loss
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:

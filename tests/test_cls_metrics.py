@@ -18,6 +18,7 @@ from sklearn.metrics import (
 from common.stats import resample_weights
 from lesion_cls import CLASS_NAMES
 from lesion_cls.metrics import (
+    CLASS_OFFSET_GRID,
     DECISION_TAUS,
     SELECTION_METRICS,
     DecisionSearch,
@@ -25,6 +26,8 @@ from lesion_cls.metrics import (
     classification_metrics,
     classification_report_table,
     confusion_matrix,
+    cross_fitted_decisions,
+    fit_class_offsets,
     roc_curves,
     scored_items,
 )
@@ -155,6 +158,65 @@ def test_decision_search_directions_and_ties() -> None:
     result = fixed.compute()
     assert result["decision_tau"] == 0.5
     assert result["bal_acc"] == pytest.approx(balanced_accuracy_score(target, pred), abs=1e-6)
+
+
+def _sklearn_score(metric: str, target: np.ndarray, predicted: np.ndarray) -> float:
+    acc, bal = accuracy_score(target, predicted), balanced_accuracy_score(target, predicted)
+    return {"acc": acc, "bal_acc": bal, "acc_bal_mean": (acc + bal) / 2}[metric]
+
+
+@pytest.mark.parametrize("metric", SELECTION_METRICS)
+def test_class_offsets_are_a_coordinate_optimum_scored_as_sklearn(metric: str) -> None:
+    """No single class moved to any other grid value scores higher (re-scored with scikit-learn), the score is at
+    least that of the start, and the most frequent class keeps its start value."""
+    logits, target, frequencies = _over_balanced(3, n=600)
+    log_p = torch.tensor(logits).log_softmax(dim=1).numpy()
+    start = 0.25 * np.log(frequencies)  # a decision τ of -0.25, as the out-of-fold pool starts from
+    offsets = fit_class_offsets(log_p, target, metric, start)
+    fitted = _sklearn_score(metric, target, (log_p + offsets).argmax(axis=1))
+    assert fitted >= _sklearn_score(metric, target, (log_p + start).argmax(axis=1))
+    assert offsets[1] == start[1]  # NV, the most frequent class here
+    assert not np.allclose(offsets, start)  # the fit moved something on these logits
+    for c in (0, 2, 3, 4, 5, 6):
+        for value in CLASS_OFFSET_GRID[::4]:
+            moved = offsets.copy()
+            moved[c] = value
+            assert _sklearn_score(metric, target, (log_p + moved).argmax(axis=1)) <= fitted + 1e-12, (c, value)
+
+
+def test_class_offsets_find_a_class_the_network_underrates() -> None:
+    """A class whose logits are lowered by 2 for every image: balanced accuracy gets it back with an offset near 2."""
+    rng = np.random.default_rng(4)
+    target = rng.choice(7, size=2000, p=[0.2, 0.3, 0.1, 0.1, 0.1, 0.1, 0.1])
+    logits = rng.normal(0.0, 1.0, (2000, 7))
+    logits[np.arange(2000), target] += 2.0
+    logits[:, 5] -= 2.0
+    log_p = torch.tensor(logits).log_softmax(dim=1).numpy()
+    offsets = fit_class_offsets(log_p, target, "bal_acc", np.zeros(7))
+    assert 1.2 < offsets[5] - np.median(offsets) < 2.8
+    plain = balanced_accuracy_score(target, log_p.argmax(axis=1))
+    assert balanced_accuracy_score(target, (log_p + offsets).argmax(axis=1)) > plain + 0.05
+
+
+def test_cross_fitted_decisions_decide_each_group_by_a_fit_on_the_others() -> None:
+    rng = np.random.default_rng(5)
+    log_p, target = rng.normal(size=(30, 7)), rng.integers(0, 7, 30)
+    groups = np.repeat([2, 0, 1], 10)
+    seen: list[np.ndarray] = []
+
+    def fit(lp: np.ndarray, t: np.ndarray) -> np.ndarray:  # a different shift for every fit, by what it saw
+        seen.append(lp)
+        offsets = np.zeros(7)
+        offsets[len(seen) % 7] = 5.0
+        return offsets
+
+    predicted = cross_fitted_decisions(log_p, target, groups, fit)
+    for k, group in enumerate(np.unique(groups)):
+        held = groups == group
+        np.testing.assert_array_equal(seen[k], log_p[~held])  # fitted without the group's own items
+        shift = np.zeros(7)
+        shift[(k + 1) % 7] = 5.0
+        np.testing.assert_array_equal(predicted[held], (log_p[held] + shift).argmax(axis=1))
 
 
 @pytest.mark.parametrize(("seed", "absent"), [(0, ()), (2, (5,))])

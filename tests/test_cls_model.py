@@ -141,6 +141,24 @@ def test_decision_tau_shifts_probabilities_and_travels_with_the_checkpoint() -> 
         LesionClassifier(backbone="resnet10t", selection_metric="f1")
 
 
+def test_decision_offsets_add_to_the_shifted_logits() -> None:
+    frequencies = [0.11, 0.67, 0.05, 0.03, 0.11, 0.01, 0.02]
+    log_f = torch.log(torch.tensor(frequencies))
+    offsets = [0.3, 0.0, -0.2, 0.5, 0.1, 1.5, -1.0]
+    model = LesionClassifier(
+        backbone="resnet10t", decision_tau=-0.25, decision_offsets=offsets, class_frequencies=frequencies
+    ).eval()
+    batch = {"image": torch.randn(4, 3, 32, 32), "label": torch.tensor([0, 1, 5, 6]), "image_id": list("abcd")}
+    with torch.no_grad():
+        logits = model(batch["image"])
+        out = model.test_step(batch, 0)
+    expected = (logits + 0.25 * log_f + torch.tensor(offsets)).softmax(dim=1)
+    torch.testing.assert_close(out["probs"], expected)
+    torch.testing.assert_close(out["raw_probs"], logits.softmax(dim=1))  # saved probabilities stay before them
+    with pytest.raises(MedlitError, match="decision_offsets needs 7 numbers, got 2"):
+        LesionClassifier(backbone="resnet10t", decision_offsets=[1.0, 2.0])
+
+
 def test_mixup_and_cutmix_mix_images_and_labels() -> None:
     """A mixed batch: image i is lam * x_i + (1 - lam) * x_(N-1-i) (timm's batch mode) and the loss sees the same
     blend of the two one-hot labels; cutmix's labels follow the pasted area; odd batches stay unmixed."""

@@ -15,7 +15,7 @@ import pytest
 import yaml
 from medpy.metric import binary as medpy
 from scipy import ndimage
-from sklearn.metrics import accuracy_score, balanced_accuracy_score
+from sklearn.metrics import accuracy_score, recall_score
 
 from common.cv import main as cv_main
 from common.cv import run_cv
@@ -38,6 +38,13 @@ def _largest(mask: np.ndarray) -> np.ndarray:
         return mask
     sizes = np.bincount(labels.ravel())[1:]
     return (labels == 1 + int(np.argmax(sizes))).astype(np.uint8)
+
+
+def _macro_recall(target: np.ndarray, predicted: np.ndarray) -> float:
+    """Balanced accuracy as ``metrics.json`` defines it: the mean recall over the classes in the truth or the
+    predictions (scikit-learn's macro recall; its ``balanced_accuracy_score`` leaves out predicted classes that
+    are not in the truth, which a tiny test set can have)."""
+    return float(recall_score(target, predicted, average="macro", zero_division=0))
 
 
 def _dice(a: np.ndarray, b: np.ndarray) -> float:
@@ -185,7 +192,7 @@ def test_cls_decision_tau_is_the_best_on_out_of_fold_predictions(cls_cv: Path) -
 
     def score(tau: float) -> float:
         predicted = (log_p - tau * log_f).argmax(axis=1)
-        acc, bal = accuracy_score(target, predicted), balanced_accuracy_score(target, predicted)
+        acc, bal = accuracy_score(target, predicted), _macro_recall(target, predicted)
         return {"acc": acc, "bal_acc": bal, "acc_bal_mean": (acc + bal) / 2}[metric]
 
     scores = {tau: score(tau) for tau in sorted(DECISION_TAUS, key=abs)}
@@ -193,11 +200,49 @@ def test_cls_decision_tau_is_the_best_on_out_of_fold_predictions(cls_cv: Path) -
     expected = next(tau for tau in scores if scores[tau] >= best - 1e-9)
     decisions = json.loads((cls_cv / "oof" / "decisions.json").read_text())
     assert decisions["values"]["decision_tau"] == expected
-    assert decisions["args"] == [f"--model.decision_tau={expected}"]
+    assert decisions["args"][0] == f"--model.decision_tau={expected}"
+    offsets = np.asarray(decisions["values"]["decision_offsets"] or np.zeros(7))
     pooled = json.loads((cls_cv / "oof" / "metrics.json").read_text())
-    predicted = (log_p - expected * log_f).argmax(axis=1)
-    assert pooled["balanced_accuracy"] == pytest.approx(balanced_accuracy_score(target, predicted), abs=1e-6)
+    predicted = (log_p - expected * log_f + offsets).argmax(axis=1)
+    assert pooled["balanced_accuracy"] == pytest.approx(_macro_recall(target, predicted), abs=1e-6)
     assert pooled["decision_tau"] == expected and "ci95" in pooled
+
+
+@pytest.mark.e2e
+def test_cls_class_offsets_are_used_only_where_they_win_cross_fitted(cls_cv: Path) -> None:
+    """The τ rule's cross-fitted score re-derived with scikit-learn (each fold decided by the τ best on the other
+    fold), and the class offsets used exactly when their cross-fitted score is the higher."""
+    frames = [
+        pd.read_csv(cls_cv / "oof_runs" / f"fold{k}" / "predictions.csv", dtype={"image": str}).assign(fold=k)
+        for k in (0, 1)
+    ]
+    raw = pd.concat(frames, ignore_index=True)
+    target = raw["label"].map({c: i for i, c in enumerate(CLASS_NAMES)}).to_numpy()
+    split = pd.read_csv(cls_cv / "runs" / "fold0" / "split.csv")
+    counts = np.bincount(split.loc[split["split"] == "train", "label"], minlength=7) + 1.0
+    log_f = np.log(counts / counts.sum())
+    log_p = np.log(np.clip(raw[list(CLASS_NAMES)].to_numpy(), 1e-38, None))
+    metric = yaml.safe_load((cls_cv / "runs" / "fold0" / "config.yaml").read_text())["model"]["selection_metric"]
+
+    def score(t: np.ndarray, predicted: np.ndarray) -> float:
+        acc, bal = accuracy_score(t, predicted), _macro_recall(t, predicted)
+        return {"acc": acc, "bal_acc": bal, "acc_bal_mean": (acc + bal) / 2}[metric]
+
+    predicted = np.empty(len(target), dtype=np.int64)
+    for k in (0, 1):
+        other, held = (raw["fold"] != k).to_numpy(), (raw["fold"] == k).to_numpy()
+        fits = {tau: score(target[other], (log_p[other] - tau * log_f).argmax(axis=1)) for tau in DECISION_TAUS}
+        best = max(fits.values())
+        tau = min((t for t in fits if fits[t] >= best - 1e-9), key=abs)
+        predicted[held] = (log_p[held] - tau * log_f).argmax(axis=1)
+    decisions = json.loads((cls_cv / "oof" / "decisions.json").read_text())
+    cross = decisions["cross_fitted"]
+    assert cross["decision τ"][metric] == pytest.approx(score(target, predicted), abs=1e-6)
+    use_offsets = cross["decision τ + class offsets"][metric] > cross["decision τ"][metric]
+    assert (decisions["values"]["decision_offsets"] is not None) == use_offsets
+    assert decisions["rule"] in decisions["chosen_on"] and "cross-fitted" in decisions["chosen_on"]
+    ensemble = json.loads((cls_cv / "ensemble" / "metrics.json").read_text())
+    assert ensemble.get("decision_offsets") == decisions["values"]["decision_offsets"]
 
 
 @pytest.mark.e2e
@@ -212,7 +257,7 @@ def test_cls_ensemble_is_an_ordinary_run_scored_as_sklearn_scores_it(cls_cv: Pat
     target = predictions["label"].map({c: i for i, c in enumerate(CLASS_NAMES)})
     predicted = predictions[list(CLASS_NAMES)].to_numpy().argmax(axis=1)
     assert metrics["accuracy"] == pytest.approx(accuracy_score(target, predicted), abs=1e-6)
-    assert metrics["balanced_accuracy"] == pytest.approx(balanced_accuracy_score(target, predicted), abs=1e-6)
+    assert metrics["balanced_accuracy"] == pytest.approx(_macro_recall(target, predicted), abs=1e-6)
     assert len(read_run_info(ensemble)["ensemble"]) == 2 and (cls_cv / "summary.md").is_file()
 
 

@@ -58,11 +58,12 @@ def test_segmentation_ensemble_is_the_mean_of_member_probabilities(flips: bool) 
     assert torch.equal(mask, (expected > 0.5).long())
 
 
-@pytest.mark.parametrize("flips", [False, True])
-def test_classification_ensemble_is_the_mean_then_the_decision_tau(flips: bool) -> None:
+@pytest.mark.parametrize(("flips", "offsets"), [(False, None), (True, None), (True, [0.3, 0, -0.2, 0.5, 0, 1.5, -1])])
+def test_classification_ensemble_is_the_mean_then_the_decision_tau(flips: bool, offsets: list | None) -> None:
     members = [_classifier(1), _classifier(2)]
     frequencies = [0.11, 0.67, 0.05, 0.03, 0.11, 0.01, 0.02]
-    ensemble = _classifier(3, tta_flips=flips, decision_tau=0.5, class_frequencies=frequencies)
+    settings = {"decision_tau": 0.5, "decision_offsets": offsets, "class_frequencies": frequencies}
+    ensemble = _classifier(3, tta_flips=flips, **settings)
     ensemble.use_ensemble(members)
     images = torch.rand(3, 3, 32, 32)
     with torch.no_grad():
@@ -71,7 +72,8 @@ def test_classification_ensemble_is_the_mean_then_the_decision_tau(flips: bool) 
             flip_sets = FLIPS if flips else ((),)
             hand.append(torch.stack([member.net(images.flip(d)).softmax(dim=1) for d in flip_sets]).mean(dim=0))
         mean = (hand[0] + hand[1]) / 2
-        expected = (mean.log() - 0.5 * torch.log(torch.tensor(frequencies) / sum(frequencies))).softmax(dim=1)
+        shift = torch.tensor(offsets or [0.0] * 7)
+        expected = (mean.log() - 0.5 * torch.log(torch.tensor(frequencies) / sum(frequencies)) + shift).softmax(dim=1)
         raw, _ = ensemble.raw_probabilities(images)
         decided, _ = ensemble.probabilities(images)
     assert torch.allclose(raw, mean, atol=1e-6)
@@ -253,10 +255,10 @@ def test_classification_ensemble_one_at_a_time_through_the_cli(
 ) -> None:
     """``--ensemble_one_at_a_time`` gives the cross-validation's own ensemble test (members together), and is
     refused with one line without ``--ensemble``."""
-    tau = json.loads((cls_cv / "oof" / "decisions.json").read_text())["values"]["decision_tau"]
+    decided = json.loads((cls_cv / "oof" / "decisions.json").read_text())["args"]  # the cross-validation's own
     folds = [str(cls_cv / "runs" / f"fold{k}") for k in (0, 1)]
     config = cls_cv / "runs" / "fold0" / "config.yaml"
-    options = ("--ensemble", *folds, "--model.decision_tau", str(tau), "--ensemble_one_at_a_time", "true")
+    options = ("--ensemble", *folds, *decided, "--ensemble_one_at_a_time", "true")
     run = _test(cls_main, config, tmp_path, *options)
     together = pd.read_csv(cls_cv / "ensemble" / "predictions.csv", dtype={"image": str})
     apart = pd.read_csv(run / "predictions.csv", dtype={"image": str})
@@ -309,9 +311,9 @@ def test_segmentation_saved_probability_ensemble_equals_the_in_process_one(seg_c
 
 @pytest.mark.e2e
 def test_classification_saved_probability_ensemble_equals_the_in_process_one(cls_cv: Path, tmp_path: Path) -> None:
-    tau = json.loads((cls_cv / "oof" / "decisions.json").read_text())["values"]["decision_tau"]
+    decided = json.loads((cls_cv / "oof" / "decisions.json").read_text())["values"]
     saved = _tested_with_probabilities(cls_main, cls_cv, tmp_path)
-    metrics = cls_ensemble_runs(saved, tmp_path / "offline", decision_tau=tau)
+    metrics = cls_ensemble_runs(saved, tmp_path / "offline", decided["decision_tau"], decided["decision_offsets"])
     in_process = pd.read_csv(cls_cv / "ensemble" / "predictions.csv", dtype={"image": str})
     offline = pd.read_csv(tmp_path / "offline" / "predictions.csv", dtype={"image": str}).set_index("image")
     offline = offline.loc[in_process["image"]]
