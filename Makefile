@@ -146,9 +146,8 @@ real-ham: setup
 ## Cross-validation (python -m common.cv): 5 folds of the recipe, out-of-fold predictions and decisions, the fold
 ## ensemble tested on the test set; runs/cv/<name>/summary.md. Resumable: rerun to continue.
 ## LA-16: 5 x 16 minutes, validating every 4th epoch (the last weights are tested; validating 3-4 whole volumes every
-## epoch took a third of the budget); HAM10000: the 10-minute recipe, 5 x 9.5 minutes (with the tests, the ensemble's
-## included, under 60 minutes in all); hippocampus: the
-## recipe's 13.5 training minutes shared by 5 folds (5 x 2.7 minutes).
+## epoch took a third of the budget); HAM10000: the 10-minute recipe, 5 x 9.5 minutes (56 minutes in all, with the
+## tests and the ensemble's); hippocampus: the recipe's 13.5 training minutes shared by 5 folds (5 x 2.7 minutes).
 cv-la: setup
 	@root=$(SHARED)/la_uamt_h5; if [ ! -f "$$root/labeled16.list" ]; then root=data/LA; \
 		$(PY) -m volume_seg.download la --out $$root || exit 2; fi; \

@@ -133,3 +133,36 @@ def test_ten_minute_recipe_is_the_recipe_with_its_budget_and_input_size(capsys: 
         for key, value in recipe[section].items():
             if (section, key) not in changed:
                 assert ten_minutes[section][key] == value, f"{section}.{key}"
+
+
+@pytest.mark.e2e
+def test_ham10000_two_fold_cross_validation(shared_data: Path, tmp_path: Path) -> None:
+    """``common.cv`` on HAM10000 for a few steps (small input, no flips): every non-test image out of fold exactly
+    once, no lesion in both folds, the decision rule chosen on the pool with both rules' cross-fitted scores, and
+    the fold ensemble tested on the recipe's test images, scored as scikit-learn scores its predictions."""
+    from sklearn.metrics import recall_score
+
+    from common.cv import run_cv
+
+    recipe = REPO / "experiments" / "recipes" / "ham10000.yaml"
+    few = ["--data.image_size", "[32, 40]", "--model.tta_flips", "false", "--trainer.max_epochs", "1"]
+    few += ["--trainer.limit_train_batches", "3", "--trainer.limit_val_batches", "2"]
+    few += ["--trainer.enable_progress_bar", "false", "--outputs.gradcam_per_class", "0", "--outputs.figures", "false"]
+    args = ["--config", str(recipe), "--data.root", str(shared_data / "ham10000_200x150"), *few]
+    cv_dir = run_cv("lesion_cls", args, 2, tmp_path / "cv", wandb_mode="off")
+    split = pd.read_csv(cv_dir / "runs" / "fold0" / "split.csv", dtype={"image_id": str, "lesion_id": str})
+    assert (split.groupby("lesion_id")["fold"].nunique() == 1).all()  # a lesion's images share a fold
+    pool = split.loc[split["split"] != "test", "image_id"]
+    pooled = pd.read_csv(cv_dir / "oof" / "probabilities.csv", dtype={"image": str})
+    assert len(pool) > 7000 and sorted(pooled["image"]) == sorted(pool)  # each non-test image once
+    decisions = json.loads((cv_dir / "oof" / "decisions.json").read_text())
+    assert set(decisions["cross_fitted"]) == {"decision τ", "decision τ + class offsets"}
+    assert "out-of-fold predictions of" in decisions["chosen_on"]
+    tested = pd.read_csv(cv_dir / "ensemble" / "predictions.csv", dtype={"image": str})
+    assert sorted(tested["image"]) == sorted(split.loc[split["split"] == "test", "image_id"])
+    decided = [CLASS_NAMES[i] for i in tested[list(CLASS_NAMES)].to_numpy().argmax(axis=1)]
+    metrics = json.loads((cv_dir / "ensemble" / "metrics.json").read_text())
+    assert metrics["accuracy"] == pytest.approx(accuracy_score(tested["label"], decided), abs=1e-6)
+    macro = recall_score(tested["label"], decided, average="macro", zero_division=0)
+    assert metrics["balanced_accuracy"] == pytest.approx(macro, abs=1e-6)
+    assert metrics.get("decision_offsets") == decisions["values"]["decision_offsets"]
