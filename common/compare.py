@@ -498,7 +498,9 @@ def _plot_metrics(runs: pd.DataFrame, keys: list[str], path: Path, titles: dict[
             offsets = np.linspace(-0.3, 0.05, len(group)) if len(group) > 1 else np.full(1, -0.12)  # mean: +0.25
             for offset, (_, run) in zip(offsets, group.iterrows(), strict=True):
                 low, high = run.get(f"{metric}_ci_low", np.nan), run.get(f"{metric}_ci_high", np.nan)
-                yerr = [[run[metric] - low], [high - run[metric]]] if np.isfinite(low) else None
+                # a percentile interval may leave out its own point (float rounding, a degenerate model): no bar side
+                below, above = max(run[metric] - low, 0.0), max(high - run[metric], 0.0)
+                yerr = [[below], [above]] if np.isfinite(low) else None
                 ax.errorbar(x + offset, run[metric], yerr=yerr, fmt="o", ms=4, lw=1, color=palette[configuration])
             summary = t_interval(group[metric].to_numpy(float))
             if np.isfinite(summary["ci_low"]):

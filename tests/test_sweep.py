@@ -306,3 +306,20 @@ def test_sweep_compares_configurations_over_their_common_seeds(tmp_path: Path) -
     assert f"0.223 ± 0.025 [{ci.low:.3f}-{ci.high:.3f}] (3)" in text
     assert "has no per-item test scores" in text
     assert (tmp_path / "comparison_metrics.png").stat().st_size > 10_000
+
+
+def test_metrics_figure_draws_a_run_whose_point_lies_outside_its_interval(tmp_path: Path) -> None:
+    """A percentile interval can leave out its own point (a model that predicts one class: float rounding between
+    the point and the resamples); the comparison figure draws it instead of failing the sweep."""
+    from common.compare import _plot_metrics
+
+    runs = pd.DataFrame(
+        {
+            "model.loss": ["ce", "ce", "focal"],
+            "bal_acc": [1 / 7, 0.5, 0.6],
+            "bal_acc_ci_low": [1 / 7 + 1e-9, 0.4, 0.5],
+            "bal_acc_ci_high": [1 / 7 + 2e-9, 0.6, 0.7],
+        }
+    )
+    path = _plot_metrics(runs, ["model.loss"], tmp_path / "comparison_metrics.png", {"bal_acc": "balanced accuracy"})
+    assert path.stat().st_size > 5_000
