@@ -271,18 +271,22 @@ class LesionClassifier(LightningModule):
         self.mixup = Mixup(mixup_alpha, cutmix_alpha, **mixup) if mixes else None
         self.register_buffer("logit_offset", logit_offset(logit_adjustment, class_priors, num_classes), False)
         self.val_loss = MeanMetric()
-        self._set_up_decisions(decision_tau, selection_metric, class_frequencies)
-        if decision_offsets is not None and len(decision_offsets) != num_classes:
-            raise MedlitError(f"model.decision_offsets needs {num_classes} numbers, got {len(decision_offsets)}")
-        offsets = None if decision_offsets is None else torch.as_tensor(decision_offsets, dtype=torch.float32)
-        self.register_buffer("decision_offsets", offsets, False)
+        self._set_up_decisions(decision_tau, decision_offsets, selection_metric, class_frequencies)
         self.members = EnsembleMembers()  # an ensemble's members (use_ensemble); empty: the module's own network
 
     def _set_up_decisions(
-        self, decision_tau: float | None, selection_metric: str, class_frequencies: Sequence[float] | None
+        self,
+        decision_tau: float | None,
+        decision_offsets: Sequence[float] | None,
+        selection_metric: str,
+        class_frequencies: Sequence[float] | None,
     ) -> None:
-        """The decision τ, its validation search (every τ of ``DECISION_TAUS`` when ``decision_tau`` is null) and
-        the checkpoint monitor ``val/<selection_metric>``."""
+        """The decision τ, its validation search (every τ of ``DECISION_TAUS`` when ``decision_tau`` is null), the
+        class offsets and the checkpoint monitor ``val/<selection_metric>``."""
+        if decision_offsets is not None and len(decision_offsets) != len(CLASS_NAMES):
+            raise MedlitError(f"model.decision_offsets needs {len(CLASS_NAMES)} numbers, got {len(decision_offsets)}")
+        offsets = None if decision_offsets is None else torch.as_tensor(decision_offsets, dtype=torch.float32)
+        self.register_buffer("decision_offsets", offsets, False)
         self.monitor = f"val/{selection_metric}"
         log_frequencies = class_log_frequencies(class_frequencies, len(CLASS_NAMES), decision_tau)
         self.register_buffer("log_frequencies", log_frequencies, False)
