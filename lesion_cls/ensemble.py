@@ -137,10 +137,15 @@ TAU_RULE = "decision τ"
 
 
 def _decision_rules(
-    log_probs: np.ndarray, target: np.ndarray, groups: np.ndarray, log_frequencies: np.ndarray, metric: str
+    log_probs: np.ndarray,
+    target: np.ndarray,
+    groups: np.ndarray,
+    log_frequencies: np.ndarray,
+    metric: str,
+    tau: float,
 ) -> tuple[dict[str, Any], dict[str, dict[str, float]]]:
-    """The decision τ and the class offsets fitted on all the items, and both rules' cross-fitted scores (each
-    group's items decided by the rule fitted on the other groups)."""
+    """The class offsets fitted on all the items on top of their decision ``tau`` (chosen on all of them), and both
+    rules' cross-fitted scores (each group's items decided by the rule fitted on the other groups)."""
 
     def best_tau(lp: np.ndarray, t: np.ndarray) -> float:
         lp_t, f_t = torch.as_tensor(lp, dtype=torch.float32), torch.as_tensor(log_frequencies, dtype=torch.float32)
@@ -157,8 +162,8 @@ def _decision_rules(
         predicted = cross_fitted_decisions(log_probs, target, groups, fit)
         one_hot = torch.nn.functional.one_hot(torch.as_tensor(predicted), log_probs.shape[1]).float()
         cross_fitted[name] = decision_scores(one_hot, torch.as_tensor(target))
-    tau = best_tau(log_probs, target)
-    residual = class_offsets(log_probs, target) + tau * log_frequencies  # on top of the τ shift
+    # the offsets as the model adds them: on top of the τ shift
+    residual = fit_class_offsets(log_probs, target, metric, -tau * log_frequencies) + tau * log_frequencies
     use_offsets = cross_fitted[OFFSETS_RULE][metric] > cross_fitted[TAU_RULE][metric]
     values = {"decision_tau": tau, "decision_offsets": [round(float(v), 6) for v in residual] if use_offsets else None}
     return values, cross_fitted
@@ -186,7 +191,12 @@ def pool_out_of_fold(test_dirs: Sequence[Path], out: Path) -> dict[str, Any]:
     candidates = decision_candidates(log_probs, torch.as_tensor(target), DECISION_TAUS, log_frequencies)
     groups = pooled["run"].astype("category").cat.codes.to_numpy()
     values, cross_fitted = _decision_rules(
-        log_probs.numpy().astype(np.float64), target, groups, log_frequencies.numpy().astype(np.float64), metric
+        log_probs.numpy().astype(np.float64),
+        target,
+        groups,
+        log_frequencies.numpy().astype(np.float64),
+        metric,
+        best_decision(candidates, metric),
     )
     derived_run_dir(out, test_dirs, subcommand="pool", pooled=[str(d) for d in test_dirs], **values)
     ids = pooled["image"].tolist()
