@@ -42,18 +42,18 @@ demo-seg: demo-data
 ## report.md + report.html from the newest run of each experiment under RUNS (default runs/demo).
 RUNS ?= runs/demo
 report: setup
-	$(PY) -m common.report --root $(RUNS) --out $(RUNS)/report
+	$(PY) -m common.studies.report --root $(RUNS) --out $(RUNS)/report
 
 ## Offline sweeps (no W&B server). Without DATA they run on generated data with the CPU overlays;
 ## MAX_RUNS=N runs only the first N configurations; WORKERS=N runs N workers on this machine (sharing the runs).
 ## Re-running resumes where a sweep stopped.
 SWEEP_ARGS = $(if $(MAX_RUNS),--max-runs $(MAX_RUNS)) $(if $(DATA),--data-root $(DATA)) $(if $(WORKERS),--workers $(WORKERS))
 sweep-cls: $(if $(DATA),setup,demo-data)
-	$(PY) -m common.sweep experiments/sweeps/cls_loss.yaml $(SWEEP_ARGS) \
+	$(PY) -m common.studies.sweep experiments/sweeps/cls_loss.yaml $(SWEEP_ARGS) \
 		$(if $(DATA),,--config experiments/demo/cls.yaml --sweep-dir runs/demo/sweeps/cls_loss)
 
 sweep-seg: $(if $(DATA),setup,demo-data)
-	$(PY) -m common.sweep experiments/sweeps/seg_loss_aug.yaml $(SWEEP_ARGS) \
+	$(PY) -m common.studies.sweep experiments/sweeps/seg_loss_aug.yaml $(SWEEP_ARGS) \
 		$(if $(DATA),,--config experiments/demo/seg.yaml --sweep-dir runs/demo/sweeps/seg_loss_aug)
 
 ## The seed's two questions on real data (about an hour each on 2 CPU cores; resumable): HAM10000 cross-entropy
@@ -62,12 +62,12 @@ sweep-seg: $(if $(DATA),setup,demo-data)
 sweep-ham: setup
 	@root=$(SHARED)/ham10000_200x150; if [ ! -f "$$root/HAM10000_metadata.csv" ]; then root=data/HAM10000; \
 		$(PY) -m lesion_cls.download ham10000 --out $$root || exit 2; fi; \
-	$(PY) -m common.sweep experiments/sweeps/ham10000_loss.yaml --data-root "$$root" --sweep-dir runs/sweeps/ham10000_loss
+	$(PY) -m common.studies.sweep experiments/sweeps/ham10000_loss.yaml --data-root "$$root" --sweep-dir runs/sweeps/ham10000_loss
 
 sweep-la: setup
 	@root=$(SHARED)/la_uamt_h5; if [ ! -f "$$root/labeled16.list" ]; then root=data/LA; \
 		$(PY) -m volume_seg.download la --out $$root || exit 2; fi; \
-	$(PY) -m common.sweep experiments/sweeps/la16_loss_aug.yaml --data-root "$$root" --sweep-dir runs/sweeps/la16_loss_aug
+	$(PY) -m common.studies.sweep experiments/sweeps/la16_loss_aug.yaml --data-root "$$root" --sweep-dir runs/sweeps/la16_loss_aug
 
 ## Benchmarks: our hand-written pieces against the library or naive reference, measured in the same run.
 bench: setup
@@ -143,7 +143,7 @@ real-ham: setup
 		$(PY) -m lesion_cls.download ham10000 --out $$root || exit 2; fi; \
 	$(CLS) fit --config experiments/recipes/ham10000.yaml --data.root "$$root"
 
-## Cross-validation (python -m common.cv): 5 folds of the recipe, out-of-fold predictions and decisions, the fold
+## Cross-validation (python -m common.studies.cv): 5 folds of the recipe, out-of-fold predictions and decisions, the fold
 ## ensemble tested on the test set; runs/cv/<name>/summary.md. Resumable: rerun to continue.
 ## LA-16: 5 x 16 minutes, validating every 4th epoch (the last weights are tested; validating 3-4 whole volumes every
 ## epoch took a third of the budget); HAM10000: the 10-minute recipe, 5 x 9.5 minutes (56 minutes in all, with the
@@ -151,20 +151,20 @@ real-ham: setup
 cv-la: setup
 	@root=$(SHARED)/la_uamt_h5; if [ ! -f "$$root/labeled16.list" ]; then root=data/LA; \
 		$(PY) -m volume_seg.download la --out $$root || exit 2; fi; \
-	$(PY) -m common.cv volume_seg --config experiments/recipes/la16.yaml --data.root "$$root" \
+	$(PY) -m common.studies.cv volume_seg --config experiments/recipes/la16.yaml --data.root "$$root" \
 		--trainer.max_time 00:00:16:00 --trainer.check_val_every_n_epoch 4 --folds 5 --cv-dir runs/cv/la16
 
 cv-ham: setup
 	@root=$(SHARED)/ham10000_200x150; if [ ! -f "$$root/HAM10000_metadata.csv" ]; then root=data/HAM10000; \
 		$(PY) -m lesion_cls.download ham10000 --out $$root || exit 2; fi; \
-	$(PY) -m common.cv lesion_cls --config experiments/recipes/ham10000.yaml \
+	$(PY) -m common.studies.cv lesion_cls --config experiments/recipes/ham10000.yaml \
 		--config experiments/recipes/ham10000_10min.yaml --data.root "$$root" \
 		--trainer.max_time 00:00:09:30 --folds 5 --cv-dir runs/cv/ham10000
 
 cv-hippocampus: setup
 	@root=$(SHARED)/hippocampus_msd; if [ ! -d "$$root/labels" ]; then root=data/hippocampus; \
 		$(PY) -m volume_seg.download hippocampus --out $$root || exit 2; fi; \
-	$(PY) -m common.cv volume_seg --config experiments/recipes/hippocampus.yaml --data.root "$$root" \
+	$(PY) -m common.studies.cv volume_seg --config experiments/recipes/hippocampus.yaml --data.root "$$root" \
 		--trainer.max_time 00:00:02:42 --folds 5 --cv-dir runs/cv/hippocampus
 
 clean:

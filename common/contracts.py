@@ -8,7 +8,7 @@ A task (``lesion_cls``, ``volume_seg``, or a third one) provides
   dataset check),
 * for ensembles and cross-validation (optional): a module class that also satisfies :class:`EnsembleModule`, and a
   ``<task>.ensemble`` module that satisfies :class:`TaskEnsemble`,
-* a report module that registers a :class:`~common.results.TaskReport` for its task name (``register_report``;
+* a report module that registers a :class:`~common.studies.runs.TaskReport` for its task name (``register_report``;
   that contract lives beside the reader of run dirs that uses it).
 
 :func:`check_contract` checks a class against a contract once, when the CLI starts, and names each missing
@@ -84,7 +84,7 @@ class TaskDataModule(Protocol):
 
 @runtime_checkable
 class TaskEnsemble(Protocol):
-    """What cross-validation (:mod:`common.cv`) needs from a task's ``<task>.ensemble`` module."""
+    """What cross-validation (:mod:`common.studies.cv`) needs from a task's ``<task>.ensemble`` module."""
 
     OUT_OF_FOLD_ARGS: Sequence[str]
     """Test arguments of the out-of-fold runs: raw probabilities saved, no decision rule or post-processing (they

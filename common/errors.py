@@ -6,7 +6,11 @@ traceback. Anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
-__all__ = ["MedlitError", "check_choice", "find_medlit_error", "first_line"]
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+__all__ = ["MedlitError", "check_choice", "exit_on_error", "find_medlit_error", "first_line"]
 
 
 class MedlitError(Exception):
@@ -48,3 +52,14 @@ def first_line(error: BaseException) -> str:
     """The first line of a library's error message (its class name when the message is empty), for one-line errors."""
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
+
+
+@contextmanager
+def exit_on_error() -> Iterator[None]:
+    """The one error exit of every entry point: an expected mistake is printed as one ``error: ...`` line on stderr and
+    the process exits with status 2; anything else keeps its traceback."""
+    try:
+        yield
+    except MedlitError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)

@@ -1,6 +1,6 @@
 """Run directories: where a run is written, its ``run_info.json``, and continuing a killed ``fit`` in place.
 
-This is the writing side of what :mod:`common.results` reads. Every run gets
+This is the writing side of what :mod:`common.studies.runs` reads. Every run gets
 ``<run.root>/<run.experiment>/<timestamp>/`` (:func:`resolve_run_dir`); ``run_info.json`` (:func:`update_run_info`)
 records what the report needs to know about it (task, report module, monitor, checkpoints, resumes).
 

@@ -28,6 +28,7 @@ import pandas as pd
 from scipy import stats
 
 __all__ = [
+    "BOOTSTRAP_RESAMPLES",
     "CONFIDENCE",
     "MIN_UNITS",
     "PAIRED_TESTS",
@@ -47,6 +48,9 @@ __all__ = [
     "wilcoxon_signed_rank",
 ]
 
+BOOTSTRAP_RESAMPLES = 2000
+"""Resamples of every bootstrap interval and paired test, unless a caller sets another number."""
+
 CONFIDENCE = 0.95
 """The confidence level of every interval medlit reports."""
 
@@ -64,7 +68,7 @@ Statistics = Callable[[np.ndarray], dict[str, np.ndarray]]
 @dataclass(frozen=True)
 class ScoredItems:
     """A run's test items as the statistics need them; built by a task (``metrics.scored_items``), read by
-    :mod:`common.compare`.
+    :mod:`common.studies.compare`.
 
     Attributes:
         ids: Item ids (image or case ids), unique, in the order ``statistics`` expects its weight columns.
@@ -160,7 +164,7 @@ def percentile_interval(samples: np.ndarray, confidence: float = CONFIDENCE) -> 
 
 
 def bootstrap_intervals(
-    items: ScoredItems, n_resamples: int = 2000, seed: int = 0, confidence: float = CONFIDENCE
+    items: ScoredItems, n_resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0, confidence: float = CONFIDENCE
 ) -> dict[str, dict[str, Any]]:
     """``{metric: {"value", "ci95": [low, high], "n_undefined_resamples"}}`` for every metric of ``items``."""
     point = items.point()
@@ -176,7 +180,7 @@ def bootstrap_intervals(
 
 
 def interval_fields(
-    items: ScoredItems, metrics: Sequence[str], n_resamples: int = 2000, seed: int = 0
+    items: ScoredItems, metrics: Sequence[str], n_resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0
 ) -> dict[str, Any]:
     """What ``metrics.json`` gains: ``ci95`` (metric → ``[low, high]``) for ``metrics`` and how it was made
     (``ci_method``, ``ci_unit``, ``n_units``, ...); only ``ci_resamples: 0`` when ``n_resamples`` is 0 (off)."""
@@ -227,7 +231,11 @@ def bootstrap_p_value(differences: np.ndarray) -> float:
 
 
 def paired_bootstrap(
-    a: ScoredItems, b: ScoredItems, n_resamples: int = 2000, seed: int = 0, confidence: float = CONFIDENCE
+    a: ScoredItems,
+    b: ScoredItems,
+    n_resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = 0,
+    confidence: float = CONFIDENCE,
 ) -> dict[str, dict[str, float]]:
     """``{metric: {"value_a", "value_b", "delta", "ci_low", "ci_high", "p_value"}}``: B - A with each resample
     of the units applied to both runs. Refuses runs on different items."""

@@ -220,7 +220,7 @@ class HAM10000DataModule(LightningDataModule):
             0 = no folds.
         fold: The fold that validates, ``0 .. num_folds - 1``.
         test_split: The images ``test`` evaluates: ``test`` (the test set) or ``val`` (the validation images; with
-            folds, the out-of-fold predictions of cross-validation, :mod:`common.cv`).
+            folds, the out-of-fold predictions of cross-validation, :mod:`common.studies.cv`).
         image_size: Side (or ``[height, width]``) images are resized to.
         normalize: ``imagenet`` mean/std (also right for training from scratch) or ``none`` (pixels in [0, 1]).
         augment: Random resized crop, flips, rotation, colour jitter during training.

@@ -5,7 +5,7 @@
   tested at τ 0), then the decision τ (``--decision-tau``, with the class frequencies of the first run's training
   split), scored as a test: an ordinary run dir (``predictions.csv``, ``metrics.json`` with intervals over the
   lesions, classification report, figures; ``run_info.json`` lists the members).
-* :func:`pool_out_of_fold` (used by :mod:`common.cv`): the fold models' probabilities of the images they did not
+* :func:`pool_out_of_fold` (used by :mod:`common.studies.cv`): the fold models' probabilities of the images they did not
   train on, pooled (every non-test image once), the decision rule chosen on them, and their metrics under it. The
   rule is the τ of :data:`~lesion_cls.metrics.DECISION_TAUS` that maximises the fold models'
   ``model.selection_metric`` (ties: the smallest ``|τ|``), plus per-class offsets fitted on top of it

@@ -185,7 +185,7 @@ class LesionClassifier(LightningModule):
             sampler or a logit-adjusted loss left to where validation says the chosen metric is best.
         decision_offsets: Per-class numbers ``b`` (7, in the order of ``CLASS_NAMES``) added to the decision logits
             after the τ shift: ``log p - decision_tau * log f + b``; ``null`` = none. Seven numbers need more
-            images than a validation split holds: :mod:`common.cv` fits them on the out-of-fold predictions and
+            images than a validation split holds: :mod:`common.studies.cv` fits them on the out-of-fold predictions and
             uses them only where they also do better on folds they were not fitted on.
         selection_metric: The validation metric that selects the checkpoint (and ``decision_tau`` when searched):
             ``bal_acc`` (balanced accuracy, the ISIC 2018 ranking metric), ``acc`` or ``acc_bal_mean`` (their mean).
@@ -320,7 +320,7 @@ class LesionClassifier(LightningModule):
         if self.hparams.decision_tau is None:
             raise MedlitError(
                 "model.decision_tau: an ensemble needs one decision τ (the members searched theirs on their own "
-                "validation images); pass --model.decision_tau (python -m common.cv chooses it on out-of-fold "
+                "validation images); pass --model.decision_tau (python -m common.studies.cv chooses it on out-of-fold "
                 "predictions)"
             )
         self.members = EnsembleMembers(members, one_at_a_time)

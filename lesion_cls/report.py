@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from common.compare import format_interval, run_interval
-from common.report import best_run, fmt, no_best_run, published_protocols, table, tested_weights, training_rows
-from common.results import Block, RunResult, register_report
 from common.stats import ScoredItems
+from common.studies.compare import format_interval, run_interval
+from common.studies.report import best_run, fmt, no_best_run, published_protocols, table, tested_weights, training_rows
+from common.studies.runs import Block, RunResult, register_report
 from lesion_cls import CLASS_NAMES, TASK
 from lesion_cls.metrics import scored_items
 
@@ -157,7 +157,7 @@ _PUBLISHED = {"accuracy": "accuracy", "balanced_accuracy": "balanced accuracy"}
 
 
 def _published(runs: list[RunResult]) -> list[Block]:
-    """The runs beside the published results of the protocols they follow (``experiments/anchors.yaml``)."""
+    """The runs beside the published results of the protocols they follow (``common/studies/anchors.yaml``)."""
     blocks: list[Block] = []
     for protocol, matching in published_protocols(runs):
         rows = {
@@ -202,7 +202,7 @@ def _gradcam(run: RunResult, which: str) -> list[Block]:
 
 @dataclass(frozen=True)
 class ClassificationReport:
-    """The :class:`~common.results.TaskReport` of the classifier's runs (:data:`lesion_cls.TASK`)."""
+    """The :class:`~common.studies.runs.TaskReport` of the classifier's runs (:data:`lesion_cls.TASK`)."""
 
     task: str = TASK
     title: str = "skin-lesion classification"

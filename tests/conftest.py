@@ -90,8 +90,9 @@ def tiny_msd(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def seg_cv(tiny_la: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A finished 2-fold cross-validation of the segmenter on ``tiny_la`` (1 epoch per fold): ``common.cv``'s dir."""
-    from common.cv import run_cv
+    """A finished 2-fold cross-validation of the segmenter on ``tiny_la`` (1 epoch per fold):
+    ``common.studies.cv``'s dir."""
+    from common.studies.cv import run_cv
     from tests.helpers import tiny_seg_args
 
     cv_dir = tmp_path_factory.mktemp("cv") / "seg"
@@ -102,8 +103,8 @@ def seg_cv(tiny_la: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def cls_cv(tiny_ham: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A finished 2-fold cross-validation of the classifier on ``tiny_ham`` (1 epoch per fold, flip TTA, the
-    decision τ searched on validation as in the recipe): ``common.cv``'s dir."""
-    from common.cv import run_cv
+    decision τ searched on validation as in the recipe): ``common.studies.cv``'s dir."""
+    from common.studies.cv import run_cv
     from tests.helpers import tiny_cls_args
 
     cv_dir = tmp_path_factory.mktemp("cv") / "cls"

@@ -92,8 +92,8 @@ def test_resume_keeps_history_and_test_uses_checkpoint_not_hub(tiny_ham: Path, t
 
 @pytest.mark.smoke
 def test_a_wandb_key_never_reaches_run_files(tiny_ham: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from common.report import build_report
-    from common.results import load_run
+    from common.studies.report import build_report
+    from common.studies.runs import load_run
 
     key = "medlitsecret" + "7" * 28  # 40 characters, as W&B keys are
     monkeypatch.setenv("WANDB_API_KEY", key)

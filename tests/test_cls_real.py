@@ -137,12 +137,12 @@ def test_ten_minute_recipe_is_the_recipe_with_its_budget_and_input_size(capsys: 
 
 @pytest.mark.e2e
 def test_ham10000_two_fold_cross_validation(shared_data: Path, tmp_path: Path) -> None:
-    """``common.cv`` on HAM10000 for a few steps (small input, no flips): every non-test image out of fold exactly
-    once, no lesion in both folds, the decision rule chosen on the pool with both rules' cross-fitted scores, and
-    the fold ensemble tested on the recipe's test images, scored as scikit-learn scores its predictions."""
+    """``common.studies.cv`` on HAM10000 for a few steps (small input, no flips): every non-test image out of
+    fold exactly once, no lesion in both folds, the decision rule chosen on the pool with both rules' cross-fitted
+    scores, and the fold ensemble tested on the recipe's test images, scored as scikit-learn scores its predictions."""
     from sklearn.metrics import recall_score
 
-    from common.cv import run_cv
+    from common.studies.cv import run_cv
 
     recipe = REPO / "experiments" / "recipes" / "ham10000.yaml"
     few = ["--data.image_size", "[32, 40]", "--model.tta_flips", "false", "--trainer.max_epochs", "1"]

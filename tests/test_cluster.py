@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from common.workers import without_options
+from common.studies.workers import without_options
 from tests.helpers import REPO
 from tests.test_workers import _events, _sweep_file
 
@@ -73,7 +73,7 @@ def test_the_ddp_template_starts_a_multi_node_fit_lightning_accepts(tmp_path: Pa
 def test_the_cv_template_gives_each_task_the_same_fold_arguments(tmp_path: Path) -> None:
     first = _recorded("cv_array.sbatch", tmp_path, SLURM_ARRAY_JOB_ID="9", SLURM_ARRAY_TASK_ID="0")
     second = _recorded("cv_array.sbatch", tmp_path, SLURM_ARRAY_JOB_ID="9", SLURM_ARRAY_TASK_ID="3")
-    assert first[:4] == [sys.executable, "-m", "common.cv", "volume_seg"]
+    assert first[:4] == [sys.executable, "-m", "common.studies.cv", "volume_seg"]
     assert without_options(first, ("--worker-label",)) == without_options(second, ("--worker-label",))
     assert first[first.index("--worker-label") + 1] == "9_0" and second[second.index("--worker-label") + 1] == "9_3"
     fit_args = without_options(first[4:], ("--folds", "--cv-dir", "--worker-label", "--stale-after"))

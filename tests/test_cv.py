@@ -1,4 +1,4 @@
-"""Cross-validation (``python -m common.cv``): every item out of fold once, decisions chosen on the pool as
+"""Cross-validation (``python -m common.studies.cv``): every item out of fold once, decisions chosen on the pool as
 documented (re-derived with medpy, scipy and scikit-learn), the fold ensemble scored as medpy/sklearn score its
 saved outputs, the summary, resume and the runner's refusals."""
 
@@ -17,10 +17,10 @@ from medpy.metric import binary as medpy
 from scipy import ndimage
 from sklearn.metrics import accuracy_score, recall_score
 
-from common.cv import main as cv_main
-from common.cv import run_cv
 from common.errors import MedlitError
 from common.rundir import read_run_info
+from common.studies.cv import main as cv_main
+from common.studies.cv import run_cv
 from lesion_cls import CLASS_NAMES
 from lesion_cls.metrics import DECISION_TAUS
 from volume_seg.model import VolumeSegmenter

@@ -14,8 +14,8 @@ import pytest
 from common.cli import run_cli
 from common.contracts import TaskDataModule, TaskModule, check_contract
 from common.errors import MedlitError
-from common.report import build_report
-from common.results import latest_runs, report_for
+from common.studies.report import build_report
+from common.studies.runs import latest_runs, report_for
 from tests.helpers import REPO
 from tests.toy_task.callbacks import ToyOutputs
 from tests.toy_task.data import ToyDataModule
@@ -52,7 +52,7 @@ def _is_str(statement: ast.stmt) -> bool:
 
 def test_common_names_no_task_outside_docstrings() -> None:
     found = []
-    for path in sorted((REPO / "common").glob("*.py")):
+    for path in sorted((REPO / "common").rglob("*.py")):
         tree = ast.parse(path.read_text())
         docs = _docstring_nodes(tree)
         for node in ast.walk(tree):
@@ -79,11 +79,21 @@ def test_the_rule_above_would_catch_a_task_name() -> None:
 def test_no_function_over_60_lines() -> None:
     long = []
     for package in PACKAGES:
-        for path in sorted((REPO / package).glob("*.py")):
+        for path in sorted((REPO / package).rglob("*.py")):
             for node in ast.walk(ast.parse(path.read_text())):
                 if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.end_lineno - node.lineno >= 60:
-                    long.append(f"{package}/{path.name}:{node.name} ({node.end_lineno - node.lineno + 1} lines)")
+                    long.append(f"{path.relative_to(REPO)}:{node.name} ({node.end_lineno - node.lineno + 1} lines)")
     assert not long, long
+
+
+def _modules() -> dict[str, Path]:
+    """Every module of our packages by dotted name (``common.studies.sweep``); a package by its own name."""
+    found = {}
+    for package in PACKAGES:
+        for path in sorted((REPO / package).rglob("*.py")):
+            parts = path.relative_to(REPO).with_suffix("").parts
+            found[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return found
 
 
 def _imports_of(source: str, module: str) -> set[str]:
@@ -119,13 +129,47 @@ def _import_circles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 def test_no_import_circles() -> None:
     graph = {}
-    for package in PACKAGES:
-        for path in sorted((REPO / package).glob("*.py")):
-            name = f"{package}.{path.stem}" if path.stem != "__init__" else package
-            graph[name] = {m for m in _imports_of(path.read_text(), name) if m != name}
+    for name, path in _modules().items():
+        graph[name] = {m for m in _imports_of(path.read_text(), name) if m != name}
     graph = {name: {m for m in imported if m in graph} for name, imported in graph.items()}
     assert len(graph) > 40 and graph["common.cli"], graph  # the scan found the modules and their imports
     assert not _import_circles(graph), _import_circles(graph)
+
+
+def _one_run_imports_of_studies(modules: dict[str, Path]) -> list[str]:
+    """``module imports studies-module`` for every one-run piece of ``common`` that imports ``common.studies``."""
+    return [
+        f"{name} imports {imported}"
+        for name, path in modules.items()
+        if name.startswith("common") and not name.startswith("common.studies")
+        for imported in sorted(_imports_of(path.read_text(), name))
+        if imported.startswith("common.studies")
+    ]
+
+
+def test_one_run_pieces_never_import_the_studies() -> None:
+    modules = _modules()
+    assert "common.cli" in modules and "common.studies.sweep" in modules  # the scan sees both halves
+    assert not _one_run_imports_of_studies(modules), _one_run_imports_of_studies(modules)
+
+
+def test_the_studies_rule_would_catch_a_reverse_import(tmp_path: Path) -> None:
+    (tmp_path / "cli.py").write_text("def f():\n    from common.studies.report import build_report\n")
+    assert _one_run_imports_of_studies({"common.cli": tmp_path / "cli.py"}) == [
+        "common.cli imports common.studies.report",
+        "common.cli imports common.studies.report.build_report",
+    ]
+
+
+MAX_MODULE_LINES = 400
+"""A module that grows past this is two modules (the house aims at about 300)."""
+
+
+def test_no_module_over_400_lines() -> None:
+    long = {
+        name: n for name, path in _modules().items() if (n := len(path.read_text().splitlines())) > MAX_MODULE_LINES
+    }
+    assert not long, long
 
 
 def test_the_circle_rule_would_catch_a_circle() -> None:

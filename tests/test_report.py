@@ -16,8 +16,8 @@ import yaml
 from PIL import Image
 from scipy import stats
 
-from common.report import build_report, fmt, show
-from common.results import latest_runs, load_run
+from common.studies.report import build_report, fmt, show
+from common.studies.runs import latest_runs, load_run
 from lesion_cls.__main__ import main as cls_main
 from tests.helpers import tiny_cls_args, tiny_seg_args
 from volume_seg.__main__ import main as seg_main
@@ -322,10 +322,10 @@ def test_report_renders_in_headless_chromium(report: Path, tmp_path: Path) -> No
 
 @pytest.mark.e2e
 def test_published_results_table_and_cross_run_figures(report_runs: Path, tmp_path: Path) -> None:
-    """A run that follows a published protocol (experiments/anchors.yaml) gets the comparison table: its own
+    """A run that follows a published protocol (common/studies/anchors.yaml) gets the comparison table: its own
     means from metrics.json beside the published rows as the file gives them; the per-case box plot and the
     learning curves are drawn into the report's figures."""
-    from common.report import ANCHORS
+    from common.studies.report import ANCHORS
 
     source = latest_runs(report_runs)["seg_dice"].path
     run_dir = tmp_path / "la16" / source.name
@@ -360,7 +360,7 @@ def test_classification_published_results_table(report_runs: Path, tmp_path: Pat
     """A classification run on a 20 % lesion holdout of the real HAM10000 (its test-set size) is set beside the
     anchors file's rows (numbers formatted, ranges as written); generated data and the demo's 15 % split get no
     such table."""
-    from common.report import ANCHORS
+    from common.studies.report import ANCHORS
 
     source = latest_runs(report_runs)["cls_ce"].path
     run_dir = tmp_path / "ham" / source.name
@@ -397,8 +397,8 @@ def test_classification_published_results_table(report_runs: Path, tmp_path: Pat
 def test_training_rows_give_the_budget_and_what_was_used(trainer: dict, budget: str) -> None:
     """The report's training rows: the limits the config set, and the epochs, optimizer steps (last validation)
     and fit minutes the run's files record."""
-    from common.report import training_rows
-    from common.results import RunResult
+    from common.studies.report import training_rows
+    from common.studies.runs import RunResult
 
     history = pd.DataFrame({"epoch": [0, 1, 2], "step": [220, 440, 650]})
     run = RunResult(

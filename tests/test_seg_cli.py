@@ -225,7 +225,7 @@ def test_ema_weights_are_the_ones_validated_and_tested(la_run: Path, tiny_la: Pa
 def test_test_checkpoint_last_tests_the_final_weights(tiny_la: Path, tmp_path: Path) -> None:
     """``run.test_checkpoint=last``: the test after fit scores ``last.ckpt`` (a separate test of it gives the same
     numbers), ``run_info.json`` says so, and the report's "selected epoch" is the last one."""
-    from common.results import load_run
+    from common.studies.runs import load_run
 
     run = main(
         [

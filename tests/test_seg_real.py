@@ -169,11 +169,11 @@ def test_recipe_runs_a_few_steps(
 
 @pytest.mark.e2e
 def test_la_two_fold_cross_validation(shared_data: Path, tmp_path: Path) -> None:
-    """``common.cv`` on LA-16 for a few steps: the 16 labelled cases out of fold once each, the fold ensemble
+    """``common.studies.cv`` on LA-16 for a few steps: the 16 labelled cases out of fold once each, the fold ensemble
     tested on the 20 test cases, its Dice that of medpy on a saved mask."""
     from medpy.metric import binary as medpy
 
-    from common.cv import run_cv
+    from common.studies.cv import run_cv
 
     root = shared_data / "la_uamt_h5"
     at = FEW_STEPS.index("--trainer.limit_test_batches")

@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from common.workers import WorkQueue, without_options
+from common.studies.workers import WorkQueue, without_options
 from tests.helpers import REPO
 
 FAKE_TRAINER = """
@@ -64,7 +64,7 @@ def _sweep(sweep_file: Path, sweep_dir: Path, *args: str) -> list[str]:
     return [
         sys.executable,
         "-m",
-        "common.sweep",
+        "common.studies.sweep",
         str(sweep_file),
         "--sweep-dir",
         str(sweep_dir),
@@ -303,7 +303,7 @@ def test_local_workers_get_one_gpu_and_their_share_of_the_cores(
 ) -> None:
     """``--devices 3,5`` with 3 workers: round robin over the devices through CUDA_VISIBLE_DEVICES, the cores
     shared (OMP_NUM_THREADS), each output line marked with its worker, and the worst exit status returned."""
-    from common.workers import start_workers
+    from common.studies.workers import start_workers
 
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     show = "print(sys.argv[-1], os.environ['CUDA_VISIBLE_DEVICES'], os.environ['OMP_NUM_THREADS'])"

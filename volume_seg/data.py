@@ -128,7 +128,7 @@ class VolumeDataModule(LightningDataModule):
             validates (``val_fraction`` is then not used); the test cases do not change with the fold. 0 = no folds.
         fold: The fold that validates, ``0 .. num_folds - 1``.
         test_split: The cases ``test`` evaluates: ``test`` (the test set) or ``val`` (the validation cases; with folds,
-            the out-of-fold predictions of cross-validation, :mod:`common.cv`).
+            the out-of-fold predictions of cross-validation, :mod:`common.studies.cv`).
         num_classes: Classes including background; 2 = binary (``label > 0``).
         class_names: Names of the classes, background first (linked to ``model.class_names``, which checks the count;
             default ``background``, ``foreground`` / ``class_1``...).

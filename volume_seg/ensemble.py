@@ -5,9 +5,9 @@
   and the largest-component post-processing, scored against the labels of the runs' test cases: an ordinary run
   dir (masks, overlays, 3D views, ``metrics_per_case.csv``, ``metrics.json`` with intervals; ``run_info.json``
   lists the members). nnU-Net's ``--save_probabilities`` + ``nnUNetv2_ensemble``.
-* :func:`pool_out_of_fold` (used by :mod:`common.cv`): the fold models' masks of the cases they did not train on,
-  pooled (every training case once), the largest-component post-processing chosen on them (nnU-Net's rule: kept
-  when it does not lower the mean foreground Dice), and their metrics under that choice.
+* :func:`pool_out_of_fold` (used by :mod:`common.studies.cv`): the fold models' masks of the cases they did not
+  train on, pooled (every training case once), the largest-component post-processing chosen on them (nnU-Net's
+  rule: kept when it does not lower the mean foreground Dice), and their metrics under that choice.
 """
 
 from __future__ import annotations

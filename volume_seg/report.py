@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from common.compare import format_interval, run_interval
-from common.report import (
+from common.stats import ScoredItems
+from common.studies.compare import format_interval, run_interval
+from common.studies.report import (
     best_run,
     fmt,
     mean_std,
@@ -23,8 +24,7 @@ from common.report import (
     tested_weights,
     training_rows,
 )
-from common.results import Block, RunResult, register_report
-from common.stats import ScoredItems
+from common.studies.runs import Block, RunResult, register_report
 from volume_seg import TASK
 from volume_seg.metrics import case_summary, scored_items
 from volume_seg.viz import plot_case_boxes, plot_learning_curves
@@ -179,7 +179,7 @@ def _figures(runs: list[RunResult], best: RunResult, which: str) -> list[Block]:
 
 @dataclass(frozen=True)
 class SegmentationReport:
-    """The :class:`~common.results.TaskReport` of the segmenter's runs (:data:`volume_seg.TASK`)."""
+    """The :class:`~common.studies.runs.TaskReport` of the segmenter's runs (:data:`volume_seg.TASK`)."""
 
     task: str = TASK
     title: str = "3D segmentation"

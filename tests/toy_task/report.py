@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from common.report import best_run, fmt, table
-from common.results import Block, RunResult, register_report
+from common.studies.report import best_run, fmt, table
+from common.studies.runs import Block, RunResult, register_report
 from tests.toy_task import TASK
 
 

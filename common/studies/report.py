@@ -1,9 +1,9 @@
 """The seed document, generated: ``report.md`` and ``report.html`` from finished run dirs.
 
-``python -m common.report --root runs/demo --out runs/demo/report`` takes the newest finished run of each
+``python -m common.studies.report --root runs/demo --out runs/demo/report`` takes the newest finished run of each
 experiment under the root (or ``--runs DIR ...``), groups the runs by task, and asks each task's registered
-report (:class:`~common.results.TaskReport`, in the task package's ``report.py``) for its sections: tables,
-text and figures as :data:`~common.results.Block` s. This module knows no task; it only renders.
+report (:class:`~common.studies.runs.TaskReport`, in the task package's ``report.py``) for its sections: tables,
+text and figures as :data:`~common.studies.runs.Block` s. This module knows no task; it only renders.
 
 "Better" and "best" are chosen on the validation metric that selected each run's checkpoint (:func:`best_run`),
 never on test data. Every number is read from the runs' files; nothing is recomputed. The Markdown links
@@ -11,7 +11,7 @@ figures copied beside it (``figures/``); the HTML embeds them, so it is one file
 
 The helpers :func:`fmt`, :func:`show`, :func:`mean_std`, :func:`table`, :func:`best_run` (with :func:`no_best_run`
 when the runs were selected on different metrics), :func:`tested_weights`
-and :func:`published_protocols` (published results from ``experiments/anchors.yaml``) are for the tasks'
+and :func:`published_protocols` (published results from ``common/studies/anchors.yaml``, package data) are for the tasks'
 sections, so that every task formats numbers and reads anchors the same way.
 """
 
@@ -25,13 +25,17 @@ import shutil
 import sys
 import time
 from collections.abc import Callable, Sequence
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import yaml
 
-from common.compare import (
+from common.errors import MedlitError
+from common.files import unwritable_reason
+from common.stats import MIN_UNITS
+from common.studies.compare import (
     COMPARISON_COLUMNS,
     choice_on_test,
     compare_runs,
@@ -42,10 +46,8 @@ from common.compare import (
     validation_noise,
     with_holm,
 )
-from common.errors import MedlitError
-from common.files import unwritable_reason
-from common.results import Block, RunResult, latest_runs, load_run
-from common.stats import MIN_UNITS
+from common.studies.runs import Block, RunResult, latest_runs, load_run
+from common.text import fmt, show
 
 __all__ = [
     "ANCHORS",
@@ -63,28 +65,6 @@ __all__ = [
     "table",
     "tested_weights",
 ]
-
-
-def fmt(value: Any, digits: int = 3) -> str:
-    """How the report shows a value: floats with ``digits`` decimals, ``n/a`` for missing or NaN."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "n/a"
-    if isinstance(value, float):
-        return f"{value:.{digits}f}"
-    return str(value)
-
-
-def show(value: Any) -> str:
-    """How the report shows a configuration value: as written (``1e-05``, ``2.0``), lists as ``a×b×c``."""
-    if value is None:
-        return "–"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, float):
-        return f"{value:g}"
-    if isinstance(value, list | tuple):
-        return "×".join(show(v) for v in value)
-    return str(value)
 
 
 def mean_std(summary: dict[str, Any], digits: int = 3) -> str:
@@ -116,7 +96,7 @@ def no_best_run(runs: Sequence[RunResult], labels: dict[str, str]) -> str:
     )
 
 
-ANCHORS = Path(__file__).resolve().parents[1] / "experiments" / "anchors.yaml"
+ANCHORS = Path(str(resources.files("common.studies") / "anchors.yaml"))
 """Published results by protocol (each with its task, the configuration it applies to and its sources)."""
 
 
@@ -487,7 +467,7 @@ def build_report(runs: Sequence[RunResult], out: Path, title: str | None = None)
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m common.report", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m common.studies.report", description=__doc__.split("\n\n")[0])
     parser.add_argument("--root", type=Path, default=Path("runs/demo"), help="newest run of each experiment")
     parser.add_argument("--runs", type=Path, nargs="*", default=None, help="explicit run dirs instead of --root")
     parser.add_argument("--out", type=Path, default=None, help="default: <root>/report")

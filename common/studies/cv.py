@@ -1,10 +1,10 @@
-"""K-fold cross-validation as one command: ``python -m common.cv <task> <fit arguments> --folds 5``.
+"""K-fold cross-validation as one command: ``python -m common.studies.cv <task> <fit arguments> --folds 5``.
 
 The fit arguments are those of ``python -m <task> fit`` (``--config``, ``--data.root``, ``--trainer.max_time``...).
 The run writes a ``cv/`` dir (``--cv-dir``, default ``runs/cv/<task>``):
 
 * ``cv.yaml``, ``plan.json``, ``index.csv``, ``logs/``, ``runs/fold<k>/``: the folds, run by the sweep runner
-  (:mod:`common.sweep`) as a grid over ``data.fold`` with ``--data.num_folds K``: resumable, offline W&B. Each fold
+  (:mod:`common.studies.sweep`) as a grid over ``data.fold`` with ``--data.num_folds K``: resumable, offline W&B. Each fold
   trains on the other folds' items, selects on its own, and is tested on the test set as any run.
 * ``oof_runs/fold<k>/``: each fold's model tested on the fold it did not train on (``--data.test_split val``):
   ordinary test run dirs, with the raw probabilities (no decision rule, no post-processing).
@@ -16,11 +16,11 @@ The run writes a ``cv/`` dir (``--cv-dir``, default ``runs/cv/<task>``):
   the test set: an ordinary run dir.
 * ``folds.csv``, ``summary.md`` and ``ensemble_comparisons.csv``: each fold's out-of-fold and test numbers, the
   pooled out-of-fold estimate, the ensemble's test numbers with intervals, and the ensemble against each fold model
-  on the same test items (paired bootstrap, :func:`common.compare.compare_runs`).
+  on the same test items (paired bootstrap, :func:`common.studies.compare.compare_runs`).
 
 Starting the same command again resumes: finished folds and steps are kept, an interrupted one is redone.
 Several workers share one cv dir (``--workers N`` on this machine, or the same command on machines sharing the
-filesystem): the folds are claimed like a sweep's runs (:mod:`common.workers`), and the evaluation after them is
+filesystem): the folds are claimed like a sweep's runs (:mod:`common.studies.workers`), and the evaluation after them is
 done once, by one worker (``claims/evaluate.json``).
 """
 
@@ -39,7 +39,11 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from common.compare import (
+from common.contracts import TaskEnsemble, check_contract
+from common.errors import MedlitError
+from common.files import atomic_path
+from common.rundir import read_run_info, update_run_info
+from common.studies.compare import (
     compare_runs,
     format_interval,
     markdown_table,
@@ -47,13 +51,9 @@ from common.compare import (
     readable_comparisons,
     run_interval,
 )
-from common.contracts import TaskEnsemble, check_contract
-from common.errors import MedlitError
-from common.files import atomic_path
-from common.results import RunResult, load_run
-from common.rundir import read_run_info, update_run_info
-from common.sweep import fresh_run_dir, run_logged, run_sweep
-from common.workers import WorkerOptions, add_worker_arguments, start_local_workers
+from common.studies.runs import RunResult, load_run
+from common.studies.sweep import fresh_run_dir, run_logged, run_sweep
+from common.studies.workers import WorkerOptions, add_worker_arguments, start_local_workers
 
 __all__ = ["RUNNER_KEYS", "cv_spec", "main", "run_cv"]
 
@@ -151,7 +151,7 @@ def run_cv(
 ) -> Path:
     """Run (or resume, or join as one more worker) a cross-validation; returns the cv dir. See the module docstring.
 
-    Several workers share the folds (:func:`common.sweep.run_sweep`); the evaluation after them (out-of-fold tests,
+    Several workers share the folds (:func:`common.studies.sweep.run_sweep`); the evaluation after them (out-of-fold tests,
     pool, ensemble, summary) is done by one worker at a time (``claims/evaluate.json``), and once.
     """
     ensemble = _check_arguments(task, fit_args, folds)
@@ -270,10 +270,10 @@ def _write_summary(
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m common.cv",
+        prog="python -m common.studies.cv",
         description=__doc__.split("\n\n")[0],
         allow_abbrev=False,
-        usage="python -m common.cv TASK [fit arguments ...] --folds K [--cv-dir DIR] [--wandb MODE] [--workers N]",
+        usage="python -m common.studies.cv TASK [fit arguments ...] --folds K [--cv-dir DIR] [--wandb MODE] [--workers N]",
     )
     parser.add_argument("task", help="the task package (its `python -m <task> fit` trains a fold)")
     parser.add_argument("--folds", type=int, default=5, help="number of folds (default 5)")
@@ -283,7 +283,7 @@ def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     args, fit_args = parser.parse_known_args(argv)
     if args.workers > 1 or args.devices:
-        sys.exit(start_local_workers("common.cv", argv, args))
+        sys.exit(start_local_workers("common.studies.cv", argv, args))
     try:
         cv_dir = run_cv(args.task, fit_args, args.folds, args.cv_dir, args.wandb, WorkerOptions.from_arguments(args))
     except MedlitError as err:

@@ -1,4 +1,4 @@
-"""Run a W&B sweep file without a W&B server: ``python -m common.sweep experiments/sweeps/cls_loss.yaml``.
+"""Run a W&B sweep file without a W&B server: ``python -m common.studies.sweep experiments/sweeps/cls_loss.yaml``.
 
 The same YAML that ``wandb sweep`` + ``wandb agent`` run online (``method``, ``metric``, ``parameters``,
 ``program``, ``command``) runs here one configuration after another, for clusters with no outbound network:
@@ -16,7 +16,7 @@ The same YAML that ``wandb sweep`` + ``wandb agent`` run online (``method``, ``m
   figures (metrics by configuration, training curves overlaid) are rewritten in the sweep dir.
 * Many workers, one sweep: any number of runners - ``--workers N`` on this machine (``--devices 0,1``: one GPU
   each), or the same command on other machines sharing the filesystem (SLURM array tasks) - work on one sweep dir.
-  Each configuration is claimed under the dir's lock (:class:`common.workers.WorkQueue`): ``claims/<run>.json``
+  Each configuration is claimed under the dir's lock (:class:`common.studies.workers.WorkQueue`): ``claims/<run>.json``
   names the worker's host and pid and carries its heartbeat; ``index.csv`` records which worker ran what. A run
   whose worker died (no heartbeat for ``--stale-after`` seconds, or its process gone on this host) goes back to
   the queue and is redone; a worker with nothing left to claim waits for the others, to take over a dead one's
@@ -44,10 +44,11 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from common.compare import compare_sweep
 from common.errors import MedlitError, first_line
-from common.files import atomic_path, write_json
-from common.workers import WorkerOptions, WorkQueue, add_worker_arguments, die_with_parent, start_local_workers
+from common.files import write_json
+from common.studies.compare import compare_sweep
+from common.studies.index import index_row, read_index, set_row, write_index
+from common.studies.workers import WorkerOptions, WorkQueue, add_worker_arguments, die_with_parent, start_local_workers
 
 __all__ = [
     "DISTRIBUTIONS",
@@ -199,48 +200,7 @@ def expand_command(spec: SweepSpec, params: dict[str, Any], extra: Sequence[str]
     return command
 
 
-# --- the index -----------------------------------------------------------------------------------------------
-_INDEX_COLUMNS = [
-    "run_id",
-    "status",
-    "run_dir",
-    "params",
-    "started",
-    "finished",
-    "seconds",
-    "metric",
-    "worker",
-    "trial",
-]
-
-
-def _read_index(sweep_dir: Path) -> pd.DataFrame:
-    path = sweep_dir / "index.csv"
-    if not path.exists():
-        return pd.DataFrame(columns=_INDEX_COLUMNS)
-    index = pd.read_csv(path, dtype={"run_id": str, "status": str, "run_dir": str, "params": str, "worker": str})
-    return index.reindex(columns=[*_INDEX_COLUMNS, *(c for c in index.columns if c not in _INDEX_COLUMNS)])
-
-
-def _write_index(sweep_dir: Path, index: pd.DataFrame) -> None:
-    with atomic_path(sweep_dir / "index.csv") as tmp:
-        index.to_csv(tmp, index=False)
-
-
-def _set_row(index: pd.DataFrame, run_id: str, **values: Any) -> pd.DataFrame:
-    if run_id not in set(index["run_id"]):
-        index = pd.concat([index, pd.DataFrame([{"run_id": run_id}])], ignore_index=True)
-    for key, value in values.items():
-        index[key] = index[key].astype(object)
-        index.loc[index["run_id"] == run_id, key] = value
-    return index
-
-
-def _row(index: pd.DataFrame, run_id: str) -> pd.Series | None:
-    rows = index.loc[index["run_id"] == run_id]
-    return None if rows.empty else rows.iloc[0]
-
-
+# --- the sweep metric --------------------------------------------------------------------------------------
 def _metric_of(run_dir: Path, name: str | None, goal: str) -> float:
     """The sweep metric of a finished run: its best epoch value (as checkpoint selection), from history.csv."""
     history = run_dir / "history.csv"
@@ -260,7 +220,7 @@ def run_logged(command: list[str], log_path: Path) -> int:
     """Run a command, its output into ``log_path`` (and the console); kill it if the runner is stopped.
 
     The command dies with this process, even when this one is killed with SIGKILL (see
-    :func:`common.workers.die_with_parent`).
+    :func:`common.studies.workers.die_with_parent`).
     """
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("w") as log:
@@ -377,7 +337,7 @@ class _Worker:
     def _retryable(self, index: pd.DataFrame, run_id: str, claims: dict[str, dict]) -> bool:
         """Not finished, not held, not tried by this worker, and not failed since this worker started (a failing
         configuration is retried by the next worker started, not in a loop)."""
-        row = _row(index, run_id)
+        row = index_row(index, run_id)
         if run_id in claims or run_id in self.attempted:
             return False
         if row is None:
@@ -404,7 +364,7 @@ class _Worker:
                 self.queue.release(run_id)
                 claims.pop(run_id)
             if run_id in running:
-                index = _set_row(index, run_id, status="interrupted")
+                index = set_row(index, run_id, status="interrupted")
             if self.study is not None:
                 _fail_trial(self.study, run_id)
         return index
@@ -413,11 +373,11 @@ class _Worker:
         """Claim the next configuration: ``(run_id, run_dir, params, trial)``; ``True`` when the only work left is
         held by live workers (wait), ``None`` when nothing is left."""
         with self.queue.locked():
-            index, claims = _read_index(self.sweep_dir), self.queue.claims()
+            index, claims = read_index(self.sweep_dir), self.queue.claims()
             index = self._reclaim(index, claims)
             todo = [r for r in self.run_ids if self._retryable(index, r, claims)]
             if not todo:
-                _write_index(self.sweep_dir, index)
+                write_index(self.sweep_dir, index)
                 return True if any(r in claims for r in self.run_ids) else None
             run_id = todo[0]
             run_dir = fresh_run_dir(self.sweep_dir / "runs", run_id)
@@ -427,7 +387,7 @@ class _Worker:
             number = trial.number if trial is not None else ""
             self.queue.take(run_id, trial=number)
             started = time.strftime("%Y-%m-%d %H:%M:%S")
-            index = _set_row(
+            index = set_row(
                 index,
                 run_id,
                 status="running",
@@ -440,7 +400,7 @@ class _Worker:
                 worker=self.queue.label,
                 trial=number,
             )
-            _write_index(self.sweep_dir, index)
+            write_index(self.sweep_dir, index)
         self.attempted.add(run_id)
         return run_id, run_dir, params, trial
 
@@ -462,15 +422,15 @@ class _Worker:
                     flush=True,
                 )
                 return
-            index = _set_row(
-                _read_index(self.sweep_dir),
+            index = set_row(
+                read_index(self.sweep_dir),
                 run_id,
                 status=status,
                 finished=time.strftime("%Y-%m-%d %H:%M:%S"),
                 seconds=round(time.perf_counter() - start, 1),
                 metric=metric,
             )
-            _write_index(self.sweep_dir, index)
+            write_index(self.sweep_dir, index)
             self.queue.release(run_id)
             if trial is not None:
                 _tell(self.study, trial, metric, status == "finished")
@@ -633,7 +593,7 @@ def _tell(study: Any, trial: Any, metric: float, finished: bool) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = argparse.ArgumentParser(prog="python -m common.sweep", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m common.studies.sweep", description=__doc__.split("\n\n")[0])
     parser.add_argument("sweep_file", type=Path, help="W&B sweep YAML (experiments/sweeps/*.yaml)")
     parser.add_argument("--sweep-dir", type=Path, default=None, help="default: runs/sweeps/<name>")
     parser.add_argument("--max-runs", type=int, default=None, help="run at most this many configurations")
@@ -651,7 +611,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     if args.workers > 1 or args.devices:
-        sys.exit(start_local_workers("common.sweep", argv, args))
+        sys.exit(start_local_workers("common.studies.sweep", argv, args))
     try:
         sweep_dir = run_sweep(
             args.sweep_file,
@@ -668,7 +628,7 @@ def main(argv: list[str] | None = None) -> None:
     except MedlitError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
-    index = _read_index(sweep_dir)
+    index = read_index(sweep_dir)
     failed = index[~index["status"].astype(str).eq("finished")]
     print(f"sweep_dir: {sweep_dir}")
     if not failed.empty:

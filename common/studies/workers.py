@@ -235,7 +235,7 @@ def _at_least_one(text: str) -> int:
 
 
 def add_worker_arguments(parser: argparse.ArgumentParser) -> None:
-    """The worker options of ``common.sweep`` and ``common.cv``."""
+    """The worker options of ``common.studies.sweep`` and ``common.studies.cv``."""
     group = parser.add_argument_group("workers (several processes or machines on one dir)")
     group.add_argument(
         "--workers",

@@ -11,7 +11,7 @@
   ``comparison.md`` (per configuration: mean, std and Student-t interval over seeds; each run's value with its
   interval; paired comparisons), ``comparisons.csv`` (runs of different configurations with the same seed, and
   configurations over their common seeds: paired t) and figures (each metric by configuration with intervals;
-  training curves). ``python -m common.compare SWEEP_DIR`` rewrites them.
+  training curves). ``python -m common.studies.compare SWEEP_DIR`` rewrites them.
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ import seaborn as sns
 from common.errors import MedlitError
 from common.files import atomic_path
 from common.plots import save_figure, seaborn_theme
-from common.results import RunResult, load_run
 from common.stats import (
+    BOOTSTRAP_RESAMPLES,
     MIN_UNITS,
     PAIRED_TESTS,
     ScoredItems,
@@ -44,6 +44,9 @@ from common.stats import (
     paired_t,
     t_interval,
 )
+from common.studies.index import finished_entries
+from common.studies.runs import RunResult, load_run
+from common.text import format_interval, markdown_table, signed
 
 __all__ = [
     "COMPARISON_COLUMNS",
@@ -104,7 +107,9 @@ def scored_items_of(run: RunResult) -> ScoredItems | None:
     return _ITEMS[key]
 
 
-def run_interval(run: RunResult, metric: str, n_resamples: int = 2000, seed: int = 0) -> tuple[float, float] | None:
+def run_interval(
+    run: RunResult, metric: str, n_resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0
+) -> tuple[float, float] | None:
     """The 95% interval of a test metric: the one ``metrics.json`` holds (``ci95``), else a bootstrap over the
     run's items (a run from before intervals were written); ``None`` when neither exists."""
     stored = (run.metrics.get("ci95") or {}).get(metric)
@@ -118,15 +123,6 @@ def run_interval(run: RunResult, metric: str, n_resamples: int = 2000, seed: int
         _INTERVALS[key] = bootstrap_intervals(items, n_resamples, seed)
     found = _INTERVALS[key].get(metric)
     return (float(found["ci95"][0]), float(found["ci95"][1])) if found else None
-
-
-def format_interval(value: float, interval: tuple[float, float] | None, digits: int = 3) -> str:
-    """``0.599 (0.571-0.627)``; the value alone without an interval, ``n/a`` for a missing value."""
-    if value is None or not math.isfinite(value):
-        return "n/a"
-    if interval is None or not all(math.isfinite(v) for v in interval):
-        return f"{value:.{digits}f}"
-    return f"{value:.{digits}f} ({interval[0]:.{digits}f}-{interval[1]:.{digits}f})"
 
 
 def _pair_rows(
@@ -181,7 +177,7 @@ def compare_runs(
     runs: Sequence[tuple[str, RunResult]],
     pairs: Sequence[tuple[str, str]] | None = None,
     metrics: Sequence[str] | None = None,
-    n_resamples: int = 2000,
+    n_resamples: int = BOOTSTRAP_RESAMPLES,
     seed: int = 0,
 ) -> tuple[pd.DataFrame, list[str]]:
     """Paired comparisons of named runs (of one task): every pair, or ``pairs`` (names ``(a, b)``, B - A).
@@ -225,10 +221,6 @@ def with_holm(table: pd.DataFrame) -> pd.DataFrame:
     return table.assign(p_holm=holm(table["p_value"].to_numpy(dtype=float)) if len(table) else [])
 
 
-def _signed(value: float, digits: int = 3) -> str:
-    return f"{round(value, digits) + 0.0:+.{digits}f}"  # + 0.0: no "-0.000"
-
-
 def pair_row(rows: pd.DataFrame, name_a: str, name_b: str, metric: str) -> pd.Series | None:
     """The paired-bootstrap row of two runs (in either order) for ``metric``; ``None`` when they were not paired."""
     found = rows[
@@ -253,7 +245,7 @@ def choice_on_test(
         return f"{best} vs {other}: not compared on the same test items."
     sign = 1 if row["run_b"] == best else -1  # the difference as best - other
     delta, low, high = sign * row["delta"], *sorted((sign * row["ci_low"], sign * row["ci_high"]))
-    numbers = f"{best} vs {other}: test {label} {_signed(delta)} ({_signed(low)} to {_signed(high)})"
+    numbers = f"{best} vs {other}: test {label} {signed(delta)} ({signed(low)} to {signed(high)})"
     if not np.isfinite(row["p_value"]):
         return f"{numbers} - too few units to test the difference ({size}; a bootstrap test needs {MIN_UNITS} or more)."
     numbers += f", p = {row['p_value']:.2g} (Holm {row['p_holm']:.2g})"
@@ -274,20 +266,7 @@ def validation_noise(se_test: float, n_test_units: int, n_val_units: int) -> flo
 
 def _finished(sweep_dir: Path) -> list[tuple[str, dict, RunResult]]:
     """``(run_id, sweep parameters, run)`` of every finished run of the sweep dir, in index order."""
-    index_path = sweep_dir / "index.csv"
-    if not index_path.exists():
-        return []
-    index = pd.read_csv(index_path, dtype=str)
-    return [
-        (entry.run_id, json.loads(entry.params), load_run(_run_path(sweep_dir, entry.run_id, entry.run_dir)))
-        for entry in index[index["status"] == "finished"].itertuples()
-    ]
-
-
-def _run_path(sweep_dir: Path, run_id: str, recorded: str) -> Path:
-    """The run dir as the index recorded it, or inside the sweep dir (an index read from another working dir)."""
-    path = Path(recorded)
-    return path if path.is_dir() else sweep_dir / "runs" / run_id
+    return [(entry.run_id, entry.params, load_run(entry.run_dir)) for entry in finished_entries(sweep_dir)]
 
 
 def _frame(finished: list[tuple[str, dict, RunResult]]) -> tuple[pd.DataFrame, list[str]]:
@@ -357,13 +336,6 @@ def configuration_table(runs: pd.DataFrame, params: list[str], metrics: list[str
     return pd.DataFrame(rows)
 
 
-def markdown_table(table: pd.DataFrame) -> str:
-    """A table as GitHub markdown (without the optional ``tabulate`` package)."""
-    header = "| " + " | ".join(map(str, table.columns)) + " |\n|" + "---|" * len(table.columns) + "\n"
-    body = "\n".join("| " + " | ".join(str(v) for v in row) + " |" for row in table.itertuples(index=False))
-    return header + body + "\n"
-
-
 def _label(runs: pd.DataFrame, keys: list[str], named: bool = False) -> pd.Series:
     """Each run's configuration: ``ce, none`` (figures) or, ``named``, ``model.loss=ce, data.augment=none`` (what
     comparisons.csv calls it)."""
@@ -429,7 +401,7 @@ def sweep_comparisons(
     return with_holm(both.reindex(columns=COMPARISON_COLUMNS)), notes
 
 
-def method_sentence(items: ScoredItems | None, labels: dict[str, str], n_resamples: int = 2000) -> str:
+def method_sentence(items: ScoredItems | None, labels: dict[str, str], n_resamples: int = BOOTSTRAP_RESAMPLES) -> str:
     """How the paired comparisons were made, in the words of the runs' own items and tests."""
     if items is None:
         return "The runs keep no per-item test scores: they are compared by their values only."
@@ -453,7 +425,7 @@ def readable_comparisons(table: pd.DataFrame, labels: dict[str, str]) -> pd.Data
             "A value": table["value_a"].map(lambda v: f"{v:.3f}"),
             "B value": table["value_b"].map(lambda v: f"{v:.3f}"),
             "B - A (95% CI)": [
-                _signed(d) + (f" ({_signed(lo)} to {_signed(hi)})" if np.isfinite(lo) else "")
+                signed(d) + (f" ({signed(lo)} to {signed(hi)})" if np.isfinite(lo) else "")
                 for d, lo, hi in zip(table["delta"], table["ci_low"], table["ci_high"], strict=True)
             ],
             "test": table["test"],
@@ -615,7 +587,9 @@ def compare_sweep(sweep_dir: Path) -> Path | None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m common.compare", description="Rewrite a sweep dir's comparison")
+    parser = argparse.ArgumentParser(
+        prog="python -m common.studies.compare", description="Rewrite a sweep dir's comparison"
+    )
     parser.add_argument("sweep_dir", type=Path, help="a sweep dir (holds plan.json and index.csv)")
     args = parser.parse_args(argv)
     try:
