@@ -1,7 +1,7 @@
 """Classification data loading: the decoded-pixel cache against decoding JPEGs every epoch, in the same run.
 
 ``python -m benchmarks.bench_pixel_cache`` times one pass over the HAM10000 images (real ones from
-``../shared/data`` when present, else generated) through :class:`lesion_cls.data.LesionImageDataset`, with and
+``../shared/data`` when present, else generated) through :class:`lesion_cls.datasets.LesionImageDataset`, with and
 without the cache, and prints images per second and the ratio. The one-off cost of building the cache is
 printed too: it is paid once per image size and reused by every later run.
 """
@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.results_file import record
-from lesion_cls.data import LesionImageDataset, build_pixel_cache
+from lesion_cls.cache import build_pixel_cache
+from lesion_cls.datasets import LesionImageDataset
 from lesion_cls.io import read_ham_metadata
 from lesion_cls.transforms import IMAGENET_MEAN, IMAGENET_STD, build_transforms
 

@@ -1,5 +1,5 @@
-"""Callbacks every run gets: epoch history + curves, the data split, timings, and the random states that a
-resumed run continues from; and an optional one, :class:`EMAWeights`.
+"""Callbacks every run gets (:func:`house_callbacks`): epoch history + curves, the data split, timings, the random
+states that a resumed run continues from, checkpoints and a progress bar; and an optional one, :class:`EMAWeights`.
 
 Task-specific outputs (predictions, reports, overlays) live in each task's ``callbacks.py``.
 """
@@ -10,20 +10,27 @@ import json
 import random
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
-from lightning.pytorch.callbacks import EMAWeightAveraging
+from lightning.pytorch.callbacks import (
+    EMAWeightAveraging,
+    LearningRateMonitor,
+    ModelCheckpoint,
+    ProgressBar,
+    RichProgressBar,
+)
 from lightning.pytorch.trainer.states import TrainerFn
 
 from common.files import write_json
 from common.plots import plot_history
-from common.rundir import run_dir_of
+from common.rundir import LAST_CHECKPOINT_STEM, run_dir_of
 
-__all__ = ["EMAWeights", "MetricHistory", "RngState", "RunTimer", "SplitExport"]
+__all__ = ["EMAWeights", "MetricHistory", "RngState", "RunTimer", "SplitExport", "house_callbacks"]
 
 
 class MetricHistory(Callback):
@@ -218,3 +225,43 @@ class EMAWeights(EMAWeightAveraging):
     def on_load_checkpoint(self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]) -> None:
         if trainer.state.fn == TrainerFn.FITTING:  # resuming a fit: restore the raw weights and the average
             super().on_load_checkpoint(trainer, pl_module, checkpoint)
+
+
+def house_callbacks(
+    run_dir: Path, module: LightningModule, trainer_config: Mapping[str, Any], with_loggers: bool
+) -> list[Callback]:
+    """The callbacks the CLI adds to every run, after those ``trainer.callbacks`` configures.
+
+    Args:
+        run_dir: The run directory (checkpoints go to its ``checkpoints/``).
+        module: The task's module: its ``metric_labels``, and the validation ``monitor`` and ``monitor_mode`` the
+            best checkpoint is chosen on.
+        trainer_config: The ``trainer`` settings: a configured checkpoint or progress bar replaces the house's.
+        with_loggers: Whether the run logs (the learning rate is logged each epoch).
+    """
+    configured = trainer_config.get("callbacks") or []
+    if not isinstance(configured, list):  # one callback given as `--trainer.callbacks X`
+        configured = [configured]
+    callbacks: list[Callback] = [MetricHistory(module.metric_labels), SplitExport(), RunTimer(), RngState()]
+    if not any(isinstance(c, ModelCheckpoint) for c in configured):
+        callbacks.append(
+            ModelCheckpoint(
+                dirpath=run_dir / "checkpoints",
+                filename="best-epoch{epoch:03d}",
+                monitor=module.monitor,
+                mode=module.monitor_mode,
+                auto_insert_metric_name=False,
+            )
+        )
+        # last.ckpt by a checkpoint of its own, rewritten every epoch: Lightning's save_last only rewrites it
+        # when the best one improves, so it held the best epoch's weights (a resume went back to them)
+        callbacks.append(
+            ModelCheckpoint(
+                dirpath=run_dir / "checkpoints", filename=LAST_CHECKPOINT_STEM, enable_version_counter=False
+            )
+        )
+    if trainer_config.get("enable_progress_bar", True) and not any(isinstance(c, ProgressBar) for c in configured):
+        callbacks.append(RichProgressBar())
+    if with_loggers:
+        callbacks.append(LearningRateMonitor(logging_interval="epoch"))
+    return callbacks

@@ -8,8 +8,8 @@ A task (``lesion_cls``, ``volume_seg``, or a third one) provides
   dataset check),
 * for ensembles and cross-validation (optional): a module class that also satisfies :class:`EnsembleModule`, and a
   ``<task>.ensemble`` module that satisfies :class:`TaskEnsemble`,
-* a report module that registers a :class:`~common.studies.runs.TaskReport` for its task name (``register_report``;
-  that contract lives beside the reader of run dirs that uses it).
+* a report module that registers a :class:`~common.studies.task_reports.TaskReport` for its task name
+  (``register_report``; that contract lives with the studies, which are its only readers).
 
 :func:`check_contract` checks a class against a contract once, when the CLI starts, and names each missing
 member, so that a misspelt attribute is an error rather than a silent default.

@@ -5,7 +5,10 @@ A member is a run dir (its tested checkpoint, as ``run_info.json`` records it, e
 settings the class names in ``ensemble_keys`` (classes, patch or image size: stored in the checkpoints); any other
 mix is refused with one line naming the member. The ensemble itself is the task module built from the first
 member's settings (``--model.*`` flags still apply, e.g. the decision rule), holding every member
-(:meth:`~common.contracts.TaskModule.use_ensemble`), which averages their class probabilities.
+(:meth:`~common.contracts.EnsembleModule.use_ensemble`), which averages their class probabilities.
+
+These are members in one process. A task's ``<task>.ensemble`` module instead averages the probabilities that
+finished test runs saved, and pools cross-validation's out-of-fold predictions (:mod:`common.studies.pooling`).
 """
 
 from __future__ import annotations

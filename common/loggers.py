@@ -8,8 +8,19 @@ from pathlib import Path
 from typing import Literal
 
 from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
+from lightning.pytorch.utilities import rank_zero_only
 
-__all__ = ["WandbMode", "build_loggers", "finish_wandb", "new_wandb_id", "resolve_wandb_mode"]
+from common.rundir import WANDB_ID_ENV, read_run_info, update_run_info
+
+__all__ = [
+    "WandbMode",
+    "build_loggers",
+    "finish_wandb",
+    "new_wandb_id",
+    "resolve_wandb_mode",
+    "run_loggers",
+    "run_wandb_id",
+]
 
 WandbMode = Literal["auto", "online", "offline", "off"]
 
@@ -77,8 +88,35 @@ def build_loggers(
     return loggers
 
 
+def run_wandb_id(run_dir: Path) -> str:
+    """The run's W&B id: kept in ``run_info.json``, so that a resumed run continues the same W&B run."""
+    info = read_run_info(run_dir)
+    if "wandb_id" not in info:
+        info["wandb_id"] = os.environ.get(WANDB_ID_ENV) or new_wandb_id()
+        os.environ[WANDB_ID_ENV] = info["wandb_id"]  # DDP workers started by Lightning use the same
+        if rank_zero_only.rank == 0:
+            update_run_info(run_dir, wandb_id=info["wandb_id"])
+    return str(info["wandb_id"])
+
+
+def run_loggers(
+    run_dir: Path, experiment: str, wandb_mode: WandbMode, wandb_project: str, configured: object = None
+) -> list[Logger]:
+    """The run's loggers: :func:`build_loggers`' with the run's W&B id, then those ``trainer.logger`` configures;
+    none when it is ``false``."""
+    if configured is False:
+        return []
+    loggers = build_loggers(run_dir, experiment, wandb_mode, wandb_project, run_wandb_id(run_dir))
+    if isinstance(configured, Logger):
+        loggers.append(configured)
+    elif isinstance(configured, list):
+        loggers.extend(configured)
+    return loggers
+
+
 def finish_wandb(loggers: list[Logger], exit_code: int = 0) -> None:
-    """Close the W&B run now, so that its closing lines are printed before ours."""
+    """Close the W&B run now, so that its closing lines are printed before ours (a logger that never started its run
+    is left alone: :mod:`common.lightning_private`)."""
     for logger in loggers:
         if isinstance(logger, WandbLogger) and logger._experiment is not None:
             logger.experiment.finish(exit_code=exit_code)

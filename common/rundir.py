@@ -41,9 +41,12 @@ __all__ = [
     "WANDB_ID_ENV",
     "changed_settings",
     "check_max_time",
+    "choose_run_dir",
     "derived_run_dir",
+    "make_run_dir",
     "prepare_resumed_dir",
     "read_run_info",
+    "refuse_changed_settings",
     "resolve_run_dir",
     "resume_target",
     "resumes_so_far",
@@ -207,6 +210,36 @@ def resume_target(ckpt_path: str, experiment_dir: Path) -> tuple[Path, Path] | N
     return None
 
 
+def choose_run_dir(
+    root: str | Path, experiment: str, exact: str | Path | None, resume_from: str | None
+) -> tuple[Path, Path | None]:
+    """This run's directory (not created yet), and the checkpoint it continues from when it resumes an unfinished
+    run in place (``None`` for a new run dir).
+
+    Args:
+        root: Folder that holds all experiments' runs (``run.root``).
+        experiment: The experiment's name (``run.experiment``).
+        exact: An exact run dir instead (``run.dir``).
+        resume_from: ``fit``'s ``ckpt_path`` (``None`` for other subcommands): :data:`RESUME_LATEST` or a
+            checkpoint of an unfinished run continues that run.
+    """
+    target = resume_target(resume_from, Path(root) / experiment) if resume_from else None
+    if target is not None:
+        return target
+    return resolve_run_dir(root, experiment, exact), None
+
+
+def make_run_dir(run_dir: Path, resuming: bool) -> Path:
+    """Create the run dir and name it to the DDP workers Lightning starts (call it from rank 0); returns where this
+    invocation's configuration is saved (``config.yaml``, or ``config.resume-N.yaml`` when resuming)."""
+    os.environ[RUN_DIR_ENV] = str(run_dir)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:  # what the CLI's check of the folder cannot foresee (a full disk, a quota)
+        raise MedlitError(f"{run_dir}: cannot make the run dir ({err.strerror})") from None
+    return prepare_resumed_dir(run_dir) if resuming else run_dir / "config.yaml"
+
+
 def resumes_so_far(run_dir: Path) -> int:
     """How many times the run dir has been resumed before."""
     return len(list(run_dir.glob("config.resume-*.yaml")))
@@ -236,3 +269,14 @@ def changed_settings(run_dir: Path, new_config_yaml: str) -> list[str]:
     old = _flat(yaml.safe_load((run_dir / "config.yaml").read_text()) or {})
     new = _flat(yaml.safe_load(new_config_yaml) or {})
     return sorted(k for k in set(old) | set(new) if not k.startswith(MAY_CHANGE) and old.get(k) != new.get(k))
+
+
+def refuse_changed_settings(run_dir: Path, new_config_yaml: str) -> None:
+    """Raise a :class:`MedlitError` naming the settings (:func:`changed_settings`) a resumed run would change."""
+    changed = changed_settings(run_dir, new_config_yaml)
+    if changed:
+        raise MedlitError(
+            f"{run_dir / 'config.yaml'}: a resumed run keeps its settings, but "
+            f"{', '.join(changed[:5])}{' ...' if len(changed) > 5 else ''} differ; resume with the same "
+            "arguments (only run.*, trainer.max_epochs/max_steps/max_time may change)"
+        )

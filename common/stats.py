@@ -68,7 +68,7 @@ Statistics = Callable[[np.ndarray], dict[str, np.ndarray]]
 @dataclass(frozen=True)
 class ScoredItems:
     """A run's test items as the statistics need them; built by a task (``metrics.scored_items``), read by
-    :mod:`common.studies.compare`.
+    :mod:`common.studies.paired`.
 
     Attributes:
         ids: Item ids (image or case ids), unique, in the order ``statistics`` expects its weight columns.

@@ -5,7 +5,8 @@ from __future__ import annotations
 from operator import attrgetter
 from pathlib import Path
 
-from common.cli import Link, run_cli
+from common.entry import run_cli
+from common.run_options import Link
 from lesion_cls.callbacks import ClassificationOutputs
 from lesion_cls.data import HAM10000DataModule
 from lesion_cls.model import LesionClassifier

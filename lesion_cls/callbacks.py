@@ -18,12 +18,12 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 
 from common.distributed import gather_objects
 from common.ensemble import tested_weights_of
-from common.errors import MedlitError
-from common.files import atomic_path, write_json
+from common.files import atomic_path
 from common.rundir import run_dir_of
-from common.stats import interval_fields
+from common.scoring import check_resamples, write_metrics
+from common.stats import BOOTSTRAP_RESAMPLES
 from lesion_cls import CLASS_NAMES
-from lesion_cls.data import LesionImageDataset
+from lesion_cls.datasets import LesionImageDataset
 from lesion_cls.metrics import (
     METRIC_DEFINITIONS,
     calibration,
@@ -42,7 +42,6 @@ __all__ = [
     "ClassificationOutputs",
     "predictions_frame",
     "summarize_predictions",
-    "with_intervals",
     "write_test_files",
 ]
 
@@ -84,12 +83,11 @@ class ClassificationOutputs(Callback):
         gradcam_per_class: int = 3,
         gradcam_on_predict: bool = False,
         figures: bool = True,
-        bootstrap: int = 2000,
+        bootstrap: int = BOOTSTRAP_RESAMPLES,
         bootstrap_seed: int = 0,
         save_probabilities: bool = False,
     ) -> None:
-        if bootstrap < 0:
-            raise MedlitError(f"outputs.bootstrap must be >= 0 (0 = no intervals), got {bootstrap}")
+        check_resamples(bootstrap)
         self.gradcam_per_class = gradcam_per_class
         self.gradcam_on_predict = gradcam_on_predict
         self.figures = figures
@@ -161,8 +159,7 @@ class ClassificationOutputs(Callback):
         table = getattr(dataset, "table", None)
         lesion_of = dict(zip(table["image_id"], table["lesion_id"], strict=True)) if table is not None else {}
         lesions = [lesion_of.get(i, i) for i in ids]
-        metrics = with_intervals(metrics, ids, lesions, probs, target, self.bootstrap, self.bootstrap_seed)
-        write_test_files(out, ids, probs, target, metrics, self.figures)
+        write_test_files(out, ids, lesions, probs, target, metrics, self.figures, self.bootstrap, self.bootstrap_seed)
         if self.save_probabilities:
             frame = predictions_frame(ids, raw, target)
             frame.insert(1, "lesion_id", lesions)
@@ -248,34 +245,34 @@ def summarize_predictions(probs: np.ndarray, target: np.ndarray, losses: np.ndar
     return metrics
 
 
-def with_intervals(
-    metrics: dict[str, Any],
+def _place_recall(summary: dict[str, Any], name: str, interval: list[float]) -> bool:
+    """A class's recall interval goes beside its recall (``per_class.<CLASS>.recall_ci95``), not into ``ci95``."""
+    class_name = name.removeprefix("recall_")
+    if name == class_name or class_name not in summary["per_class"]:
+        return True
+    summary["per_class"][class_name]["recall_ci95"] = interval
+    return False
+
+
+def write_test_files(
+    out: Path,
     ids: list[str],
     lesions: list[str],
     probs: np.ndarray,
     target: np.ndarray,
-    bootstrap: int,
-    seed: int,
+    summary: dict[str, Any],
+    figures: bool,
+    n_resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = 0,
 ) -> dict[str, Any]:
-    """``metrics`` with bootstrap intervals over the lesions (``ci95`` of :data:`INTERVAL_METRICS`; each class's
-    recall interval in ``per_class``)."""
-    items = scored_items(ids, lesions, probs, target)
-    names = [*INTERVAL_METRICS, *(f"recall_{c}" for c in CLASS_NAMES)]
-    fields = interval_fields(items, names, bootstrap, seed)
-    for name in CLASS_NAMES:
-        if f"recall_{name}" in fields.get("ci95", {}):
-            metrics["per_class"][name]["recall_ci95"] = fields["ci95"].pop(f"recall_{name}")
-    return {**metrics, **fields}
-
-
-def write_test_files(
-    out: Path, ids: list[str], probs: np.ndarray, target: np.ndarray, metrics: dict[str, Any], figures: bool
-) -> None:
-    """A test run's ``predictions.csv``, ``metrics.json``, classification report (CSV and markdown) and, with
-    ``figures``, ROC, confusion-matrix and calibration PNGs."""
+    """A test run's ``predictions.csv``, ``metrics.json`` (``summary`` with bootstrap intervals over the lesions:
+    ``ci95`` of :data:`INTERVAL_METRICS`, each class's recall interval in ``per_class``), classification report (CSV
+    and markdown) and, with ``figures``, ROC, confusion-matrix and calibration PNGs; returns the metrics written."""
     with atomic_path(out / "predictions.csv") as tmp:
         predictions_frame(ids, probs, target).to_csv(tmp, index=False, float_format="%.6f")
-    write_json(out / "metrics.json", metrics)
+    names = [*INTERVAL_METRICS, *(f"recall_{c}" for c in CLASS_NAMES)]
+    items = scored_items(ids, lesions, probs, target)
+    metrics = write_metrics(out, summary, items, names, n_resamples, seed, _place_recall)
     table = classification_report_table(metrics)
     with atomic_path(out / "classification_report.csv") as tmp:
         table.to_csv(tmp, float_format="%.4f")
@@ -285,3 +282,4 @@ def write_test_files(
         plot_roc(roc_curves(probs, target), out / "roc.png")
         plot_confusion(confusion_matrix(probs, target), out / "confusion_matrix.png")
         plot_calibration(metrics["calibration"], out / "calibration.png")
+    return metrics

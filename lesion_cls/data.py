@@ -1,17 +1,15 @@
-"""HAM10000 / ISIC 2018 Task 3 for Lightning: the decoded-pixel cache, the datasets, the DataModule.
+"""HAM10000 / ISIC 2018 Task 3 for Lightning: the DataModule (the split read once, the datasets on the pixel
+cache, the loaders).
 
-Images are decoded and resized once into a ``uint8`` array ``[N, H, W, 3]`` saved under the cache dir and
-memory-mapped by every worker, so no epoch decodes a JPEG again. Reading the files is :mod:`lesion_cls.io`,
+Reading the files is :mod:`lesion_cls.io`, the split :mod:`lesion_cls.splits`, the pixel cache
+:mod:`lesion_cls.cache`, the datasets :mod:`lesion_cls.datasets`, the class balance :mod:`lesion_cls.class_balance`,
 normalisation and augmentation :mod:`lesion_cls.transforms`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
@@ -21,178 +19,24 @@ import pandas as pd
 import torch
 from lightning.pytorch import LightningDataModule
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
-from PIL import Image
 from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
 from common.check import DataCheck
 from common.errors import MedlitError, check_choice
 from common.folds import check_folds
-from common.loaders import available_cpus, evaluation_loader, loader_workers, training_loader
+from common.loaders import evaluation_loader, loader_workers, training_loader
 from lesion_cls import CLASS_NAMES
-from lesion_cls.io import (
-    DECODE_ERRORS,
-    absent_classes,
-    as_rgb,
-    check_ham_dataset,
-    open_image,
-    read_folder,
-    read_labelled_table,
-    split_summary,
-)
+from lesion_cls.cache import build_pixel_cache
+from lesion_cls.check import check_ham_dataset
+from lesion_cls.class_balance import ClassStatistics, class_statistics, sampling_weights
+from lesion_cls.datasets import LesionImageDataset
+from lesion_cls.io import read_folder
+from lesion_cls.splits import absent_classes, read_labelled_table, split_summary
 from lesion_cls.transforms import AUTO_AUGMENTS, BatchAugment, build_transforms, normalization
 
-__all__ = [
-    "ClassStatistics",
-    "HAM10000DataModule",
-    "LesionImageDataset",
-    "build_pixel_cache",
-    "class_statistics",
-    "sampled_class_priors",
-    "sampling_weights",
-]
+__all__ = ["HAM10000DataModule"]
 
 
-# --- pixel cache -------------------------------------------------------------------------------------------
-def _load_rgb(path: str, size_hw: tuple[int, int]) -> np.ndarray:
-    try:
-        with open_image(path) as image:
-            rgb = as_rgb(image).resize((size_hw[1], size_hw[0]), Image.Resampling.BILINEAR)
-    except DECODE_ERRORS as err:
-        raise MedlitError(f"{path}: cannot decode image ({err})") from None
-    return np.array(rgb, dtype=np.uint8)  # a writable copy (torch.from_numpy warns on read-only arrays)
-
-
-def _cache_key(paths: Sequence[str], size_hw: tuple[int, int]) -> str:
-    digest = hashlib.sha1(f"v1 {size_hw}".encode())
-    for path in paths:
-        stat = os.stat(path)
-        digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
-    return digest.hexdigest()[:16]
-
-
-def build_pixel_cache(
-    paths: Sequence[str], size_hw: tuple[int, int], cache_dir: Path, threads: int | None = None
-) -> Path:
-    """Decode and resize every image once into ``<cache_dir>/pixels-<key>.npy`` (``uint8 [N, H, W, 3]``).
-
-    The key hashes paths, sizes, modification times and the target size: an existing file is reused, a
-    changed image makes a new one. Written to a temporary name and renamed, so readers never see half a file.
-    Decoding runs in ``threads`` threads (default: the cores this process may use).
-    """
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    target = cache_dir / f"pixels-{_cache_key(paths, size_hw)}.npy"
-    if target.exists():
-        return target
-    tmp = target.with_name(f"{target.stem}.{os.getpid()}.tmp.npy")
-    pixels = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(paths), *size_hw, 3))
-
-    def fill(i: int) -> None:
-        pixels[i] = _load_rgb(paths[i], size_hw)
-
-    rank_zero_info(f"caching {len(paths)} images at {size_hw[0]}x{size_hw[1]} in {target}")
-    with ThreadPoolExecutor(max_workers=threads or available_cpus()) as pool:
-        list(pool.map(fill, range(len(paths))))
-    pixels.flush()
-    tmp.replace(target)
-    return target
-
-
-# --- sampling and dataset --------------------------------------------------------------------------------
-def sampling_weights(labels: np.ndarray, power: float, num_classes: int = len(CLASS_NAMES)) -> np.ndarray:
-    """Per-image weights ``n_c ** -power`` (``n_c``: images of the image's class): class ``c`` is then drawn with
-    probability proportional to ``n_c ** (1 - power)``: 0 = as in the data, 1 = every class equally often,
-    0.5 = by the square root of the class sizes."""
-    counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
-    return counts[labels] ** -float(power)
-
-
-def sampled_class_priors(labels: np.ndarray, power: float, num_classes: int = len(CLASS_NAMES)) -> np.ndarray:
-    """The class frequencies the model sees when training images are drawn with :func:`sampling_weights`."""
-    counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
-    mass = np.where(counts > 0, counts ** (1.0 - float(power)), 0.0)
-    return mass / mass.sum()
-
-
-@dataclass(frozen=True)
-class ClassStatistics:
-    """The class statistics of a training split that the model takes (through CLI links)."""
-
-    loss_weights: list[float] | None
-    """The loss's class weights (``model.loss_weights``; ``None`` for ``data.class_weights=none``)."""
-    priors: list[float]
-    """The class frequencies as the sampler draws them, for logit-adjusted losses (``model.class_priors``)."""
-    frequencies: list[float]
-    """As in the data, ``(n_c + 1) / (n + 7)``, for the decision τ (``model.class_frequencies``)."""
-
-
-def class_statistics(labels: np.ndarray, class_weights: str | Sequence[float], balance: float) -> ClassStatistics:
-    """:class:`ClassStatistics` of the training labels ``[N]`` (class indices) for ``data.class_weights``
-    (``none``, ``balanced`` = ``n / (C * n_c)`` with 1 for an absent class, or the weights) and ``data.class_balance``
-    (the sampler's power, :func:`sampling_weights`)."""
-    num_classes = len(CLASS_NAMES)
-    counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
-    if isinstance(class_weights, str):
-        balanced = np.where(counts > 0, len(labels) / (num_classes * np.maximum(counts, 1)), 1.0)
-        weights = None if class_weights == "none" else [float(w) for w in balanced]
-    else:
-        weights = [float(w) for w in class_weights]
-    smoothed = (counts + 1.0) / (counts + 1.0).sum()
-    priors = [float(p) for p in sampled_class_priors(labels, float(balance))]
-    return ClassStatistics(weights, priors, [float(f) for f in smoothed])
-
-
-class LesionImageDataset(Dataset):
-    """Images of one split as ``{"image": float [3, H, W], "label": int (-1 unknown), "image_id": str}``.
-
-    Args:
-        table: Rows with ``image_id``, ``label``, ``path``.
-        image_size: ``(H, W)`` of the returned images.
-        transform: Applied to the ``uint8 [3, H, W]`` tensor.
-        cache_file: A pixel cache built by :func:`build_pixel_cache`; ``cache_rows`` gives each table row's
-            row in it. Without a cache, images are decoded on every access.
-    """
-
-    def __init__(
-        self,
-        table: pd.DataFrame,
-        image_size: tuple[int, int],
-        transform: Callable[[torch.Tensor], torch.Tensor],
-        cache_file: Path | None = None,
-        cache_rows: np.ndarray | None = None,
-    ) -> None:
-        self.table = table.reset_index(drop=True)
-        self.image_size = image_size
-        self.transform = transform
-        self.cache_file = cache_file
-        self.cache_rows = cache_rows
-        self._pixels: np.ndarray | None = None  # opened lazily: each worker maps the file itself
-        self._row_of = {image_id: i for i, image_id in enumerate(self.table["image_id"])}
-
-    def __len__(self) -> int:
-        return len(self.table)
-
-    @property
-    def labels(self) -> np.ndarray:
-        return self.table["label"].to_numpy()
-
-    def index_of(self, image_id: str) -> int:
-        return self._row_of[image_id]
-
-    def display_image(self, index: int) -> np.ndarray:
-        """The un-augmented ``uint8 [H, W, 3]`` image at ``image_size`` (for overlays)."""
-        if self.cache_file is not None:
-            if self._pixels is None:
-                self._pixels = np.load(self.cache_file, mmap_mode="r")
-            return np.array(self._pixels[self.cache_rows[index]])
-        return _load_rgb(self.table["path"].iloc[index], self.image_size)
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        pixels = torch.from_numpy(self.display_image(index)).permute(2, 0, 1).contiguous()
-        row = self.table.iloc[index]
-        return {"image": self.transform(pixels), "label": int(row["label"]), "image_id": row["image_id"]}
-
-
-# --- datamodule -----------------------------------------------------------------------------------------------
 def _as_size(image_size: int | Sequence[int]) -> tuple[int, int]:
     if isinstance(image_size, int):
         return (image_size, image_size)
@@ -234,7 +78,8 @@ class HAM10000DataModule(LightningDataModule):
             loader workers.
         class_balance: How strongly training draws balance the classes, a power ``p`` in [0, 1]: class ``c`` is
             drawn in proportion to ``n_c ** (1 - p)``; 0 = each image once per epoch (as in the data), 1 = every
-            class equally often, 0.5 = by the square root of the class sizes (:func:`sampling_weights`).
+            class equally often, 0.5 = by the square root of the class sizes
+            (:func:`~lesion_cls.class_balance.sampling_weights`).
         class_weights: ``none``, ``balanced`` (``n / (C * n_c)`` on the training split) or an explicit list
             of 7 weights; :attr:`training_class_statistics` gives them to the model through a CLI link.
         batch_size: Images per batch (per device).
@@ -314,7 +159,7 @@ class HAM10000DataModule(LightningDataModule):
 
     # -- lifecycle --
     def _read_table(self) -> pd.DataFrame:
-        """All labelled images with their split (:func:`lesion_cls.io.read_labelled_table`)."""
+        """All labelled images with their split (:func:`lesion_cls.splits.read_labelled_table`)."""
         hp = self.hparams
         files = (hp.root, hp.metadata_csv, hp.image_dir, hp.test_csv, hp.test_image_dir)
         return read_labelled_table(*files, hp.val_fraction, hp.test_fraction, hp.split_seed, hp.num_folds, hp.fold)
@@ -327,15 +172,16 @@ class HAM10000DataModule(LightningDataModule):
 
     @cached_property
     def training_class_statistics(self) -> ClassStatistics:
-        """What the model needs from the training split's labels (:func:`class_statistics`); read once, when a CLI
-        link first asks, after the CLI's dataset check (the metadata is read, no image is decoded)."""
+        """What the model needs from the training split's labels (:func:`~lesion_cls.class_balance.class_statistics`);
+        read once, when a CLI link first asks, after the CLI's dataset check (the metadata is read, no image is
+        decoded)."""
         table = self._labelled_table()
         labels = table.loc[table["split"] == "train", "label"].to_numpy()
         return class_statistics(labels, self.hparams.class_weights, self.hparams.class_balance)
 
     def check_data(self, full: bool = True) -> DataCheck:
         """Every problem of the metadata, the images and the test set, and a summary (``check`` command;
-        :func:`lesion_cls.io.check_ham_dataset`).
+        :func:`lesion_cls.check.check_ham_dataset`).
 
         Args:
             full: Also open and decode every image (the cheap check reads the CSV files and lists the folder).
@@ -400,7 +246,8 @@ class HAM10000DataModule(LightningDataModule):
 
     # -- loaders --
     def train_dataloader(self) -> DataLoader:
-        """Training images shuffled, or drawn by class (``data.class_balance``, :func:`sampling_weights`)."""
+        """Training images shuffled, or drawn by class (``data.class_balance``,
+        :func:`~lesion_cls.class_balance.sampling_weights`)."""
         if self.train_dataset is None:
             raise MedlitError("the datamodule has not been set up for this stage")
         sampler = None

@@ -21,14 +21,13 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import sys
 import zipfile
 from pathlib import Path
 
 import pandas as pd
 
 from common.download import COMPLETE_MARK, expect_s3_etag, fetch, head, install_dataset
-from common.errors import MedlitError
+from common.errors import MedlitError, exit_on_error
 from lesion_cls import CLASS_NAMES, DX_CODES
 
 __all__ = ["ISIC_2018", "download_ham10000", "main"]
@@ -145,16 +144,14 @@ DATASETS = {"ham10000": download_ham10000}
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Entry point of ``python -m lesion_cls.download``: one ``error:`` line and status 2 on a failed download."""
     parser = argparse.ArgumentParser(prog="python -m lesion_cls.download", description=__doc__.split("\n\n")[0])
     parser.add_argument("dataset", choices=sorted(DATASETS))
     parser.add_argument("--out", type=Path, required=True, help="the dataset folder to create")
     parser.add_argument("--with-test", action="store_true", help="also the official ISIC 2018 test set")
     args = parser.parse_args(argv)
-    try:
+    with exit_on_error():
         DATASETS[args.dataset](args.out, with_test=args.with_test)
-    except MedlitError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
 
 
 if __name__ == "__main__":

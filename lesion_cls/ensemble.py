@@ -5,51 +5,38 @@
   tested at τ 0), then the decision τ (``--decision-tau``, with the class frequencies of the first run's training
   split), scored as a test: an ordinary run dir (``predictions.csv``, ``metrics.json`` with intervals over the
   lesions, classification report, figures; ``run_info.json`` lists the members).
-* :func:`pool_out_of_fold` (used by :mod:`common.studies.cv`): the fold models' probabilities of the images they did not
-  train on, pooled (every non-test image once), the decision rule chosen on them, and their metrics under it. The
-  rule is the τ of :data:`~lesion_cls.metrics.DECISION_TAUS` that maximises the fold models'
-  ``model.selection_metric`` (ties: the smallest ``|τ|``), plus per-class offsets fitted on top of it
-  (:func:`~lesion_cls.metrics.fit_class_offsets`) only where they also score higher cross-fitted: each fold's images
-  decided by a rule fitted on the other folds' images alone (:func:`~lesion_cls.metrics.cross_fitted_decisions`).
+* :func:`pool_out_of_fold` (used by :mod:`common.studies.cv`, written by :func:`common.studies.pooling.write_pool`):
+  the fold models' probabilities of the images they did not train on, pooled (every non-test image once), the
+  decision rule chosen on them (:func:`~lesion_cls.decisions.choose_on_pool`: the τ of
+  :data:`~lesion_cls.decisions.DECISION_TAUS` that maximises the fold models' ``model.selection_metric``, plus
+  per-class offsets only where they also score higher cross-fitted), and their metrics under it.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 import yaml
 
-from common.errors import MedlitError
-from common.files import write_json
+from common.errors import MedlitError, exit_on_error
 from common.rundir import derived_run_dir
+from common.stats import BOOTSTRAP_RESAMPLES
+from common.studies.pooling import PoolDecisions, model_args, pooled_checkpoint, pooled_items, write_pool
 from lesion_cls import CLASS_NAMES
-from lesion_cls.callbacks import summarize_predictions, with_intervals, write_test_files
-from lesion_cls.data import class_statistics
-from lesion_cls.metrics import (
-    DECISION_TAUS,
-    best_decision,
-    cross_fitted_decisions,
-    decision_candidates,
-    decision_scores,
-    fit_class_offsets,
-    shifted_probabilities,
-)
+from lesion_cls.callbacks import summarize_predictions, write_test_files
+from lesion_cls.class_balance import class_statistics
+from lesion_cls.decisions import OFFSETS_RULE, TAU_RULE, PoolChoice, choose_on_pool, decided_probabilities
 
 __all__ = ["OUT_OF_FOLD_ARGS", "average_probabilities", "ensemble_runs", "main", "pool_out_of_fold"]
 
 OUT_OF_FOLD_ARGS = ("--model.decision_tau=0", "--outputs.gradcam_per_class=0", "--outputs.figures=false")
 """The out-of-fold test runs write the probabilities before any decision τ (it is chosen on their pool)."""
-
-BOOTSTRAP = 2000
-"""Resamples of the lesions for the intervals in ``metrics.json`` (as the test's default)."""
 
 
 def _read_csv(path: Path) -> pd.DataFrame:
@@ -93,18 +80,6 @@ def _training_frequencies(run_dir: Path) -> list[float]:
     return class_statistics(labels, "none", 0.0).frequencies
 
 
-def _decide(
-    probs: np.ndarray, tau: float, frequencies: Sequence[float], offsets: Sequence[float] | None = None
-) -> np.ndarray:
-    """Probabilities shifted by the decision τ and the class offsets, as :meth:`LesionClassifier.decided` shifts
-    them."""
-    if not tau and offsets is None:
-        return probs
-    log_frequencies = torch.log(torch.as_tensor(frequencies, dtype=torch.float32))
-    shift = None if offsets is None else torch.as_tensor(offsets, dtype=torch.float32)
-    return shifted_probabilities(torch.as_tensor(probs, dtype=torch.float32), tau, log_frequencies, shift).numpy()
-
-
 def _write_scored(
     out: Path,
     ids: list[str],
@@ -118,9 +93,7 @@ def _write_scored(
     any class offsets the probabilities were shifted by) and the report files in ``out``."""
     metrics = summarize_predictions(probs, target, np.full(len(ids), np.nan), checkpoint)
     metrics |= {key: value for key, value in decisions.items() if value is not None}
-    metrics = with_intervals(metrics, ids, lesions, probs, target, BOOTSTRAP, 0)
-    write_test_files(out, ids, probs, target, metrics, figures=True)
-    return metrics
+    return write_test_files(out, ids, lesions, probs, target, metrics, True, BOOTSTRAP_RESAMPLES, 0)
 
 
 def _labels(frame: pd.DataFrame, path: Path) -> np.ndarray:
@@ -132,98 +105,58 @@ def _labels(frame: pd.DataFrame, path: Path) -> np.ndarray:
 
 
 # --- the out-of-fold pool ------------------------------------------------------------------------------------
-OFFSETS_RULE = "decision τ + class offsets"
-TAU_RULE = "decision τ"
+def _pooled(test_dirs: Sequence[Path]) -> pd.DataFrame:
+    """The out-of-fold runs' probabilities before τ, one table with each image's ``run``; each image once."""
+    pooled = pd.concat([raw_predictions(run_dir).assign(run=str(run_dir)) for run_dir in test_dirs], ignore_index=True)
+    repeated = pooled[pooled["image"].duplicated(keep=False)]
+    if not repeated.empty:
+        first = repeated.iloc[0]
+        raise MedlitError(f"{first['run']}: image {first['image']} is in two out-of-fold runs; folds must not overlap")
+    return pooled
 
 
-def _decision_rules(
-    log_probs: np.ndarray,
-    target: np.ndarray,
-    groups: np.ndarray,
-    log_frequencies: np.ndarray,
-    metric: str,
-    tau: float,
-) -> tuple[dict[str, Any], dict[str, dict[str, float]]]:
-    """The class offsets fitted on all the items on top of their decision ``tau`` (chosen on all of them), and both
-    rules' cross-fitted scores (each group's items decided by the rule fitted on the other groups)."""
-
-    def best_tau(lp: np.ndarray, t: np.ndarray) -> float:
-        lp_t, f_t = torch.as_tensor(lp, dtype=torch.float32), torch.as_tensor(log_frequencies, dtype=torch.float32)
-        return best_decision(decision_candidates(lp_t, torch.as_tensor(t), DECISION_TAUS, f_t), metric)
-
-    def tau_offsets(lp: np.ndarray, t: np.ndarray) -> np.ndarray:
-        return -best_tau(lp, t) * log_frequencies
-
-    def class_offsets(lp: np.ndarray, t: np.ndarray) -> np.ndarray:
-        return fit_class_offsets(lp, t, metric, tau_offsets(lp, t))
-
-    cross_fitted = {}
-    for name, fit in ((TAU_RULE, tau_offsets), (OFFSETS_RULE, class_offsets)):
-        predicted = cross_fitted_decisions(log_probs, target, groups, fit)
-        one_hot = torch.nn.functional.one_hot(torch.as_tensor(predicted), log_probs.shape[1]).float()
-        cross_fitted[name] = decision_scores(one_hot, torch.as_tensor(target))
-    # the offsets as the model adds them: on top of the τ shift
-    residual = fit_class_offsets(log_probs, target, metric, -tau * log_frequencies) + tau * log_frequencies
-    use_offsets = cross_fitted[OFFSETS_RULE][metric] > cross_fitted[TAU_RULE][metric]
-    values = {"decision_tau": tau, "decision_offsets": [round(float(v), 6) for v in residual] if use_offsets else None}
-    return values, cross_fitted
+def _decisions(choice: PoolChoice, metric: str, n_images: int, n_folds: int, frequencies: list[float]) -> PoolDecisions:
+    """``decisions.json`` of the rule chosen on the pool, with the scores that chose it."""
+    scores = ", ".join(f"{name} {choice.cross_fitted[name][metric]:.4f}" for name in (TAU_RULE, OFFSETS_RULE))
+    return PoolDecisions(
+        values=choice.values,
+        args=model_args(choice.values),
+        chosen_on=f"{pooled_items(n_images, 'image', n_folds)}, maximising {metric}; rule: {choice.rule} "
+        f"(cross-fitted {metric}, each fold decided by the rule fitted on the other folds: {scores})",
+        rule=choice.rule,
+        evidence={
+            "class_frequencies": frequencies,
+            "candidates": {str(tau): scores for tau, scores in choice.candidates.items()},
+            "cross_fitted": choice.cross_fitted,
+        },
+    )
 
 
 def pool_out_of_fold(test_dirs: Sequence[Path], out: Path) -> dict[str, Any]:
     """Pool the out-of-fold test runs into ``out`` and choose the decision rule on them (see the module docstring);
     returns the decisions (:class:`common.contracts.TaskEnsemble`)."""
-    frames = []
-    for run_dir in test_dirs:
-        frame = raw_predictions(run_dir)
-        frames.append(frame.assign(run=str(run_dir)))
-    pooled = pd.concat(frames, ignore_index=True)
-    repeated = pooled[pooled["image"].duplicated(keep=False)]
-    if not repeated.empty:
-        first = repeated.iloc[0]
-        raise MedlitError(f"{first['run']}: image {first['image']} is in two out-of-fold runs; folds must not overlap")
+    pooled = _pooled(test_dirs)
     config = yaml.safe_load((test_dirs[0] / "config.yaml").read_text()) or {}
     metric = (config.get("model") or {}).get("selection_metric") or "bal_acc"
     # the frequencies the ensemble's τ will use: those of its settings' (the first fold's) training split
     frequencies = _training_frequencies(test_dirs[0])
     probs, target = pooled[list(CLASS_NAMES)].to_numpy(dtype=np.float64), _labels(pooled, test_dirs[0])
-    log_probs = torch.as_tensor(probs, dtype=torch.float32).clamp_min(torch.finfo(torch.float32).tiny).log()
-    log_frequencies = torch.log(torch.as_tensor(frequencies, dtype=torch.float32))
-    candidates = decision_candidates(log_probs, torch.as_tensor(target), DECISION_TAUS, log_frequencies)
     groups = pooled["run"].astype("category").cat.codes.to_numpy()
-    values, cross_fitted = _decision_rules(
-        log_probs.numpy().astype(np.float64),
-        target,
-        groups,
-        log_frequencies.numpy().astype(np.float64),
-        metric,
-        best_decision(candidates, metric),
-    )
-    derived_run_dir(out, test_dirs, subcommand="pool", pooled=[str(d) for d in test_dirs], **values)
+    choice = choose_on_pool(probs, target, groups, frequencies, metric)
     ids = pooled["image"].tolist()
     lesions = _lesions(test_dirs[0], ids)
-    checkpoint = f"out-of-fold: each image by the model of the fold it validated ({len(test_dirs)} folds)"
-    decided = _decide(probs, values["decision_tau"], frequencies, values["decision_offsets"])
-    _write_scored(out, ids, lesions, decided, target, checkpoint, values)
-    pooled[["image", "run"]].to_csv(out / "folds.csv", index=False)
-    raw = pooled[["image", *CLASS_NAMES, "label"]].copy()
-    raw.insert(1, "lesion_id", lesions)
-    raw.to_csv(out / "probabilities.csv", index=False, float_format="%.6f")  # before τ, as the fold models gave them
-    rule = OFFSETS_RULE if values["decision_offsets"] is not None else TAU_RULE
-    scores = ", ".join(f"{name} {cross_fitted[name][metric]:.4f}" for name in (TAU_RULE, OFFSETS_RULE))
-    args = [f"--model.decision_tau={values['decision_tau']}"]
-    args += [f"--model.decision_offsets={values['decision_offsets']}"] if values["decision_offsets"] else []
-    decisions = {
-        "values": values,
-        "args": args,
-        "chosen_on": f"out-of-fold predictions of {len(pooled)} images ({len(test_dirs)} folds), maximising {metric}; "
-        f"rule: {rule} (cross-fitted {metric}, each fold decided by the rule fitted on the other folds: {scores})",
-        "rule": rule,
-        "class_frequencies": frequencies,
-        "candidates": {str(tau): scores for tau, scores in candidates.items()},
-        "cross_fitted": cross_fitted,
-    }
-    write_json(out / "decisions.json", decisions)
-    return decisions
+
+    def write_scored(folder: Path) -> None:
+        values = choice.values
+        decided = decided_probabilities(probs, values["decision_tau"], frequencies, values["decision_offsets"])
+        checkpoint = pooled_checkpoint("image", len(test_dirs))
+        _write_scored(folder, ids, lesions, decided, target, checkpoint, values)
+        raw = pooled[["image", *CLASS_NAMES, "label"]].copy()
+        raw.insert(1, "lesion_id", lesions)
+        raw.to_csv(folder / "probabilities.csv", index=False, float_format="%.6f")  # before τ, as the folds gave them
+
+    decisions = _decisions(choice, metric, len(pooled), len(test_dirs), frequencies)
+    return write_pool(out, test_dirs, decisions, pooled[["image", "run"]], write_scored)
 
 
 # --- the ensemble of saved probabilities ---------------------------------------------------------------------
@@ -258,7 +191,7 @@ def ensemble_runs(
     values = {"decision_tau": float(decision_tau), "decision_offsets": offsets}
     derived_run_dir(out, runs, subcommand="ensemble", ensemble=members, **values)
     frequencies = _training_frequencies(runs[0]) if decision_tau else [1.0] * len(CLASS_NAMES)
-    probs = _decide(averaged[list(CLASS_NAMES)].to_numpy(dtype=np.float64), decision_tau, frequencies, offsets)
+    probs = decided_probabilities(averaged[list(CLASS_NAMES)].to_numpy(np.float64), decision_tau, frequencies, offsets)
     checkpoint = f"ensemble of {len(runs)} runs' saved probabilities (run_info.json)"
     ids = averaged["image"].tolist()
     return _write_scored(out, ids, _lesions(runs[0], ids), probs, _labels(averaged, runs[0]), checkpoint, values)
@@ -281,11 +214,8 @@ def main(argv: list[str] | None = None) -> None:
         help=f"class offsets after the τ shift, {len(CLASS_NAMES)} numbers in the order {' '.join(CLASS_NAMES)}",
     )
     args = parser.parse_args(argv)
-    try:
+    with exit_on_error():
         metrics = ensemble_runs(args.runs, args.out, args.decision_tau, args.decision_offsets)
-    except MedlitError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
     print(f"accuracy {metrics['accuracy']:.4f}, balanced accuracy {metrics['balanced_accuracy']:.4f}")
     print(f"run_dir: {args.out}")
 

@@ -1,4 +1,4 @@
-"""Test-set classification metrics, the per-class report and ROC curves, computed with torchmetrics.
+"""Test-set classification metrics, the per-class report, ROC curves and calibration, computed with torchmetrics.
 
 Definitions (also written into ``metrics.json``):
 
@@ -10,23 +10,22 @@ Definitions (also written into ``metrics.json``):
 * ``macro``: unweighted mean over the classes present in the ground truth or the predictions (sklearn's
   default labels); ``weighted``: mean weighted by support.
 * ``decision_tau``: the probabilities scored are ``softmax(log p - tau * log f)`` (post-hoc logit adjustment;
-  ``f``: the training split's class frequencies); 0 = the network's own. :class:`DecisionSearch` chooses it on
-  validation data.
-* ``decision_offsets``: per-class numbers ``b`` added after the τ shift, ``softmax(log p - tau * log f + b)``;
-  :func:`fit_class_offsets` fits them on out-of-fold predictions (enough images for 7 numbers), and
-  :func:`cross_fitted_decisions` says whether they generalise across folds.
+  ``f``: the training split's class frequencies); 0 = the network's own. ``decision_offsets``: per-class numbers
+  ``b`` added after the τ shift, ``softmax(log p - tau * log f + b)``. How both are chosen: :mod:`lesion_cls.decisions`.
+
+:func:`bootstrap_statistics` and :func:`scored_items` give the same metrics over resamples of the lesions, for the
+confidence intervals and paired comparisons of :mod:`common.stats`.
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
-from torchmetrics import Metric
 from torchmetrics.functional.classification import (
     binary_auroc,
     binary_roc,
@@ -39,31 +38,21 @@ from torchmetrics.functional.classification import (
     multiclass_recall,
     multiclass_roc,
 )
-from torchmetrics.utilities import dim_zero_cat
 
 from common.stats import ScoredItems
 from lesion_cls import CLASS_NAMES
 
 __all__ = [
     "BOOTSTRAP_METRICS",
-    "CLASS_OFFSET_GRID",
-    "DECISION_TAUS",
     "METRIC_DEFINITIONS",
-    "SELECTION_METRICS",
-    "DecisionSearch",
     "bootstrap_statistics",
     "calibration",
     "classification_metrics",
     "classification_report_table",
     "confusion_matrix",
-    "cross_fitted_decisions",
-    "decision_scores",
-    "fit_class_offsets",
     "report_markdown",
     "roc_curves",
     "scored_items",
-    "shift_decisions",
-    "shifted_probabilities",
 ]
 
 METRIC_DEFINITIONS = {
@@ -219,170 +208,6 @@ def calibration(probs: Any, target: Any, n_bins: int = 15) -> dict[str, Any]:
             }
         )
     return {"ece": ece, "n_bins": n_bins, "bins": bins}
-
-
-DECISION_TAUS: tuple[float, ...] = tuple(step / 8 for step in range(-8, 9))
-"""The decision τ a validation search tries: -1 (the training prior counted twice: towards common classes) to 1
-(the training prior divided out: the balanced-error rule), in steps of 0.125."""
-
-SELECTION_METRICS = ("bal_acc", "acc", "acc_bal_mean")
-"""What validation maximises: balanced accuracy, accuracy, or the mean of the two."""
-
-
-def shift_decisions(
-    logits: torch.Tensor, tau: float, log_frequencies: torch.Tensor | None, offsets: torch.Tensor | None = None
-) -> torch.Tensor:
-    """``logits - tau * log(f) + offsets`` (post-hoc logit adjustment, Menon et al., ICLR 2021): ``tau > 0`` moves
-    decisions towards rare classes, ``tau < 0`` towards common ones; ``offsets`` (``[C]``, optional) move each class
-    on its own; the logits as they are for ``tau`` 0 and no offsets."""
-    if tau and log_frequencies is not None:
-        logits = logits - tau * log_frequencies.to(logits)
-    return logits if offsets is None else logits + offsets.to(logits)
-
-
-def decision_scores(logits: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
-    """Accuracy, balanced accuracy (macro recall), macro F1 and the mean of the first two, of arg-max decisions."""
-    c = logits.shape[1]
-    acc = multiclass_accuracy(logits, target, c, average="micro").item()
-    bal_acc = multiclass_recall(logits, target, c, average="macro").item()
-    f1 = multiclass_f1_score(logits, target, c, average="macro").item()
-    return {"acc": acc, "bal_acc": bal_acc, "f1_macro": f1, "acc_bal_mean": (acc + bal_acc) / 2}
-
-
-def shifted_probabilities(
-    probs: torch.Tensor, tau: float, log_frequencies: torch.Tensor | None, offsets: torch.Tensor | None = None
-) -> torch.Tensor:
-    """Probabilities ``[N, C]`` whose decisions are shifted by the decision τ and the class offsets
-    (:func:`shift_decisions` of their logarithm, renormalised); as they are for τ 0 and no offsets."""
-    if (not tau or log_frequencies is None) and offsets is None:
-        return probs
-    log_probs = probs.clamp_min(torch.finfo(probs.dtype).tiny).log()
-    return shift_decisions(log_probs, tau, log_frequencies, offsets).softmax(dim=1)
-
-
-def decision_candidates(
-    logits: torch.Tensor, target: torch.Tensor, taus: Sequence[float], log_frequencies: torch.Tensor | None
-) -> dict[float, dict[str, float]]:
-    """:func:`decision_scores` of the decisions at each τ, smallest ``|τ|`` first (so that the first maximum of a
-    metric is the smallest shift that reaches it)."""
-    ordered = sorted(taus, key=abs)
-    return {tau: decision_scores(shift_decisions(logits, tau, log_frequencies), target) for tau in ordered}
-
-
-def best_decision(candidates: dict[float, dict[str, float]], metric: str) -> float:
-    """The τ of :func:`decision_candidates` that maximises ``metric`` (ties: the smallest ``|τ|``)."""
-    return max(candidates, key=lambda tau: candidates[tau][metric])
-
-
-CLASS_OFFSET_GRID: tuple[float, ...] = tuple(step / 20 for step in range(-80, 81))
-"""The values :func:`fit_class_offsets` tries for each class's offset: -4 to 4 in steps of 0.05 (natural log units:
-a factor of e^4 ~ 55 on a class's odds at most)."""
-
-
-def _scores_over_offsets(
-    margin: np.ndarray, target: np.ndarray, c: int, others_right: np.ndarray, values: np.ndarray
-) -> dict[str, np.ndarray]:
-    """Accuracy, balanced accuracy (mean recall over the classes in ``target``, as scikit-learn's; the reported macro
-    recall whenever every class occurs among the items, as in an out-of-fold pool) and their mean of the decisions
-    with class ``c``'s offset at each of ``values``, the other offsets fixed. An item goes to ``c`` exactly when the
-    offset exceeds its ``margin`` (the best other class's logit minus its own ``c`` logit), else to the best other
-    class (right for the items in ``others_right``): counted on sorted margins, without a [G, N] table."""
-    classes = np.unique(target)
-    recalls = []
-    for k in classes:
-        members = target == k
-        if k == c:  # right when c wins: margin below the offset
-            count = np.searchsorted(np.sort(margin[members]), values, side="left")
-        else:  # right when c does not win and the best other class is k
-            kept = np.sort(margin[members & others_right])
-            count = len(kept) - np.searchsorted(kept, values, side="left")
-        recalls.append(count / members.sum())
-    recall = np.stack(recalls, axis=1)  # [G, classes present]
-    acc = recall @ np.bincount(target)[classes] / len(target)
-    bal_acc = recall.mean(axis=1)
-    return {"acc": acc, "bal_acc": bal_acc, "acc_bal_mean": (acc + bal_acc) / 2}
-
-
-def fit_class_offsets(
-    log_probs: np.ndarray,
-    target: np.ndarray,
-    metric: str,
-    start: np.ndarray,
-    grid: Sequence[float] = CLASS_OFFSET_GRID,
-    max_sweeps: int = 100,
-) -> np.ndarray:
-    """Offsets ``b`` ``[C]`` whose decisions ``argmax(log p + b)`` maximise ``metric`` (``acc``, ``bal_acc`` or
-    ``acc_bal_mean``) on the items, by coordinate ascent from ``start``: each class in turn tries every value of
-    ``grid`` with the others fixed and moves only for a strict gain (to the best value nearest its current one),
-    until a sweep over the classes changes nothing. The most frequent class of ``target`` keeps its start value
-    (adding one number to every offset changes no decision). The score never falls below that of ``start``."""
-    offsets = np.array(start, dtype=np.float64)
-    log_probs = np.asarray(log_probs, dtype=np.float64)
-    reference = int(np.bincount(target, minlength=log_probs.shape[1]).argmax())
-    values = np.asarray(grid, dtype=np.float64)
-    for _ in range(max_sweeps):
-        moved = False
-        for c in range(log_probs.shape[1]):
-            if c == reference:
-                continue
-            others = log_probs + offsets
-            others[:, c] = -np.inf
-            margin = others.max(axis=1) - log_probs[:, c]
-            candidates = np.append(values, offsets[c])
-            score = _scores_over_offsets(margin, target, c, others.argmax(axis=1) == target, candidates)[metric]
-            ties = np.flatnonzero(score >= score.max() - 1e-12)
-            pick = candidates[ties[np.argmin(np.abs(candidates[ties] - offsets[c]))]]
-            moved |= pick != offsets[c]
-            offsets[c] = pick
-        if not moved:
-            break
-    return offsets
-
-
-def cross_fitted_decisions(
-    log_probs: np.ndarray, target: np.ndarray, groups: np.ndarray, fit: Callable[[np.ndarray, np.ndarray], np.ndarray]
-) -> np.ndarray:
-    """Arg-max decisions ``argmax(log p + b)`` of each group's items (e.g. a fold's out-of-fold images) under the
-    offsets ``b = fit(log_probs, target)`` fitted on the other groups' items alone: what a decision rule gives on
-    items it was not chosen on."""
-    predicted = np.empty(len(target), dtype=np.int64)
-    for group in np.unique(groups):
-        held = groups == group
-        predicted[held] = (log_probs[held] + fit(log_probs[~held], target[~held])).argmax(axis=1)
-    return predicted
-
-
-class DecisionSearch(Metric):
-    """An epoch's validation logits (all processes) scored at each candidate decision τ; ``compute`` returns the
-    scores at the τ that maximises ``selection_metric`` (ties: the smallest ``|τ|``), with ``decision_tau``.
-
-    With a single candidate it is a plain validation metric of the decisions at that τ.
-    """
-
-    full_state_update = False
-
-    def __init__(
-        self,
-        log_frequencies: torch.Tensor | None,
-        taus: Sequence[float] = DECISION_TAUS,
-        selection_metric: str = "bal_acc",
-    ) -> None:
-        super().__init__()
-        self.log_frequencies = log_frequencies
-        self.taus = list(taus)
-        self.selection_metric = selection_metric
-        self.add_state("logits", default=[], dist_reduce_fx="cat")
-        self.add_state("target", default=[], dist_reduce_fx="cat")
-
-    def update(self, logits: torch.Tensor, target: torch.Tensor) -> None:
-        self.logits.append(logits.detach().float())
-        self.target.append(target.detach())
-
-    def compute(self) -> dict[str, float]:
-        logits, target = dim_zero_cat(self.logits), dim_zero_cat(self.target)
-        candidates = decision_candidates(logits, target, self.taus, self.log_frequencies)
-        tau = best_decision(candidates, self.selection_metric)
-        return {**candidates[tau], "decision_tau": tau}
 
 
 # --- resampled metrics (confidence intervals, paired comparisons) ---------------------------------------------------

@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import difflib
-import os
-import socket
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any, Literal
 
-import timm
 import torch
 from lightning.pytorch import LightningModule
 from timm.data import Mixup
-from torch import nn
 from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score, MulticlassRecall
 
@@ -21,87 +15,20 @@ from common.ensemble import EnsembleMembers
 from common.errors import MedlitError, check_choice
 from common.optim import OptimizerSettings, configure_optimizers
 from lesion_cls import CLASS_NAMES, TASK
-from lesion_cls.losses import build_loss
-from lesion_cls.metrics import (
-    DECISION_TAUS,
+from lesion_cls.decisions import (
     SELECTION_METRICS,
-    DecisionSearch,
+    DecisionSettings,
+    decision_settings,
     shift_decisions,
     shifted_probabilities,
 )
+from lesion_cls.losses import build_loss
+from lesion_cls.networks import create_backbone
 
-__all__ = ["FLIPS", "LesionClassifier", "class_log_frequencies", "create_backbone", "logit_offset", "training_metrics"]
+__all__ = ["FLIPS", "LesionClassifier", "logit_offset", "training_metrics"]
 
 FLIPS: tuple[tuple[int, ...], ...] = ((), (3,), (2,), (2, 3))
 """Flip TTA's mirrorings of images ``[N, 3, H, W]``: none, horizontal, vertical, both."""
-
-_HUB_HOST = ("huggingface.co", 443)
-
-
-def _hub_reachable(timeout: float = 3.0) -> bool:
-    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false"):
-        return False
-    if os.environ.get("HTTPS_PROXY") or os.environ.get("https_proxy"):
-        return True  # behind a proxy a direct probe says nothing: let the hub client try
-    try:
-        with socket.create_connection(_HUB_HOST, timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
-def _hub_cached_file(name: str) -> str | None:
-    """The backbone's default weights if the Hugging Face cache already holds them."""
-    from huggingface_hub import try_to_load_from_cache
-
-    cfg = timm.models.get_pretrained_cfg(name)
-    repo = getattr(cfg, "hf_hub_id", None) if cfg is not None else None
-    if not repo:
-        return None
-    for filename in ("model.safetensors", "pytorch_model.bin"):
-        path = try_to_load_from_cache(repo, filename)
-        if isinstance(path, str):
-            return path
-    return None
-
-
-def create_backbone(
-    name: str,
-    num_classes: int,
-    pretrained: bool = False,
-    pretrained_file: str | None = None,
-    drop_rate: float = 0.0,
-) -> nn.Module:
-    """A timm model with a fresh ``num_classes`` head.
-
-    Weights: ``pretrained_file`` (a local ``.safetensors``/``.pth`` state dict, loaded through timm's
-    ``pretrained_cfg_overlay``), else the hub's default weights when ``pretrained`` (from the local cache
-    when present), else random initialisation. With no network and no cached copy, fails at once with a
-    :class:`MedlitError` instead of timm's minute of retries.
-    """
-    if not timm.is_model(name):
-        close = difflib.get_close_matches(name, timm.list_models(), n=3)
-        hint = f"; did you mean {', '.join(close)}?" if close else " (see timm.list_models())"
-        raise MedlitError(f"model.backbone: unknown timm model '{name}'{hint}")
-    kwargs: dict[str, Any] = {"num_classes": num_classes, "drop_rate": drop_rate}
-    if pretrained_file:
-        path = Path(pretrained_file)
-        if not path.is_file():
-            raise MedlitError(f"model.pretrained_file: {path} not found")
-        try:
-            return timm.create_model(name, pretrained=True, pretrained_cfg_overlay={"file": str(path)}, **kwargs)
-        except (RuntimeError, KeyError, ValueError) as err:
-            raise MedlitError(f"model.pretrained_file: {path} does not fit '{name}' ({str(err)[:200]})") from None
-    if pretrained:
-        cached = _hub_cached_file(name)
-        if cached:
-            return timm.create_model(name, pretrained=True, pretrained_cfg_overlay={"file": cached}, **kwargs)
-        if not _hub_reachable():
-            raise MedlitError(
-                f"model.pretrained=true needs the hub weights of '{name}', but huggingface.co cannot be reached; "
-                "pass model.pretrained_file=/path/to/weights.safetensors (or .pth), or set model.pretrained=false"
-            )
-    return timm.create_model(name, pretrained=pretrained, **kwargs)
 
 
 def training_metrics(num_classes: int) -> MetricCollection:
@@ -114,22 +41,6 @@ def training_metrics(num_classes: int) -> MetricCollection:
         },
         prefix="train/",
     )
-
-
-def class_log_frequencies(
-    frequencies: Sequence[float] | None, num_classes: int, decision_tau: float | None
-) -> torch.Tensor | None:
-    """``log(f / sum(f))`` for the decision τ (``None`` when no τ is used or none is given)."""
-    if decision_tau == 0.0:
-        return None
-    if frequencies is None or len(frequencies) != num_classes:
-        raise MedlitError(
-            f"model.decision_tau needs model.class_frequencies ({num_classes} numbers; linked from the data)"
-        )
-    counts = torch.as_tensor(frequencies, dtype=torch.float32)
-    if (counts <= 0).any():
-        raise MedlitError(f"model.class_frequencies must be positive for model.decision_tau, got {list(frequencies)}")
-    return torch.log(counts / counts.sum())
 
 
 def logit_offset(tau: float, class_priors: Sequence[float] | None, num_classes: int) -> torch.Tensor | None:
@@ -179,7 +90,7 @@ class LesionClassifier(LightningModule):
         decision_tau: Post-hoc logit adjustment: decisions and probabilities (validation, test, predict) come from
             ``log p - decision_tau * log f``, ``f`` the training split's class frequencies (``class_frequencies``):
             ``> 0`` towards rare classes, ``< 0`` towards common ones, 0 = the network as it is. ``null``: chosen
-            after every validation epoch among :data:`~lesion_cls.metrics.DECISION_TAUS` (-1 to 1) to maximise
+            after every validation epoch among :data:`~lesion_cls.decisions.DECISION_TAUS` (-1 to 1) to maximise
             ``selection_metric`` on the validation images; each checkpoint keeps the τ of its epoch. Cheap to tune
             (no retraining, no test image): it moves the trade-off between common and rare classes that a balanced
             sampler or a logit-adjusted loss left to where validation says the chosen metric is best.
@@ -264,36 +175,26 @@ class LesionClassifier(LightningModule):
         self.image_criterion = build_loss(
             loss, focal_gamma, focal_alpha, label_smoothing, ce_weight, focal_weight, reduction="none"
         )
-        # validation: val_decisions (the same three metrics, scored once per epoch at the decision τ)
         self.train_metrics = training_metrics(num_classes)
         mixes = mixup_alpha > 0 or cutmix_alpha > 0  # timm's Mixup smooths the mixed labels itself
         mixup = {"prob": mixup_prob, "label_smoothing": label_smoothing, "num_classes": num_classes}
         self.mixup = Mixup(mixup_alpha, cutmix_alpha, **mixup) if mixes else None
         self.register_buffer("logit_offset", logit_offset(logit_adjustment, class_priors, num_classes), False)
         self.val_loss = MeanMetric()
-        self._set_up_decisions(decision_tau, decision_offsets, selection_metric, class_frequencies)
+        decisions = decision_settings(decision_tau, decision_offsets, selection_metric, class_frequencies, num_classes)
+        self._set_up_decisions(decisions, selection_metric)
         self.members = EnsembleMembers()  # an ensemble's members (use_ensemble); empty: the module's own network
 
-    def _set_up_decisions(
-        self,
-        decision_tau: float | None,
-        decision_offsets: Sequence[float] | None,
-        selection_metric: str,
-        class_frequencies: Sequence[float] | None,
-    ) -> None:
+    def _set_up_decisions(self, decisions: DecisionSettings, selection_metric: str) -> None:
         """The decision τ, its validation search (every τ of ``DECISION_TAUS`` when ``decision_tau`` is null), the
         class offsets and the checkpoint monitor ``val/<selection_metric>``."""
-        if decision_offsets is not None and len(decision_offsets) != len(CLASS_NAMES):
-            raise MedlitError(f"model.decision_offsets needs {len(CLASS_NAMES)} numbers, got {len(decision_offsets)}")
-        offsets = None if decision_offsets is None else torch.as_tensor(decision_offsets, dtype=torch.float32)
-        self.register_buffer("decision_offsets", offsets, False)
+        self.register_buffer("decision_offsets", decisions.offsets, False)
         self.monitor = f"val/{selection_metric}"
-        log_frequencies = class_log_frequencies(class_frequencies, len(CLASS_NAMES), decision_tau)
-        self.register_buffer("log_frequencies", log_frequencies, False)
-        self.decision_tau = 0.0 if decision_tau is None else float(decision_tau)
+        self.register_buffer("log_frequencies", decisions.log_frequencies, False)
+        self.decision_tau = decisions.tau
         """The τ decisions use now: ``decision_tau``, or the one chosen on the last validation (0 before it)."""
-        taus = DECISION_TAUS if decision_tau is None else (self.decision_tau,)
-        self.val_decisions = DecisionSearch(log_frequencies, taus, selection_metric)
+        # validation: val_decisions (the same three metrics, scored once per epoch at the decision τ)
+        self.val_decisions = decisions.search
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Logits ``[N, 7]`` for images ``[N, 3, H, W]``."""

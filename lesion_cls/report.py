@@ -9,13 +9,16 @@ balanced accuracy). Everything is read from the run dirs: ``metrics.json``, ``cl
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import pandas as pd
 
 from common.stats import ScoredItems
-from common.studies.compare import format_interval, run_interval
-from common.studies.report import best_run, fmt, no_best_run, published_protocols, table, tested_weights, training_rows
-from common.studies.runs import Block, RunResult, register_report
+from common.studies.anchors import published_blocks
+from common.studies.runs import RunResult
+from common.studies.sections import best_run, no_best_run, table, tested_weights, training_rows, with_interval
+from common.studies.task_reports import Block, Heading, Image, Paragraph, Table, register_report
+from common.text import fmt
 from lesion_cls import CLASS_NAMES, TASK
 from lesion_cls.metrics import scored_items
 
@@ -76,7 +79,7 @@ def _overall(run: RunResult) -> dict[str, str]:
         "validation accuracy": fmt(best.get("val/acc")),
         "validation balanced accuracy": fmt(best.get("val/bal_acc")),
         "test loss": fmt(m.get("loss")),
-        **{f"test {label}": _with_interval(run, name) for name, label in _INTERVAL_ROWS.items()},
+        **{f"test {label}": with_interval(run, name) for name, label in _INTERVAL_ROWS.items()},
         "test ECE": fmt(m.get("ece")),
     }
 
@@ -87,11 +90,6 @@ _INTERVAL_ROWS = {
     "f1_macro": "macro F1",
     "auc_macro": "macro AUC",
 }
-
-
-def _with_interval(run: RunResult, name: str) -> str:
-    value = run.metrics.get(name)
-    return format_interval(float(value), run_interval(run, name)) if value is not None else "n/a"
 
 
 def _scored_items(run: RunResult) -> ScoredItems | None:
@@ -131,22 +129,22 @@ def _per_class(run: RunResult) -> pd.DataFrame:
 
 
 def _figures(runs: list[RunResult]) -> list[Block]:
-    blocks: list[Block] = [("h3", "Training and validation curves", None)]
+    blocks: list[Block] = [Heading("Training and validation curves", 3)]
     blocks += [
-        ("img", run.path / "curves.png", f"{run.experiment}: loss, accuracy, balanced accuracy, macro F1")
+        Image(run.path / "curves.png", f"{run.experiment}: loss, accuracy, balanced accuracy, macro F1")
         for run in runs
         if (run.path / "curves.png").is_file()  # a run of test alone (an ensemble) has no training curves
     ]
-    blocks.append(("h3", "ROC curves", None))
-    blocks += [("img", run.path / "roc.png", f"{run.experiment}: one-vs-rest ROC per class") for run in runs]
-    blocks.append(("h3", "Confusion matrices and per-class recall", None))
+    blocks.append(Heading("ROC curves", 3))
+    blocks += [Image(run.path / "roc.png", f"{run.experiment}: one-vs-rest ROC per class") for run in runs]
+    blocks.append(Heading("Confusion matrices and per-class recall", 3))
     blocks += [
-        ("img", run.path / "confusion_matrix.png", f"{run.experiment}: counts, row-normalised, recall per class")
+        Image(run.path / "confusion_matrix.png", f"{run.experiment}: counts, row-normalised, recall per class")
         for run in runs
     ]
-    blocks.append(("h3", "Calibration", None))
+    blocks.append(Heading("Calibration", 3))
     blocks += [
-        ("img", run.path / "calibration.png", f"{run.experiment}: reliability diagram")
+        Image(run.path / "calibration.png", f"{run.experiment}: reliability diagram")
         for run in runs
         if (run.path / "calibration.png").exists()
     ]
@@ -158,23 +156,21 @@ _PUBLISHED = {"accuracy": "accuracy", "balanced_accuracy": "balanced accuracy"}
 
 def _published(runs: list[RunResult]) -> list[Block]:
     """The runs beside the published results of the protocols they follow (``common/studies/anchors.yaml``)."""
-    blocks: list[Block] = []
-    for protocol, matching in published_protocols(runs):
-        rows = {
-            f"medlit {run.experiment}": {name: fmt(run.metrics.get(name)) for name in _PUBLISHED} for run in matching
-        }
-        for result in protocol["results"]:
-            rows[result["method"]] = {
-                name: fmt(result[name]) if isinstance(result.get(name), float) else str(result.get(name, "–"))
-                for name in _PUBLISHED
-            }
-        sources = "; ".join(f"{r['method']}: {r['source']}" for r in protocol["results"])
-        blocks += [
-            ("h3", f"Against published results: {protocol['title']}", None),
-            ("p", "The published rows as their sources give them (ranges as text). " + sources, None),
-            ("table", table(rows).rename(index=_PUBLISHED), "metric"),
-        ]
-    return blocks
+    return published_blocks(
+        runs,
+        lambda run: {name: fmt(run.metrics.get(name)) for name in _PUBLISHED},
+        _published_column,
+        _PUBLISHED,
+        "The published rows as their sources give them (ranges as text). ",
+    )
+
+
+def _published_column(result: dict[str, Any], protocol: dict[str, Any]) -> dict[str, str]:
+    """A published result's values, numbers formatted and ranges as the anchors file writes them."""
+    return {
+        name: fmt(result[name]) if isinstance(result.get(name), float) else str(result.get(name, "–"))
+        for name in _PUBLISHED
+    }
 
 
 def _better_model(runs: list[RunResult], better: RunResult | None) -> str:
@@ -190,19 +186,19 @@ def _better_model(runs: list[RunResult], better: RunResult | None) -> str:
 
 
 def _gradcam(run: RunResult, which: str) -> list[Block]:
-    blocks: list[Block] = [("h3", f"Grad-CAM examples of {which} ({run.experiment})", None)]
+    blocks: list[Block] = [Heading(f"Grad-CAM examples of {which} ({run.experiment})", 3)]
     folder = run.path / "gradcam"
     for class_folder in sorted(folder.iterdir()) if folder.is_dir() else []:
         examples = sorted(class_folder.glob("correct_*.png"))[:1] + sorted(class_folder.glob("wrong_*.png"))[:1]
         if not examples:
-            blocks.append(("p", f"{class_folder.name}: no test image of this class.", None))
-        blocks += [("img", path, f"{class_folder.name}: {path.stem.split('_')[0]}ly classified") for path in examples]
+            blocks.append(Paragraph(f"{class_folder.name}: no test image of this class."))
+        blocks += [Image(path, f"{class_folder.name}: {path.stem.split('_')[0]}ly classified") for path in examples]
     return blocks
 
 
 @dataclass(frozen=True)
 class ClassificationReport:
-    """The :class:`~common.studies.runs.TaskReport` of the classifier's runs (:data:`lesion_cls.TASK`)."""
+    """The :class:`~common.studies.task_reports.TaskReport` of the classifier's runs (:data:`lesion_cls.TASK`)."""
 
     task: str = TASK
     title: str = "skin-lesion classification"
@@ -240,24 +236,22 @@ class ClassificationReport:
             '"tested weights").'
         )
         blocks: list[Block] = [
-            ("h2", "Skin-lesion classification (HAM10000 / ISIC 2018 Task 3)", None),
-            ("p", intro, None),
-            ("h3", "Model parameters", None),
-            ("table", table({run.experiment: _parameters(run) for run in runs}), "parameter"),
-            ("h3", "Overall metrics", None),
-            (
-                "p",
+            Heading("Skin-lesion classification (HAM10000 / ISIC 2018 Task 3)", 2),
+            Paragraph(intro),
+            Heading("Model parameters", 3),
+            Table(table({run.experiment: _parameters(run) for run in runs}), "parameter"),
+            Heading("Overall metrics", 3),
+            Paragraph(
                 "Training and validation values are those of the selected epoch; test values are on the held-out "
                 "test split, with their 95% confidence interval in brackets (percentile bootstrap over the test "
                 "lesions: all images of a lesion drawn together). Balanced accuracy is the mean per-class recall "
-                "(the ISIC 2018 ranking metric); ECE is the expected calibration error over 15 confidence bins.",
-                None,
+                "(the ISIC 2018 ranking metric); ECE is the expected calibration error over 15 confidence bins."
             ),
-            ("table", table({run.experiment: _overall(run) for run in runs}), "metric"),
-            ("p", _better_model(runs, better), None),
+            Table(table({run.experiment: _overall(run) for run in runs}), "metric"),
+            Paragraph(_better_model(runs, better)),
         ]
         for run in runs:
-            blocks += [("h3", f"Per-class results: {run.experiment}", None), ("table", _per_class(run), "class")]
+            blocks += [Heading(f"Per-class results: {run.experiment}", 3), Table(_per_class(run), "class")]
         gradcam = _gradcam(better, "the better model") if better else _gradcam(first, "the first run")
         return blocks + _published(runs) + _figures(runs) + gradcam
 

@@ -20,6 +20,7 @@ import pandas as pd
 from PIL import Image, ImageDraw
 from scipy.ndimage import gaussian_filter
 
+from common.errors import exit_on_error
 from lesion_cls import DX_CODES
 
 __all__ = ["HAM_PROPORTIONS", "generate_ham10000"]
@@ -166,6 +167,7 @@ def generate_ham10000(
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Entry point of ``python -m lesion_cls.synthetic``."""
     parser = argparse.ArgumentParser(prog="python -m lesion_cls.synthetic", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path("data/generated/ham10000"))
     parser.add_argument("--n-images", type=int, default=1500)
@@ -173,7 +175,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--width", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    out = generate_ham10000(args.out, args.n_images, (args.height, args.width), args.seed)
+    with exit_on_error():
+        out = generate_ham10000(args.out, args.n_images, (args.height, args.width), args.seed)
     counts = pd.read_csv(out / "HAM10000_metadata.csv")["dx"].value_counts()
     print(f"{out}: " + ", ".join(f"{dx} {counts.get(dx, 0)}" for dx in DX_CODES))
 

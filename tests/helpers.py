@@ -1,9 +1,17 @@
-"""Helpers shared by the tests: the repository root, the real-data root, tiny-run CLI arguments."""
+"""Helpers shared by the tests: the repository root, the real-data root, tiny-run CLI arguments, figure checks; for
+the many-run tests a fake trainer (records when each configuration starts and ends), sweep files and commands for it,
+and ``srun`` stand-ins for the SLURM templates in ``examples/slurm``."""
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from collections import Counter
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -66,3 +74,150 @@ def assert_one_number(run_dir: Path, names: tuple[str, ...]) -> None:
         assert math.isclose(logged[name], value, rel_tol=1e-6, abs_tol=1e-7) or (
             math.isnan(logged[name]) and math.isnan(value)
         ), (name, logged[name], value)
+
+
+def assert_png(path: Path, min_side: int = 50, min_std: float = 5.0) -> None:
+    """``path`` is a PNG at least ``min_side`` pixels on each side whose grey levels vary (not a blank figure)."""
+    import numpy as np
+    from PIL import Image
+
+    with Image.open(path) as image:
+        assert image.format == "PNG", path
+        pixels = np.asarray(image.convert("L"), dtype=np.float64)
+    assert min(pixels.shape) > min_side and pixels.std() > min_std, path
+
+
+def capture_figures(monkeypatch: Any, module: Any) -> list[Any]:
+    """Record the figures ``module`` saves (still written to disk by the real ``common.plots.save_figure``)."""
+    import common.plots
+
+    figures: list[Any] = []
+    real = common.plots.save_figure
+
+    def save(fig: Any, path: Path, *args: Any, **kwargs: Any) -> Path:
+        figures.append(fig)
+        return real(fig, path, *args, **kwargs)
+
+    monkeypatch.setattr(module, "save_figure", save)
+    return figures
+
+
+# --- many-run tests: a fake trainer, sweep files, SLURM stand-ins ---
+
+FAKE_TRAINER = """
+import json, os, sys, time
+from pathlib import Path
+args = dict(a[2:].split("=", 1) for a in sys.argv[1:] if a.startswith("--") and "=" in a)
+run_dir = Path(args["run.dir"])
+x = float(args["model.x"])
+events = Path(os.environ["FAKE_EVENTS"])
+with events.open("a") as f:
+    f.write(f"start {x} {os.getpid()}\\n")
+run_dir.mkdir(parents=True)
+time.sleep(float(os.environ.get("FAKE_SECONDS", "0")))
+(run_dir / "config.yaml").write_text("model: {x: %s}\\n" % x)
+(run_dir / "run_info.json").write_text(json.dumps({"monitor": "val/score", "monitor_mode": "max",
+                                                   "task": "toy_regression", "report_module": "tests.toy_task.report"}))
+(run_dir / "history.csv").write_text("epoch,train/loss,val/score\\n0,1.0,%r\\n" % (-(x - 0.3) ** 2))
+(run_dir / "metrics.json").write_text(json.dumps({"mae": abs(x - 0.3), "rmse": abs(x - 0.3)}))
+with events.open("a") as f:
+    f.write(f"end {x} {os.getpid()}\\n")
+"""
+"""A training program for sweeps of ``model.x``: its sweep metric ``val/score`` is ``-(x - 0.3)²``; it appends
+``start x pid`` and ``end x pid`` to ``$FAKE_EVENTS`` and sleeps ``$FAKE_SECONDS`` in between."""
+
+TEMPLATES = REPO / "examples" / "slurm"
+RECORD_SRUN = '#!/bin/sh\nprintf "%s\\n" "$@" > "$SRUN_RECORD"\n'
+PASS_SRUN = '#!/bin/sh\nexec "$@"\n'
+
+
+def write_yaml(path: Path, data: dict) -> Path:
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def fake_sweep(tmp_path: Path, name: str = "grid", method: str = "grid", **extra: object) -> Path:
+    """A sweep of :data:`FAKE_TRAINER` over ``model.x``: 6 grid values, or ``min``/``max`` for random and bayes."""
+    program = tmp_path / "fake_train.py"
+    program.write_text(FAKE_TRAINER)
+    xs = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5]
+    parameters = {"model.x": {"values": xs}} if method == "grid" else {"model.x": {"min": 0.0, "max": 1.0}}
+    spec = {
+        "name": name,
+        "program": str(program),
+        "method": method,
+        "metric": {"name": "val/score", "goal": "maximize"},
+        "parameters": parameters,
+        "command": ["${env}", "${interpreter}", "${program}", "${args}"],
+        **extra,
+    }
+    return write_yaml(tmp_path / f"{name}.yaml", spec)
+
+
+def sweep_command(sweep_file: Path, sweep_dir: Path, *args: str) -> list[str]:
+    """``python -m common.studies.sweep`` on ``sweep_file`` in ``sweep_dir``, W&B off."""
+    return [
+        sys.executable,
+        "-m",
+        "common.studies.sweep",
+        str(sweep_file),
+        "--sweep-dir",
+        str(sweep_dir),
+        "--wandb",
+        "off",
+        *args,
+    ]
+
+
+def fake_env(tmp_path: Path, seconds: float = 0.0) -> dict[str, str]:
+    """The environment of a sweep of :data:`FAKE_TRAINER`: events in ``tmp_path/events.txt``, each run ``seconds``."""
+    events = tmp_path / "events.txt"
+    return {**os.environ, "PYTHONPATH": str(REPO), "FAKE_EVENTS": str(events), "FAKE_SECONDS": str(seconds)}
+
+
+def events(tmp_path: Path, kind: str) -> Counter:
+    """How often each ``model.x`` was started (``kind="start"``) or ended (``"end"``)."""
+    lines = (tmp_path / "events.txt").read_text().splitlines()
+    return Counter(float(line.split()[1]) for line in lines if line.startswith(kind))
+
+
+def one_error_line(result: subprocess.CompletedProcess) -> str:
+    """The one ``error:`` line of a command that exited with status 2 and no traceback."""
+    assert result.returncode == 2, result.stdout[-1500:] + result.stderr[-1500:]
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, result.stderr
+    return errors[0]
+
+
+def srun_env(tmp_path: Path, body: str) -> dict[str, str]:
+    """An environment whose ``srun`` runs ``body`` (recording its arguments, or running them here)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    (bin_dir / "srun").write_text(body)
+    (bin_dir / "srun").chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "PYTHONPATH": str(REPO)}
+    return env | {"SRUN_RECORD": str(tmp_path / "srun.txt"), "PYTHON": sys.executable, "SLURM_SUBMIT_DIR": str(REPO)}
+
+
+def recorded_srun(template: str, tmp_path: Path, **env: str) -> list[str]:
+    """The arguments the template gives ``srun``."""
+    result = subprocess.run(
+        ["bash", str(TEMPLATES / template)], env=srun_env(tmp_path, RECORD_SRUN) | env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    return (tmp_path / "srun.txt").read_text().splitlines()
+
+
+def print_config(task: str, fit_args: list[str]) -> dict:
+    """``python -m <task> fit <fit_args> --print_config``: every key and config file checked, nothing trained."""
+    result = subprocess.run(
+        [sys.executable, "-m", task, "fit", *fit_args, "--print_config"],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    return yaml.safe_load(result.stdout)

@@ -1,4 +1,5 @@
-"""The shared CLI: run dirs, resume from a checkpoint, checkpoint weights instead of hub weights, W&B modes."""
+"""The shared CLI (common.cli.MedlitCLI): its subcommands and their keys, the callbacks it adds, resume from a
+checkpoint, checkpoint weights instead of hub weights, no W&B key in run files."""
 
 from __future__ import annotations
 
@@ -9,34 +10,55 @@ import pandas as pd
 import pytest
 from sklearn.metrics import accuracy_score
 
-from common.errors import MedlitError
-from common.loggers import resolve_wandb_mode
-from common.rundir import resolve_run_dir
+from common.cli import MedlitCLI
+from common.run_options import Link
 from lesion_cls import CLASS_NAMES
 from lesion_cls.__main__ import main
 from tests.helpers import REPO, tiny_cls_args
+from tests.toy_task.callbacks import ToyOutputs
+from tests.toy_task.data import ToyDataModule
+from tests.toy_task.model import ToyRegressor
 
 
-def test_run_dirs_are_new_and_explicit_dirs_are_not_reused(tmp_path: Path) -> None:
-    first = resolve_run_dir(tmp_path, "exp")
-    first.mkdir(parents=True)
-    second = resolve_run_dir(tmp_path, "exp")
-    assert second != first and second.parent == first.parent == tmp_path / "exp" and second.name.startswith(first.name)
-    (first / "config.yaml").write_text("{}")
-    with pytest.raises(MedlitError, match="already holds a run"):
-        resolve_run_dir(tmp_path, "exp", exact=first)
+def _toy_cli(args: list[str], links: tuple[Link, ...] = ()) -> MedlitCLI:
+    return MedlitCLI(ToyRegressor, ToyDataModule, ToyOutputs, links, args=args)
 
 
-def test_wandb_modes(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc
-    monkeypatch.delenv("WANDB_API_KEY", raising=False)
-    monkeypatch.delenv("WANDB_MODE", raising=False)
-    assert resolve_wandb_mode("auto") == "offline"
-    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
-    assert resolve_wandb_mode("auto") == "online"
-    monkeypatch.setenv("WANDB_MODE", "disabled")
-    assert resolve_wandb_mode("auto") == "off"
-    assert resolve_wandb_mode("offline") == "offline"
+def _quiet(runs: Path) -> list[str]:
+    return ["--run.root", str(runs), "--run.wandb", "off", "--trainer.enable_progress_bar", "false"]
+
+
+def test_check_takes_the_keys_of_fit_and_builds_only_the_datamodule(tmp_path: Path) -> None:
+    cli = _toy_cli(["check", *_quiet(tmp_path / "runs"), "--data.n", "50"])
+    assert cli.error is None and cli.check_result is not None and cli.check_result.summary == {"samples": "50"}
+    assert cli.run_dir is None and not (tmp_path / "runs").exists() and not hasattr(cli, "trainer")
+    parsers = cli.subcommand_parsers
+    assert list(parsers) == ["fit", "validate", "test", "predict", "check"]
+    assert parsers["check"].dump(parsers["check"].get_defaults()) == parsers["fit"].dump(parsers["fit"].get_defaults())
+
+
+def test_links_and_ensemble_arguments_belong_to_their_subcommands(tmp_path: Path) -> None:
+    link = Link("data.features", "model.features", subcommands=("fit",))
+    cli = _toy_cli(["check", *_quiet(tmp_path / "runs")], links=(link,))
+    linked = {name for name, p in cli.subcommand_parsers.items() if "features" not in p.get_defaults().model}
+    assert linked == {"fit", "check"}  # a link that applies to fit applies to check: the same keys
+    with_ensemble = {name for name, p in cli.subcommand_parsers.items() if "ensemble" in p.get_defaults()}
+    assert with_ensemble == {"test", "predict"}
+
+
+def test_the_house_callbacks_follow_the_configured_and_outputs_ones(tmp_path: Path) -> None:
+    from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, ModelSummary, RichProgressBar
+
+    from common.callbacks import MetricHistory, RngState, RunTimer, SplitExport
+
+    runs = ["--run.root", str(tmp_path / "runs"), "--run.wandb", "off"]
+    cli = _toy_cli(["test", *runs, "--trainer.callbacks", "ModelSummary"])
+    ours = (ModelSummary, ToyOutputs, MetricHistory, SplitExport, RunTimer, RngState, LearningRateMonitor)
+    assert [type(c) for c in cli.trainer.callbacks if isinstance(c, ours)] == list(ours)
+    assert sum(isinstance(c, RichProgressBar) for c in cli.trainer.callbacks) == 1  # the house's progress bar
+    checkpoints = [c for c in cli.trainer.callbacks if isinstance(c, ModelCheckpoint)]
+    assert [Path(c.dirpath) for c in checkpoints] == [cli.run_dir / "checkpoints"] * 2
+    assert [c.monitor for c in checkpoints] == ["val/mae", None] and checkpoints[1].filename == "last"
 
 
 @pytest.mark.smoke
@@ -104,22 +126,6 @@ def test_a_wandb_key_never_reaches_run_files(tiny_ham: Path, tmp_path: Path, mon
     assert any("wandb" in p.parts for p in files)  # W&B did write its offline run
     leaked = [p for p in files if key.encode() in p.read_bytes()]
     assert not leaked, leaked
-
-
-def test_wandb_project_names_the_offline_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """``run.wandb_project`` is the project of the W&B run (offline here; online it is where the run appears)."""
-    from lightning.pytorch.loggers import WandbLogger
-
-    from common.loggers import build_loggers, finish_wandb, new_wandb_id
-
-    monkeypatch.setenv("WANDB_SILENT", "true")
-    loggers = build_loggers(tmp_path / "run", "exp", "offline", "my-lab-project", new_wandb_id())
-    wandb_logger = next(logger for logger in loggers if isinstance(logger, WandbLogger))
-    try:
-        assert wandb_logger.experiment.project == "my-lab-project"
-        assert wandb_logger.experiment.group == "exp" and wandb_logger.experiment.name == "exp/run"
-    finally:
-        finish_wandb(loggers)
 
 
 def test_help_names_the_program_and_lists_check() -> None:

@@ -19,8 +19,9 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
+from common.errors import MedlitError
 from lesion_cls import CLASS_NAMES
-from lesion_cls.callbacks import ClassificationOutputs
+from lesion_cls.callbacks import INTERVAL_METRICS, ClassificationOutputs
 
 COLUMNS = ["image", *CLASS_NAMES, "label"]
 FIGURES = ("roc.png", "confusion_matrix.png", "calibration.png")
@@ -277,3 +278,26 @@ def test_gradcam_selection(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     # image index 1 (b) for MEL; index 3 (d) for NV then MEL; index 4 (e) for NV
     assert sorted(maps_for) == [(1.0, 0), (3.0, 0), (3.0, 1), (4.0, 1)]
     assert sorted(p.name for p in (tmp_path / "gradcam").iterdir()) == sorted(CLASS_NAMES)  # a folder per class
+
+
+def test_intervals_over_lesions_with_each_recall_beside_its_class(tmp_path: Path) -> None:
+    ids, probs, target = _data(seed=5, per_class=6)
+    lesions = [f"HAM_{i // 2:07d}" for i in range(len(ids))]  # two images per lesion, resampled together
+    table = pd.DataFrame({"image_id": ids, "lesion_id": lesions})
+    trainer = _trainer(tmp_path, datamodule=SimpleNamespace(test_dataset=SimpleNamespace(table=table)))
+    callback = ClassificationOutputs(gradcam_per_class=0, figures=False, bootstrap=200, bootstrap_seed=1)
+    _run_test_epoch(callback, trainer, ids, probs, target)
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert list(metrics["ci95"]) == list(INTERVAL_METRICS)  # the per-class recalls are not in ci95 ...
+    for name in CLASS_NAMES:  # ... but beside each class's recall, around it
+        low, high = metrics["per_class"][name]["recall_ci95"]
+        assert low <= metrics["per_class"][name]["recall"] <= high
+    assert (metrics["ci_unit"], metrics["n_units"]) == ("lesion", 21)
+    assert (metrics["ci_resamples"], metrics["ci_seed"]) == (200, 1)
+    off = tmp_path / "off"
+    _run_test_epoch(ClassificationOutputs(gradcam_per_class=0, figures=False, bootstrap=0), _trainer(off), *_data(5, 6))
+    metrics = json.loads((off / "metrics.json").read_text())
+    assert metrics["ci_resamples"] == 0 and "ci95" not in metrics
+    assert not any("recall_ci95" in row for row in metrics["per_class"].values())
+    with pytest.raises(MedlitError, match=r"outputs.bootstrap must be >= 0 \(0 = no intervals\), got -1"):
+        ClassificationOutputs(bootstrap=-1)

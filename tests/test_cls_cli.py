@@ -17,7 +17,7 @@ from sklearn.metrics import accuracy_score, classification_report, precision_rec
 
 from lesion_cls import CLASS_NAMES
 from lesion_cls.__main__ import main
-from tests.helpers import REPO, assert_one_number, tiny_cls_args
+from tests.helpers import REPO, assert_one_number, assert_png, tiny_cls_args
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +46,8 @@ def test_fit_writes_the_run_dir(fitted_run: Path) -> None:
         "checkpoints/last.ckpt",
     ):
         assert (fitted_run / name).is_file(), name
+    for figure in ("curves.png", "roc.png", "confusion_matrix.png"):
+        assert_png(fitted_run / figure)  # a drawn figure, not an empty canvas
     assert list((fitted_run / "checkpoints").glob("best-epoch*.ckpt"))
     history = pd.read_csv(fitted_run / "history.csv")
     assert history["epoch"].tolist() == [0, 1]
@@ -208,7 +210,7 @@ def test_recipe_options_train_and_reach_the_outputs(tiny_ham: Path, tmp_path: Pa
     on predictions.csv."""
     import torch
 
-    from lesion_cls.data import sampled_class_priors
+    from lesion_cls.class_balance import sampled_class_priors
 
     extra = [
         *("--data.class_balance", "0.5", "--data.batch_augment", "true", "--data.auto_augment", "trivial"),
@@ -224,3 +226,26 @@ def test_recipe_options_train_and_reach_the_outputs(tiny_ham: Path, tmp_path: Pa
     metrics = json.loads((run / "metrics.json").read_text())
     predicted = np.asarray(CLASS_NAMES)[predictions[list(CLASS_NAMES)].to_numpy().argmax(axis=1)]
     assert metrics["accuracy"] == pytest.approx(accuracy_score(predictions["label"], predicted))
+
+
+def test_ten_minute_recipe_is_the_recipe_with_its_budget_and_input_size(capsys: pytest.CaptureFixture[str]) -> None:
+    """``ham10000_10min.yaml`` given after the recipe changes the budget, the input size and the experiment name;
+    every other setting is the recipe's."""
+    import yaml
+
+    recipes = REPO / "experiments" / "recipes"
+    overlay = yaml.safe_load((recipes / "ham10000_10min.yaml").read_text())
+    args = ["fit", "--config", str(recipes / "ham10000.yaml"), "--data.root", "unused", "--print_config"]
+    configs = []
+    for extra in ([], ["--config", str(recipes / "ham10000_10min.yaml")]):
+        with pytest.raises(SystemExit):
+            main([*args[:3], *extra, *args[3:]])
+        configs.append(yaml.safe_load(capsys.readouterr().out))
+    recipe, ten_minutes = configs
+    assert ten_minutes["data"]["image_size"] == [75, 100] != recipe["data"]["image_size"]
+    assert ten_minutes["trainer"]["max_time"] == "00:00:10:00" != recipe["trainer"]["max_time"]
+    changed = {(section, key) for section, values in overlay.items() for key in values}
+    for section in ("data", "model", "trainer", "run"):
+        for key, value in recipe[section].items():
+            if (section, key) not in changed:
+                assert ten_minutes[section][key] == value, f"{section}.{key}"

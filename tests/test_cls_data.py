@@ -1,4 +1,5 @@
-"""The pixel cache, class sampling, datasets and the datamodule (``lesion_cls.data``)."""
+"""The datamodule: the split read once, datasets and loaders, class sampling, batch augmentation, its argument
+checks (``lesion_cls.data``)."""
 
 from __future__ import annotations
 
@@ -12,22 +13,9 @@ import torch
 
 from common.errors import MedlitError
 from lesion_cls import CLASS_NAMES
-from lesion_cls.data import HAM10000DataModule, build_pixel_cache, sampled_class_priors, sampling_weights
+from lesion_cls.class_balance import sampled_class_priors, sampling_weights
+from lesion_cls.data import HAM10000DataModule
 from lesion_cls.transforms import build_transforms
-
-
-def test_pixel_cache_reused_and_invalidated(tiny_ham: Path, tmp_path: Path) -> None:
-    images = tmp_path / "images"
-    shutil.copytree(tiny_ham / "images", images)
-    paths = sorted(str(p) for p in images.iterdir())[:10]
-    first = build_pixel_cache(paths, (24, 32), tmp_path / "cache")
-    pixels = np.load(first)
-    assert pixels.shape == (10, 24, 32, 3) and pixels.dtype == np.uint8 and pixels.std() > 5
-    assert build_pixel_cache(paths, (24, 32), tmp_path / "cache") == first
-    Path(paths[3]).write_bytes(Path(paths[4]).read_bytes())  # an image changed on disk
-    second = build_pixel_cache(paths, (24, 32), tmp_path / "cache")
-    assert second != first
-    np.testing.assert_array_equal(np.load(second)[3], np.load(second)[4])
 
 
 def test_datamodule_splits_datasets_and_weights(tiny_ham: Path, tmp_path: Path) -> None:
@@ -74,29 +62,6 @@ def test_full_class_balance_evens_out_classes(tiny_ham: Path, tmp_path: Path) ->
     present = natural > 0
     assert shares[1] < natural[1] / 2  # NV no longer dominates
     assert np.all(np.abs(shares[present] - 1 / present.sum()) < 0.07)
-
-
-def test_sampling_power_gives_the_class_probabilities() -> None:
-    """Power p: class c drawn in proportion to n_c ** (1 - p); checked in closed form and by drawing."""
-    labels = np.repeat(np.arange(7), [100, 400, 25, 16, 9, 4, 1])
-    counts = np.bincount(labels).astype(float)
-    for power in (0.0, 0.5, 1.0):
-        weights = sampling_weights(labels, power)
-        by_class = np.bincount(labels, weights=weights) / weights.sum()
-        expected = counts ** (1 - power) / (counts ** (1 - power)).sum()
-        np.testing.assert_allclose(by_class, expected, rtol=1e-12)
-        np.testing.assert_allclose(sampled_class_priors(labels, power), expected, rtol=1e-12)
-    np.testing.assert_allclose(
-        sampled_class_priors(labels, 0.5)[:2], np.array([10, 20]) / (10 + 20 + 5 + 4 + 3 + 2 + 1)
-    )
-    drawn = torch.multinomial(
-        torch.as_tensor(sampling_weights(labels, 0.5)),
-        200_000,
-        replacement=True,
-        generator=torch.Generator().manual_seed(0),
-    ).numpy()
-    shares = np.bincount(labels[drawn], minlength=7) / len(drawn)
-    np.testing.assert_allclose(shares, sampled_class_priors(labels, 0.5), atol=0.005)
 
 
 def test_datamodule_sampling_power_and_priors(tiny_ham: Path, tmp_path: Path) -> None:
@@ -183,19 +148,3 @@ def test_bad_datamodule_arguments() -> None:
         HAM10000DataModule(class_weights=[1.0, 2.0])
     with pytest.raises(MedlitError, match="test_image_dir"):
         HAM10000DataModule(test_csv="x.csv")
-
-
-def test_16_bit_and_one_pixel_images_are_read_as_8_bit_rgb(tmp_path: Path) -> None:
-    """Unusual but valid: a 16-bit grey PNG is scaled to 8 bits (PIL's own conversion would clip it to white), and
-    a 1-pixel image is resized like any other."""
-    from PIL import Image
-
-    ramp = np.arange(64, dtype=np.uint16).reshape(8, 8) * 1000  # 0 ... 63,000
-    Image.fromarray(ramp).save(tmp_path / "deep.png")
-    Image.new("RGB", (1, 1), (10, 20, 30)).save(tmp_path / "dot.png")
-    paths = [str(tmp_path / "deep.png"), str(tmp_path / "dot.png")]
-    pixels = np.load(build_pixel_cache(paths, (8, 8), tmp_path / "cache"))
-    expected = np.round(ramp / 257.0)
-    for channel in range(3):
-        np.testing.assert_allclose(pixels[0, :, :, channel], expected, atol=1)
-    assert pixels[0].max() == 245 and (pixels[1] == [10, 20, 30]).all()

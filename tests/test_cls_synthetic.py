@@ -6,8 +6,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 from PIL import Image
 
+from lesion_cls import DX_CODES
 from lesion_cls.synthetic import HAM_PROPORTIONS, generate_ham10000
 
 
@@ -53,3 +55,13 @@ def test_classes_differ_in_appearance(tiny_ham: Path) -> None:
     mel, nv, vasc = mean_center("mel"), mean_center("nv"), mean_center("vasc")
     assert mel.sum() < nv.sum()  # melanoma darker than naevi
     assert vasc[0] - vasc[1] > nv[0] - nv[1]  # vascular lesions redder
+
+
+def test_the_command_line_prints_the_class_counts(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from lesion_cls.synthetic import main
+
+    main(["--out", str(tmp_path / "g"), "--n-images", "30", "--height", "12", "--width", "16", "--seed", "2"])
+    counts = pd.read_csv(tmp_path / "g" / "HAM10000_metadata.csv")["dx"].value_counts()
+    (line,) = capsys.readouterr().out.splitlines()
+    assert line == f"{tmp_path / 'g'}: " + ", ".join(f"{dx} {counts.get(dx, 0)}" for dx in DX_CODES)
+    assert sum(counts) == 30

@@ -367,3 +367,30 @@ def test_ham10000_download_refuses_bad_content(site: _Site, tmp_path: Path) -> N
     with pytest.raises(MedlitError, match="fails its CRC-32 check"):
         download_ham10000(tmp_path / "C", base_url=base)
     assert not (tmp_path / "C").exists()
+
+
+def test_a_failed_download_from_the_command_line_is_one_error_line(
+    site: _Site, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Both tasks' ``python -m <task>.download``: the one error exit (``error: ...`` on stderr, status 2)."""
+    import lesion_cls.download
+    import volume_seg.download
+
+    _publish_la(site)
+    _publish_isic(site)
+    monkeypatch.setitem(volume_seg.download.DATASETS, "la", lambda out: _la(site, out))
+    monkeypatch.setitem(
+        lesion_cls.download.DATASETS,
+        "ham10000",
+        lambda out, with_test: download_ham10000(out, with_test, base_url=f"{site.url}/2018"),
+    )
+    taken = tmp_path / "a_file"
+    taken.write_text("keep")
+    for main, dataset in ((volume_seg.download.main, "la"), (lesion_cls.download.main, "ham10000")):
+        with pytest.raises(SystemExit) as exit_info:
+            main([dataset, "--out", str(taken)])
+        assert exit_info.value.code == 2
+        assert capsys.readouterr().err.splitlines() == [
+            f"error: {taken} is a file; --out names the dataset folder to create"
+        ]
+    assert taken.read_text() == "keep"

@@ -1,6 +1,7 @@
-"""Ensembles: the mean of the members' probabilities computed by hand (with and without flips), an ensemble of one
-equal to the model's own test, the saved-probability command equal to the in-process ensemble, and the mixes
-that are refused with one line."""
+"""In-process ensembles (:mod:`common.ensemble`): the mean of the members' probabilities computed by hand (with and
+without flips), one member at a time, an ensemble of one equal to the model's own test, the tasks' saved-probability
+ensembles equal to the in-process one, and the mixes that are refused with one line. The tasks' saved-probability
+ensembles and out-of-fold pools on their own: ``test_cls_ensemble.py``, ``test_seg_ensemble.py``."""
 
 from __future__ import annotations
 

@@ -11,11 +11,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from common.cli import run_cli
 from common.contracts import TaskDataModule, TaskModule, check_contract
+from common.entry import run_cli
 from common.errors import MedlitError
 from common.studies.report import build_report
-from common.studies.runs import latest_runs, report_for
+from common.studies.runs import latest_runs
+from common.studies.task_reports import report_for
 from tests.helpers import REPO
 from tests.toy_task.callbacks import ToyOutputs
 from tests.toy_task.data import ToyDataModule

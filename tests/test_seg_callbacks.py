@@ -231,14 +231,38 @@ def test_multiclass_rows_per_foreground_class(tmp_path: Path) -> None:
     assert b["dice"]["mean"] == pytest.approx(np.mean([rows[1]["dice"] for rows in per_case.values()]), abs=1e-9)
 
 
+def test_intervals_in_every_summary_and_in_ci95(tmp_path: Path) -> None:
+    names = ["background", "a", "b"]
+    label = _sphere((6, 6, 6), 4) + 2 * _box((12, 10, 3), (18, 18, 9))
+    cases = [(f"i{k}", np.roll(label, k % 3, axis=k % 2).astype(np.uint8), label, None) for k in range(4)]
+    callback = SegmentationOutputs(overlays=False, views_3d=False, bootstrap=100, bootstrap_seed=2)
+    _run(callback, _trainer(tmp_path), _module(names), cases)
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    metric_names = ["dice", "jaccard", "hd95", "asd"]
+    expected = [*metric_names, *(f"{c}/{m}" for c in ("a", "b") for m in metric_names), "foreground_dice"]
+    assert list(metrics["ci95"]) == expected  # all of them in ci95 ...
+    for name in metric_names:  # ... and each also in its summary
+        assert metrics[name]["ci95"] == metrics["ci95"][name]
+        for class_name in ("a", "b"):
+            assert metrics["per_class"][class_name][name]["ci95"] == metrics["ci95"][f"{class_name}/{name}"]
+    low, high = metrics["foreground_dice"]["ci95"]
+    assert low <= metrics["foreground_dice"]["mean"] <= high
+    assert (metrics["ci_unit"], metrics["n_units"]) == ("case", 4)
+    assert (metrics["ci_resamples"], metrics["ci_seed"]) == (100, 2)
+    with pytest.raises(MedlitError, match=r"outputs.bootstrap must be >= 0 \(0 = no intervals\), got -3"):
+        SegmentationOutputs(bootstrap=-3)
+
+
 def test_figures_are_written(tmp_path: Path) -> None:
     mask, label, _ = BINARY_CASES["c2"]
     callback = SegmentationOutputs(overlays=True, views_3d=True, save_masks=False)
     _run(callback, _trainer(tmp_path), _module(), [("f1", mask, label, SPACING)])
     for path in (tmp_path / "overlays" / "f1.png", tmp_path / "views3d" / "f1.png"):
         with Image.open(path) as image:
+            assert image.format == "PNG", path
             pixels = np.asarray(image.convert("L"), dtype=np.float64)
-        assert pixels.std() > 5.0, path
+        assert min(pixels.shape) > 100, path  # a figure, not a thumbnail
+        assert pixels.std() > 5.0, path  # not a blank canvas
     html = (tmp_path / "views3d" / "f1.html").read_text()
     assert 'src="plotly.min.js"' in html and "f1 (Dice " in html
     assert (tmp_path / "views3d" / "plotly.min.js").stat().st_size > 100_000

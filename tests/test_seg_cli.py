@@ -14,7 +14,7 @@ import torch
 import yaml
 from medpy.metric import binary as medpy
 
-from tests.helpers import assert_one_number, tiny_seg_args
+from tests.helpers import assert_one_number, assert_png, tiny_seg_args
 from volume_seg.__main__ import main
 
 
@@ -47,9 +47,11 @@ def test_la_run_outputs(la_run: Path, tiny_la: Path) -> None:
     assert sorted(split.loc[split["split"] == "test", "case"]) == sorted(test_cases)
     assert not set(split.loc[split["split"] == "val", "case"]) & set(test_cases)
     for case in test_cases:
-        assert (la_run / "overlays" / f"{case}.png").is_file()
-        assert (la_run / "views3d" / f"{case}.png").is_file() and (la_run / "views3d" / f"{case}.html").is_file()
-    assert (la_run / "views3d" / "plotly.min.js").is_file()
+        assert_png(la_run / "overlays" / f"{case}.png")
+        assert_png(la_run / "views3d" / f"{case}.png")
+        html = (la_run / "views3d" / f"{case}.html").read_text()
+        assert case in html and '"type":"mesh3d"' in html  # the case's surfaces, drawn by plotly
+    assert (la_run / "views3d" / "plotly.min.js").stat().st_size > 100_000  # plotly itself, for offline viewing
 
 
 @pytest.mark.smoke

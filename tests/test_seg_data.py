@@ -1,5 +1,5 @@
 """The volume datamodule: splits, patch sampling, the epoch, its argument checks (discovery and reading:
-``test_seg_io.py``; transforms: ``test_seg_transforms.py``)."""
+``test_seg_io.py``; the split as a function: ``test_seg_splits.py``; transforms: ``test_seg_transforms.py``)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from common.errors import MedlitError
-from volume_seg.data import PatchDataset, VolumeDataModule
+from volume_seg.data import VolumeDataModule
 from volume_seg.io import read_case_list
 
 
@@ -95,9 +95,3 @@ def test_rotation_needs_square_patch_and_other_checks() -> None:
         VolumeDataModule(augment="flip")
     with pytest.raises(MedlitError, match="num_classes counts the background"):
         VolumeDataModule(num_classes=1)
-
-
-def test_patch_dataset_length_defines_an_epoch() -> None:
-    volumes = [{"image": torch.zeros(1, 4, 4, 4), "label": torch.zeros(1, 4, 4, 4)}] * 3
-    dataset = PatchDataset(volumes, lambda d: d, patches_per_volume=5)
-    assert len(dataset) == 15 and dataset[14]["image"].shape == (1, 4, 4, 4)

@@ -1,5 +1,4 @@
-"""Volume discovery (LA h5, MSD, folders), case lists, reading and label checks, the split and the dataset check
-as functions (:mod:`volume_seg.io`)."""
+"""Volume discovery (LA h5, MSD, folders), case lists, reading and label checks (:mod:`volume_seg.io`)."""
 
 from __future__ import annotations
 
@@ -13,8 +12,7 @@ import numpy as np
 import pytest
 
 from common.errors import MedlitError
-from volume_seg.data import VolumeDataModule
-from volume_seg.io import check_volume_dataset, discover_cases, load_volume, read_case_list, split_cases
+from volume_seg.io import discover_cases, load_volume, read_case_list
 
 
 def test_discover_layouts(tiny_la: Path, tiny_msd: Path, tmp_path: Path) -> None:
@@ -110,18 +108,3 @@ def test_msd_keeps_the_dataset_json_order_and_leaves_out_unlabelled_test_images(
     (root / "dataset.json").write_text("{not json")
     with pytest.raises(MedlitError, match="dataset.json: expected JSON with a 'training' list of objects"):
         discover_cases(root)
-
-
-def test_split_and_check_as_functions_match_the_datamodule(tiny_la: Path, tmp_path: Path) -> None:
-    dm = VolumeDataModule(root=str(tiny_la), train_list="train.list", test_list="test.list", val_fraction=0.25)
-    split, records = split_cases(tiny_la, "auto", "train.list", "test.list", 0.25, 0.2, 42)
-    assert list(split.columns) == ["case", "split", "image"] and set(records) == set(split["case"])
-    assert list(split["split"]) == ["train"] * 6 + ["val"] * 2 + ["test"] * 3
-    dm.setup("fit")
-    assert dm.split_table().equals(split)
-    check = check_volume_dataset(tiny_la, "auto", "train.list", "test.list", 2, None, full=True)
-    assert check.ok and check.summary["cases"] == "11 (la_h5 layout)" and "label values" in check.summary
-    assert dm.check_data(full=True).render() == check.render()
-    (tmp_path / "bad.list").write_text("nope\n")
-    cheap = check_volume_dataset(tiny_la, "la_h5", None, str(tmp_path / "bad.list"), 2, None, full=False)
-    assert [p.what for p in cheap.problems] == ["case 'nope' not found"] and "label values" not in cheap.summary

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from common.cli import Link, run_cli
+from common.entry import run_cli
+from common.run_options import Link
 from volume_seg.callbacks import SegmentationOutputs
 from volume_seg.data import VolumeDataModule
 from volume_seg.model import VolumeSegmenter

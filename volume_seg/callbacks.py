@@ -29,10 +29,11 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from common.distributed import gather_objects
 from common.ensemble import tested_weights_of
 from common.errors import MedlitError
-from common.files import atomic_path, write_json
+from common.files import atomic_path
 from common.loaders import available_cpus
 from common.rundir import run_dir_of
-from common.stats import interval_fields
+from common.scoring import check_resamples, write_metrics
+from common.stats import BOOTSTRAP_RESAMPLES
 from volume_seg.metrics import (
     EMPTY_POLICY,
     METRIC_DEFINITIONS,
@@ -51,7 +52,6 @@ __all__ = [
     "SegmentationOutputs",
     "default_eval_workers",
     "summarize_cases",
-    "with_intervals",
     "write_case",
     "write_test_metrics",
 ]
@@ -199,13 +199,12 @@ class SegmentationOutputs(Callback):
         save_masks: bool = True,
         save_probabilities: bool = False,
         eval_workers: int | None = None,
-        bootstrap: int = 2000,
+        bootstrap: int = BOOTSTRAP_RESAMPLES,
         bootstrap_seed: int = 0,
     ) -> None:
         if eval_workers is not None and eval_workers < 0:
             raise MedlitError(f"outputs.eval_workers must be >= 0, got {eval_workers}")
-        if bootstrap < 0:
-            raise MedlitError(f"outputs.bootstrap must be >= 0 (0 = no intervals), got {bootstrap}")
+        check_resamples(bootstrap)
         self.overlays = overlays
         self.views_3d = views_3d
         self.save_masks = save_masks
@@ -312,23 +311,29 @@ def summarize_cases(table: pd.DataFrame, largest_component: bool, checkpoint: st
     }
 
 
-def with_intervals(metrics: dict[str, Any], table: pd.DataFrame, bootstrap: int, seed: int) -> dict[str, Any]:
-    """``metrics`` with bootstrap intervals over the cases: ``ci95`` in each summary (``dice``, ...,
-    ``per_class.<class>.dice``, ...), all of them also in the top-level ``ci95`` mapping."""
-    names = [*METRIC_NAMES, *(f"{c}/{m}" for c in metrics["per_class"] for m in METRIC_NAMES)]
-    names += ["foreground_dice"] if "foreground_dice" in metrics else []
-    fields = interval_fields(scored_items(table), names, bootstrap, seed)
-    for name, interval in fields.get("ci95", {}).items():
-        class_name, _, metric = name.rpartition("/")
-        summary = metrics["per_class"][class_name] if class_name else metrics
-        summary[metric]["ci95"] = interval
-    return {**metrics, **fields}
+def _interval_names(summary: dict[str, Any]) -> list[str]:
+    """The metrics of a test summary that get a bootstrap interval: ``dice`` ..., ``<class>/dice`` ... for each
+    class in ``per_class``, and ``foreground_dice`` when the summary has it."""
+    names = [*METRIC_NAMES, *(f"{c}/{m}" for c in summary["per_class"] for m in METRIC_NAMES)]
+    return names + (["foreground_dice"] if "foreground_dice" in summary else [])
 
 
-def write_test_metrics(out: Path, table: pd.DataFrame, metrics: dict[str, Any], bootstrap: int, seed: int) -> None:
-    """``metrics_per_case.csv`` and ``metrics.json`` (``metrics`` with intervals) of a test run in ``out``."""
+def _place_in_summary(summary: dict[str, Any], name: str, interval: list[float]) -> bool:
+    """Each interval also goes into its summary as ``ci95`` (``dice.ci95``, ``per_class.<class>.dice.ci95``)."""
+    class_name, _, metric = name.rpartition("/")
+    (summary["per_class"][class_name] if class_name else summary)[metric]["ci95"] = interval
+    return True
+
+
+def write_test_metrics(
+    out: Path, table: pd.DataFrame, summary: dict[str, Any], n_resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0
+) -> dict[str, Any]:
+    """``metrics_per_case.csv`` and ``metrics.json`` of a test run in ``out``: ``summary`` with bootstrap intervals
+    over the cases (``ci95`` in each summary, all of them also in the top-level ``ci95`` mapping); returns the
+    metrics written."""
     columns = ["case", "class", *METRIC_NAMES, "distance_unit", "empty_prediction", "empty_reference"]
     columns += ["foreground_dice"] if "foreground_dice" in table else []
     with atomic_path(out / "metrics_per_case.csv") as tmp:
         table[columns].to_csv(tmp, index=False, float_format="%.6f")
-    write_json(out / "metrics.json", with_intervals(metrics, table, bootstrap, seed))
+    names = _interval_names(summary)
+    return write_metrics(out, summary, scored_items(table), names, n_resamples, seed, _place_in_summary)

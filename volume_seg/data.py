@@ -1,15 +1,14 @@
-"""The datamodule of 3D segmentation: volumes loaded and normalised once and kept in memory
-(:func:`cache_volumes`), random training patches from them (:class:`PatchDataset`), whole volumes for
-validation, test and predict (:class:`WholeVolumeDataset`).
+"""The datamodule of 3D segmentation: the split, the volumes cached once, random training patches, whole volumes
+for validation, test and predict, the loaders.
 
-Discovery, reading, the dataset check and the split are in :mod:`volume_seg.io`, the transform pipelines in
-:mod:`volume_seg.transforms`.
+Discovery and reading are :mod:`volume_seg.io`, the split :mod:`volume_seg.splits`, the dataset check
+:mod:`volume_seg.check`, the volume cache :mod:`volume_seg.cache`, the datasets :mod:`volume_seg.datasets`, the
+transform pipelines :mod:`volume_seg.transforms`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -23,8 +22,12 @@ from torch.utils.data import Dataset
 from common.check import DataCheck
 from common.errors import MedlitError, check_choice
 from common.folds import check_folds
-from common.loaders import available_cpus, evaluation_loader, loader_workers, training_loader
-from volume_seg.io import check_volume_dataset, predict_records, split_cases
+from common.loaders import evaluation_loader, loader_workers, training_loader
+from volume_seg.cache import cache_volumes
+from volume_seg.check import check_volume_dataset
+from volume_seg.datasets import PatchDataset, WholeVolumeDataset
+from volume_seg.io import predict_records
+from volume_seg.splits import split_cases
 from volume_seg.transforms import (
     AUGMENTATIONS,
     NORMALIZATIONS,
@@ -33,83 +36,7 @@ from volume_seg.transforms import (
     patch_transform,
 )
 
-__all__ = ["PatchDataset", "VolumeDataModule", "WholeVolumeDataset", "cache_volumes"]
-
-
-def cache_volumes(
-    records: Sequence[Mapping[str, Any]], transform: Callable, threads: int | None = None
-) -> list[dict[str, Any]]:
-    """``transform`` (loading and normalisation) applied once to every record, kept in memory, in order.
-
-    What MONAI's ``CacheDataset`` does, with one difference that matters for bad input: HDF5 files are read one
-    at a time in the calling thread (h5py is not thread-safe; reading from several threads aborted or hung on
-    truncated files). NIfTI files decode in ``threads`` threads (default: the cores this process may use). An
-    error is re-raised as the transform raised it (MONAI's ``Compose`` wraps a :class:`MedlitError` in
-    ``RuntimeError`` from it; the CLI finds it with :func:`common.errors.find_medlit_error`).
-    """
-    if not records:
-        return []
-    serial = any(r.get("format") == "h5" for r in records)
-    workers = 1 if serial else min(len(records), threads or available_cpus())
-    if workers == 1:
-        return [transform(dict(r)) for r in records]
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = [pool.submit(transform, dict(r)) for r in records]
-        try:
-            return [f.result() for f in futures]
-        except BaseException:
-            for future in futures:
-                future.cancel()
-            raise
-
-
-class PatchDataset(Dataset):
-    """Random patches from in-memory volumes: item ``i`` is a fresh patch of volume ``i % len(volumes)``.
-
-    One epoch therefore draws ``patches_per_volume`` patches from every training volume. Items: ``image``
-    float32 and ``label`` ``[1, *patch_size]``.
-    """
-
-    def __init__(self, volumes: Sequence[Mapping[str, Any]], transform: Callable, patches_per_volume: int) -> None:
-        self.volumes = volumes
-        self.transform = transform
-        self.patches_per_volume = patches_per_volume
-
-    def __len__(self) -> int:
-        return len(self.volumes) * self.patches_per_volume
-
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        volume = self.volumes[index % len(self.volumes)]
-        patch = self.transform({"image": volume["image"], "label": volume["label"]})
-        if isinstance(patch, list):  # RandCropByPosNegLabeld returns a list of samples
-            patch = patch[0]
-        return {"image": patch["image"].float(), "label": patch["label"]}
-
-
-class WholeVolumeDataset(Dataset):
-    """Whole cached volumes for validation/test/predict (batch size 1: shapes differ).
-
-    Items: ``image`` float32 ``[1, X, Y, Z]``, ``label`` ``[1, X, Y, Z]`` (when labelled), ``case``, ``spacing``
-    ``[3]`` in mm (NaN when unknown) and ``affine`` ``[4, 4]``.
-    """
-
-    def __init__(self, volumes: Sequence[Mapping[str, Any]]) -> None:
-        self.volumes = volumes
-
-    def __len__(self) -> int:
-        return len(self.volumes)
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        volume = self.volumes[index]
-        item = {
-            "image": torch.as_tensor(volume["image"]).float(),
-            "case": volume["case"],
-            "spacing": torch.as_tensor(volume["spacing"]),
-            "affine": torch.as_tensor(volume["affine"]),
-        }
-        if "label" in volume:
-            item["label"] = torch.as_tensor(volume["label"])
-        return item
+__all__ = ["VolumeDataModule"]
 
 
 class VolumeDataModule(LightningDataModule):

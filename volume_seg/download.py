@@ -18,12 +18,11 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import sys
 import urllib.parse
 from pathlib import Path
 
 from common.download import expect_hash, fetch, install_dataset, read_url
-from common.errors import MedlitError
+from common.errors import MedlitError, exit_on_error
 
 __all__ = ["download_hippocampus", "download_la", "main"]
 
@@ -150,15 +149,13 @@ DATASETS = {"la": download_la, "hippocampus": download_hippocampus}
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Entry point of ``python -m volume_seg.download``: one ``error:`` line and status 2 on a failed download."""
     parser = argparse.ArgumentParser(prog="python -m volume_seg.download", description=__doc__.split("\n\n")[0])
     parser.add_argument("dataset", choices=sorted(DATASETS))
     parser.add_argument("--out", type=Path, required=True, help="the dataset folder to create")
     args = parser.parse_args(argv)
-    try:
+    with exit_on_error():
         DATASETS[args.dataset](args.out)
-    except MedlitError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -5,15 +5,15 @@
   and the largest-component post-processing, scored against the labels of the runs' test cases: an ordinary run
   dir (masks, overlays, 3D views, ``metrics_per_case.csv``, ``metrics.json`` with intervals; ``run_info.json``
   lists the members). nnU-Net's ``--save_probabilities`` + ``nnUNetv2_ensemble``.
-* :func:`pool_out_of_fold` (used by :mod:`common.studies.cv`): the fold models' masks of the cases they did not
-  train on, pooled (every training case once), the largest-component post-processing chosen on them (nnU-Net's
-  rule: kept when it does not lower the mean foreground Dice), and their metrics under that choice.
+* :func:`pool_out_of_fold` (used by :mod:`common.studies.cv`, written by :func:`common.studies.pooling.write_pool`):
+  the fold models' masks of the cases they did not train on, pooled (every training case once), the
+  largest-component post-processing chosen on them (nnU-Net's rule: kept when it does not lower the mean foreground
+  Dice), and their metrics under that choice.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -24,21 +24,20 @@ import pandas as pd
 import torch
 import yaml
 
-from common.errors import MedlitError
-from common.files import write_json
+from common.errors import MedlitError, exit_on_error
 from common.rundir import derived_run_dir
+from common.stats import BOOTSTRAP_RESAMPLES
+from common.studies.pooling import PoolDecisions, model_args, pooled_checkpoint, pooled_items, write_pool
 from volume_seg import default_class_names
 from volume_seg.callbacks import CaseJob, summarize_cases, write_case, write_test_metrics
-from volume_seg.data import VolumeDataModule, WholeVolumeDataset
+from volume_seg.data import VolumeDataModule
+from volume_seg.datasets import WholeVolumeDataset
 from volume_seg.model import keep_largest_components
 
 __all__ = ["OUT_OF_FOLD_ARGS", "average_probabilities", "ensemble_runs", "main", "pool_out_of_fold"]
 
 OUT_OF_FOLD_ARGS = ("--model.largest_component=false", "--outputs.overlays=false", "--outputs.views_3d=false")
 """The out-of-fold test runs write raw masks (no post-processing: it is chosen on their pool)."""
-
-BOOTSTRAP = 2000
-"""Resamples of the cases for the intervals in ``metrics.json`` (as the test's default)."""
 
 
 def _config(run_dir: Path) -> dict[str, Any]:
@@ -130,6 +129,10 @@ def _out_of_fold_masks(test_dirs: Sequence[Path]) -> tuple[list[WholeVolumeDatas
     return datasets, masks, fold_of
 
 
+RULE = "largest component kept when it does not lower the mean foreground Dice (nnU-Net's rule)"
+"""How the pool chooses ``largest_component``."""
+
+
 def pool_out_of_fold(test_dirs: Sequence[Path], out: Path) -> dict[str, Any]:
     """Pool the out-of-fold test runs into ``out`` and choose ``largest_component`` on them (see the module
     docstring); returns the decisions (:class:`common.contracts.TaskEnsemble`)."""
@@ -139,7 +142,7 @@ def pool_out_of_fold(test_dirs: Sequence[Path], out: Path) -> dict[str, Any]:
     masks: dict[bool, dict[str, np.ndarray]] = {}
     tables: dict[bool, pd.DataFrame] = {}
     candidates: dict[bool, dict[str, Any]] = {}
-    checkpoint = f"out-of-fold: each case by the model of the fold it validated ({len(test_dirs)} folds)"
+    checkpoint = pooled_checkpoint("case", len(test_dirs))
     for keep in (False, True):
         masks[keep] = {case: _post_processed(mask, num_classes, keep) for case, mask in raw.items()}
         tables[keep] = pd.concat([_score(d, masks[keep], out, config, {}) for d in datasets])
@@ -147,25 +150,29 @@ def pool_out_of_fold(test_dirs: Sequence[Path], out: Path) -> dict[str, Any]:
         candidates[keep] = summarize_cases(tables[keep], keep, checkpoint)
     dice = {keep: candidates[keep]["dice"]["mean"] for keep in candidates}
     chosen = bool(dice[True] >= dice[False])
-    derived_run_dir(out, test_dirs, subcommand="pool", pooled=[str(d) for d in test_dirs], largest_component=chosen)
-    for dataset in datasets:  # the chosen masks, already scored above: written, not scored again
-        _score(dataset, masks[chosen], out, config, {"save_masks": True}, scored=False)
-    write_test_metrics(out, tables[chosen], candidates[chosen], BOOTSTRAP, 0)
-    pd.DataFrame({"case": list(fold_of), "fold": list(fold_of.values())}).to_csv(out / "folds.csv", index=False)
-    decisions = {
-        "values": {"largest_component": chosen},
-        "args": [f"--model.largest_component={str(chosen).lower()}"],
-        "chosen_on": f"out-of-fold predictions of {len(raw)} cases ({len(test_dirs)} folds)",
-        "rule": "largest component kept when it does not lower the mean foreground Dice (nnU-Net's rule)",
-        "candidates": {
-            f"largest_component={str(keep).lower()}": {
-                m: candidates[keep][m]["mean"] for m in ("dice", "jaccard", "hd95", "asd")
+    values = {"largest_component": chosen}
+    decisions = PoolDecisions(
+        values=values,
+        args=model_args(values),
+        chosen_on=pooled_items(len(raw), "case", len(test_dirs)),
+        rule=RULE,
+        evidence={
+            "candidates": {
+                f"largest_component={str(keep).lower()}": {
+                    m: candidates[keep][m]["mean"] for m in ("dice", "jaccard", "hd95", "asd")
+                }
+                for keep in candidates
             }
-            for keep in candidates
         },
-    }
-    write_json(out / "decisions.json", decisions)
-    return decisions
+    )
+
+    def write_scored(folder: Path) -> None:
+        for dataset in datasets:  # the chosen masks, already scored above: written, not scored again
+            _score(dataset, masks[chosen], folder, config, {"save_masks": True}, scored=False)
+        write_test_metrics(folder, tables[chosen], candidates[chosen], BOOTSTRAP_RESAMPLES, 0)
+
+    folds = pd.DataFrame({"case": list(fold_of), "fold": list(fold_of.values())})
+    return write_pool(out, test_dirs, decisions, folds, write_scored)
 
 
 # --- the ensemble of saved probabilities ---------------------------------------------------------------------
@@ -240,8 +247,7 @@ def ensemble_runs(
     masks = {case: _mask(p, num_classes, keep) for case, p in probabilities.items()}
     table = _score(dataset, masks, out, config, files or {"save_masks": True, "overlays": True, "views_3d": True})
     metrics = summarize_cases(table, keep, f"ensemble of {len(runs)} runs' saved probabilities (run_info.json)")
-    write_test_metrics(out, table, metrics, BOOTSTRAP, 0)
-    return metrics
+    return write_test_metrics(out, table, metrics, BOOTSTRAP_RESAMPLES, 0)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -258,11 +264,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     keep = None if args.largest_component is None else args.largest_component == "true"
     files = {"save_masks": True, "overlays": not args.no_overlays, "views_3d": not args.no_views_3d}
-    try:
+    with exit_on_error():
         metrics = ensemble_runs(args.runs, args.out, keep, args.data_root, files)
-    except MedlitError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
     print(f"Dice {metrics['dice']['mean']:.4f}, HD95 {metrics['hd95']['mean']:.3f} {metrics['distance_unit']}")
     print(f"run_dir: {args.out}")
 

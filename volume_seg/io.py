@@ -1,4 +1,4 @@
-"""Segmentation datasets on disk: discovering the cases of a layout, reading and checking volumes, the split.
+"""Segmentation datasets on disk: discovering the cases of a layout, reading and validating volumes.
 
 Layouts (``data.layout``, detected with ``auto``):
 
@@ -12,7 +12,7 @@ Layouts (``data.layout``, detected with ``auto``):
 NIfTI volumes keep their spacing (from the header) and affine. Labels are binary (``label > 0``) when
 ``data.num_classes`` is 2 and integer classes ``0 .. num_classes - 1`` otherwise (float label files are
 rounded). Every volume is checked as it is read (:func:`load_volume`: readable, 3D, finite, label shape and
-affine, label values).
+affine, label values). The split is :mod:`volume_seg.splits`, the dataset check :mod:`volume_seg.check`.
 """
 
 from __future__ import annotations
@@ -24,23 +24,19 @@ from typing import Any
 import h5py
 import nibabel as nib
 import numpy as np
-import pandas as pd
 from monai.data import load_decathlon_datalist
-from sklearn.model_selection import train_test_split
 
-from common.check import DataCheck, Problem
+from common.check import Problem
 from common.errors import MedlitError, check_choice
-from common.folds import item_folds
 
 __all__ = [
     "LA_FILE",
-    "check_volume_dataset",
     "discover_cases",
+    "find_cases",
     "load_volume",
     "predict_records",
     "read_case_list",
     "record_problems",
-    "split_cases",
 ]
 
 _NIFTI = (".nii.gz", ".nii")
@@ -148,14 +144,14 @@ def discover_cases(root: Path, layout: str = "auto") -> tuple[str, list[dict[str
         MedlitError: No such folder or layout, no cases, repeated case ids or missing files
             (:func:`record_problems`).
     """
-    layout, records = _find_cases(root, layout)
+    layout, records = find_cases(root, layout)
     problems = record_problems(records, root)
     if problems:
         raise MedlitError(f"{problems[0]}" + (f" ({len(problems)} problems in all)" if len(problems) > 1 else ""))
     return layout, records
 
 
-def _find_cases(root: Path, layout: str) -> tuple[str, list[dict[str, Any]]]:
+def find_cases(root: Path, layout: str) -> tuple[str, list[dict[str, Any]]]:
     """The layout and the records it names (files not checked)."""
     if not root.is_dir():
         raise MedlitError(f"data.root {root} does not exist")
@@ -203,66 +199,6 @@ def predict_records(folder: Path) -> list[dict[str, Any]]:
     if not records:
         raise MedlitError(f"{folder}: no .nii/.nii.gz/.h5 volumes")
     return records
-
-
-# --- the split --------------------------------------------------------------------------------------------------
-def _listed_cases(root: Path, list_name: str, known: Mapping[str, Any]) -> list[str]:
-    """The cases of the list file ``root / list_name``, refusing names that are not cases."""
-    names = read_case_list(root / list_name)
-    missing = [n for n in names if n not in known]
-    if missing:
-        shown = ", ".join(f"'{n}'" for n in missing[:5]) + (", ..." if len(missing) > 5 else "")
-        raise MedlitError(f"{root / list_name}: {len(missing)} case(s) not found under {root}: {shown}")
-    return names
-
-
-def split_cases(
-    root: Path,
-    layout: str,
-    train_list: str | None,
-    test_list: str | None,
-    val_fraction: float,
-    test_fraction: float,
-    split_seed: int,
-    num_folds: int = 0,
-    fold: int = 0,
-) -> tuple[pd.DataFrame, dict[str, dict[str, Any]]]:
-    """Cases into ``train``, ``val`` and ``test``: test from ``test_list`` (or a ``test_fraction`` held out),
-    validation a ``val_fraction`` of the training pool (``train_list``, default every other case), or with
-    ``num_folds >= 2`` fold ``fold`` of the pool's cross-validation folds (:func:`common.folds.item_folds`; the
-    test cases do not change with the fold).
-
-    Returns:
-        The case table (``case, split, image``, and ``fold`` with folds, -1 for test; train, val, test, each sorted
-        by case) and the discovery record of every case by name.
-
-    Raises:
-        MedlitError: Discovery problems, listed cases that do not exist, a case in both lists, fewer than 2
-            training cases.
-    """
-    _, records = discover_cases(root, layout)
-    by_case = {r["case"]: r for r in records}
-    test = _listed_cases(root, test_list, by_case) if test_list else []
-    pool = _listed_cases(root, train_list, by_case) if train_list else [c for c in by_case if c not in set(test)]
-    leaked = sorted(set(pool) & set(test))
-    if leaked:
-        raise MedlitError(f"case '{leaked[0]}' is in both {train_list} and {test_list}")
-    if not test and test_fraction > 0:
-        pool, test = train_test_split(pool, test_size=test_fraction, random_state=split_seed)
-    if len(pool) < 2:
-        raise MedlitError(f"{root}: need at least 2 training cases to hold one out for validation")
-    if num_folds:
-        folds = item_folds(pool, num_folds, split_seed)
-        train, val = [c for c in pool if folds[c] != fold], [c for c in pool if folds[c] == fold]
-    else:
-        n_val = max(1, round(val_fraction * len(pool)))
-        train, val = train_test_split(sorted(pool), test_size=n_val, random_state=split_seed)
-    rows = [(c, s) for s, cases in (("train", train), ("val", val), ("test", test)) for c in sorted(cases)]
-    split = pd.DataFrame(rows, columns=["case", "split"])
-    split["image"] = [by_case[c]["image"] for c in split["case"]]
-    if num_folds:
-        split["fold"] = [folds.get(c, -1) for c in split["case"]]
-    return split, by_case
 
 
 # --- reading ----------------------------------------------------------------------------------------------------
@@ -376,85 +312,3 @@ def load_volume(record: Mapping[str, Any], num_classes: int, spacing: Sequence[f
         affine = np.diag([*out["spacing"], 1.0])
     out["affine"] = np.asarray(affine, dtype=np.float64)
     return out
-
-
-# --- the dataset check ------------------------------------------------------------------------------------------
-def check_volume_dataset(
-    root: Path,
-    layout: str,
-    train_list: str | None,
-    test_list: str | None,
-    num_classes: int,
-    spacing: Sequence[float] | None,
-    full: bool = True,
-) -> DataCheck:
-    """Every problem of the cases and the case lists, and a summary (the ``check`` command).
-
-    Args:
-        root: Dataset folder.
-        layout: ``auto``, ``la_h5``, ``msd`` or ``folders``.
-        train_list: Case list relative to ``root``, or ``None``.
-        test_list: Case list relative to ``root``, or ``None``.
-        num_classes: Classes including background.
-        spacing: Voxel spacing in mm instead of the files', or ``None``.
-        full: Also read and check every volume (the cheap check lists the files and reads the lists).
-    """
-    check = DataCheck()
-    try:
-        layout, records = _find_cases(root, layout)
-    except MedlitError as err:
-        check.add_error(err, root)
-        return check
-    check.extend(record_problems(records, root))
-    known = {r["case"] for r in records}
-    for list_name in (train_list, test_list):
-        if list_name:
-            _check_list(check, root / list_name, known)
-    check.summary["cases"] = f"{len(records)} ({layout} layout)"
-    if full:
-        _check_volumes(check, [r for r in records if Path(r["image"]).is_file()], num_classes, spacing)
-    return check
-
-
-def _check_list(check: DataCheck, path: Path, known: set[str]) -> None:
-    """Problems of one case list into ``check``: unreadable, or naming cases that do not exist."""
-    try:
-        names = read_case_list(path)
-    except MedlitError as err:
-        check.add_error(err, path)
-        return
-    check.extend(
-        Problem(str(path), f"case '{n}' not found", "no such case folder or file") for n in names if n not in known
-    )
-
-
-def _check_volumes(
-    check: DataCheck, records: Sequence[Mapping[str, Any]], num_classes: int, spacing: Sequence[float] | None
-) -> None:
-    """Read every volume (one at a time: memory stays flat); problems and a summary into ``check``."""
-    shapes, spacings, lows, highs, values, empty = [], set(), [], [], set(), []
-    for record in records:
-        try:
-            volume = load_volume(record, num_classes, spacing)
-        except MedlitError as err:
-            check.add_error(err, record["image"])
-            continue
-        image = volume["image"][0]
-        shapes.append(image.shape)
-        known = volume["spacing"]
-        spacings.add("none stored (voxels)" if np.isnan(known).any() else str(np.round(known, 4).tolist()))
-        lows.append(float(image.min()))
-        highs.append(float(image.max()))
-        if "label" in volume:
-            values.update(np.unique(volume["label"]).tolist())
-            if not volume["label"].any():
-                empty.append(record["case"])
-    if shapes:
-        sizes = np.array(shapes)
-        check.summary["shapes"] = " x ".join(f"{lo}..{hi}" for lo, hi in zip(sizes.min(0), sizes.max(0), strict=True))
-        check.summary["spacings"] = ", ".join(sorted(spacings)[:4]) + (" ..." if len(spacings) > 4 else "")
-        check.summary["intensity"] = (
-            f"minima {min(lows):.4g}..{max(lows):.4g}, maxima {min(highs):.4g}..{max(highs):.4g}"
-        )
-        check.summary["label values"] = ", ".join(str(v) for v in sorted(values)) + f" (as classes of {num_classes})"
-        check.summary["empty labels"] = f"{len(empty)} case(s)" + (f": {', '.join(empty[:5])}" if empty else "")

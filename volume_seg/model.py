@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -11,83 +11,18 @@ import torch
 from lightning.pytorch import LightningModule
 from monai.inferers import sliding_window_inference
 from monai.losses import DeepSupervisionLoss
-from monai.networks.nets import BasicUNet, DynUNet, UNet
 from monai.transforms import KeepLargestConnectedComponent
-from torch import nn
 
 from common.distributed import gather_objects
 from common.ensemble import EnsembleMembers
-from common.errors import MedlitError, check_choice
+from common.errors import MedlitError
 from common.optim import OptimizerSettings, configure_optimizers
 from volume_seg import TASK, default_class_names
-from volume_seg.losses import build_loss, output_channels
+from volume_seg.losses import build_loss
 from volume_seg.metrics import mean_foreground_dice
+from volume_seg.networks import build_network
 
-__all__ = ["NETWORKS", "VolumeSegmenter", "build_network", "keep_largest_components", "mirrorings"]
-
-
-def _unet(out_channels: int, channels: Sequence[int], strides: Sequence[int], dropout: float, heads: int) -> nn.Module:
-    return UNet(
-        spatial_dims=3,
-        in_channels=1,
-        out_channels=out_channels,
-        channels=channels,
-        strides=strides,
-        num_res_units=2,
-        dropout=dropout,
-    )
-
-
-def _basic_unet(
-    out_channels: int, channels: Sequence[int], strides: Sequence[int], dropout: float, heads: int
-) -> nn.Module:
-    # BasicUNet has a fixed depth of 4 poolings and takes 6 feature sizes; derive them from channels[0]
-    base = channels[0]
-    features = (base, base, 2 * base, 4 * base, 8 * base, base)
-    return BasicUNet(spatial_dims=3, in_channels=1, out_channels=out_channels, features=features, dropout=dropout)
-
-
-def _dynunet(
-    out_channels: int, channels: Sequence[int], strides: Sequence[int], dropout: float, heads: int
-) -> nn.Module:
-    return DynUNet(
-        spatial_dims=3,
-        in_channels=1,
-        out_channels=out_channels,
-        kernel_size=[3] * len(channels),
-        strides=[1, *strides],
-        upsample_kernel_size=list(strides),
-        filters=list(channels),
-        dropout=dropout,
-        res_block=True,
-        deep_supervision=heads > 0,
-        deep_supr_num=max(1, heads),
-    )
-
-
-NETWORKS: dict[str, Callable[..., nn.Module]] = {"unet": _unet, "basic_unet": _basic_unet, "dynunet": _dynunet}
-"""3D U-Nets by name: MONAI ``UNet`` (residual units), ``BasicUNet``, ``DynUNet`` (nnU-Net style, the only one
-with deep supervision)."""
-
-
-def build_network(
-    name: str,
-    num_classes: int,
-    channels: Sequence[int],
-    strides: Sequence[int],
-    dropout: float = 0.0,
-    deep_supervision: int = 0,
-) -> nn.Module:
-    """The registered network with one input channel and :func:`output_channels` outputs (and, in training mode,
-    ``deep_supervision`` extra lower-resolution heads stacked on dimension 1)."""
-    check_choice("model.net", name, NETWORKS)
-    if len(strides) != len(channels) - 1:
-        raise MedlitError(f"model.strides needs {len(channels) - 1} entries for {len(channels)} channels")
-    if deep_supervision and name != "dynunet":
-        raise MedlitError(f"model.deep_supervision needs model.net=dynunet, got model.net={name}")
-    if not 0 <= deep_supervision < len(strides):
-        raise MedlitError(f"model.deep_supervision must be in 0..{len(strides) - 1}, got {deep_supervision}")
-    return NETWORKS[name](output_channels(num_classes), list(channels), list(strides), dropout, deep_supervision)
+__all__ = ["VolumeSegmenter", "keep_largest_components", "mirrorings"]
 
 
 def mirrorings(axes: Sequence[int]) -> list[tuple[int, ...]]:

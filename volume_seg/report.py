@@ -9,22 +9,24 @@ and 3D views of that configuration. Everything is read from the run dirs (``metr
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import pandas as pd
 
 from common.stats import ScoredItems
-from common.studies.compare import format_interval, run_interval
-from common.studies.report import (
+from common.studies.anchors import published_blocks
+from common.studies.runs import RunResult
+from common.studies.sections import (
     best_run,
-    fmt,
     mean_std,
     no_best_run,
-    published_protocols,
     table,
     tested_weights,
     training_rows,
+    with_interval,
 )
-from common.studies.runs import Block, RunResult, register_report
+from common.studies.task_reports import Block, Heading, Image, Link, Paragraph, Plot, Table, register_report
+from common.text import fmt
 from volume_seg import TASK
 from volume_seg.metrics import case_summary, scored_items
 from volume_seg.viz import plot_case_boxes, plot_learning_curves
@@ -62,8 +64,7 @@ def _parameters(run: RunResult) -> dict[str, object]:
 
 def _with_interval(run: RunResult, name: str, digits: int) -> str:
     """``mean (95% CI) ± std`` of a per-case summary."""
-    summary = run.metrics[name]
-    return f"{format_interval(summary['mean'], run_interval(run, name), digits)} ± {fmt(summary['std'], digits)}"
+    return f"{with_interval(run, name, digits)} ± {fmt(run.metrics[name]['std'], digits)}"
 
 
 def _test_metrics(run: RunResult, unit: str) -> dict[str, object]:
@@ -82,29 +83,29 @@ def _test_metrics(run: RunResult, unit: str) -> dict[str, object]:
 
 
 def _published(runs: list[RunResult]) -> list[Block]:
-    blocks: list[Block] = []
-    for protocol, matching in published_protocols(runs):
-        unit = protocol.get("distance_unit", "voxels")
-        rows = {
-            f"medlit {run.experiment}": {
-                **{name: fmt(run.metrics[name]["mean"], _DIGITS[name]) for name in _HEADLINE},
-                "unit": run.metrics.get("distance_unit", "voxels"),
-                # a mean over defined distances only: say how many cases it covers
-                "cases with HD95 defined": f"{run.metrics['hd95']['n_defined']}/{run.metrics['n_cases']}",
-            }
-            for run in matching
-        }
-        for result in protocol["results"]:
-            values = {name: fmt(float(result[name]), _DIGITS[name]) for name in _HEADLINE}
-            rows[result["method"]] = values | {"unit": unit, "cases with HD95 defined": "–"}
-        frame = table(rows).rename(index=dict(zip(_HEADLINE, ("Dice", "Jaccard", "HD95", "ASD"), strict=True)))
-        sources = "; ".join(sorted({f"{r['method']}: {r['source']}" for r in protocol["results"]}))
-        blocks += [
-            ("h3", f"Against published results: {protocol['title']}", None),
-            ("p", "Means over the test cases; the published rows as their sources report them. " + sources, None),
-            ("table", frame, "metric"),
-        ]
-    return blocks
+    """The runs beside the published results of the protocols they follow (``common/studies/anchors.yaml``)."""
+    return published_blocks(
+        runs,
+        _run_column,
+        _published_column,
+        dict(zip(_HEADLINE, ("Dice", "Jaccard", "HD95", "ASD"), strict=True)),
+        "Means over the test cases; the published rows as their sources report them. ",
+        sorted_sources=True,
+    )
+
+
+def _run_column(run: RunResult) -> dict[str, str]:
+    return {
+        **{name: fmt(run.metrics[name]["mean"], _DIGITS[name]) for name in _HEADLINE},
+        "unit": run.metrics.get("distance_unit", "voxels"),
+        # a mean over defined distances only: say how many cases it covers
+        "cases with HD95 defined": f"{run.metrics['hd95']['n_defined']}/{run.metrics['n_cases']}",
+    }
+
+
+def _published_column(result: dict[str, Any], protocol: dict[str, Any]) -> dict[str, str]:
+    values = {name: fmt(float(result[name]), _DIGITS[name]) for name in _HEADLINE}
+    return values | {"unit": protocol.get("distance_unit", "voxels"), "cases with HD95 defined": "–"}
 
 
 _HEADLINE = ("dice", "jaccard", "hd95", "asd")
@@ -135,14 +136,14 @@ def _spread(runs: list[RunResult]) -> list[Block]:
     """Per-case box plots and learning curves across the runs (drawn into the report's own figures)."""
     with_cases = [run for run in runs if (run.path / "metrics_per_case.csv").is_file()]
     unit = runs[0].metrics.get("distance_unit", "voxels")
-    blocks: list[Block] = [("h3", "Per-case spread and learning curves", None)]
+    blocks: list[Block] = [Heading("Per-case spread and learning curves", 3)]
     if with_cases:
         per_case = {run.experiment: _case_table(run) for run in with_cases}
         draw_boxes = lambda path: plot_case_boxes(per_case, path, unit)  # noqa: E731
-        blocks.append(("plot", ("segmentation_per_case", draw_boxes), "Per-case test Dice and HD95 of each run"))
+        blocks.append(Plot("segmentation_per_case", draw_boxes, "Per-case test Dice and HD95 of each run"))
     histories = {run.experiment: run.history for run in runs if len(run.history)}  # not a run of test alone
     draw_curves = lambda path: plot_learning_curves(histories, path)  # noqa: E731
-    blocks.append(("plot", ("segmentation_learning_curves", draw_curves), "Validation Dice against training time"))
+    blocks.append(Plot("segmentation_learning_curves", draw_curves, "Validation Dice against training time"))
     return blocks
 
 
@@ -158,28 +159,28 @@ def _best_configuration(runs: list[RunResult], best: RunResult | None) -> str:
 
 
 def _figures(runs: list[RunResult], best: RunResult, which: str) -> list[Block]:
-    blocks: list[Block] = [("h3", "Training curves", None)]
+    blocks: list[Block] = [Heading("Training curves", 3)]
     blocks += [
-        ("img", run.path / "curves.png", f"{run.experiment}: training loss, validation loss and Dice")
+        Image(run.path / "curves.png", f"{run.experiment}: training loss, validation loss and Dice")
         for run in runs
         if (run.path / "curves.png").is_file()  # a run of test alone (an ensemble) has no training curves
     ]
-    blocks.append(("h3", f"2D overlays of {which} ({best.experiment})", None))
+    blocks.append(Heading(f"2D overlays of {which} ({best.experiment})", 3))
     blocks += [
-        ("img", path, f"{path.stem}: image, ground truth, prediction, errors")
+        Image(path, f"{path.stem}: image, ground truth, prediction, errors")
         for path in sorted((best.path / "overlays").glob("*.png"))[:4]
     ]
-    blocks.append(("h3", f"3D views of {which} ({best.experiment})", None))
+    blocks.append(Heading(f"3D views of {which} ({best.experiment})", 3))
     for path in sorted((best.path / "views3d").glob("*.png"))[:2]:
-        blocks.append(("img", path, f"{path.stem}: ground truth, prediction, overlay (marching cubes)"))
+        blocks.append(Image(path, f"{path.stem}: ground truth, prediction, overlay (marching cubes)"))
         if path.with_suffix(".html").exists():
-            blocks.append(("link", path.with_suffix(".html"), f"{path.stem}: interactive 3D view"))
+            blocks.append(Link(path.with_suffix(".html"), f"{path.stem}: interactive 3D view"))
     return blocks
 
 
 @dataclass(frozen=True)
 class SegmentationReport:
-    """The :class:`~common.studies.runs.TaskReport` of the segmenter's runs (:data:`volume_seg.TASK`)."""
+    """The :class:`~common.studies.task_reports.TaskReport` of the segmenter's runs (:data:`volume_seg.TASK`)."""
 
     task: str = TASK
     title: str = "3D segmentation"
@@ -207,20 +208,18 @@ class SegmentationReport:
             f"Empty masks: {first.metrics.get('empty_mask_policy', 'n/a')}."
         )
         blocks: list[Block] = [
-            ("h2", "3D segmentation", None),
-            ("p", intro, None),
-            ("h3", "Configurations", None),
-            ("table", table({run.experiment: _parameters(run) for run in runs}), "parameter"),
-            ("h3", "Test metrics", None),
-            (
-                "p",
+            Heading("3D segmentation", 2),
+            Paragraph(intro),
+            Heading("Configurations", 3),
+            Table(table({run.experiment: _parameters(run) for run in runs}), "parameter"),
+            Heading("Test metrics", 3),
+            Paragraph(
                 "Mean over test cases (95% confidence interval: percentile bootstrap over the cases; a metric "
                 "undefined for a case, e.g. HD95 of an empty prediction, is left out of the mean as in the point "
-                "estimate) ± standard deviation over the cases.",
-                None,
+                "estimate) ± standard deviation over the cases."
             ),
-            ("table", table({run.experiment: _test_metrics(run, unit) for run in runs}), "metric"),
-            ("p", _best_configuration(runs, best), None),
+            Table(table({run.experiment: _test_metrics(run, unit) for run in runs}), "metric"),
+            Paragraph(_best_configuration(runs, best)),
         ]
         figures = _figures(runs, best, "the best configuration") if best else _figures(runs, first, "the first run")
         return blocks + _published(runs) + _spread(runs) + figures

@@ -19,6 +19,8 @@ import nibabel as nib
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
+from common.errors import exit_on_error
+
 __all__ = ["generate_la_h5", "generate_msd", "synthetic_case"]
 
 
@@ -123,6 +125,7 @@ def generate_msd(
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Entry point of ``python -m volume_seg.synthetic``."""
     parser = argparse.ArgumentParser(prog="python -m volume_seg.synthetic", description=__doc__.split("\n\n")[0])
     parser.add_argument("--layout", choices=("la", "msd"), default="la")
     parser.add_argument("--out", type=Path, default=None)
@@ -132,18 +135,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--shape", type=int, nargs=3, default=None, help="volume shape X Y Z")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    if args.layout == "la":
-        out = generate_la_h5(
-            args.out or Path("data/generated/la_h5"),
-            args.n_train,
-            args.n_test,
-            tuple(args.shape or (64, 64, 48)),
-            args.seed,
-        )
-    else:
-        out = generate_msd(
-            args.out or Path("data/generated/msd"), args.n_cases, tuple(args.shape or (40, 48, 32)), seed=args.seed
-        )
+    with exit_on_error():
+        if args.layout == "la":
+            out = generate_la_h5(
+                args.out or Path("data/generated/la_h5"),
+                args.n_train,
+                args.n_test,
+                tuple(args.shape or (64, 64, 48)),
+                args.seed,
+            )
+        else:
+            out = generate_msd(
+                args.out or Path("data/generated/msd"), args.n_cases, tuple(args.shape or (40, 48, 32)), seed=args.seed
+            )
     print(f"{out}: generated {args.layout} volumes")
 
 

@@ -4,8 +4,8 @@ The fit arguments are those of ``python -m <task> fit`` (``--config``, ``--data.
 The run writes a ``cv/`` dir (``--cv-dir``, default ``runs/cv/<task>``):
 
 * ``cv.yaml``, ``plan.json``, ``index.csv``, ``logs/``, ``runs/fold<k>/``: the folds, run by the sweep runner
-  (:mod:`common.studies.sweep`) as a grid over ``data.fold`` with ``--data.num_folds K``: resumable, offline W&B. Each fold
-  trains on the other folds' items, selects on its own, and is tested on the test set as any run.
+  (:mod:`common.studies.sweep`) as a grid over ``data.fold`` with ``--data.num_folds K``: resumable, offline
+  W&B. Each fold trains on the other folds' items, selects on its own, and is tested on the test set as any run.
 * ``oof_runs/fold<k>/``: each fold's model tested on the fold it did not train on (``--data.test_split val``):
   ordinary test run dirs, with the raw probabilities (no decision rule, no post-processing).
 * ``oof/``: the **out-of-fold predictions** pooled (every labelled non-test item exactly once), their metrics with
@@ -16,19 +16,19 @@ The run writes a ``cv/`` dir (``--cv-dir``, default ``runs/cv/<task>``):
   the test set: an ordinary run dir.
 * ``folds.csv``, ``summary.md`` and ``ensemble_comparisons.csv``: each fold's out-of-fold and test numbers, the
   pooled out-of-fold estimate, the ensemble's test numbers with intervals, and the ensemble against each fold model
-  on the same test items (paired bootstrap, :func:`common.studies.compare.compare_runs`).
+  on the same test items (paired bootstrap, :func:`common.studies.paired.compare_runs`), written by
+  :mod:`common.studies.cv_summary`.
 
 Starting the same command again resumes: finished folds and steps are kept, an interrupted one is redone.
 Several workers share one cv dir (``--workers N`` on this machine, or the same command on machines sharing the
-filesystem): the folds are claimed like a sweep's runs (:mod:`common.studies.workers`), and the evaluation after them is
-done once, by one worker (``claims/evaluate.json``).
+filesystem): the folds are claimed like a sweep's runs (:mod:`common.studies.claims`), and the evaluation after
+them is done once, by one worker (``claims/evaluate.json``).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import os
 import shutil
 import sys
@@ -36,24 +36,17 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import yaml
 
 from common.contracts import TaskEnsemble, check_contract
-from common.errors import MedlitError
+from common.errors import MedlitError, exit_on_error
 from common.files import atomic_path
 from common.rundir import read_run_info, update_run_info
-from common.studies.compare import (
-    compare_runs,
-    format_interval,
-    markdown_table,
-    metric_title,
-    readable_comparisons,
-    run_interval,
-)
-from common.studies.runs import RunResult, load_run
-from common.studies.sweep import fresh_run_dir, run_logged, run_sweep
-from common.studies.workers import WorkerOptions, add_worker_arguments, start_local_workers
+from common.studies.claims import WorkerOptions, add_worker_arguments
+from common.studies.cv_summary import write_summary
+from common.studies.runner import fresh_run_dir, run_logged
+from common.studies.sweep import run_sweep
+from common.studies.workers import start_local_workers
 
 __all__ = ["RUNNER_KEYS", "cv_spec", "main", "run_cv"]
 
@@ -151,8 +144,8 @@ def run_cv(
 ) -> Path:
     """Run (or resume, or join as one more worker) a cross-validation; returns the cv dir. See the module docstring.
 
-    Several workers share the folds (:func:`common.studies.sweep.run_sweep`); the evaluation after them (out-of-fold tests,
-    pool, ensemble, summary) is done by one worker at a time (``claims/evaluate.json``), and once.
+    Several workers share the folds (:func:`common.studies.sweep.run_sweep`); the evaluation after them (out-of-fold
+    tests, pool, ensemble, summary) is done by one worker at a time (``claims/evaluate.json``), and once.
     """
     ensemble = _check_arguments(task, fit_args, folds)
     cv_dir = cv_dir or Path("runs") / "cv" / task
@@ -200,72 +193,7 @@ def _evaluate(task: str, ensemble: Any, cv_dir: Path, fold_dirs: list[Path]) -> 
     log = cv_dir / "logs" / "ensemble.log"
     _task_test(task, fold_dirs[0] / "config.yaml", extra, ensemble_dir, f"{cv_dir.name}_ensemble", log)
     update_run_info(ensemble_dir, decisions={k: decisions[k] for k in ("values", "chosen_on")})
-    _write_summary(cv_dir, fold_dirs, oof_dirs, ensemble_dir, decisions)
-
-
-# --- the summary ---------------------------------------------------------------------------------------------
-def _fold_table(fold_dirs: list[Path], oof_dirs: list[Path]) -> pd.DataFrame:
-    rows = []
-    for fold_dir, oof_dir in zip(fold_dirs, oof_dirs, strict=True):
-        fold, oof = load_run(fold_dir).headline(), load_run(oof_dir).headline()
-        split = pd.read_csv(fold_dir / "split.csv")
-        row: dict[str, Any] = {"fold": fold_dir.name, "train_items": int((split["split"] == "train").sum())}
-        row["val_items"] = int((split["split"] == "val").sum())
-        row |= {f"oof_{m}": value for m, value in oof.items()}
-        row |= {f"test_{m}": value for m, value in fold.items()}
-        row["run_dir"] = str(fold_dir)
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def _with_interval(run: RunResult, metric: str) -> str:
-    return format_interval(run.headline()[metric], run_interval(run, metric))
-
-
-def _numbers(table: pd.DataFrame, pooled: RunResult, ensemble: RunResult, metrics: list[str]) -> list[str]:
-    """The summary's table: each fold (out of fold / test), the folds' mean on test, the pool, the ensemble."""
-    titles = [metric_title(ensemble, m) for m in metrics]
-    lines = ["| | " + " | ".join(titles) + " |", "|---" * (len(metrics) + 1) + "|"]
-    for _, row in table.iterrows():
-        cells = [f"{row[f'oof_{m}']:.3f} / {row[f'test_{m}']:.3f}" for m in metrics]
-        lines.append(f"| {row['fold']}: out-of-fold ({row['val_items']} items) / test | " + " | ".join(cells) + " |")
-    cells = [f"{table[f'test_{m}'].mean():.3f} ({table[f'test_{m}'].std(ddof=1):.3f})" for m in metrics]
-    lines.append("| mean of the fold models on test (std) | " + " | ".join(cells) + " |")
-    cells = [_with_interval(pooled, m) for m in metrics]
-    lines.append("| out-of-fold, pooled (95% CI) | " + " | ".join(cells) + " |")
-    cells = [_with_interval(ensemble, m) for m in metrics]
-    return [*lines, "| **fold ensemble on test** (95% CI) | " + " | ".join(cells) + " |"]
-
-
-def _write_summary(
-    cv_dir: Path, fold_dirs: list[Path], oof_dirs: list[Path], ensemble_dir: Path, decisions: dict[str, Any]
-) -> Path:
-    """``folds.csv``, ``ensemble_comparisons.csv`` and ``summary.md``."""
-    ensemble = load_run(ensemble_dir)
-    metrics = list(ensemble.report.headline_metrics)
-    table = _fold_table(fold_dirs, oof_dirs)
-    with atomic_path(cv_dir / "folds.csv") as tmp:
-        table.to_csv(tmp, index=False, float_format="%.6f")
-    lines = [f"# Cross-validation: {cv_dir.name} ({len(fold_dirs)} folds)", ""]
-    lines += _numbers(table, load_run(cv_dir / "oof"), ensemble, metrics)
-    lines += ["", f"Decisions: {decisions['chosen_on']}: " + json.dumps(decisions["values"]) + ".", ""]
-    lines += [
-        "Per fold: the fold model on the items it did not train on, before any decision rule or post-processing "
-        "(out-of-fold), and on the test set as it was trained and selected (test). The pooled out-of-fold row applies "
-        "the decisions chosen on that same pool (slightly optimistic for them); the ensemble applies them to the test "
-        "set. No test item took part in any choice.",
-        "",
-    ]
-    runs = [(d.name, load_run(d)) for d in fold_dirs] + [("ensemble", ensemble)]
-    rows, notes = compare_runs(runs, pairs=[(d.name, "ensemble") for d in fold_dirs], metrics=metrics)
-    if len(rows):
-        with atomic_path(cv_dir / "ensemble_comparisons.csv") as tmp:
-            rows.to_csv(tmp, index=False, float_format="%.6f")
-        lines += ["## The ensemble against each fold model, on the same test items", ""]
-        lines += [markdown_table(readable_comparisons(rows, {n: n for n, _ in runs}))]
-    path = cv_dir / "summary.md"
-    path.write_text("\n".join([*lines, *notes]) + "\n")
-    return path
+    write_summary(cv_dir, fold_dirs, oof_dirs, ensemble_dir, decisions)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -273,7 +201,8 @@ def main(argv: list[str] | None = None) -> None:
         prog="python -m common.studies.cv",
         description=__doc__.split("\n\n")[0],
         allow_abbrev=False,
-        usage="python -m common.studies.cv TASK [fit arguments ...] --folds K [--cv-dir DIR] [--wandb MODE] [--workers N]",
+        usage="python -m common.studies.cv TASK [fit arguments ...] --folds K [--cv-dir DIR] [--wandb MODE] "
+        "[--workers N]",
     )
     parser.add_argument("task", help="the task package (its `python -m <task> fit` trains a fold)")
     parser.add_argument("--folds", type=int, default=5, help="number of folds (default 5)")
@@ -284,11 +213,8 @@ def main(argv: list[str] | None = None) -> None:
     args, fit_args = parser.parse_known_args(argv)
     if args.workers > 1 or args.devices:
         sys.exit(start_local_workers("common.studies.cv", argv, args))
-    try:
+    with exit_on_error():
         cv_dir = run_cv(args.task, fit_args, args.folds, args.cv_dir, args.wandb, WorkerOptions.from_arguments(args))
-    except MedlitError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
     if (cv_dir / "summary.md").is_file():
         print((cv_dir / "summary.md").read_text())
     print(f"cv_dir: {cv_dir}")

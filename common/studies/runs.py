@@ -3,102 +3,28 @@
 A run dir holds ``run_info.json`` (task, report module, checkpoint monitor, parameter count), ``config.yaml``,
 ``history.csv`` and the test ``metrics.json``; :func:`load_run` gathers them into a :class:`RunResult`.
 
-What a task shows (headline metrics, report sections) comes from the :class:`TaskReport` registered under the
-run's task name: the contract a task's report module fulfils, written here beside the reader that uses it. A task's
-report module registers itself when imported; the run records that module (``report_module`` in
-``run_info.json``), so reading a run imports it when needed and this module never names a task.
+What a task shows (headline metrics, its test items) comes from the
+:class:`~common.studies.task_reports.TaskReport` registered under the run's task name; the run records the module
+that registers it (``report_module`` in ``run_info.json``), so reading a run imports it when needed and this module
+never names a task. A run's test items and their bootstrap intervals are read once per :class:`RunResult`.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import Any
 
 import pandas as pd
 import yaml
 
-from common.contracts import check_contract
 from common.errors import MedlitError
 from common.rundir import RUN_INFO, read_run_info
+from common.stats import ScoredItems, bootstrap_intervals
+from common.studies.task_reports import TaskReport, report_for
 
-if TYPE_CHECKING:
-    from common.stats import ScoredItems
-
-__all__ = [
-    "REPORTS",
-    "Block",
-    "RunResult",
-    "TaskReport",
-    "latest_runs",
-    "load_run",
-    "register_report",
-    "report_for",
-]
-
-Block = tuple[str, Any, Any]
-"""One piece of a report: ``(kind, content, extra)`` with kind ``h1``/``h2``/``h3`` (content = text), ``p``
-(Markdown-light text: ``**bold**`` and ```code```), ``table`` (content = DataFrame, extra = index header),
-``img`` (content = PNG path in a run dir, extra = caption), ``plot`` (content = ``(name, draw)``: ``draw(path)``
-writes a PNG of several runs, which the report keeps in its own ``figures/<name>.png``; extra = caption) or
-``link`` (content = file path, extra = link text)."""
-
-
-@runtime_checkable
-class TaskReport(Protocol):
-    """A task's part of the report and of sweep comparisons; registered with ``register_report``."""
-
-    task: str
-    """The task name the module declares."""
-    title: str
-    """Short title of the task, used in the report's default title."""
-    headline_metrics: Sequence[str]
-    """Test metrics shown in comparisons, as named in ``metrics.json`` (a number or ``{"mean": ...}``)."""
-    metric_labels: Mapping[str, str]
-    """Readable names of the headline metrics."""
-    selection_statistics: Mapping[str, str]
-    """The test statistic (a key of :meth:`scored_items`' statistics) matching each validation monitor
-    (``val/dice`` -> ``dice``): what a validation choice is checked on in the test data."""
-
-    def sections(self, runs: list[RunResult]) -> list[Block]:
-        """The report blocks for this task's runs (all read from the run dirs)."""
-        ...
-
-    def scored_items(self, run: RunResult) -> ScoredItems | None:
-        """The run's test items with their scores, read from its run dir, for intervals and paired tests
-        (``None`` when the run has no per-item scores)."""
-        ...
-
-    def validation_units(self, run: RunResult) -> int | None:
-        """How many units of independence (lesions, cases) the run's validation split holds (``None``: unknown)."""
-        ...
-
-
-REPORTS: dict[str, TaskReport] = {}
-"""The registered task reports by task name."""
-
-
-def register_report(report: TaskReport) -> TaskReport:
-    """Register a task's report under ``report.task`` (called by the task's report module on import)."""
-    check_contract(report, TaskReport, "task report")
-    REPORTS[report.task] = report
-    return report
-
-
-def report_for(task: str, report_module: str | None = None) -> TaskReport:
-    """The report registered for ``task``, importing ``report_module`` first when it is not registered yet."""
-    if task not in REPORTS and report_module:
-        try:
-            importlib.import_module(report_module)
-        except ImportError as err:
-            raise MedlitError(f"report module '{report_module}' of task '{task}' cannot be imported ({err})") from None
-    if task not in REPORTS:
-        known = ", ".join(sorted(REPORTS)) or "none"
-        raise MedlitError(f"no report registered for task '{task}' (registered: {known})")
-    return REPORTS[task]
+__all__ = ["RunResult", "latest_runs", "load_run"]
 
 
 @dataclass
@@ -112,6 +38,10 @@ class RunResult:
     history: pd.DataFrame = field(repr=False)
     timing: dict[str, Any] = field(default_factory=dict)
     """``timing.json`` (wall seconds of fit/test, epochs run); empty for a run that has none."""
+    _items: list[ScoredItems | None] = field(default_factory=list, init=False, repr=False, compare=False)
+    """The test items once read (one element), empty before: read once per run object."""
+    _intervals: dict[tuple[int, int], dict] = field(default_factory=dict, init=False, repr=False, compare=False)
+    """Bootstrap intervals over the test items by ``(n_resamples, seed)``, computed once per run object."""
 
     @property
     def experiment(self) -> str:
@@ -125,9 +55,25 @@ class RunResult:
         return str(self.info["task"])
 
     @property
-    def report(self) -> TaskReport:
+    def report(self) -> TaskReport[RunResult]:
         """The task's registered report (headline metrics, sections)."""
         return report_for(self.task, self.info.get("report_module"))
+
+    def scored_items(self) -> ScoredItems | None:
+        """The run's test items as its task reads them from the run dir (``None`` when the task or the run has no
+        per-item scores); read once."""
+        if not self._items:
+            self._items.append(self.report.scored_items(self))
+        return self._items[0]
+
+    def bootstrap_intervals(self, n_resamples: int, seed: int) -> dict:
+        """:func:`common.stats.bootstrap_intervals` of the run's test items (empty without items); computed once
+        per ``(n_resamples, seed)``."""
+        if (n_resamples, seed) not in self._intervals:
+            items = self.scored_items()
+            found = bootstrap_intervals(items, n_resamples, seed) if items is not None else {}
+            self._intervals[(n_resamples, seed)] = found
+        return self._intervals[(n_resamples, seed)]
 
     @property
     def monitor(self) -> str:
@@ -156,13 +102,13 @@ class RunResult:
         return float(self.best_epoch().get(self.monitor, float("nan")))
 
     def headline(self) -> dict[str, float]:
-        """The task's headline test metrics (a per-case summary ``{"mean": ...}`` gives its mean)."""
+        """The task's headline test metrics (a per-case summary ``{"mean": ...}`` gives its mean); NaN where
+        ``metrics.json`` has none or ``null`` (e.g. a mean distance over no case where it is defined)."""
         out = {}
         for name in self.report.headline_metrics:
             value = self.metrics.get(name)
-            out[name] = (
-                float(value["mean"] if isinstance(value, dict) else value) if value is not None else float("nan")
-            )
+            value = value.get("mean") if isinstance(value, dict) else value
+            out[name] = float("nan") if value is None else float(value)  # null: NaN as written by write_json
         return out
 
     def unit(self, metric: str) -> str:

@@ -16,7 +16,7 @@ The same YAML that ``wandb sweep`` + ``wandb agent`` run online (``method``, ``m
   figures (metrics by configuration, training curves overlaid) are rewritten in the sweep dir.
 * Many workers, one sweep: any number of runners - ``--workers N`` on this machine (``--devices 0,1``: one GPU
   each), or the same command on other machines sharing the filesystem (SLURM array tasks) - work on one sweep dir.
-  Each configuration is claimed under the dir's lock (:class:`common.studies.workers.WorkQueue`): ``claims/<run>.json``
+  Each configuration is claimed under the dir's lock (:class:`common.studies.claims.WorkQueue`): ``claims/<run>.json``
   names the worker's host and pid and carries its heartbeat; ``index.csv`` records which worker ran what. A run
   whose worker died (no heartbeat for ``--stale-after`` seconds, or its process gone on this host) goes back to
   the queue and is redone; a worker with nothing left to claim waits for the others, to take over a dead one's
@@ -27,283 +27,48 @@ The same YAML that ``wandb sweep`` + ``wandb agent`` run online (``method``, ``m
 from __future__ import annotations
 
 import argparse
-import hashlib
-import itertools
 import json
-import math
 import os
-import signal
-import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
-import yaml
 
-from common.errors import MedlitError, first_line
-from common.files import write_json
-from common.studies.compare import compare_sweep
+from common.errors import MedlitError, exit_on_error
+from common.studies.claims import WorkerOptions, WorkQueue, add_worker_arguments
+from common.studies.comparison import compare_sweep
 from common.studies.index import index_row, read_index, set_row, write_index
-from common.studies.workers import WorkerOptions, WorkQueue, add_worker_arguments, die_with_parent, start_local_workers
+from common.studies.plan import SweepPlan, SweepSpec, expand_command, load_sweep, open_plan, plan_runs
+from common.studies.runner import fresh_run_dir, run_logged, run_metric, runner_arguments
+from common.studies.search import ask, fail_trial, open_study, tell
+from common.studies.workers import start_local_workers
 
-__all__ = [
-    "DISTRIBUTIONS",
-    "SweepSpec",
-    "expand_command",
-    "fresh_run_dir",
-    "load_sweep",
-    "main",
-    "plan_runs",
-    "run_logged",
-    "run_sweep",
-]
+__all__ = ["Claimed", "Idle", "main", "run_sweep"]
 
 
-# --- the sweep file -------------------------------------------------------------------------------------------
-class SweepSpec:
-    """A parsed W&B sweep file."""
+@dataclass(frozen=True)
+class Claimed:
+    """A run this worker has just claimed: its id, its (not yet made) run dir, its configuration and its Optuna
+    trial (``None`` unless the sweep is bayes)."""
 
-    def __init__(self, path: Path, config: dict[str, Any]) -> None:
-        self.path = path
-        self.config = config
-        self.name: str = str(config.get("name") or path.stem)
-        self.method: str = config.get("method", "grid")
-        self.metric: dict[str, Any] = config.get("metric") or {}
-        self.parameters: dict[str, dict[str, Any]] = config.get("parameters") or {}
-        self.program: str = str(config.get("program", ""))
-        self.command: list[str] = [str(c) for c in config.get("command") or []]
-        self.run_cap: int | None = config.get("run_cap")
-        self.digest = hashlib.sha1(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    run_id: str
+    run_dir: Path
+    params: dict[str, Any]
+    trial: Any = None
 
 
-def load_sweep(path: Path) -> SweepSpec:
-    """Read and check a sweep file; errors name the file and key."""
-    if not path.is_file():
-        raise MedlitError(f"{path}: sweep file not found")
-    try:
-        config = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise MedlitError(f"{path}: not valid YAML ({err})") from None
-    if not isinstance(config, dict) or not isinstance(config.get("parameters"), dict):
-        raise MedlitError(f"{path}: a sweep file needs a 'parameters' mapping")
-    spec = SweepSpec(path, config)
-    if spec.method not in ("grid", "random", "bayes"):
-        raise MedlitError(f"{path}: method '{spec.method}' unknown; choose grid, random or bayes")
-    if spec.method == "bayes" and not spec.metric.get("name"):
-        raise MedlitError(f"{path}: method bayes needs metric.name and metric.goal")
-    if "${args}" not in spec.command and "${args_no_hyphens}" not in spec.command and spec.command:
-        raise MedlitError(f"{path}: command must contain ${{args}} for the sweep parameters")
-    for name, param in spec.parameters.items():
-        if not isinstance(param, dict):
-            raise MedlitError(f"{path}: parameters.{name} must be a mapping (value, values, min/max, distribution)")
-        if "parameters" in param:
-            raise MedlitError(f"{path}: parameters.{name}: nested parameters are not supported; use dotted names")
-        if spec.method == "grid" and not ({"value", "values"} & set(param)):
-            raise MedlitError(f"{path}: parameters.{name}: grid search needs 'value' or 'values'")
-    return spec
+class Idle(Enum):
+    """Why a worker claimed nothing."""
 
-
-# --- planning ------------------------------------------------------------------------------------------------
-def _int_uniform(param: dict[str, Any], rng: np.random.Generator) -> int:
-    return int(rng.integers(param["min"], param["max"] + 1))
-
-
-def _uniform(param: dict[str, Any], rng: np.random.Generator) -> float:
-    return float(rng.uniform(param["min"], param["max"]))
-
-
-def _log_uniform_values(param: dict[str, Any], rng: np.random.Generator) -> float:
-    return float(math.exp(rng.uniform(math.log(param["min"]), math.log(param["max"]))))
-
-
-def _q_uniform(param: dict[str, Any], rng: np.random.Generator) -> float:
-    q = param.get("q", 1.0)
-    return float(round(rng.uniform(param["min"], param["max"]) / q) * q)
-
-
-def _normal(param: dict[str, Any], rng: np.random.Generator) -> float:
-    return float(rng.normal(param.get("mu", 0.0), param.get("sigma", 1.0)))
-
-
-DISTRIBUTIONS: dict[str, Callable[[dict[str, Any], np.random.Generator], Any]] = {
-    "int_uniform": _int_uniform,
-    "uniform": _uniform,
-    "log_uniform_values": _log_uniform_values,
-    "q_uniform": _q_uniform,
-    "normal": _normal,
-}
-"""W&B distributions the offline random search draws from (besides ``value`` and ``values``)."""
-
-
-def _distribution_name(param: dict[str, Any]) -> str | None:
-    """The W&B distribution of a parameter; W&B infers ``int_uniform``/``uniform`` from ``min``/``max``."""
-    low, high = param.get("min"), param.get("max")
-    if param.get("distribution") is None and low is not None and high is not None:
-        return "int_uniform" if isinstance(low, int) and isinstance(high, int) else "uniform"
-    return param.get("distribution")
-
-
-def _sample(name: str, param: dict[str, Any], rng: np.random.Generator) -> Any:
-    """One draw from a W&B parameter specification."""
-    if "value" in param:
-        return param["value"]
-    if "values" in param:
-        values = param["values"]
-        p = param.get("probabilities")
-        return values[int(rng.choice(len(values), p=np.asarray(p) / np.sum(p) if p else None))]
-    distribution = _distribution_name(param)
-    if distribution not in DISTRIBUTIONS:
-        raise MedlitError(
-            f"parameters.{name}: distribution '{distribution}' is not supported offline "
-            f"(use value, values, min/max or one of {', '.join(DISTRIBUTIONS)})"
-        )
-    return DISTRIBUTIONS[distribution](param, rng)
-
-
-def plan_runs(spec: SweepSpec, max_runs: int | None = None, seed: int = 0) -> list[dict[str, Any]] | None:
-    """The parameter sets to run, in order (``None`` for bayes: planned one at a time by Optuna)."""
-    cap = max_runs or spec.run_cap
-    if spec.method == "grid":
-        names = list(spec.parameters)
-        choices = [p["values"] if "values" in p else [p["value"]] for p in spec.parameters.values()]
-        plan = [dict(zip(names, combo, strict=True)) for combo in itertools.product(*choices)]
-        return plan[:cap] if cap else plan
-    if spec.method == "random":
-        if not cap:
-            raise MedlitError(f"{spec.path}: random search needs run_cap in the file or --max-runs")
-        rng = np.random.default_rng(seed)
-        return [{n: _sample(n, p, rng) for n, p in spec.parameters.items()} for _ in range(cap)]
-    return None
-
-
-def expand_command(spec: SweepSpec, params: dict[str, Any], extra: Sequence[str]) -> list[str]:
-    """The run's command line, macros expanded by W&B's own code; ``extra`` goes just before ``${args}``."""
-    from wandb.sdk.launch.sweeps.utils import create_sweep_command, create_sweep_command_args
-
-    sweep_vars = create_sweep_command_args({"args": {k: {"value": v} for k, v in params.items()}})
-    sweep_vars.update(env=[], interpreter=[sys.executable], program=[spec.program])
-    command: list[str] = []
-    for token in create_sweep_command(spec.command or None):
-        token = str(token)
-        if token in ("${args}", "${args_no_hyphens}", "${args_no_boolean_flags}"):
-            command += list(extra)
-        if token.startswith("${") and token.endswith("}"):
-            command += [str(v) for v in sweep_vars.get(token[2:-1]) or []]
-        else:
-            command.append(token)
-    if command[:1] == [spec.program] and spec.program.endswith(".py"):
-        command.insert(0, sys.executable)
-    return command
-
-
-# --- the sweep metric --------------------------------------------------------------------------------------
-def _metric_of(run_dir: Path, name: str | None, goal: str) -> float:
-    """The sweep metric of a finished run: its best epoch value (as checkpoint selection), from history.csv."""
-    history = run_dir / "history.csv"
-    if not name or not history.exists():
-        return float("nan")
-    table = pd.read_csv(history)
-    if name not in table:
-        return float("nan")
-    values = table[name].dropna()
-    if values.empty:
-        return float("nan")
-    return float(values.max() if goal == "maximize" else values.min())
-
-
-# --- running -------------------------------------------------------------------------------------------------
-def run_logged(command: list[str], log_path: Path) -> int:
-    """Run a command, its output into ``log_path`` (and the console); kill it if the runner is stopped.
-
-    The command dies with this process, even when this one is killed with SIGKILL (see
-    :func:`common.studies.workers.die_with_parent`).
-    """
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with log_path.open("w") as log:
-        process = subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=die_with_parent
-        )
-
-        def stop(signum: int, _frame: Any) -> None:
-            process.terminate()
-            raise SystemExit(128 + signum)
-
-        previous = signal.signal(signal.SIGTERM, stop)
-        try:
-            assert process.stdout is not None
-            for line in process.stdout:
-                log.write(line)
-                sys.stdout.write(line)
-            return process.wait()
-        finally:
-            signal.signal(signal.SIGTERM, previous)
-            if process.poll() is None:
-                process.kill()
-
-
-_SAME_ARGUMENTS = ("configs", "overrides", "data_root")
-"""Runner arguments every worker of a sweep dir must share (they change what a run computes)."""
-
-
-def _prepare_dir(sweep_dir: Path, spec: SweepSpec, plan: list[dict[str, Any]] | None, args: dict) -> dict[str, Any]:
-    """Create or reopen the sweep dir (under its lock); returns the stored plan file, which wins so that a resumed
-    sweep and every worker run the same runs."""
-    plan_path = sweep_dir / "plan.json"
-    if plan_path.exists():
-        stored = json.loads(plan_path.read_text())
-        if stored["digest"] != spec.digest:
-            made_by = Path(stored.get("file", "")).name
-            what = "another version of" if made_by == spec.path.name else f"another sweep file ({made_by}), not"
-            raise MedlitError(
-                f"{sweep_dir}: holds a sweep of {what} {spec.path.name}; resume with the same file or choose a new "
-                "--sweep-dir"
-            )
-        stored_args = stored.get("runner_args") or {}
-        for key in _SAME_ARGUMENTS:
-            if key in stored_args and stored_args[key] != args[key]:
-                flag = {"configs": "--config", "overrides": "--set", "data_root": "--data-root"}[key]
-                raise MedlitError(
-                    f"{sweep_dir}: was started with {flag} {stored_args[key]}, not {args[key]}; every worker and "
-                    "every resume of a sweep dir uses the same arguments (or choose a new --sweep-dir)"
-                )
-        return stored
-    stored = {
-        "sweep": spec.name,
-        "digest": spec.digest,
-        "file": str(spec.path),
-        "method": spec.method,
-        "runner_args": args,
-        "plan": plan,
-    }
-    if spec.method == "bayes":
-        stored["storage"] = args["storage"] or _default_storage(sweep_dir)
-    write_json(plan_path, stored)
-    (sweep_dir / "sweep.yaml").write_text(spec.path.read_text())
-    return stored
-
-
-def fresh_run_dir(parent: Path, run_id: str) -> Path:
-    """``parent/run_id``, not yet made: an interrupted earlier attempt is moved aside (kept as
-    ``<run>.interrupted-N``)."""
-    run_dir = parent / run_id
-    if run_dir.exists():
-        attempt = 1
-        while run_dir.with_name(f"{run_id}.interrupted-{attempt}").exists():
-            attempt += 1
-        run_dir.rename(run_dir.with_name(f"{run_id}.interrupted-{attempt}"))
-    return run_dir
-
-
-def _runner_arguments(spec: SweepSpec, run_dir: Path, runner_args: dict[str, Any]) -> list[str]:
-    """What the runner adds to every run's command, before the sweep parameters."""
-    extra = [f"--config={c}" for c in runner_args["configs"]]
-    extra += [f"--run.dir={run_dir}", f"--run.experiment={spec.name}", f"--run.wandb={runner_args['wandb']}"]
-    extra += [f"--data.root={runner_args['data_root']}"] if runner_args["data_root"] else []
-    return extra + [f"--{o}" for o in runner_args["overrides"]]
+    WAIT = "wait"
+    """The only runs left are held by live workers (wait, to take over a dead one's)."""
+    DONE = "done"
+    """Nothing is left."""
 
 
 def _epoch_seconds(stamp: Any) -> float:
@@ -316,23 +81,13 @@ def _epoch_seconds(stamp: Any) -> float:
 class _Worker:
     """One worker of a sweep dir: claims the next configuration, runs it, records it; see :func:`run_sweep`."""
 
-    def __init__(self, spec: SweepSpec, sweep_dir: Path, queue: WorkQueue, stored: dict, run_id_format: str) -> None:
-        self.spec, self.sweep_dir, self.queue = spec, sweep_dir, queue
-        self.plan: list[dict[str, Any]] | None = stored["plan"]
-        self.runner_args = stored["runner_args"]
-        self.run_ids = [run_id_format.format(p) for p in range(self._total(stored))]
+    def __init__(self, spec: SweepSpec, queue: WorkQueue, plan: SweepPlan, run_id_format: str) -> None:
+        self.spec, self.sweep_dir, self.queue, self.plan = spec, plan.folder, queue, plan
+        self.run_ids = [run_id_format.format(p) for p in range(plan.run_count(spec))]
         self.started = time.time()
         self.attempted: set[str] = set()
-        self.seed = int(stored["runner_args"].get("seed") or 0)
-        self.study = _optuna_study(spec, stored["storage"], self.seed) if stored["plan"] is None else None
-
-    def _total(self, stored: dict) -> int:
-        if stored["plan"] is not None:
-            return len(stored["plan"])
-        total = stored["runner_args"].get("max_runs") or self.spec.run_cap
-        if not total:
-            raise MedlitError(f"{self.spec.path}: bayes search needs run_cap in the file or --max-runs")
-        return int(total)
+        self.seed = int(plan.runner_args.get("seed") or 0)
+        self.study = open_study(spec, plan.study_storage, self.seed) if plan.runs is None else None
 
     def _retryable(self, index: pd.DataFrame, run_id: str, claims: dict[str, dict]) -> bool:
         """Not finished, not held, not tried by this worker, and not failed since this worker started (a failing
@@ -366,46 +121,50 @@ class _Worker:
             if run_id in running:
                 index = set_row(index, run_id, status="interrupted")
             if self.study is not None:
-                _fail_trial(self.study, run_id)
+                fail_trial(self.study, run_id)
         return index
 
-    def _next(self) -> tuple[str, Path, dict[str, Any], Any] | bool | None:
-        """Claim the next configuration: ``(run_id, run_dir, params, trial)``; ``True`` when the only work left is
-        held by live workers (wait), ``None`` when nothing is left."""
+    def _next(self) -> Claimed | Idle:
+        """Claim the next configuration; :attr:`Idle.WAIT` when the only work left is held by live workers,
+        :attr:`Idle.DONE` when nothing is left."""
         with self.queue.locked():
             index, claims = read_index(self.sweep_dir), self.queue.claims()
             index = self._reclaim(index, claims)
             todo = [r for r in self.run_ids if self._retryable(index, r, claims)]
             if not todo:
                 write_index(self.sweep_dir, index)
-                return True if any(r in claims for r in self.run_ids) else None
-            run_id = todo[0]
-            run_dir = fresh_run_dir(self.sweep_dir / "runs", run_id)
-            seed = self.seed + self.run_ids.index(run_id)
-            trial = _ask(self.study, self.spec, run_id, seed) if self.study else None
-            params = self.plan[self.run_ids.index(run_id)] if self.plan is not None else trial.params
-            number = trial.number if trial is not None else ""
-            self.queue.take(run_id, trial=number)
-            started = time.strftime("%Y-%m-%d %H:%M:%S")
+                return Idle.WAIT if any(r in claims for r in self.run_ids) else Idle.DONE
+            claimed = self._claim(todo[0])
             index = set_row(
                 index,
-                run_id,
+                claimed.run_id,
                 status="running",
-                run_dir=str(run_dir),
-                params=json.dumps(params),
-                started=started,
+                run_dir=str(claimed.run_dir),
+                params=json.dumps(claimed.params),
+                started=time.strftime("%Y-%m-%d %H:%M:%S"),
                 finished="",
                 seconds="",
                 metric="",
                 worker=self.queue.label,
-                trial=number,
+                trial=_trial_number(claimed.trial),
             )
             write_index(self.sweep_dir, index)
-        self.attempted.add(run_id)
-        return run_id, run_dir, params, trial
+        self.attempted.add(claimed.run_id)
+        return claimed
 
-    def _run(self, run_id: str, run_dir: Path, params: dict[str, Any], trial: Any) -> None:
-        command = expand_command(self.spec, params, _runner_arguments(self.spec, run_dir, self.runner_args))
+    def _claim(self, run_id: str) -> Claimed:
+        """Take ``run_id`` (under the lock): its run dir made free, its configuration planned or asked of Optuna."""
+        run_dir = fresh_run_dir(self.sweep_dir / "runs", run_id)
+        position = self.run_ids.index(run_id)
+        trial = ask(self.study, self.spec, run_id, self.seed + position) if self.study else None
+        params = self.plan.runs[position] if self.plan.runs is not None else trial.params
+        self.queue.take(run_id, trial=_trial_number(trial))
+        return Claimed(run_id, run_dir, params, trial)
+
+    def _run(self, claimed: Claimed) -> None:
+        run_id, run_dir = claimed.run_id, claimed.run_dir
+        extra = runner_arguments(self.spec, run_dir, self.plan.runner_args)
+        command = expand_command(self.spec, claimed.params, extra)
         position = self.run_ids.index(run_id)
         print(
             f"[sweep {self.spec.name}] {run_id} ({position + 1}/{len(self.run_ids)}): {' '.join(command)}", flush=True
@@ -413,7 +172,7 @@ class _Worker:
         start = time.perf_counter()
         with self.queue.beating(run_id):
             code = run_logged(command, self.sweep_dir / "logs" / f"{run_id}.log")
-        metric = _metric_of(run_dir, self.spec.metric.get("name"), self.spec.metric.get("goal", "maximize"))
+        metric = run_metric(run_dir, self.spec.metric.get("name"), self.spec.metric.get("goal", "maximize"))
         status = "finished" if code == 0 and (run_dir / "metrics.json").exists() else f"failed (exit {code})"
         with self.queue.locked():
             if not self.queue.owns(run_id):  # taken over as stale (this worker stalled): the new owner decides
@@ -432,8 +191,8 @@ class _Worker:
             )
             write_index(self.sweep_dir, index)
             self.queue.release(run_id)
-            if trial is not None:
-                _tell(self.study, trial, metric, status == "finished")
+            if claimed.trial is not None:
+                tell(self.study, claimed.trial, metric, status == "finished")
             compare_sweep(self.sweep_dir)  # after every run, so a stopped sweep still has its comparison
 
     def work(self, wait: bool, poll: float) -> None:
@@ -442,9 +201,9 @@ class _Worker:
         waiting = False
         while True:
             claimed = self._next()
-            if claimed is None or (claimed is True and not wait):
+            if claimed is Idle.DONE or (claimed is Idle.WAIT and not wait):
                 return
-            if claimed is True:
+            if claimed is Idle.WAIT:
                 if not waiting:
                     print(
                         f"[sweep {self.spec.name}] waiting: the configurations left are running in other workers",
@@ -454,7 +213,12 @@ class _Worker:
                 time.sleep(poll)
                 continue
             waiting = False
-            self._run(*claimed)
+            self._run(claimed)
+
+
+def _trial_number(trial: Any) -> int | str:
+    """The Optuna trial's number as ``index.csv`` and the claim record it (empty without a trial)."""
+    return trial.number if trial is not None else ""
 
 
 def run_sweep(
@@ -489,110 +253,31 @@ def run_sweep(
         "storage": storage,
     }
     if spec.method == "bayes" and storage:
-        _optuna_study(spec, storage, seed)  # a storage that cannot be opened is refused before the sweep dir is made
+        open_study(spec, storage, seed)  # a storage that cannot be opened is refused before the sweep dir is made
     try:
         sweep_dir.mkdir(parents=True, exist_ok=True)
         queue = workers.queue(sweep_dir)
         with queue.locked():
-            stored = _prepare_dir(sweep_dir, spec, plan_runs(spec, max_runs, seed), runner_args)
+            plan = open_plan(sweep_dir, spec, plan_runs(spec, max_runs, seed), runner_args)
             (sweep_dir / "logs").mkdir(exist_ok=True)
     except OSError as err:
         raise MedlitError(
             f"{sweep_dir}: cannot write the sweep dir ({err.strerror}); choose a writable --sweep-dir"
         ) from None
-    if spec.method == "bayes" and storage and storage != stored.get("storage"):
+    if spec.method == "bayes" and storage and storage != plan.storage:
         raise MedlitError(
-            f"{sweep_dir}: its Optuna study is in {stored.get('storage')}, not {storage}; leave out "
-            "--storage or give the same one"
+            f"{sweep_dir}: its Optuna study is in {plan.storage}, not {storage}; leave out --storage or give the same "
+            "one"
         )
-    stored.setdefault("storage", f"sqlite:///{sweep_dir / 'optuna.db'}")  # a sweep dir made before journals
-    stored["runner_args"]["wandb"] = wandb_mode  # how runs log may differ between workers
-    _Worker(spec, sweep_dir, queue, stored, run_id_format).work(workers.wait, poll=min(workers.heartbeat, 5.0))
+    plan = replace(plan, runner_args={**plan.runner_args, "wandb": wandb_mode})  # how runs log may differ by worker
+    _Worker(spec, queue, plan, run_id_format).work(workers.wait, poll=min(workers.heartbeat, 5.0))
     with queue.locked():
         if not (sweep_dir / "comparison.md").exists():
             compare_sweep(sweep_dir)
     return sweep_dir
 
 
-def _default_storage(sweep_dir: Path) -> str:
-    """A journal file in the sweep dir: the Optuna storage meant for several processes on a shared filesystem."""
-    return str(sweep_dir / "optuna.journal")
-
-
-def _optuna_study(spec: SweepSpec, storage: str, seed: int) -> Any:
-    """The sweep's Optuna study in ``storage`` (an RDB URL, or a journal file path), shared by every worker."""
-    try:
-        import optuna
-        from optuna.storages import JournalStorage
-        from optuna.storages.journal import JournalFileBackend
-    except ImportError:
-        raise MedlitError("method bayes needs optuna (pip install optuna); grid and random need nothing more") from None
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    direction = "maximize" if spec.metric.get("goal", "maximize") == "maximize" else "minimize"
-    try:
-        backend = storage if "://" in storage else JournalStorage(JournalFileBackend(storage))
-        study = optuna.create_study(
-            study_name=spec.name,
-            storage=backend,
-            load_if_exists=True,
-            direction=direction,
-            sampler=optuna.samplers.TPESampler(seed=seed),
-        )
-    except Exception as err:  # SQLAlchemy, its drivers and the filesystem raise many kinds
-        raise MedlitError(f"--storage {storage}: cannot open the Optuna storage ({first_line(err)})") from None
-    return study
-
-
-def _fail_trial(study: Any, run_id: str) -> None:
-    """Mark the trial of an interrupted run failed (its configuration is asked for again)."""
-    import optuna
-
-    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        if trial.user_attrs.get("run_id") == run_id:
-            study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
-
-
-def _optuna_distribution(name: str, param: dict[str, Any]) -> Any:
-    import optuna
-
-    if "value" in param:
-        return optuna.distributions.CategoricalDistribution([param["value"]])
-    if "values" in param:
-        return optuna.distributions.CategoricalDistribution(param["values"])
-    kinds = {
-        "int_uniform": lambda low, high: optuna.distributions.IntDistribution(low, high),
-        "uniform": lambda low, high: optuna.distributions.FloatDistribution(low, high),
-        "log_uniform_values": lambda low, high: optuna.distributions.FloatDistribution(low, high, log=True),
-    }
-    kind = _distribution_name(param)
-    if kind not in kinds:
-        raise MedlitError(f"parameters.{name}: distribution '{kind}' is not supported by the offline bayes search")
-    return kinds[kind](param["min"], param["max"])
-
-
-def _ask(study: Any, spec: SweepSpec, run_id: str, seed: int) -> Any:
-    """A new trial for ``run_id``, sampled with ``seed`` (the sweep's seed + the run's position: workers asking at
-    the same time get different configurations, and one worker's sequence is reproducible). ``constant_liar``:
-    TPE treats the trials still running in other workers as bad, so that they are not proposed again."""
-    import optuna
-
-    study.sampler = optuna.samplers.TPESampler(seed=seed, constant_liar=True)
-    trial = study.ask({n: _optuna_distribution(n, p) for n, p in spec.parameters.items()})
-    trial.set_user_attr("run_id", run_id)
-    return trial
-
-
-def _tell(study: Any, trial: Any, metric: float, finished: bool) -> None:
-    import optuna
-
-    if finished and math.isfinite(metric):
-        study.tell(trial, metric)
-    else:
-        study.tell(trial, state=optuna.trial.TrialState.FAIL)
-
-
-def main(argv: list[str] | None = None) -> None:
-    argv = list(sys.argv[1:] if argv is None else argv)
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m common.studies.sweep", description=__doc__.split("\n\n")[0])
     parser.add_argument("sweep_file", type=Path, help="W&B sweep YAML (experiments/sweeps/*.yaml)")
     parser.add_argument("--sweep-dir", type=Path, default=None, help="default: runs/sweeps/<name>")
@@ -609,10 +294,15 @@ def main(argv: list[str] | None = None) -> None:
         help="bayes: Optuna storage shared by the workers, an RDB URL "
         "(sqlite:///path.db, postgresql://...) or a journal file path (default: <sweep dir>/optuna.journal)",
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = _parser().parse_args(argv)
     if args.workers > 1 or args.devices:
         sys.exit(start_local_workers("common.studies.sweep", argv, args))
-    try:
+    with exit_on_error():
         sweep_dir = run_sweep(
             args.sweep_file,
             args.sweep_dir,
@@ -625,9 +315,6 @@ def main(argv: list[str] | None = None) -> None:
             storage=args.storage,
             workers=WorkerOptions.from_arguments(args),
         )
-    except MedlitError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
     index = read_index(sweep_dir)
     failed = index[~index["status"].astype(str).eq("finished")]
     print(f"sweep_dir: {sweep_dir}")

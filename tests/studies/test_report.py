@@ -1,4 +1,5 @@
-"""The generated report: every number comes from the runs' files; better/best chosen on validation data."""
+"""The generated report: every number comes from the runs' files; better/best chosen on validation data; the
+paired comparisons of each task's runs."""
 
 from __future__ import annotations
 
@@ -16,15 +17,20 @@ import yaml
 from PIL import Image
 from scipy import stats
 
-from common.studies.report import build_report, fmt, show
+from common.errors import MedlitError
+from common.studies.anchors import ANCHORS
+from common.studies.report import build_report, main
 from common.studies.runs import latest_runs, load_run
-from lesion_cls.__main__ import main as cls_main
+from common.text import fmt, show, signed
 from tests.helpers import tiny_cls_args, tiny_seg_args
-from volume_seg.__main__ import main as seg_main
+from tests.toy_task.report import write_toy_run
 
 
 @pytest.fixture(scope="module")
 def report_runs(tiny_ham: Path, tiny_la: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from lesion_cls.__main__ import main as cls_main
+    from volume_seg.__main__ import main as seg_main
+
     root = tmp_path_factory.mktemp("report-runs")
     cls_main(["fit", *tiny_cls_args(tiny_ham, root, "--outputs.gradcam_per_class", "1")])
     cls_main(
@@ -325,8 +331,6 @@ def test_published_results_table_and_cross_run_figures(report_runs: Path, tmp_pa
     """A run that follows a published protocol (common/studies/anchors.yaml) gets the comparison table: its own
     means from metrics.json beside the published rows as the file gives them; the per-case box plot and the
     learning curves are drawn into the report's figures."""
-    from common.studies.report import ANCHORS
-
     source = latest_runs(report_runs)["seg_dice"].path
     run_dir = tmp_path / "la16" / source.name
     shutil.copytree(source, run_dir)
@@ -360,8 +364,6 @@ def test_classification_published_results_table(report_runs: Path, tmp_path: Pat
     """A classification run on a 20 % lesion holdout of the real HAM10000 (its test-set size) is set beside the
     anchors file's rows (numbers formatted, ranges as written); generated data and the demo's 15 % split get no
     such table."""
-    from common.studies.report import ANCHORS
-
     source = latest_runs(report_runs)["cls_ce"].path
     run_dir = tmp_path / "ham" / source.name
     shutil.copytree(source, run_dir)
@@ -383,36 +385,68 @@ def test_classification_published_results_table(report_runs: Path, tmp_path: Pat
     assert "Against published results" not in build_report([load_run(source)], tmp_path / "demo")[0].read_text()
 
 
-@pytest.mark.parametrize(
-    ("trainer", "budget"),
-    [
-        ({"max_epochs": 1000, "max_time": "00:00:55:00"}, "1000 epochs or 55 min (whichever ends first)"),
-        ({"max_epochs": 20}, "20 epochs"),
-        (
-            {"max_steps": 500, "max_epochs": None, "max_time": {"hours": 1, "minutes": 30}},
-            "500 steps or 90 min (whichever ends first)",
-        ),
-    ],
-)
-def test_training_rows_give_the_budget_and_what_was_used(trainer: dict, budget: str) -> None:
-    """The report's training rows: the limits the config set, and the epochs, optimizer steps (last validation)
-    and fit minutes the run's files record."""
-    from common.studies.report import training_rows
-    from common.studies.runs import RunResult
+def _toy_runs(tmp_path: Path, n_val_units: int) -> list:
+    """Two toy runs on the same 12 samples: ``better`` (validation MAE 0.30) and ``worse`` (0.31), whose test
+    errors differ from the better run's by noise of standard deviation 0.2."""
+    errors = np.linspace(0.05, 0.6, 12)
+    noisy = np.abs(errors + np.random.default_rng(0).normal(0, 0.2, 12))
+    ids = [f"s{i}" for i in range(12)]
+    runs = []
+    for name, validation, values in (("better", 0.30, errors), ("worse", 0.31, noisy)):
+        items = {"item": ids, "unit": ids, "error": list(values)}
+        run_dir = write_toy_run(tmp_path / name / "r", float(values.mean()), validation, items, n_val_units=n_val_units)
+        runs.append(load_run(run_dir))
+    return runs
 
-    history = pd.DataFrame({"epoch": [0, 1, 2], "step": [220, 440, 650]})
-    run = RunResult(
-        Path("run"),
-        {},
-        {"trainer": {**trainer, "precision": "bf16-mixed"}},
-        {},
-        history,
-        {"fit_s": 3300.0, "epochs": 3},
-    )
-    assert training_rows(run) == {
-        "training budget": budget,
-        "trained": "3 epochs, 650 steps, 55.0 min",
-        "precision": "bf16-mixed",
-    }
-    bare = RunResult(Path("run"), {}, {}, {}, history.drop(columns="step"))
-    assert training_rows(bare) == {"training budget": "–", "trained": "3 epochs", "precision": "32-true"}
+
+def test_comparisons_say_whether_the_test_data_support_the_validation_choice(tmp_path: Path) -> None:
+    """Two runs on the same items: the validation choice set against the paired test difference, the validation
+    margin against the noise rescaled to the validation units, the table, and comparisons.csv."""
+    md, _ = build_report(_toy_runs(tmp_path, n_val_units=12), tmp_path / "report")
+    text = md.read_text()
+    table = pd.read_csv(md.parent / "comparisons.csv")
+    assert list(zip(table["run_a"], table["run_b"], table["test"], strict=True)) == [
+        ("better", "worse", "paired bootstrap"),
+        ("better", "worse", "Wilcoxon signed-rank"),
+    ]
+    boot = table.iloc[0]
+    assert "### Paired comparisons on the test set" in text
+    assert (
+        f"**The validation choice on the test data.** better vs worse: test MAE {signed(-boot['delta'])} "
+        f"({signed(-boot['ci_high'])} to {signed(-boot['ci_low'])}), p = {boot['p_value']:.2g} "
+        f"(Holm {boot['p_holm']:.2g}) - no detectable difference with 12 samples."
+    ) in text
+    # noise: 1.96 x a standard error of about 0.2 / sqrt(12) over 12 validation units, far above the 0.01 margin
+    assert "The validation margin of better over worse (0.010) is inside the validation noise (±0." in text
+    assert "The choice could as well have gone the other way." in text
+    assert "| A | B | metric | A value | B value | B - A (95% CI) | test | n | p | p (Holm) |" in text
+
+
+def test_too_few_validation_units_to_set_the_margin_against_the_noise(tmp_path: Path) -> None:
+    md, _ = build_report(_toy_runs(tmp_path, n_val_units=4), tmp_path / "report")
+    assert (
+        "The validation margin of better over worse (0.010) cannot be set against the validation noise: 4 "
+        "validation units are too few to estimate it."
+    ) in md.read_text()
+
+
+def test_one_run_has_no_comparisons_and_the_report_refuses_no_runs(tmp_path: Path) -> None:
+    run = _toy_runs(tmp_path, 12)[0]
+    md, _ = build_report([run], tmp_path / "report")
+    assert md.read_text().startswith("# medlit: toy regression\n\nGenerated on ")
+    assert "Paired comparisons" not in md.read_text() and pd.read_csv(md.parent / "comparisons.csv").empty
+    with pytest.raises(MedlitError, match="no finished runs to report on"):
+        build_report([], tmp_path / "empty")
+
+
+def test_main_writes_the_report_of_the_newest_runs_and_exits_2_on_a_mistake(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    _toy_runs(tmp_path / "runs", 12)
+    main(["--root", str(tmp_path / "runs"), "--title", "toy study"])
+    out = tmp_path / "runs" / "report"
+    assert capsys.readouterr().out == f"report: {out / 'report.md'}\nreport: {out / 'report.html'}\n"
+    assert (out / "report.md").read_text().startswith("# toy study\n")
+    with pytest.raises(SystemExit) as exited:
+        main(["--root", str(tmp_path / "missing")])
+    assert exited.value.code == 2 and capsys.readouterr().err == f"error: {tmp_path / 'missing'}: no such runs folder\n"

@@ -1,10 +1,12 @@
 """Cross-validation (``python -m common.studies.cv``): every item out of fold once, decisions chosen on the pool as
 documented (re-derived with medpy, scipy and scikit-learn), the fold ensemble scored as medpy/sklearn score its
-saved outputs, the summary, resume and the runner's refusals."""
+saved outputs, resume, the SLURM array template's arguments and the runner's refusals (the summary:
+test_cv_summary.py)."""
 
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import h5py
@@ -21,8 +23,10 @@ from common.errors import MedlitError
 from common.rundir import read_run_info
 from common.studies.cv import main as cv_main
 from common.studies.cv import run_cv
+from common.studies.workers import without_options
 from lesion_cls import CLASS_NAMES
-from lesion_cls.metrics import DECISION_TAUS
+from lesion_cls.decisions import DECISION_TAUS
+from tests.helpers import print_config, recorded_srun
 from volume_seg.model import VolumeSegmenter
 
 
@@ -118,25 +122,6 @@ def test_seg_ensemble_is_an_ordinary_run_scored_as_medpy_scores_it(seg_cv: Path,
         if mask.any():
             assert row.hd95 == pytest.approx(medpy.hd95(mask, label), abs=1e-4)
     assert metrics["dice"]["mean"] == pytest.approx(table["dice"].mean(), abs=1e-6)
-
-
-@pytest.mark.e2e
-def test_seg_summary_compares_the_ensemble_with_each_fold_on_the_test_cases(seg_cv: Path) -> None:
-    summary = (seg_cv / "summary.md").read_text()
-    assert "fold ensemble on test" in summary and "out-of-fold, pooled" in summary
-    folds = pd.read_csv(seg_cv / "folds.csv")
-    assert list(folds["fold"]) == ["fold0", "fold1"] and folds["val_items"].sum() == 8
-    for k in (0, 1):
-        tested = json.loads((seg_cv / "runs" / f"fold{k}" / "metrics.json").read_text())
-        assert folds.loc[k, "test_dice"] == pytest.approx(tested["dice"]["mean"], abs=1e-6)
-    comparisons = pd.read_csv(seg_cv / "ensemble_comparisons.csv")
-    assert set(zip(comparisons["run_a"], comparisons["run_b"], strict=True)) == {
-        ("fold0", "ensemble"),
-        ("fold1", "ensemble"),
-    }
-    dice = comparisons[(comparisons["metric"] == "dice") & (comparisons["test"] == "paired bootstrap")]
-    ensemble = json.loads((seg_cv / "ensemble" / "metrics.json").read_text())["dice"]["mean"]
-    assert dice["value_b"].to_numpy() == pytest.approx([ensemble, ensemble], abs=1e-6) and (dice["n_units"] == 3).all()
 
 
 @pytest.mark.e2e
@@ -259,6 +244,17 @@ def test_cls_ensemble_is_an_ordinary_run_scored_as_sklearn_scores_it(cls_cv: Pat
     assert metrics["accuracy"] == pytest.approx(accuracy_score(target, predicted), abs=1e-6)
     assert metrics["balanced_accuracy"] == pytest.approx(_macro_recall(target, predicted), abs=1e-6)
     assert len(read_run_info(ensemble)["ensemble"]) == 2 and (cls_cv / "summary.md").is_file()
+
+
+# --- the SLURM template ------------------------------------------------------------------------------------------
+def test_the_cv_template_gives_each_task_the_same_fold_arguments(tmp_path: Path) -> None:
+    first = recorded_srun("cv_array.sbatch", tmp_path, SLURM_ARRAY_JOB_ID="9", SLURM_ARRAY_TASK_ID="0")
+    second = recorded_srun("cv_array.sbatch", tmp_path, SLURM_ARRAY_JOB_ID="9", SLURM_ARRAY_TASK_ID="3")
+    assert first[:4] == [sys.executable, "-m", "common.studies.cv", "volume_seg"]
+    assert without_options(first, ("--worker-label",)) == without_options(second, ("--worker-label",))
+    assert first[first.index("--worker-label") + 1] == "9_0" and second[second.index("--worker-label") + 1] == "9_3"
+    fit_args = without_options(first[4:], ("--folds", "--cv-dir", "--worker-label", "--stale-after"))
+    assert print_config("volume_seg", fit_args)["run"]["experiment"] == "la16"
 
 
 # --- refusals -------------------------------------------------------------------------------------------------
