@@ -38,7 +38,7 @@ from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch import Callback, LightningDataModule, LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
-from lightning.pytorch.loggers import Logger
+from lightning.pytorch.loggers import Logger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 
 from common.arguments import (
@@ -61,6 +61,7 @@ from common.loggers import run_loggers
 from common.run_options import Link, RunOptions
 from common.run_record import record_fit_end, record_resume, record_start
 from common.rundir import choose_run_dir, make_run_dir, refuse_changed_settings
+from common.wandb_config import WandbRunConfig
 
 __all__ = ["CHECK", "MedlitCLI"]
 
@@ -263,6 +264,9 @@ class MedlitCLI(LightningCLI):
         )
         # after the configured callbacks and the `outputs` one: LightningCLI adds trainer_defaults' callbacks last
         callbacks = house_callbacks(self.run_dir, self.model, trainer_config, with_loggers=bool(self.loggers))
+        if any(isinstance(logger, WandbLogger) for logger in self.loggers):  # after SplitExport: split.csv is there
+            settings = {**namespace_to_dict(self.config[self.subcommand]), "subcommand": self.subcommand}
+            callbacks.append(WandbRunConfig(settings))
         self.trainer_defaults = {**self.trainer_defaults, "callbacks": callbacks}
         if self.resuming:
             record_resume(self.run_dir, self.config[self.subcommand]["ckpt_path"])

@@ -22,7 +22,9 @@ from common.files import atomic_path
 from common.rundir import run_dir_of
 from common.scoring import check_resamples, write_metrics
 from common.stats import BOOTSTRAP_RESAMPLES
+from common.wandb_media import CheckpointUpload, interval_summary, log_to_wandb
 from lesion_cls import CLASS_NAMES
+from lesion_cls.dashboard import GradcamPanel, wandb_test_dashboard
 from lesion_cls.datasets import LesionImageDataset
 from lesion_cls.metrics import (
     METRIC_DEFINITIONS,
@@ -76,6 +78,9 @@ class ClassificationOutputs(Callback):
         save_probabilities: Also write ``probabilities.csv``: each image's class probabilities after test-time flips
             and before the decision τ (``predictions.csv`` holds them after it), with its lesion and label; for
             averaging models trained elsewhere (``python -m lesion_cls.ensemble``).
+        wandb_media: When the run logs to W&B, also log the test's figures and tables there
+            (:mod:`lesion_cls.dashboard`; the headline numbers and their intervals go to the run summary either way).
+        wandb_checkpoint: When the run logs to W&B, upload the tested checkpoint as a ``model`` artifact.
     """
 
     def __init__(
@@ -86,6 +91,8 @@ class ClassificationOutputs(Callback):
         bootstrap: int = BOOTSTRAP_RESAMPLES,
         bootstrap_seed: int = 0,
         save_probabilities: bool = False,
+        wandb_media: bool = True,
+        wandb_checkpoint: bool = False,
     ) -> None:
         check_resamples(bootstrap)
         self.gradcam_per_class = gradcam_per_class
@@ -94,6 +101,8 @@ class ClassificationOutputs(Callback):
         self.bootstrap = bootstrap
         self.bootstrap_seed = bootstrap_seed
         self.save_probabilities = save_probabilities
+        self.wandb_media = wandb_media
+        self.wandb_checkpoint = wandb_checkpoint
         self._batches: list[tuple[list[str], np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
 
     # --- collection ---
@@ -159,14 +168,25 @@ class ClassificationOutputs(Callback):
         table = getattr(dataset, "table", None)
         lesion_of = dict(zip(table["image_id"], table["lesion_id"], strict=True)) if table is not None else {}
         lesions = [lesion_of.get(i, i) for i in ids]
-        write_test_files(out, ids, lesions, probs, target, metrics, self.figures, self.bootstrap, self.bootstrap_seed)
+        metrics = write_test_files(
+            out, ids, lesions, probs, target, metrics, self.figures, self.bootstrap, self.bootstrap_seed
+        )
         if self.save_probabilities:
             frame = predictions_frame(ids, raw, target)
             frame.insert(1, "lesion_id", lesions)
             with atomic_path(out / "probabilities.csv") as tmp:
                 frame.to_csv(tmp, index=False, float_format="%.6f")
+        panels: list[GradcamPanel] = []
         if self.gradcam_per_class > 0 and dataset is not None:
-            self._test_gradcam(pl_module, dataset, ids, probs, target, out / "gradcam")
+            panels = self._test_gradcam(pl_module, dataset, ids, probs, target, out / "gradcam")
+        build = wandb_test_dashboard(out, ids, lesions, probs, target, metrics, self.figures, panels)
+        upload = CheckpointUpload(checkpoint, {"run_dir": str(out)})
+        log_to_wandb(  # after every file: W&B sees what the run dir holds
+            trainer,
+            interval_summary(metrics, LOGGED_METRICS),
+            build if self.wandb_media else None,
+            upload if self.wandb_checkpoint else None,
+        )
 
     def _test_gradcam(
         self,
@@ -176,18 +196,22 @@ class ClassificationOutputs(Callback):
         probs: np.ndarray,
         target: np.ndarray,
         folder: Path,
-    ) -> None:
+    ) -> list[GradcamPanel]:
         pred = probs.argmax(axis=1)
         confidence = probs.max(axis=1)
+        panels = []
         for c, name in enumerate(CLASS_NAMES):
             (folder / name).mkdir(parents=True, exist_ok=True)
             for kind, mask in (("correct", (target == c) & (pred == c)), ("wrong", (target == c) & (pred != c))):
                 rows = np.flatnonzero(mask)
                 rows = rows[np.argsort(-confidence[rows], kind="stable")][: self.gradcam_per_class]
                 for row in rows:
-                    self._write_gradcam(
+                    path = self._write_gradcam(
                         pl_module, dataset, ids[row], int(target[row]), int(pred[row]), probs[row], folder / name, kind
                     )
+                    true_class, predicted = CLASS_NAMES[int(target[row])], CLASS_NAMES[int(pred[row])]
+                    panels.append(GradcamPanel(path, ids[row], true_class, predicted, float(confidence[row])))
+        return panels
 
     def _write_gradcam(
         self,
@@ -199,7 +223,7 @@ class ClassificationOutputs(Callback):
         probs: np.ndarray,
         folder: Path,
         kind: str,
-    ) -> None:
+    ) -> Path:
         index = dataset.index_of(image_id)
         image = dataset[index]["image"].unsqueeze(0).to(pl_module.device)
         layer = pl_module.gradcam_layer()
@@ -211,7 +235,7 @@ class ClassificationOutputs(Callback):
         truth = f"true {CLASS_NAMES[true_class]}, " if true_class >= 0 else ""
         title = f"{image_id}: {truth}predicted {CLASS_NAMES[pred_class]}"
         stem = f"{kind}_{image_id}" if kind != "wrong" else f"wrong_{image_id}_as_{CLASS_NAMES[pred_class]}"
-        plot_gradcam(dataset.display_image(index), maps, folder / f"{stem}.png", title)
+        return plot_gradcam(dataset.display_image(index), maps, folder / f"{stem}.png", title)
 
     # --- predict ---
     def on_predict_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:

@@ -102,6 +102,109 @@ def capture_figures(monkeypatch: Any, module: Any) -> list[Any]:
     return figures
 
 
+# --- what an offline W&B run recorded ---
+
+
+def _nest(target: dict[str, Any], item: Any) -> None:
+    """Put one W&B update item (a ``key`` or a ``nested_key`` path, and its JSON value) into ``target``."""
+    import json
+
+    path = [item.key] if item.key else list(item.nested_key)
+    for key in path[:-1]:
+        target = target.setdefault(key, {})
+    target[path[-1]] = json.loads(item.value_json)
+
+
+def _records(path: Path) -> list[Any]:
+    """The records of a W&B transaction log (``run-<id>.wandb``): W&B's ``Record`` protobufs in the LevelDB log
+    framing W&B writes (a 7-byte header ``:W&B``, then 32 KiB blocks of chunks: crc32 (4), length (2), type (1))."""
+    import struct
+
+    from wandb.proto import wandb_internal_pb2
+
+    raw, block, pos = path.read_bytes(), 32768, 7
+    assert raw[:4] == b":W&B", path
+    chunks: list[bytes] = []
+    records = []
+    while pos + 7 <= len(raw):
+        if block - pos % block < 7:  # a block's tail too short for a chunk header is padding
+            pos += block - pos % block
+            continue
+        _, length, kind = struct.unpack("<IHB", raw[pos : pos + 7])
+        if kind == 0 and length == 0:
+            break
+        chunks.append(raw[pos + 7 : pos + 7 + length])
+        pos += 7 + length
+        if kind in (1, 4):  # a full record, or the last chunk of one
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(b"".join(chunks))
+            records.append(record)
+            chunks = []
+    return records
+
+
+class WandbLog:
+    """What one offline W&B run in ``<run_dir>/wandb/offline-run-*`` recorded, read from its transaction log.
+
+    Attributes:
+        config: Key → value of every config update (the latest value of each key).
+        summary: Key → value of the run summary (nested values, e.g. a table's description, as dicts).
+        history: Every logged step: key → value.
+        artifacts: ``(name, type)`` of every artifact logged.
+        files: The run's ``files/`` folder (media and table JSON files).
+    """
+
+    def __init__(self, run_dir: Path) -> None:
+        (folder,) = sorted((run_dir / "wandb").glob("offline-run-*"))
+        (log,) = folder.glob("run-*.wandb")
+        self.files = folder / "files"
+        self.config: dict[str, Any] = {}
+        self.summary: dict[str, Any] = {}
+        self.history: list[dict[str, Any]] = []
+        self.artifacts: list[tuple[str, str]] = []
+        for record in _records(log):
+            kind = record.WhichOneof("record_type")
+            if kind == "run":
+                for item in record.run.config.update:
+                    _nest(self.config, item)
+            elif kind == "config":
+                for item in record.config.update:
+                    _nest(self.config, item)
+            elif kind == "summary":
+                for item in record.summary.update:
+                    _nest(self.summary, item)
+            elif kind == "history":
+                step: dict[str, Any] = {}
+                for item in record.history.item:
+                    _nest(step, item)
+                self.history.append(step)
+            elif kind == "artifact":
+                self.artifacts.append((record.artifact.name, record.artifact.type))
+
+    def logged(self, key: str) -> dict[str, Any]:
+        """The value of ``key`` in the one step that logged it."""
+        (value,) = [step[key] for step in self.history if key in step]
+        return value
+
+    def table(self, key: str) -> tuple[list[str], list[list[Any]]]:
+        """Columns and rows of the table logged as ``key``, read from the table file W&B wrote."""
+        import json
+
+        described = self.logged(key)
+        assert described["_type"] == "table-file", described
+        table = json.loads((self.files / described["path"]).read_text())
+        assert len(table["data"]) == described["nrows"] and len(table["columns"]) == described["ncols"]
+        return table["columns"], table["data"]
+
+    def images(self, key: str) -> list[str]:
+        """The captions of the images logged as ``key`` (one image or a list), one per image."""
+        described = self.logged(key)
+        if described["_type"] == "image-file":
+            return [described.get("caption", "")]
+        assert described["_type"] == "images/separated", described
+        return list(described.get("captions") or [""] * described["count"])
+
+
 # --- many-run tests: a fake trainer, sweep files, SLURM stand-ins ---
 
 FAKE_TRAINER = """

@@ -34,6 +34,8 @@ from common.loaders import available_cpus
 from common.rundir import run_dir_of
 from common.scoring import check_resamples, write_metrics
 from common.stats import BOOTSTRAP_RESAMPLES
+from common.wandb_media import CheckpointUpload, interval_summary, log_to_wandb, logs_to_wandb
+from volume_seg.dashboard import MaskSlice, mask_slice, wandb_test_dashboard
 from volume_seg.metrics import (
     EMPTY_POLICY,
     METRIC_DEFINITIONS,
@@ -190,6 +192,9 @@ class SegmentationOutputs(Callback):
             in the main process; default :func:`default_eval_workers`.
         bootstrap: Resamples of the test cases for the 95% confidence intervals in ``metrics.json`` (0 = none).
         bootstrap_seed: Seed of those resamples (the same seed gives the same intervals).
+        wandb_media: When the run logs to W&B, also log the test's figures and tables there
+            (:mod:`volume_seg.dashboard`; the headline numbers and their intervals go to the run summary either way).
+        wandb_checkpoint: When the run logs to W&B, upload the tested checkpoint as a ``model`` artifact.
     """
 
     def __init__(
@@ -201,6 +206,8 @@ class SegmentationOutputs(Callback):
         eval_workers: int | None = None,
         bootstrap: int = BOOTSTRAP_RESAMPLES,
         bootstrap_seed: int = 0,
+        wandb_media: bool = True,
+        wandb_checkpoint: bool = False,
     ) -> None:
         if eval_workers is not None and eval_workers < 0:
             raise MedlitError(f"outputs.eval_workers must be >= 0, got {eval_workers}")
@@ -212,7 +219,10 @@ class SegmentationOutputs(Callback):
         self.eval_workers = eval_workers
         self.bootstrap = bootstrap
         self.bootstrap_seed = bootstrap_seed
+        self.wandb_media = wandb_media
+        self.wandb_checkpoint = wandb_checkpoint
         self._workers = CaseWorkers(0)
+        self._slices: list[MaskSlice] = []
 
     def _start(self, trainer: Trainer, *_: Any) -> None:
         self._workers.close()
@@ -221,6 +231,7 @@ class SegmentationOutputs(Callback):
             on_gpu = trainer.strategy.root_device.type != "cpu"
             workers = default_eval_workers(on_gpu, max(1, trainer.num_devices))
         self._workers = CaseWorkers(workers)
+        self._slices = []
 
     on_test_epoch_start = _start
     on_predict_epoch_start = _start
@@ -258,9 +269,17 @@ class SegmentationOutputs(Callback):
             )
         )
 
+    def _wants_slices(self, trainer: Trainer) -> bool:
+        """Whether each test case's overlay slice goes to W&B with its masks (:mod:`volume_seg.dashboard`)."""
+        return self.wandb_media and self.overlays and logs_to_wandb(trainer)
+
     def on_test_batch_end(
         self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, *_: Any
     ) -> None:
+        label = batch.get("label")
+        if label is not None and self._wants_slices(trainer):
+            image, mask = batch["image"][0, 0].float().cpu().numpy(), outputs["mask"][0, 0].cpu().numpy()
+            self._slices.append(mask_slice(batch["case"][0], image, mask, label[0, 0].cpu().numpy()))
         self._submit(trainer, pl_module, outputs, batch)
 
     def on_predict_batch_end(
@@ -284,8 +303,19 @@ class SegmentationOutputs(Callback):
         for name in (*METRIC_NAMES, "loss"):  # every process logs the same number
             value = metrics[name]["mean"] if isinstance(metrics[name], dict) else metrics[name]
             pl_module.log(f"test/{name}", value, sync_dist=False)
+        slices: list[MaskSlice] = []
+        if self._wants_slices(trainer):  # every rank alike: each gathers its cases' slices for rank 0
+            slices = [s for gathered in gather_objects(self._slices) for s in gathered]
         if trainer.is_global_zero:
-            write_test_metrics(run_dir_of(trainer), table, metrics, self.bootstrap, self.bootstrap_seed)
+            out = run_dir_of(trainer)
+            metrics = write_test_metrics(out, table, metrics, self.bootstrap, self.bootstrap_seed)
+            build = wandb_test_dashboard(out, table, list({s.case: s for s in slices}.values()), pl_module.class_names)
+            log_to_wandb(  # after every file: W&B sees what the run dir holds
+                trainer,
+                interval_summary(metrics, (*METRIC_NAMES, "loss")),
+                build if self.wandb_media else None,
+                CheckpointUpload(checkpoint, {"run_dir": str(out)}) if self.wandb_checkpoint else None,
+            )
 
 
 def summarize_cases(table: pd.DataFrame, largest_component: bool, checkpoint: str) -> dict[str, Any]:
