@@ -143,6 +143,22 @@ def _records(path: Path) -> list[Any]:
     return records
 
 
+def _finished_records(path: Path, wait_s: float = 120.0) -> list[Any]:
+    """The records of a finished run: W&B's service may still be writing the log when ``run.finish()`` has returned
+    in this process, so wait for its ``exit`` record (and a readable end)."""
+    import time
+
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            records = _records(path)
+        except Exception:  # a chunk being written
+            records = []
+        if any(record.WhichOneof("record_type") == "exit" for record in records) or time.monotonic() > deadline:
+            return records
+        time.sleep(0.2)
+
+
 class WandbLog:
     """What one offline W&B run in ``<run_dir>/wandb/offline-run-*`` recorded, read from its transaction log.
 
@@ -162,7 +178,9 @@ class WandbLog:
         self.summary: dict[str, Any] = {}
         self.history: list[dict[str, Any]] = []
         self.artifacts: list[tuple[str, str]] = []
-        for record in _records(log):
+        records = _finished_records(log)
+        assert records and records[-1].WhichOneof("record_type") == "exit", f"{log} is not a finished run's log"
+        for record in records:
             kind = record.WhichOneof("record_type")
             if kind == "run":
                 for item in record.run.config.update:
