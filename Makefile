@@ -11,7 +11,7 @@ DATA ?=
 CLS := $(PY) -m lesion_cls
 SEG := $(PY) -m volume_seg
 
-.PHONY: setup demo demo-data demo-cls demo-seg report sweep-cls sweep-seg sweep-ham sweep-la bench test unit smoke test-all lint real-la real-hippocampus real-ham cv-la cv-ham cv-hippocampus \
+.PHONY: setup demo demo-data demo-cls demo-seg report wandb-sweep sweep-cls sweep-seg sweep-ham sweep-la bench test unit smoke test-all lint real-la real-hippocampus real-ham cv-la cv-ham cv-hippocampus \
         train-cls-ce train-cls-focal train-seg-bce train-seg-dice train-seg-dice-aug clean
 
 setup: $(STAMP)
@@ -68,6 +68,12 @@ sweep-la: setup
 	@root=$(SHARED)/la_uamt_h5; if [ ! -f "$$root/labeled16.list" ]; then root=data/LA; \
 		$(PY) -m volume_seg.download la --out $$root || exit 2; fi; \
 	$(PY) -m common.studies.sweep experiments/sweeps/la16_loss_aug.yaml --data-root "$$root" --sweep-dir runs/sweeps/la16_loss_aug
+
+## Online sweeps (a W&B account): prints the `wandb sweep` and `wandb agent` commands for a sweep file, e.g.
+## make wandb-sweep SWEEP=ham10000_loss DATA=../shared/data/ham10000_200x150  (SWEEP: a file in experiments/sweeps)
+wandb-sweep: setup
+	@test -n "$(SWEEP)" || { echo "error: SWEEP is not set; e.g. make wandb-sweep SWEEP=cls_loss DATA=/path/to/data" >&2; exit 2; }
+	@$(PY) -m common.studies.wandb_sweep experiments/sweeps/$(SWEEP).yaml $(if $(DATA),--data-root $(DATA))
 
 ## Benchmarks: our hand-written pieces against the library or naive reference, measured in the same run.
 bench: setup

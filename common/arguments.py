@@ -4,6 +4,8 @@ the CLI adds."""
 
 from __future__ import annotations
 
+import os
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,7 @@ __all__ = [
     "check_config_files",
     "check_settings",
     "ensemble_members",
+    "expand_data_root",
     "given_model_keys",
     "program_of",
     "stop_at_first_problem",
@@ -125,6 +128,28 @@ def check_settings(config: Mapping[str, Any], options: RunOptions) -> None:
     reason = unwritable_reason(folder if options.dir else folder / options.experiment)
     if reason:
         raise MedlitError(f"{key} {folder}: {reason}; choose another --{key}")
+
+
+def expand_data_root(config: Any) -> None:
+    """``data.root`` may name environment variables (``$MEDLIT_DATA_ROOT/ham10000``), so that a sweep file finds
+    the data on any machine without an edit; the run's ``config.yaml`` keeps the expanded path.
+
+    Args:
+        config: The subcommand's parsed config (a jsonargparse namespace, or a mapping), changed in place.
+    """
+    data = config.get("data")
+    root = data.get("root") if hasattr(data, "get") else None
+    if not isinstance(root, str) or "$" not in root:
+        return
+    expanded = os.path.expandvars(root)
+    unset = re.search(r"\$\{?(\w+)", expanded)
+    if unset:
+        name = unset.group(1)
+        raise MedlitError(
+            f"data.root {root}: the environment variable {name} is not set; export {name}=/path/to/the/data "
+            "or pass --data.root"
+        )
+    data["root"] = expanded
 
 
 def stop_at_first_problem(result: DataCheck, program: str) -> None:

@@ -48,6 +48,7 @@ from common.arguments import (
     check_config_files,
     check_settings,
     ensemble_members,
+    expand_data_root,
     given_model_keys,
     program_of,
     stop_at_first_problem,
@@ -215,6 +216,7 @@ class MedlitCLI(LightningCLI):
             config["model"][key] = value
         if self.members:
             config["ckpt_path"] = None  # the members' weights, not the first one's alone
+        expand_data_root(config)
         if self.subcommand == CHECK:
             return
         if self.subcommand in _READS_LABELLED_DATA and self._run_options().check_data:
@@ -230,7 +232,9 @@ class MedlitCLI(LightningCLI):
         options = self._run_options()
         check_settings(config, options)
         resume_from = str(config["ckpt_path"]) if self.subcommand == "fit" and config.get("ckpt_path") else None
-        self.run_dir, resumed = choose_run_dir(options.root, options.experiment, options.dir, resume_from)
+        self.run_dir, resumed = choose_run_dir(
+            options.root, options.experiment, options.dir, resume_from, fit=self.subcommand == "fit"
+        )
         if resumed is not None:  # an unfinished run: continue it in its own dir
             config["ckpt_path"] = str(resumed)
             self.resuming = True

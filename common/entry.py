@@ -15,6 +15,7 @@ from common.cli import MedlitCLI
 from common.errors import MedlitError, exit_on_error
 from common.loggers import finish_wandb
 from common.run_options import Link
+from common.rundir import run_environment
 
 __all__ = ["run_cli"]
 
@@ -35,8 +36,9 @@ def run_cli(
     Returns:
         The run directory (also when called from Python, e.g. by tests and the sweep runner).
     """
-    cli = MedlitCLI(model_class, datamodule_class, outputs_callback_class, links, report_module, args)
-    finish_wandb(cli.loggers, exit_code=2 if cli.error else 0)
+    with run_environment():
+        cli = MedlitCLI(model_class, datamodule_class, outputs_callback_class, links, report_module, args)
+        finish_wandb(cli.loggers, exit_code=2 if cli.error else 0)
     if cli.check_result is not None and cli.error is None:
         print(cli.check_result.render())
         sys.exit(0 if cli.check_result.ok else 1)

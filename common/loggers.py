@@ -72,6 +72,8 @@ def build_loggers(
     """
     loggers: list[Logger] = [CSVLogger(save_dir=str(run_dir), name="logs", version="")]
     mode = resolve_wandb_mode(wandb_mode)
+    if os.environ.get("WANDB_SWEEP_ID") and os.environ.get("WANDB_PROJECT"):
+        wandb_project = os.environ["WANDB_PROJECT"]  # a W&B agent's run belongs to the sweep's project
     if mode != "off":
         loggers.append(
             WandbLogger(
@@ -92,7 +94,8 @@ def run_wandb_id(run_dir: Path) -> str:
     """The run's W&B id: kept in ``run_info.json``, so that a resumed run continues the same W&B run."""
     info = read_run_info(run_dir)
     if "wandb_id" not in info:
-        info["wandb_id"] = os.environ.get(WANDB_ID_ENV) or new_wandb_id()
+        # a W&B agent names the run it started (WANDB_RUN_ID): the sweep knows the run by that id
+        info["wandb_id"] = os.environ.get(WANDB_ID_ENV) or os.environ.get("WANDB_RUN_ID") or new_wandb_id()
         os.environ[WANDB_ID_ENV] = info["wandb_id"]  # DDP workers started by Lightning use the same
         if rank_zero_only.rank == 0:
             update_run_info(run_dir, wandb_id=info["wandb_id"])

@@ -11,6 +11,10 @@ is recorded and how long it trains may change). Nothing earlier is overwritten: 
 configuration is saved as ``config.resume-N.yaml`` and the earlier CSV log is kept as
 ``logs/metrics.before-resume-N.csv`` (Lightning's CSV logger starts a new file). A finished run is never changed:
 continuing it (e.g. to train longer) starts a new run dir from its checkpoint.
+
+Under a W&B sweep agent (``WANDB_SWEEP_ID`` and ``WANDB_RUN_ID`` set), ``fit`` continues the unfinished run dir of
+the agent's run id when there is one (:func:`agent_resume_target`): a run killed and started again by the agent with
+its old id is the same run dir and the same W&B run.
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,6 +44,7 @@ __all__ = [
     "RUN_DIR_ENV",
     "RUN_INFO",
     "WANDB_ID_ENV",
+    "agent_resume_target",
     "changed_settings",
     "check_max_time",
     "choose_run_dir",
@@ -51,6 +57,7 @@ __all__ = [
     "resume_target",
     "resumes_so_far",
     "run_dir_of",
+    "run_environment",
     "update_run_info",
 ]
 
@@ -58,6 +65,8 @@ RUN_DIR_ENV = "MEDLIT_RUN_DIR"
 """Set by rank 0, so that the DDP worker processes Lightning launches write into the same run dir."""
 WANDB_ID_ENV = "MEDLIT_WANDB_ID"
 """Set by rank 0, so that those workers log to the same W&B run."""
+AGENT_ENV = ("WANDB_SWEEP_ID", "WANDB_RUN_ID")
+"""Set by ``wandb agent`` for each run it starts: the sweep, and the W&B run id the run must use."""
 RUN_INFO = "run_info.json"
 """What the report needs to know about a run (task, report module, monitor, checkpoints, resumes)."""
 LAST_CHECKPOINT_STEM = "last"
@@ -210,8 +219,36 @@ def resume_target(ckpt_path: str, experiment_dir: Path) -> tuple[Path, Path] | N
     return None
 
 
+@contextmanager
+def run_environment() -> Iterator[None]:
+    """What one run sets for its DDP workers (:data:`RUN_DIR_ENV`, :data:`WANDB_ID_ENV`) is unset again when it ends,
+    so that the next run of the same process (a test, an in-process sweep) starts a run of its own."""
+    before = {name: os.environ.get(name) for name in (RUN_DIR_ENV, WANDB_ID_ENV)}
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def agent_resume_target(experiment_dir: Path) -> tuple[Path, Path] | None:
+    """Under a W&B agent: ``(run dir, last checkpoint)`` of the unfinished run whose ``run_info.json`` holds the
+    agent's run id, else ``None`` (a new run dir)."""
+    sweep_id, run_id = (os.environ.get(name) for name in AGENT_ENV)
+    if not (sweep_id and run_id):
+        return None
+    for info in sorted(experiment_dir.glob(f"*/{RUN_INFO}")):
+        run_dir, checkpoint = info.parent, info.parent / "checkpoints" / f"{LAST_CHECKPOINT_STEM}.ckpt"
+        if read_run_info(run_dir).get("wandb_id") == run_id and _unfinished(run_dir) and checkpoint.is_file():
+            return run_dir, checkpoint
+    return None
+
+
 def choose_run_dir(
-    root: str | Path, experiment: str, exact: str | Path | None, resume_from: str | None
+    root: str | Path, experiment: str, exact: str | Path | None, resume_from: str | None, fit: bool = False
 ) -> tuple[Path, Path | None]:
     """This run's directory (not created yet), and the checkpoint it continues from when it resumes an unfinished
     run in place (``None`` for a new run dir).
@@ -222,8 +259,12 @@ def choose_run_dir(
         exact: An exact run dir instead (``run.dir``).
         resume_from: ``fit``'s ``ckpt_path`` (``None`` for other subcommands): :data:`RESUME_LATEST` or a
             checkpoint of an unfinished run continues that run.
+        fit: This is ``fit``: under a W&B agent, the unfinished run of the agent's run id continues.
     """
-    target = resume_target(resume_from, Path(root) / experiment) if resume_from else None
+    if resume_from:
+        target = resume_target(resume_from, Path(root) / experiment)
+    else:
+        target = agent_resume_target(Path(root) / experiment) if fit and not exact else None
     if target is not None:
         return target
     return resolve_run_dir(root, experiment, exact), None

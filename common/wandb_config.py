@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import subprocess
+import sys
 from collections.abc import Mapping
 from importlib import metadata
 from pathlib import Path
@@ -91,13 +92,15 @@ def code_version() -> dict[str, Any]:
 
 
 def package_versions(names: tuple[str, ...] = PACKAGES) -> dict[str, str]:
-    """``packages.<name>``: each package's installed version."""
+    """``packages.<name>``: each package's installed version (its distribution's, else the imported module's
+    ``__version__``: a package put on the path without pip has no distribution metadata)."""
     versions = {}
     for name in names:
         try:
             versions[f"packages.{name}"] = metadata.version(name)
         except metadata.PackageNotFoundError:
-            versions[f"packages.{name}"] = "not installed"
+            module = sys.modules.get(name.replace("-", "_"))
+            versions[f"packages.{name}"] = str(getattr(module, "__version__", "not installed"))
     return versions
 
 

@@ -16,6 +16,7 @@ from common.arguments import (
     check_config_files,
     check_settings,
     ensemble_members,
+    expand_data_root,
     given_model_keys,
     program_of,
     stop_at_first_problem,
@@ -108,6 +109,22 @@ def test_settings_typed_on_the_command_line_are_checked_before_a_library_reads_t
     assert message == f"run.root {taken}: {taken} is a file, not a folder; choose another --run.root"
     message = _message(check_settings, {"trainer": {}}, RunOptions(dir=str(taken / "run1")))
     assert message == f"run.dir {taken / 'run1'}: {taken} is a file, not a folder; choose another --run.dir"
+
+
+def test_the_data_root_may_name_environment_variables(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MEDLIT_DATA_ROOT", str(tmp_path))
+    config = {"data": {"root": "$MEDLIT_DATA_ROOT/ham"}}
+    expand_data_root(config)
+    assert config["data"]["root"] == f"{tmp_path}/ham"
+    plain = {"data": {"root": "data/HAM10000"}}
+    expand_data_root(plain)
+    assert plain == {"data": {"root": "data/HAM10000"}}
+    monkeypatch.delenv("MEDLIT_DATA_ROOT")
+    message = _message(expand_data_root, {"data": {"root": "${MEDLIT_DATA_ROOT}"}})
+    assert message == (
+        "data.root ${MEDLIT_DATA_ROOT}: the environment variable MEDLIT_DATA_ROOT is not set; "
+        "export MEDLIT_DATA_ROOT=/path/to/the/data or pass --data.root"
+    )
 
 
 def test_the_cheap_dataset_check_stops_at_its_first_problem_and_counts_the_rest() -> None:

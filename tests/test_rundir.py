@@ -12,10 +12,12 @@ import pytest
 from common.errors import MedlitError
 from common.rundir import (
     RUN_DIR_ENV,
+    WANDB_ID_ENV,
     choose_run_dir,
     make_run_dir,
     refuse_changed_settings,
     resolve_run_dir,
+    run_environment,
 )
 
 
@@ -80,3 +82,33 @@ def test_a_resumed_run_may_change_only_where_it_is_recorded_and_how_long_it_trai
     seven_more = "".join(f"  k{i}: {i}\n" for i in range(7))
     with pytest.raises(MedlitError, match=r"but model\.k0, model\.k1, model\.k2, model\.k3, model\.k4 \.\.\. differ;"):
         refuse_changed_settings(run_dir, f"model:\n  lr: 0.1\n{seven_more}trainer:\n  max_epochs: 3\n")
+
+
+def test_under_a_wandb_agent_fit_continues_the_unfinished_run_of_the_agents_run_id(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    experiment = tmp_path / "runs" / "exp"
+    mine, other = _unfinished_run(experiment, "a"), _unfinished_run(experiment, "b")
+    for run_dir, wandb_id in ((mine, "agentrun1"), (other, "otherrun")):
+        (run_dir / "run_info.json").write_text(json.dumps({"wandb_id": wandb_id}))
+    monkeypatch.delenv("WANDB_SWEEP_ID", raising=False)
+    monkeypatch.setenv("WANDB_RUN_ID", "agentrun1")
+    # no agent (no sweep id): a new run dir, as for any fit
+    assert choose_run_dir(tmp_path / "runs", "exp", None, None, fit=True)[1] is None
+    monkeypatch.setenv("WANDB_SWEEP_ID", "sweep1")
+    assert choose_run_dir(tmp_path / "runs", "exp", None, None, fit=True) == (mine, mine / "checkpoints" / "last.ckpt")
+    # test and other subcommands, an explicit run.dir, or a finished run: a new run dir
+    assert choose_run_dir(tmp_path / "runs", "exp", None, None)[1] is None
+    assert choose_run_dir(tmp_path / "runs", "exp", tmp_path / "x", None, fit=True) == (tmp_path / "x", None)
+    (mine / "run_info.json").write_text(json.dumps({"wandb_id": "agentrun1", "fit_finished": "then"}))
+    assert choose_run_dir(tmp_path / "runs", "exp", None, None, fit=True)[1] is None
+
+
+def test_what_a_run_sets_for_its_workers_is_unset_when_it_ends(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(RUN_DIR_ENV, raising=False)
+    monkeypatch.setenv(WANDB_ID_ENV, "kept")
+    with run_environment():
+        make_run_dir(tmp_path / "run", resuming=False)
+        os.environ[WANDB_ID_ENV] = "this run's"
+        assert os.environ[RUN_DIR_ENV] == str(tmp_path / "run")
+    assert RUN_DIR_ENV not in os.environ and os.environ[WANDB_ID_ENV] == "kept"
