@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import netrc
 import os
+import sys
 from pathlib import Path
 from typing import Literal
 
@@ -51,6 +52,14 @@ def resolve_wandb_mode(mode: WandbMode) -> Literal["online", "offline", "off"]:
     return "online" if _wandb_key_configured() else "offline"
 
 
+def _wandb_installed() -> bool:
+    try:
+        import wandb  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def new_wandb_id() -> str:
     """A fresh W&B run id (8 lowercase letters and digits, as W&B makes them)."""
     import secrets
@@ -72,6 +81,13 @@ def build_loggers(
     """
     loggers: list[Logger] = [CSVLogger(save_dir=str(run_dir), name="logs", version="")]
     mode = resolve_wandb_mode(wandb_mode)
+    if mode != "off" and not _wandb_installed():
+        if rank_zero_only.rank == 0:
+            print(
+                f"warning: W&B is not installed (pip install wandb): this run logs to {run_dir / 'logs'} only",
+                file=sys.stderr,
+            )
+        mode = "off"
     if os.environ.get("WANDB_SWEEP_ID") and os.environ.get("WANDB_PROJECT"):
         wandb_project = os.environ["WANDB_PROJECT"]  # a W&B agent's run belongs to the sweep's project
     if mode != "off":

@@ -4,10 +4,13 @@ and ``srun`` stand-ins for the SLURM templates in ``examples/slurm``."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import subprocess
 import sys
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -342,3 +345,17 @@ def print_config(task: str, fit_args: list[str]) -> dict:
     )
     assert result.returncode == 0, result.stderr[-2000:]
     return yaml.safe_load(result.stdout)
+
+
+def run_with_stderr(main: Callable[[list[str]], Path | None], args: list[str]) -> tuple[Path, str]:
+    """A run through a task's CLI in this process; its run dir and what it printed on stderr."""
+    stderr = io.StringIO()
+    with contextlib.redirect_stderr(stderr):
+        run_dir = main(args)
+    assert run_dir is not None
+    return run_dir, stderr.getvalue()
+
+
+def wandb_warnings(stderr: str) -> list[str]:
+    """The ``warning: W&B ...`` lines a run printed."""
+    return [line for line in stderr.splitlines() if line.startswith("warning: W&B")]

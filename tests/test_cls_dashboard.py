@@ -4,8 +4,6 @@ test set: the same files and numbers, at most one warning line."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 from pathlib import Path
 from typing import Any
@@ -17,22 +15,14 @@ from lesion_cls import CLASS_NAMES
 from lesion_cls.__main__ import main
 from lesion_cls.callbacks import LOGGED_METRICS
 from lesion_cls.dashboard import FIGURES
-from tests.helpers import WandbLog, tiny_cls_args
+from tests.helpers import WandbLog, run_with_stderr, tiny_cls_args, wandb_warnings
 
 pytestmark = pytest.mark.smoke
 
 
 def _run(data: Path, runs: Path, *extra: str) -> tuple[Path, str]:
     """A tiny fit + test through the CLI; its run dir and what it printed on stderr."""
-    stderr = io.StringIO()
-    with contextlib.redirect_stderr(stderr):
-        run_dir = main(["fit", *tiny_cls_args(data, runs, *extra)])
-    assert run_dir is not None
-    return run_dir, stderr.getvalue()
-
-
-def _warnings(stderr: str) -> list[str]:
-    return [line for line in stderr.splitlines() if line.startswith("warning: W&B")]
+    return run_with_stderr(main, ["fit", *tiny_cls_args(data, runs, *extra)])
 
 
 @pytest.fixture(scope="module")
@@ -140,7 +130,7 @@ def _same_files(one: Path, other: Path) -> None:
 
 def test_wandb_changes_no_number_and_off_writes_nothing_of_it(offline: tuple[Path, str], off: tuple[Path, str]) -> None:
     _same_files(offline[0], off[0])
-    assert not (off[0] / "wandb").exists() and not _warnings(off[1]) and not _warnings(offline[1])
+    assert not (off[0] / "wandb").exists() and not wandb_warnings(off[1]) and not wandb_warnings(offline[1])
 
 
 def test_a_failing_upload_is_one_warning_line_and_the_same_files(
@@ -153,7 +143,7 @@ def test_a_failing_upload_is_one_warning_line_and_the_same_files(
 
     monkeypatch.setattr(wandb, "Image", refuse)
     run_dir, stderr = _run(tiny_ham, tmp_path, "--run.wandb", "offline")
-    assert _warnings(stderr) == [
+    assert wandb_warnings(stderr) == [
         "warning: W&B did not log the test figures and tables (ConnectionError: media upload refused)"
     ]
     _same_files(run_dir, off[0])
@@ -164,7 +154,7 @@ def test_a_failing_upload_is_one_warning_line_and_the_same_files(
 def test_a_run_without_test_set_logs_no_test_and_warns_nothing(tiny_ham: Path, tmp_path: Path) -> None:
     run_dir, stderr = _run(tiny_ham, tmp_path, "--run.wandb", "offline", "--data.test_fraction", "0")
     assert not (run_dir / "metrics.json").exists() and (run_dir / "checkpoints" / "last.ckpt").is_file()
-    assert not _warnings(stderr)
+    assert not wandb_warnings(stderr)
     log = WandbLog(run_dir)
     assert log.config["data.test_fraction"] == 0 and "dataset.n_test" not in log.config
     assert not [key for key in log.summary if key.startswith("test/")]

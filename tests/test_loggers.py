@@ -63,3 +63,39 @@ def test_run_loggers_are_csv_then_configured_ones_or_none(tmp_path: Path, monkey
     mine = CSVLogger(tmp_path / "mine")
     assert run_loggers(tmp_path, "exp", "off", "p", configured=mine)[1:] == [mine]
     assert run_loggers(tmp_path, "exp", "off", "p", configured=[mine, mine])[1:] == [mine, mine]
+
+
+def test_without_wandb_installed_a_run_logs_to_csv_and_says_so_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import sys
+
+    from common.loggers import build_loggers
+
+    monkeypatch.setitem(sys.modules, "wandb", None)  # `import wandb` fails as when it is not installed
+    (csv,) = build_loggers(tmp_path / "run", "exp", "offline", "p", "fixedid1")
+    assert isinstance(csv, CSVLogger)
+    lines = capsys.readouterr().err.splitlines()
+    assert lines == [
+        f"warning: W&B is not installed (pip install wandb): this run logs to {tmp_path / 'run' / 'logs'} only"
+    ]
+
+
+def test_under_a_wandb_agent_the_run_takes_the_agents_id_and_project(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lightning.pytorch.loggers import WandbLogger
+
+    from common.loggers import build_loggers, finish_wandb
+
+    monkeypatch.setenv(WANDB_ID_ENV, "")
+    for name, value in (("WANDB_SWEEP_ID", "sweep1"), ("WANDB_RUN_ID", "agentid1"), ("WANDB_PROJECT", "lab")):
+        monkeypatch.setenv(name, value)
+    tmp_path.joinpath("run_info.json").write_text("{}")
+    assert run_wandb_id(tmp_path) == "agentid1"
+    loggers = build_loggers(tmp_path, "exp", "offline", "medlit", "agentid1")
+    wandb_logger = next(logger for logger in loggers if isinstance(logger, WandbLogger))
+    try:
+        assert (wandb_logger.experiment.id, wandb_logger.experiment.project) == ("agentid1", "lab")
+    finally:
+        finish_wandb(loggers)

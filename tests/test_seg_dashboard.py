@@ -4,8 +4,6 @@ W&B is off, leaves media out, or fails: the same files and numbers, at most one 
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 from pathlib import Path
 from typing import Any
@@ -14,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.helpers import WandbLog, tiny_seg_args
+from tests.helpers import WandbLog, run_with_stderr, tiny_seg_args, wandb_warnings
 from volume_seg.__main__ import main
 from volume_seg.dashboard import case_table, mask_slice
 from volume_seg.metrics import METRIC_NAMES
@@ -24,15 +22,7 @@ pytestmark = pytest.mark.smoke
 
 def _run(data: Path, runs: Path, *extra: str) -> tuple[Path, str]:
     """A tiny fit + test through the CLI; its run dir and what it printed on stderr."""
-    stderr = io.StringIO()
-    with contextlib.redirect_stderr(stderr):
-        run_dir = main(["fit", *tiny_seg_args(data, runs, "--outputs.eval_workers", "0", *extra)])
-    assert run_dir is not None
-    return run_dir, stderr.getvalue()
-
-
-def _warnings(stderr: str) -> list[str]:
-    return [line for line in stderr.splitlines() if line.startswith("warning: W&B")]
+    return run_with_stderr(main, ["fit", *tiny_seg_args(data, runs, "--outputs.eval_workers", "0", *extra)])
 
 
 @pytest.fixture(scope="module")
@@ -153,7 +143,7 @@ def _same_files(one: Path, other: Path) -> None:
 
 def test_wandb_changes_no_number_and_off_writes_nothing_of_it(offline: tuple[Path, str], off: tuple[Path, str]) -> None:
     _same_files(offline[0], off[0])
-    assert not (off[0] / "wandb").exists() and not _warnings(off[1]) and not _warnings(offline[1])
+    assert not (off[0] / "wandb").exists() and not wandb_warnings(off[1]) and not wandb_warnings(offline[1])
 
 
 def test_a_failing_upload_is_one_warning_line_and_the_same_files(
@@ -170,7 +160,7 @@ def test_a_failing_upload_is_one_warning_line_and_the_same_files(
 
     monkeypatch.setattr(Run, "log", refuse_media)
     run_dir, stderr = _run(tiny_la, tmp_path, "--run.wandb", "offline")
-    assert _warnings(stderr) == [
+    assert wandb_warnings(stderr) == [
         "warning: W&B did not log the test figures and tables (TimeoutError: upload timed out)"
     ]
     _same_files(run_dir, off[0])
@@ -182,6 +172,6 @@ def test_media_left_out_on_request(tiny_la: Path, tmp_path: Path, off: tuple[Pat
     run_dir, stderr = _run(tiny_la, tmp_path, "--run.wandb", "offline", "--outputs.wandb_media", "false")
     _same_files(run_dir, off[0])
     log = WandbLog(run_dir)
-    assert "test/hd95_ci_high" in log.summary and not _warnings(stderr)
+    assert "test/hd95_ci_high" in log.summary and not wandb_warnings(stderr)
     assert not [key for step in log.history for key in step if key.startswith("test/") and "/" in key[5:]]
     assert not list((run_dir / "wandb").glob("offline-run-*/files/media"))
