@@ -61,6 +61,7 @@ def test_the_house_callbacks_follow_the_configured_and_outputs_ones(tmp_path: Pa
     assert [c.monitor for c in checkpoints] == ["val/mae", None] and checkpoints[1].filename == "last"
 
 
+@pytest.mark.slow
 @pytest.mark.smoke
 def test_resume_keeps_history_and_test_uses_checkpoint_not_hub(tiny_ham: Path, tmp_path: Path) -> None:
     args = tiny_cls_args(tiny_ham, tmp_path, "--trainer.max_epochs", "1", "--outputs.gradcam_per_class", "0")

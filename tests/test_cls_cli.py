@@ -140,6 +140,7 @@ def _run_module(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow
 @pytest.mark.smoke
 def test_last_line_is_run_dir_with_wandb_offline(tiny_ham: Path, tmp_path: Path) -> None:
     args = tiny_cls_args(
@@ -161,6 +162,7 @@ def test_last_line_is_run_dir_with_wandb_offline(tiny_ham: Path, tmp_path: Path)
     assert list((tmp_path / run_dir).glob("wandb/offline-run-*"))
 
 
+@pytest.mark.slow
 @pytest.mark.smoke
 def test_bad_input_is_one_line_without_traceback(tiny_ham: Path, tmp_path: Path) -> None:
     bad = tmp_path / "bad"
@@ -203,6 +205,7 @@ def test_print_config_creates_no_run(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert not any(tmp_path.iterdir())
 
 
+@pytest.mark.slow
 @pytest.mark.e2e
 def test_recipe_options_train_and_reach_the_outputs(tiny_ham: Path, tmp_path: Path) -> None:
     """Sampling power, batch augmentation, TrivialAugment, mixup/cutmix, logit adjustment and flip TTA together in

@@ -133,6 +133,7 @@ def test_wandb_changes_no_number_and_off_writes_nothing_of_it(offline: tuple[Pat
     assert not (off[0] / "wandb").exists() and not wandb_warnings(off[1]) and not wandb_warnings(offline[1])
 
 
+@pytest.mark.slow
 def test_a_failing_upload_is_one_warning_line_and_the_same_files(
     tiny_ham: Path, tmp_path: Path, off: tuple[Path, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -151,6 +152,7 @@ def test_a_failing_upload_is_one_warning_line_and_the_same_files(
     assert "test/balanced_accuracy_ci_low" in log.summary and "test/predictions" not in log.summary
 
 
+@pytest.mark.slow
 def test_a_run_without_test_set_logs_no_test_and_warns_nothing(tiny_ham: Path, tmp_path: Path) -> None:
     run_dir, stderr = _run(tiny_ham, tmp_path, "--run.wandb", "offline", "--data.test_fraction", "0")
     assert not (run_dir / "metrics.json").exists() and (run_dir / "checkpoints" / "last.ckpt").is_file()

@@ -78,6 +78,7 @@ def test_a_few_training_steps_on_real_images(shared_data: Path, tmp_path: Path) 
     assert history["train/loss"].notna().all()
 
 
+@pytest.mark.slow
 @pytest.mark.e2e
 def test_ham10000_recipe_runs_a_few_steps(shared_data: Path, tmp_path: Path) -> None:
     """The recipe, unchanged but for its budget, on the real images: a 20 % test holdout split by lesion, its
@@ -112,6 +113,7 @@ def test_ham10000_recipe_runs_a_few_steps(shared_data: Path, tmp_path: Path) -> 
     assert metrics["accuracy"] == pytest.approx(accuracy_score(predictions["label"], decided))
 
 
+@pytest.mark.slow
 @pytest.mark.e2e
 def test_ham10000_two_fold_cross_validation(shared_data: Path, tmp_path: Path) -> None:
     """``common.studies.cv`` on HAM10000 for a few steps (small input, no flips): every non-test image out of

@@ -41,6 +41,7 @@ def _fit_ddp(package: str, args: list[str], runs: Path) -> Path:
     return run_dirs[0]
 
 
+@pytest.mark.slow
 @pytest.mark.e2e
 @pytest.mark.ddp
 def test_classification_ddp(tiny_ham: Path, tmp_path: Path) -> None:
@@ -92,6 +93,7 @@ def test_segmentation_ddp(tiny_la: Path, tmp_path: Path) -> None:
     assert_one_number(run_dir, ("dice", "jaccard", "hd95", "asd", "loss"))
 
 
+@pytest.mark.slow
 @pytest.mark.e2e
 @pytest.mark.ddp
 def test_bad_volume_in_ddp_workers_is_one_line(tiny_la: Path, tmp_path: Path) -> None:
@@ -196,6 +198,7 @@ def _test_on_two_nodes(package: str, fold_dir: Path, tmp_path: Path, launcher: s
     return single, run_dirs[0]
 
 
+@pytest.mark.slow
 @pytest.mark.e2e
 @pytest.mark.ddp
 @pytest.mark.parametrize("launcher", ["torchrun", "slurm"])
@@ -211,6 +214,7 @@ def test_classification_on_two_nodes_equals_one_process(cls_cv: Path, tmp_path: 
         assert got[name] == pytest.approx(expected[name], abs=1e-6), name
 
 
+@pytest.mark.slow
 @pytest.mark.e2e
 @pytest.mark.ddp
 def test_segmentation_on_two_nodes_equals_one_process(seg_cv: Path, tmp_path: Path) -> None:

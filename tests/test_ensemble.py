@@ -203,6 +203,7 @@ def _test(main: Callable[[list[str]], Path | None], config: Path, runs: Path, *e
     return run_dir
 
 
+@pytest.mark.slow
 @pytest.mark.e2e
 def test_segmentation_ensemble_of_one_equals_the_models_own_test(seg_cv: Path, tmp_path: Path) -> None:
     fold = seg_cv / "runs" / "fold0"
@@ -216,6 +217,7 @@ def test_segmentation_ensemble_of_one_equals_the_models_own_test(seg_cv: Path, t
         assert np.array_equal(nib.load(path).get_fdata(), nib.load(run / "predictions" / path.name).get_fdata())
 
 
+@pytest.mark.slow
 @pytest.mark.e2e
 def test_classification_ensemble_of_one_equals_the_models_own_test(cls_cv: Path, tmp_path: Path) -> None:
     fold = cls_cv / "runs" / "fold0"
@@ -250,6 +252,7 @@ def test_classification_ensemble_of_one_equals_the_models_own_test(cls_cv: Path,
     assert metrics_b["loss"] == pytest.approx(metrics_a["loss"], rel=0.05)
 
 
+@pytest.mark.slow
 @pytest.mark.e2e
 def test_classification_ensemble_one_at_a_time_through_the_cli(
     cls_cv: Path, tmp_path: Path, capsys: pytest.CaptureFixture

@@ -50,6 +50,7 @@ def _kill_after_first_epoch(args: list[str], runs: Path) -> Path:
     return run_dir
 
 
+@pytest.mark.slow
 @pytest.mark.smoke
 def test_killed_fit_resumes_in_place_with_the_uninterrupted_result(tiny_ham: Path, tmp_path: Path) -> None:
     reference = main(["fit", *_args(tiny_ham, tmp_path / "reference")])
@@ -80,6 +81,7 @@ def test_killed_fit_resumes_in_place_with_the_uninterrupted_result(tiny_ham: Pat
         main(["fit", *_args(tiny_ham, tmp_path / "runs"), "--ckpt_path", "last"])
 
 
+@pytest.mark.slow
 @pytest.mark.e2e
 def test_same_seed_same_metrics(tiny_ham: Path, tiny_la: Path, tmp_path: Path) -> None:
     from tests.helpers import tiny_seg_args

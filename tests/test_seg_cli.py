@@ -183,6 +183,7 @@ def test_saved_probabilities_are_the_models_and_give_the_masks(la_run: Path, tin
         assert np.array_equal(decided[~borderline], mask[~borderline] > 0)
 
 
+@pytest.mark.slow
 @pytest.mark.e2e
 def test_compiled_run_equals_eager_run(la_run: Path, tiny_la: Path, tmp_path: Path) -> None:
     """``run.compile`` compiles the forward (dynamo captures graphs) and trains the same model: same seed, same
@@ -201,6 +202,7 @@ def test_compiled_run_equals_eager_run(la_run: Path, tiny_la: Path, tmp_path: Pa
     assert not any("_orig_mod" in key for key in state)  # the same keys as an eager checkpoint
 
 
+@pytest.mark.slow
 @pytest.mark.e2e
 def test_ema_weights_are_the_ones_validated_and_tested(la_run: Path, tiny_la: Path, tmp_path: Path) -> None:
     """``common.callbacks.EMAWeights``: checkpoints hold the averaged weights (the raw ones aside), and the test
@@ -223,6 +225,7 @@ def test_ema_weights_are_the_ones_validated_and_tested(la_run: Path, tiny_la: Pa
     assert test_metrics["dice"]["mean"] == pytest.approx(fit_metrics["dice"]["mean"], abs=1e-9)
 
 
+@pytest.mark.slow
 @pytest.mark.e2e
 def test_test_checkpoint_last_tests_the_final_weights(tiny_la: Path, tmp_path: Path) -> None:
     """``run.test_checkpoint=last``: the test after fit scores ``last.ckpt`` (a separate test of it gives the same
@@ -255,6 +258,7 @@ def test_last_checkpoint_is_the_last_epoch_not_the_best(tiny_la: Path, tmp_path:
     assert json.loads((run / "run_info.json").read_text())["best_checkpoint"].endswith("best-epoch000.ckpt")
 
 
+@pytest.mark.slow
 @pytest.mark.e2e
 def test_test_with_a_checkpoint_keeps_the_settings_given(tiny_la: Path, tmp_path: Path) -> None:
     """Lightning loads a checkpoint's hyperparameters over the model's config; the CLI keeps ``--model.*`` flags:

@@ -139,6 +139,7 @@ RECIPE_STEPS = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.e2e
 @pytest.mark.parametrize(
     ("recipe", "folder", "split_sizes"),
@@ -167,6 +168,7 @@ def test_recipe_runs_a_few_steps(
     assert np.isfinite(metrics["dice"]["mean"])
 
 
+@pytest.mark.slow
 @pytest.mark.e2e
 def test_la_two_fold_cross_validation(shared_data: Path, tmp_path: Path) -> None:
     """``common.studies.cv`` on LA-16 for a few steps: the 16 labelled cases out of fold once each, the fold ensemble

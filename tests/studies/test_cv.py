@@ -56,6 +56,7 @@ def _dice(a: np.ndarray, b: np.ndarray) -> float:
 
 
 # --- segmentation ---------------------------------------------------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.e2e
 def test_seg_out_of_fold_covers_every_training_case_once(seg_cv: Path) -> None:
     split = pd.read_csv(seg_cv / "runs" / "fold0" / "split.csv")
@@ -74,6 +75,7 @@ def test_seg_out_of_fold_covers_every_training_case_once(seg_cv: Path) -> None:
         assert not set(validated) & set(fold_split.loc[fold_split["split"] == "train", "case"])
 
 
+@pytest.mark.slow
 @pytest.mark.e2e
 def test_seg_largest_component_choice_follows_the_rule(seg_cv: Path, tiny_la: Path) -> None:
     """Mean Dice of the raw out-of-fold masks with and without the largest component (scipy + medpy): kept when it
@@ -104,6 +106,7 @@ def test_seg_largest_component_choice_follows_the_rule(seg_cv: Path, tiny_la: Pa
     )
 
 
+@pytest.mark.slow
 @pytest.mark.e2e
 def test_seg_ensemble_is_an_ordinary_run_scored_as_medpy_scores_it(seg_cv: Path, tiny_la: Path) -> None:
     ensemble = seg_cv / "ensemble"
@@ -124,6 +127,7 @@ def test_seg_ensemble_is_an_ordinary_run_scored_as_medpy_scores_it(seg_cv: Path,
     assert metrics["dice"]["mean"] == pytest.approx(table["dice"].mean(), abs=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.e2e
 def test_resume_keeps_what_is_done(seg_cv: Path, tiny_la: Path) -> None:
     """Running the same command again trains and tests nothing again; the summary is rewritten the same."""
@@ -140,6 +144,7 @@ def test_resume_keeps_what_is_done(seg_cv: Path, tiny_la: Path) -> None:
 
 
 # --- classification -------------------------------------------------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.e2e
 def test_cls_out_of_fold_covers_every_non_test_image_once(cls_cv: Path) -> None:
     split = pd.read_csv(cls_cv / "runs" / "fold0" / "split.csv", dtype={"image_id": str})
@@ -159,6 +164,7 @@ def test_cls_out_of_fold_covers_every_non_test_image_once(cls_cv: Path) -> None:
         assert (lesions == 1).all()  # no lesion on both sides of a fold
 
 
+@pytest.mark.slow
 @pytest.mark.e2e
 def test_cls_decision_tau_is_the_best_on_out_of_fold_predictions(cls_cv: Path) -> None:
     """Every τ of the grid re-scored with scikit-learn on the raw out-of-fold probabilities, shifted by the first
@@ -193,6 +199,7 @@ def test_cls_decision_tau_is_the_best_on_out_of_fold_predictions(cls_cv: Path) -
     assert pooled["decision_tau"] == expected and "ci95" in pooled
 
 
+@pytest.mark.slow
 @pytest.mark.e2e
 def test_cls_class_offsets_are_used_only_where_they_win_cross_fitted(cls_cv: Path) -> None:
     """The τ rule's cross-fitted score re-derived with scikit-learn (each fold decided by the τ best on the other
@@ -230,6 +237,7 @@ def test_cls_class_offsets_are_used_only_where_they_win_cross_fitted(cls_cv: Pat
     assert ensemble.get("decision_offsets") == decisions["values"]["decision_offsets"]
 
 
+@pytest.mark.slow
 @pytest.mark.e2e
 def test_cls_ensemble_is_an_ordinary_run_scored_as_sklearn_scores_it(cls_cv: Path) -> None:
     ensemble = cls_cv / "ensemble"

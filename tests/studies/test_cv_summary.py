@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 
+@pytest.mark.slow
 @pytest.mark.e2e
 def test_seg_summary_compares_the_ensemble_with_each_fold_on_the_test_cases(seg_cv: Path) -> None:
     summary = (seg_cv / "summary.md").read_text()

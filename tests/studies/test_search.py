@@ -33,6 +33,7 @@ def test_bayes_search_with_optuna_resumes(tmp_path: Path, monkeypatch: pytest.Mo
     assert (sweep_dir / "comparison.md").is_file()
 
 
+@pytest.mark.slow
 @pytest.mark.e2e
 def test_two_bayes_workers_share_one_optuna_study(tmp_path: Path) -> None:
     import optuna

@@ -94,6 +94,7 @@ def _finished(sweep_dir: Path) -> list[str]:
     return table.loc[table["status"] == "finished", "run_id"].tolist()
 
 
+@pytest.mark.slow
 @pytest.mark.e2e
 def test_killed_sweep_resumes_without_repeating_a_run(tiny_ham: Path, tmp_path: Path) -> None:
     sweep = write_yaml(
@@ -177,6 +178,7 @@ def test_killed_sweep_resumes_without_repeating_a_run(tiny_ham: Path, tmp_path: 
     assert "p (Holm)" in table
 
 
+@pytest.mark.slow
 @pytest.mark.e2e
 def test_a_killed_workers_run_is_redone_by_another(tmp_path: Path) -> None:
     """Three workers started by hand (as array tasks would be); one is killed with SIGKILL in the middle of a run."""
@@ -216,6 +218,7 @@ def test_a_killed_workers_run_is_redone_by_another(tmp_path: Path) -> None:
     assert "worker b stopped; the run goes back to the queue" in outputs["a"] + outputs["c"]
 
 
+@pytest.mark.slow
 @pytest.mark.e2e
 def test_a_worker_on_a_sweep_dir_of_another_file_or_other_arguments_is_refused(tmp_path: Path) -> None:
     first, sweep_dir = fake_sweep(tmp_path, "first"), tmp_path / "sweep"
@@ -248,6 +251,7 @@ def _read_only_mount_works(folder: Path) -> bool:
     return subprocess.run(["unshare", "-rm", "sh", "-c", probe], capture_output=True).returncode == 0
 
 
+@pytest.mark.slow
 @pytest.mark.e2e
 def test_a_sweep_dir_on_a_read_only_filesystem_is_one_line(tmp_path: Path) -> None:
     sweep_file, mount = fake_sweep(tmp_path), tmp_path / "mount"
@@ -273,6 +277,7 @@ def test_a_sweep_dir_on_a_read_only_filesystem_is_one_line(tmp_path: Path) -> No
     assert events(tmp_path, "start") == Counter([0.0])  # the finished run was not started again
 
 
+@pytest.mark.slow
 @pytest.mark.e2e
 def test_three_workers_share_a_grid_of_real_runs(tiny_ham: Path, tmp_path: Path) -> None:
     """The demo overlay on tiny data: 3 workers, 6 configurations (loss x seed), each trained once, and the
@@ -316,6 +321,7 @@ def test_three_workers_share_a_grid_of_real_runs(tiny_ham: Path, tmp_path: Path)
     assert not list((sweep_dir / "runs").glob("*.interrupted-*"))  # nothing was run twice
 
 
+@pytest.mark.slow
 @pytest.mark.e2e
 def test_two_array_tasks_of_the_sweep_template_share_the_sweep(tmp_path: Path) -> None:
     """Two tasks of the array (``srun`` runs its command here) on a 6-configuration sweep: each configuration once."""

@@ -41,6 +41,7 @@ def test_local_workers_get_one_gpu_and_their_share_of_the_cores(
     assert lines == [f"[w0] w0 3 {threads}", f"[w1] w1 5 {threads}", f"[w2] w2 3 {threads}"]
 
 
+@pytest.mark.slow
 @pytest.mark.e2e
 def test_three_local_workers_run_each_configuration_once(tmp_path: Path) -> None:
     sweep_dir = tmp_path / "sweep"
