@@ -60,7 +60,7 @@ from common.ensemble import Member, load_members
 from common.errors import MedlitError, find_medlit_error, first_line
 from common.loggers import run_loggers
 from common.run_options import Link, RunOptions
-from common.run_record import record_fit_end, record_resume, record_start
+from common.run_record import record_device, record_fit_end, record_resume, record_start
 from common.rundir import choose_run_dir, make_run_dir, refuse_changed_settings
 from common.wandb_config import WandbRunConfig
 
@@ -281,11 +281,13 @@ class MedlitCLI(LightningCLI):
         if options.compile:
             self.model.compile()  # nn.Module.compile: the module's __call__, not a wrapper with renamed weights
         try:
-            return super().instantiate_trainer(
+            trainer = super().instantiate_trainer(
                 default_root_dir=str(self.run_dir), logger=self.loggers or False, **kwargs
             )
         except (MisconfigurationException, ValueError) as err:  # Lightning's word on a trainer setting
             raise MedlitError(f"trainer settings: {first_line(err)}") from None
+        record_device(self.run_dir, trainer)
+        return trainer
 
     def after_fit(self) -> None:
         """Record the end of fit and the checkpoint to test; test it in the same run dir (``run.test_after_fit``)."""

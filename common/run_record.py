@@ -1,6 +1,6 @@
-"""What a run's ``run_info.json`` records about it: when it starts (task, classes, monitor, parameter counts), each
-resume, and the end of its ``fit`` (the best checkpoint and the one tested). Written by rank 0 through
-:func:`common.rundir.update_run_info`, read by :mod:`common.studies.runs`."""
+"""What a run's ``run_info.json`` records about it: when it starts (task, classes, monitor, parameter counts, and its
+``provenance``: code version, packages, device), each resume, and the end of its ``fit`` (the best checkpoint and the
+one tested). Written by rank 0 through :func:`common.rundir.update_run_info`, read by :mod:`common.studies.runs`."""
 
 from __future__ import annotations
 
@@ -10,15 +10,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from lightning.pytorch import LightningDataModule, LightningModule
+from lightning.pytorch import LightningDataModule, LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_only
 
 from common.ensemble import Member
+from common.provenance import code_version, device_description, package_versions
 from common.run_options import RunOptions
 from common.rundir import LAST_CHECKPOINT_STEM, read_run_info, update_run_info
 
-__all__ = ["record_fit_end", "record_resume", "record_start"]
+__all__ = ["record_device", "record_fit_end", "record_resume", "record_start"]
 
 
 def _now() -> str:
@@ -75,8 +76,15 @@ def record_start(
         trainable_parameters=sum(p.numel() for p in parameters if p.requires_grad),
         started=_now(),
         argv=sys.argv,
+        provenance={**code_version(), **package_versions()},
         **({"ensemble": [m.record() for m in members]} if members else {}),
     )
+
+
+def record_device(run_dir: Path, trainer: Trainer) -> None:
+    """The device the run trains and tests on (``provenance`` in ``run_info.json``, beside the code version)."""
+    provenance = read_run_info(run_dir).get("provenance", {})
+    _write(run_dir, provenance={**provenance, **device_description(trainer)})
 
 
 def record_resume(run_dir: Path, ckpt_path: str) -> None:

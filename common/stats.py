@@ -29,6 +29,7 @@ from scipy import stats
 
 __all__ = [
     "BOOTSTRAP_RESAMPLES",
+    "CHUNK_CELLS",
     "CONFIDENCE",
     "MIN_UNITS",
     "PAIRED_TESTS",
@@ -43,6 +44,7 @@ __all__ = [
     "paired_t",
     "percentile_interval",
     "resample_weights",
+    "resampled",
     "t_interval",
     "unit_codes",
     "wilcoxon_signed_rank",
@@ -58,7 +60,7 @@ MIN_UNITS = 10
 """Below this many units a bootstrap repeats a handful of them: its intervals are too narrow (they are still
 written, with a note) and no bootstrap p-value is reported."""
 
-_CHUNK_CELLS = 4_000_000
+CHUNK_CELLS = 4_000_000
 """Resamples are processed in chunks of at most this many item weights (32 MB of float64)."""
 
 Statistics = Callable[[np.ndarray], dict[str, np.ndarray]]
@@ -138,13 +140,13 @@ def resample_weights(units: Sequence[Any] | np.ndarray, n_resamples: int, seed: 
     return _weights_of_draws(_unit_draws(k, n_resamples, seed), codes, k)
 
 
-def _resampled(
+def resampled(
     statistics: Sequence[Statistics], units: np.ndarray, n_resamples: int, seed: int
 ) -> list[dict[str, np.ndarray]]:
     """Each of ``statistics`` over the same resamples (chunked so that memory stays bounded)."""
     codes, k = unit_codes(units)
     draws = _unit_draws(k, n_resamples, seed)
-    chunk = max(1, _CHUNK_CELLS // max(1, len(codes)))
+    chunk = max(1, CHUNK_CELLS // max(1, len(codes)))
     parts: list[list[dict[str, np.ndarray]]] = [[] for _ in statistics]
     for start in range(0, n_resamples, chunk):
         weights = _weights_of_draws(draws[start : start + chunk], codes, k)
@@ -168,7 +170,7 @@ def bootstrap_intervals(
 ) -> dict[str, dict[str, Any]]:
     """``{metric: {"value", "ci95": [low, high], "n_undefined_resamples"}}`` for every metric of ``items``."""
     point = items.point()
-    (samples,) = _resampled([items.statistics], items.units, n_resamples, seed)
+    (samples,) = resampled([items.statistics], items.units, n_resamples, seed)
     return {
         name: {
             "value": point[name],
@@ -248,7 +250,7 @@ def paired_bootstrap(
         reordered[:, position] = weights
         return b.statistics(reordered)
 
-    samples_a, samples_b = _resampled([a.statistics, b_in_a_order], a.units, n_resamples, seed)
+    samples_a, samples_b = resampled([a.statistics, b_in_a_order], a.units, n_resamples, seed)
     point_a, point_b = a.point(), b.point()
     out = {}
     for name in samples_a.keys() & samples_b.keys():

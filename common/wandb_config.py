@@ -5,13 +5,8 @@ names for every setting it was run with, so that the columns of a sweep table an
 panel are the command-line keys. Besides the settings (``model.*``, ``data.*``, ``trainer.*``, ``seed_everything``,
 ``run.*``, ``outputs.*``, ``subcommand``) the config holds:
 
-* ``code.commit`` and ``code.dirty``: the git commit of the code and whether tracked files had changes
-  (``unknown`` outside a git checkout);
-* ``packages.<name>``: the versions of :data:`PACKAGES`;
-* ``device.accelerator``, ``device.name``, ``device.count``, ``device.nodes``, ``device.precision``;
-* ``dataset.root`` (the data root, absolute), ``dataset.n_<split>`` (items per split of ``split.csv``) and
-  ``dataset.split_hash`` (a hash of which item is in which split: ``split.csv``'s first column, ``split`` and ``fold``
-  when it has one, sorted; the same split gives the same hash on any machine).
+the provenance of :mod:`common.provenance`: ``code.*`` (commit, changed files), ``packages.*``, ``device.*`` and
+``dataset.*`` (root, items per split, split and test-item hashes).
 
 :class:`WandbRunConfig` writes it when the trainer sets up, after :class:`~common.callbacks.SplitExport` wrote
 ``split.csv``; a failure is one ``warning:`` line, never an error of the run.
@@ -19,34 +14,16 @@ panel are the command-line keys. Besides the settings (``model.*``, ``data.*``, 
 
 from __future__ import annotations
 
-import hashlib
-import subprocess
-import sys
 from collections.abc import Mapping
-from importlib import metadata
-from pathlib import Path
 from typing import Any
 
-import pandas as pd
-import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 
+from common.provenance import code_version, data_fingerprint, device_description, package_versions
 from common.rundir import run_dir_of
 from common.wandb_media import random_states_kept, wandb_run, warn_not_logged
 
-__all__ = [
-    "PACKAGES",
-    "WandbRunConfig",
-    "code_version",
-    "data_fingerprint",
-    "device_description",
-    "flat_settings",
-    "package_versions",
-]
-
-PACKAGES = ("torch", "lightning", "monai", "timm", "torchmetrics", "numpy", "wandb")
-"""The packages whose versions the config records (``packages.<name>``; ``not installed`` when absent)."""
-_REPO = Path(__file__).resolve().parents[1]
+__all__ = ["WandbRunConfig", "flat_settings"]
 
 
 def _plain(value: Any) -> Any:
@@ -71,66 +48,6 @@ def flat_settings(settings: Mapping[str, Any], prefix: str = "") -> dict[str, An
         else:
             flat[name] = _plain(value)
     return flat
-
-
-def _git(*args: str) -> str | None:
-    try:
-        done = subprocess.run(["git", "-C", str(_REPO), *args], capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return done.stdout.strip() if done.returncode == 0 else None
-
-
-def code_version() -> dict[str, Any]:
-    """``code.commit`` (the checkout's commit) and ``code.dirty`` (tracked files changed; untracked ones, such as
-    run dirs, do not count); ``unknown`` when the code is not a git checkout or git is missing."""
-    commit = _git("rev-parse", "HEAD")
-    if commit is None:
-        return {"code.commit": "unknown", "code.dirty": "unknown"}
-    status = _git("status", "--porcelain", "--untracked-files=no")
-    return {"code.commit": commit, "code.dirty": bool(status) if status is not None else "unknown"}
-
-
-def package_versions(names: tuple[str, ...] = PACKAGES) -> dict[str, str]:
-    """``packages.<name>``: each package's installed version (its distribution's, else the imported module's
-    ``__version__``: a package put on the path without pip has no distribution metadata)."""
-    versions = {}
-    for name in names:
-        try:
-            versions[f"packages.{name}"] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            module = sys.modules.get(name.replace("-", "_"))
-            versions[f"packages.{name}"] = str(getattr(module, "__version__", "not installed"))
-    return versions
-
-
-def device_description(trainer: Trainer) -> dict[str, Any]:
-    """``device.*``: the accelerator, the device's name (the GPU's, or ``cpu``), devices per node, nodes, precision."""
-    device = trainer.strategy.root_device
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
-    return {
-        "device.accelerator": type(trainer.accelerator).__name__,
-        "device.name": name,
-        "device.count": trainer.num_devices,
-        "device.nodes": trainer.num_nodes,
-        "device.precision": str(trainer.precision),
-    }
-
-
-def data_fingerprint(split_csv: Path, root: str | None) -> dict[str, Any]:
-    """``dataset.*``: the data root, items per split and the hash of the split assignment (module docstring)."""
-    fingerprint: dict[str, Any] = {"dataset.root": str(Path(root).resolve()) if root else None}
-    if not split_csv.is_file():
-        return fingerprint
-    split = pd.read_csv(split_csv, dtype=str, keep_default_na=False)
-    if "split" not in split:
-        return fingerprint
-    for name, count in split["split"].value_counts().sort_index().items():
-        fingerprint[f"dataset.n_{name}"] = int(count)
-    columns = [split.columns[0], "split", *(["fold"] if "fold" in split else [])]
-    rows = sorted(",".join(row) for row in split[columns].itertuples(index=False, name=None))
-    fingerprint["dataset.split_hash"] = hashlib.sha256("\n".join(rows).encode()).hexdigest()[:16]
-    return fingerprint
 
 
 class WandbRunConfig(Callback):

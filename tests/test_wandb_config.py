@@ -3,7 +3,6 @@ callback that writes them into an offline W&B run's config."""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -13,13 +12,7 @@ import torch
 from lightning.pytorch.loggers import WandbLogger
 
 from common.loggers import build_loggers, finish_wandb, new_wandb_id
-from common.wandb_config import (
-    WandbRunConfig,
-    code_version,
-    data_fingerprint,
-    flat_settings,
-    package_versions,
-)
+from common.wandb_config import WandbRunConfig, flat_settings
 from tests.helpers import WandbLog
 
 
@@ -39,37 +32,6 @@ def test_flat_settings_join_nested_keys_with_dots() -> None:
         "trainer.callbacks": "[{'class_path': 'x.Y', 'init_args': {'a': 1}}]",
         "config": ["a.yaml"],
     }
-
-
-def test_code_version_and_packages() -> None:
-    version = code_version()
-    assert re.fullmatch(r"[0-9a-f]{40}", version["code.commit"]) or version["code.commit"] == "unknown"
-    assert version["code.dirty"] in (True, False, "unknown")
-    packages = package_versions(("torch", "no-such-package-xyz"))
-    assert set(packages) == {"packages.torch", "packages.no-such-package-xyz"}
-    assert packages["packages.torch"].split("+")[0] == torch.__version__.split("+")[0]
-    assert packages["packages.no-such-package-xyz"] == "not installed"
-
-
-def test_the_split_hash_is_the_assignment_not_the_file(tmp_path: Path) -> None:
-    frame = pd.DataFrame(
-        {
-            "case": ["a", "b", "c", "d"],
-            "split": ["train", "train", "val", "test"],
-            "image": ["/x/a", "/x/b", "/x/c", "/x/d"],
-        }
-    )
-    frame.to_csv(tmp_path / "one.csv", index=False)
-    moved = frame.assign(image=["/elsewhere/a", "/elsewhere/b", "/elsewhere/c", "/elsewhere/d"]).iloc[::-1]
-    moved.to_csv(tmp_path / "moved.csv", index=False)  # another machine's paths, another row order
-    frame.assign(split=["train", "val", "train", "test"]).to_csv(tmp_path / "other.csv", index=False)
-    one = data_fingerprint(tmp_path / "one.csv", str(tmp_path))
-    assert one["dataset.root"] == str(tmp_path.resolve())
-    assert (one["dataset.n_train"], one["dataset.n_val"], one["dataset.n_test"]) == (2, 1, 1)
-    assert re.fullmatch(r"[0-9a-f]{16}", one["dataset.split_hash"])
-    assert data_fingerprint(tmp_path / "moved.csv", None)["dataset.split_hash"] == one["dataset.split_hash"]
-    assert data_fingerprint(tmp_path / "other.csv", None)["dataset.split_hash"] != one["dataset.split_hash"]
-    assert data_fingerprint(tmp_path / "absent.csv", None) == {"dataset.root": None}  # predict: no split
 
 
 def _trainer(run_dir: Path, loggers: list) -> SimpleNamespace:

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from common.intervals import minimum_detectable_difference
 from common.stats import BOOTSTRAP_RESAMPLES, MIN_UNITS, PAIRED_TESTS, ScoredItems, aligned, holm, paired_bootstrap
 from common.studies.runs import RunResult
 
@@ -39,13 +40,16 @@ COMPARISON_COLUMNS = [
     "delta",
     "ci_low",
     "ci_high",
+    "mdd",
     "p_value",
     "test",
     "n_units",
     "p_holm",
 ]
 """The columns of ``comparisons.csv``: ``delta`` = ``value_b - value_a``; ``ci_low``/``ci_high`` its 95% interval
-(paired bootstrap, or Student-t over seeds; empty for the exact tests); ``n_units`` the units the test counts
+(paired bootstrap, or Student-t over seeds; empty for the exact tests); ``mdd`` the minimum detectable difference
+of a paired-bootstrap row (two-sided 5 %, 80 % power: :func:`common.intervals.minimum_detectable_difference`);
+``n_units`` the units the test counts
 (lesions or cases resampled, images for McNemar, case pairs for Wilcoxon, seeds for the t-test); ``p_holm``
 Holm-adjusted over every row of the file."""
 
@@ -87,7 +91,8 @@ def _pair_rows(
         p = r["p_value"] if a.n_units >= MIN_UNITS else np.nan  # a handful of units repeated: no p-value
         rows.append(
             head(metric)
-            | {"ci_low": r["ci_low"], "ci_high": r["ci_high"], "p_value": p, "test": BOOTSTRAP_TEST}
+            | {"ci_low": r["ci_low"], "ci_high": r["ci_high"], "mdd": minimum_detectable_difference(r["se"])}
+            | {"p_value": p, "test": BOOTSTRAP_TEST}
             | {"n_units": a.n_units, "se": r["se"]}
         )
     position = aligned(a, b)
@@ -99,7 +104,8 @@ def _pair_rows(
         n = a.n_items if test == "exact McNemar" else result["n"]
         rows.append(
             head(metric)
-            | {"ci_low": np.nan, "ci_high": np.nan, "p_value": result["p_value"], "test": test, "n_units": n}
+            | {"ci_low": np.nan, "ci_high": np.nan, "mdd": np.nan, "p_value": result["p_value"], "test": test}
+            | {"n_units": n}
         )
     return rows
 

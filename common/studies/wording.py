@@ -16,7 +16,7 @@ import pandas as pd
 from common.stats import BOOTSTRAP_RESAMPLES, MIN_UNITS, ScoredItems, t_interval
 from common.studies.paired import pair_row
 from common.studies.runs import RunResult
-from common.text import signed
+from common.text import fmt, signed
 
 __all__ = [
     "choice_on_test",
@@ -44,7 +44,9 @@ def choice_on_test(
         return f"{numbers} - too few units to test the difference ({size}; a bootstrap test needs {MIN_UNITS} or more)."
     numbers += f", p = {row['p_value']:.2g} (Holm {row['p_holm']:.2g})"
     if not row["p_holm"] < 0.05:
-        return f"{numbers} - no detectable difference with {size}."
+        mdd = row.get("mdd", np.nan)
+        detectable = f"; a difference of {fmt(mdd)} or more would be found with 80% power" if np.isfinite(mdd) else ""
+        return f"{numbers} - no detectable difference with {size}{detectable}."
     verdict = "support" if (delta > 0) == higher_is_better else "contradict"
     return f"{numbers} - the test data {verdict} the validation choice ({size}, Holm-adjusted p < 0.05)."
 
@@ -108,6 +110,7 @@ def readable_comparisons(table: pd.DataFrame, labels: dict[str, str]) -> pd.Data
                 signed(d) + (f" ({signed(lo)} to {signed(hi)})" if np.isfinite(lo) else "")
                 for d, lo, hi in zip(table["delta"], table["ci_low"], table["ci_high"], strict=True)
             ],
+            "detectable (80% power)": [f"±{m:.3f}" if np.isfinite(m) else "" for m in table["mdd"]],
             "test": table["test"],
             "n": table["n_units"].astype(int).astype(str),
             "p": table["p_value"].map(lambda v: f"{v:.3g}"),

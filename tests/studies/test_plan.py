@@ -39,7 +39,7 @@ def test_real_data_sweeps_ask_the_seed_questions_on_the_recipes() -> None:
     command = expand_command(ham, plan[1], [])
     assert command[command.index("fit") + 1 :] == [
         "--config", "experiments/recipes/ham10000.yaml", "--config", "experiments/recipes/ham10000_10min.yaml",
-        "--seed_everything=42", "--model.loss=ce_focal",
+        "--data.root", "$MEDLIT_DATA_ROOT", "--seed_everything=42", "--model.loss=ce_focal",
     ]  # fmt: skip
     la = load_sweep(REPO / "experiments" / "sweeps" / "la16_loss_aug.yaml")
     plan = plan_runs(la)
@@ -68,6 +68,8 @@ def test_command_is_what_wandb_agent_would_run() -> None:
         "fit",
         "--config",
         "experiments/cls_ce.yaml",
+        "--data.root",
+        "$MEDLIT_DATA_ROOT",
         "--run.dir=x",
         "--model.loss=focal",
         "--data.class_balance=1.0",

@@ -414,12 +414,17 @@ def test_comparisons_say_whether_the_test_data_support_the_validation_choice(tmp
     assert (
         f"**The validation choice on the test data.** better vs worse: test MAE {signed(-boot['delta'])} "
         f"({signed(-boot['ci_high'])} to {signed(-boot['ci_low'])}), p = {boot['p_value']:.2g} "
-        f"(Holm {boot['p_holm']:.2g}) - no detectable difference with 12 samples."
+        f"(Holm {boot['p_holm']:.2g}) - no detectable difference with 12 samples; a difference of {boot['mdd']:.3f} "
+        "or more would be found with 80% power."
     ) in text
+    assert boot["mdd"] > 0 and np.isnan(table.iloc[1]["mdd"])  # the exact test's row has none
     # noise: 1.96 x a standard error of about 0.2 / sqrt(12) over 12 validation units, far above the 0.01 margin
     assert "The validation margin of better over worse (0.010) is inside the validation noise (±0." in text
     assert "The choice could as well have gone the other way." in text
-    assert "| A | B | metric | A value | B value | B - A (95% CI) | test | n | p | p (Holm) |" in text
+    assert (
+        "| A | B | metric | A value | B value | B - A (95% CI) | detectable (80% power) | test | n | p | p (Holm) |"
+        in text
+    )
 
 
 def test_too_few_validation_units_to_set_the_margin_against_the_noise(tmp_path: Path) -> None:

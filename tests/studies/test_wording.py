@@ -26,7 +26,8 @@ def _rows(delta: float, low: float, high: float, p: float, p_holm: float, a: str
     return pd.DataFrame(
         [
             {"run_a": a, "run_b": b, "metric": "mae", "value_a": 0.3, "value_b": 0.3 + delta, "delta": delta}
-            | {"ci_low": low, "ci_high": high, "p_value": p, "test": BOOTSTRAP_TEST, "n_units": 40, "p_holm": p_holm}
+            | {"ci_low": low, "ci_high": high, "mdd": 0.042, "p_value": p, "test": BOOTSTRAP_TEST, "n_units": 40}
+            | {"p_holm": p_holm}
         ]
     )
 
@@ -42,8 +43,8 @@ def test_choice_on_test_supports_contradicts_or_finds_no_difference() -> None:
     assert "the test data contradict the validation choice" in lower_is_better
     unclear = choice_on_test("B", "A", _rows(0.01, -0.02, 0.04, 0.02, 0.2), "mae", "MAE", size)
     assert (
-        unclear
-        == "B vs A: test MAE +0.010 (-0.020 to +0.040), p = 0.02 (Holm 0.2) - no detectable difference with 40 samples."
+        unclear == "B vs A: test MAE +0.010 (-0.020 to +0.040), p = 0.02 (Holm 0.2) - no detectable difference with 40 "
+        "samples; a difference of 0.042 or more would be found with 80% power."
     )
 
 
@@ -92,14 +93,17 @@ def test_method_sentence_names_the_items_units_and_exact_tests() -> None:
 
 def test_readable_comparisons_write_each_row_for_a_reader() -> None:
     rows = _rows(0.05, 0.02, 0.08, 0.0012345, 0.0037)
-    exact = rows.assign(test="Wilcoxon signed-rank", ci_low=np.nan, ci_high=np.nan, n_units=12, value_b=np.nan)
+    exact = rows.assign(test="Wilcoxon signed-rank", ci_low=np.nan, ci_high=np.nan, mdd=np.nan, n_units=12)
+    exact = exact.assign(value_b=np.nan)
     shown = readable_comparisons(pd.concat([rows, exact], ignore_index=True), {"mae": "MAE"})
     assert shown.to_dict("records") == [
         {"A": "A", "B": "B", "metric": "MAE", "A value": "0.300", "B value": "0.350"}
-        | {"B - A (95% CI)": "+0.050 (+0.020 to +0.080)", "test": BOOTSTRAP_TEST, "n": "40", "p": "0.00123"}
+        | {"B - A (95% CI)": "+0.050 (+0.020 to +0.080)", "detectable (80% power)": "±0.042", "test": BOOTSTRAP_TEST}
+        | {"n": "40", "p": "0.00123"}
         | {"p (Holm)": "0.0037"},
         {"A": "A", "B": "B", "metric": "MAE", "A value": "0.300", "B value": "nan"}
-        | {"B - A (95% CI)": "+0.050", "test": "Wilcoxon signed-rank", "n": "12", "p": "0.00123"}
+        | {"B - A (95% CI)": "+0.050", "detectable (80% power)": "", "test": "Wilcoxon signed-rank", "n": "12"}
+        | {"p": "0.00123"}
         | {"p (Holm)": "0.0037"},
     ]
 
