@@ -212,6 +212,7 @@ class ClassificationReport:
             "acc_bal_mean": "mean of accuracy and balanced accuracy",
         }
     )
+    record_files: tuple[str, ...] = ("predictions.csv",)
     selection_statistics: dict[str, str] = field(
         default_factory=lambda: {
             "val/bal_acc": "balanced_accuracy",

@@ -188,6 +188,7 @@ class SegmentationReport:
     metric_labels: dict[str, str] = field(
         default_factory=lambda: {"dice": "Dice", "jaccard": "Jaccard", "hd95": "HD95", "asd": "ASD"}
     )
+    record_files: tuple[str, ...] = ("metrics_per_case.csv",)
     selection_statistics: dict[str, str] = field(default_factory=lambda: {"val/dice": "dice"})
 
     def scored_items(self, run: RunResult) -> ScoredItems | None:

@@ -107,6 +107,9 @@ class TaskReport(Protocol[Run]):
     """Test metrics shown in comparisons, as named in ``metrics.json`` (a number or ``{"mean": ...}``)."""
     metric_labels: Mapping[str, str]
     """Readable names of the headline metrics."""
+    record_files: Sequence[str]
+    """The run-dir files that hold the per-item test scores :meth:`scored_items` reads (besides ``split.csv``):
+    what a results record keeps for pairing (:mod:`common.studies.records`)."""
     selection_statistics: Mapping[str, str]
     """The test statistic (a key of :meth:`scored_items`' statistics) matching each validation monitor
     (``val/dice`` -> ``dice``): what a validation choice is checked on in the test data."""

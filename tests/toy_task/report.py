@@ -68,6 +68,7 @@ class ToyReport:
     title: str = "toy regression"
     headline_metrics: tuple[str, ...] = ("mae", "rmse")
     metric_labels: dict[str, str] = field(default_factory=lambda: {"mae": "MAE", "rmse": "RMSE"})
+    record_files: tuple[str, ...] = ("items.csv",)
     selection_statistics: dict[str, str] = field(default_factory=lambda: {"val/mae": "mae"})
 
     def scored_items(self, run: RunResult) -> ScoredItems | None:

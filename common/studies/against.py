@@ -1,0 +1,73 @@
+"""A run paired with a recorded reference (:mod:`common.studies.records`) on the same test items.
+
+:func:`pair_with_reference` refuses, with one line, a reference of another task, another class list, other metric
+units, or other test items (the same ids grouped into the same units: :func:`common.stats.aligned`); otherwise it
+runs the paired tests of :func:`common.studies.paired.compare_runs` with the reference as A and the run as B, so that
+every difference reads run - reference, each with its minimum detectable difference. :func:`matching_references`
+finds the records a run can be paired with (the report's "against the reference" rows).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pandas as pd
+
+from common.errors import MedlitError
+from common.stats import BOOTSTRAP_RESAMPLES, aligned
+from common.studies.paired import compare_runs
+from common.studies.records import Record
+from common.studies.runs import RunResult
+
+__all__ = ["matching_references", "pair_with_reference", "pairing_refusal"]
+
+
+def _classes(run: RunResult) -> list[str] | None:
+    names = run.metrics.get("class_names") or run.cfg("data.class_names")
+    return list(names) if names else None
+
+
+def pairing_refusal(run: RunResult, name: str, reference: Record) -> str | None:
+    """Why ``run`` cannot be paired with ``reference`` (one line), ``None`` when it can."""
+    ref = reference.run
+    if run.task != ref.task:
+        return f"{name} is a {run.task} run and {reference.label} a {ref.task} record: nothing to pair"
+    if _classes(run) != _classes(ref):
+        return f"{name} has the classes {_classes(run)} and {reference.label} {_classes(ref)}: not the same task"
+    for metric in run.report.headline_metrics:
+        if run.unit(metric) != ref.unit(metric):
+            return (
+                f"{name} gives {metric} in {run.unit(metric) or 'no stated unit'} and {reference.label} in "
+                f"{ref.unit(metric) or 'no stated unit'}: not comparable"
+            )
+    items, ref_items = run.scored_items(), ref.scored_items()
+    if items is None or ref_items is None:
+        missing = name if items is None else reference.label
+        return f"{missing} keeps no per-item test scores: nothing to pair"
+    if aligned(ref_items, items) is None:
+        common = len(set(ref_items.ids) & set(items.ids))
+        return (
+            f"{name} ({items.size()}) and {reference.label} ({ref_items.size()}) were not tested on the same items "
+            f"({common} in common): they cannot be paired"
+        )
+    return None
+
+
+def pair_with_reference(
+    run: RunResult, name: str, reference: Record, n_resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0
+) -> pd.DataFrame:
+    """The paired comparison table (``comparisons.csv``'s columns), reference as A, ``run`` as B.
+
+    Raises:
+        MedlitError: the two cannot be paired (:func:`pairing_refusal`'s line).
+    """
+    refusal = pairing_refusal(run, name, reference)
+    if refusal:
+        raise MedlitError(refusal)
+    table, _ = compare_runs([(reference.label, reference.run), (name, run)], n_resamples=n_resamples, seed=seed)
+    return table
+
+
+def matching_references(run: RunResult, records: Sequence[Record]) -> list[Record]:
+    """The records ``run`` can be paired with (same task, classes, units and test items)."""
+    return [record for record in records if pairing_refusal(run, run.experiment, record) is None]
