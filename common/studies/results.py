@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> None:
     commands = parser.add_subparsers(dest="command", required=True)
     record = commands.add_parser("record", help="keep a finished run dir (or a CV's ensemble dir) as a record")
     record.add_argument("run_dir", type=Path)
-    record.add_argument("--benchmark", required=True, help="what it is measured on, e.g. la16, ham10000")
+    record.add_argument("--benchmark", required=True, help="the dataset and protocol it is measured on (a folder name)")
     record.add_argument("--name", required=True, help="the record's name within the benchmark")
     record.add_argument("--note", default="", help="one sentence on what the record is")
     record.add_argument("--root", type=Path, default=_ROOT, help="the results folder (default: results)")
