@@ -15,11 +15,13 @@ import pandas as pd
 
 from common.errors import MedlitError
 from common.stats import BOOTSTRAP_RESAMPLES, aligned
-from common.studies.paired import compare_runs
+from common.studies.paired import compare_runs, with_holm
 from common.studies.records import Record
 from common.studies.runs import RunResult
+from common.studies.task_reports import Block, Heading, Paragraph, Table
+from common.studies.wording import readable_comparisons
 
-__all__ = ["matching_references", "pair_with_reference", "pairing_refusal"]
+__all__ = ["matching_references", "pair_with_reference", "pairing_refusal", "reference_blocks"]
 
 
 def _classes(run: RunResult) -> list[str] | None:
@@ -71,3 +73,23 @@ def pair_with_reference(
 def matching_references(run: RunResult, records: Sequence[Record]) -> list[Record]:
     """The records ``run`` can be paired with (same task, classes, units and test items)."""
     return [record for record in records if pairing_refusal(run, run.experiment, record) is None]
+
+
+def reference_blocks(runs: Sequence[RunResult], records: Sequence[Record]) -> list[Block]:
+    """The report's rows "against the reference": each run paired with every record it matches (none: no block)."""
+    tables = [
+        pair_with_reference(run, run.experiment, record) for run in runs for record in matching_references(run, records)
+    ]
+    if not tables:
+        return []
+    table = with_holm(pd.concat(tables, ignore_index=True))
+    labels = dict(runs[0].report.metric_labels)
+    return [
+        Heading("Against the recorded references", 3),
+        Paragraph(
+            "Each run paired with the records in `results/` that were tested on the same items (A: the record, B: "
+            "the run; B - A with its paired-bootstrap interval and the difference these items detect with 80% "
+            "power). `p (Holm)`: Holm's correction over this table."
+        ),
+        Table(readable_comparisons(table, labels).set_index("A"), "A"),
+    ]

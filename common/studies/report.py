@@ -4,7 +4,8 @@
 experiment under the root (or ``--runs DIR ...``), groups the runs by task, and asks each task's registered
 report (:class:`~common.studies.task_reports.TaskReport`, in the task package's ``report.py``) for its sections:
 tables, text and figures as typed blocks. This module knows no task: it adds the paired comparisons of each task's
-runs and renders (:mod:`common.studies.render`).
+runs, pairs each run with the results records it was tested like (``--results``, default ``results/``:
+:func:`common.studies.against.reference_blocks`) and renders (:mod:`common.studies.render`).
 
 "Better" and "best" are chosen on the validation metric that selected each run's checkpoint
 (:func:`~common.studies.sections.best_run`), never on test data. Every number is read from the runs' files;
@@ -25,7 +26,9 @@ import pandas as pd
 from common.errors import MedlitError, exit_on_error
 from common.files import unwritable_reason
 from common.stats import MIN_UNITS
+from common.studies.against import reference_blocks
 from common.studies.paired import COMPARISON_COLUMNS, compare_runs, pair_row, with_holm
+from common.studies.records import Record, find_records
 from common.studies.render import render_html, render_markdown
 from common.studies.runs import RunResult, latest_runs, load_run
 from common.studies.sections import best_run
@@ -140,13 +143,17 @@ def _task_comparisons(groups: dict[str, list[RunResult]]) -> dict[str, tuple[pd.
     return {task: (every[every["task"] == task], notes) for task, (_, notes) in found.items()}
 
 
-def build_report(runs: Sequence[RunResult], out: Path, title: str | None = None) -> tuple[Path, Path]:
+def build_report(
+    runs: Sequence[RunResult], out: Path, title: str | None = None, references: Sequence[Record] = ()
+) -> tuple[Path, Path]:
     """Write ``report.md``, ``report.html`` and ``comparisons.csv`` into ``out``; returns the first two paths.
 
     Args:
         runs: Finished runs, of any registered tasks.
         out: Output folder (figures are copied into ``out/figures``).
         title: The report's title (default: :func:`default_title`).
+        references: Results records; each run tested on the items of one is paired with it ("against the
+            recorded references").
     """
     if not runs:
         raise MedlitError("no finished runs to report on")
@@ -168,6 +175,7 @@ def build_report(runs: Sequence[RunResult], out: Path, title: str | None = None)
     for task, task_runs in groups.items():
         blocks += task_runs[0].report.sections(task_runs)
         blocks += comparison_blocks(task_runs, *comparisons[task])
+        blocks += reference_blocks(task_runs, references)
     every = pd.concat([rows for rows, _ in comparisons.values()], ignore_index=True)
     every.reindex(columns=COMPARISON_COLUMNS).to_csv(out / "comparisons.csv", index=False)
     md_path, html_path = out / "report.md", out / "report.html"
@@ -182,10 +190,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--runs", type=Path, nargs="*", default=None, help="explicit run dirs instead of --root")
     parser.add_argument("--out", type=Path, default=None, help="default: <root>/report")
     parser.add_argument("--title", default=None, help="default: medlit: <the runs' task titles>")
+    parser.add_argument("--results", type=Path, default=Path("results"), help="records to pair runs with")
     args = parser.parse_args(argv)
     with exit_on_error():
         runs = [load_run(p) for p in args.runs] if args.runs else list(latest_runs(args.root).values())
-        md_path, html_path = build_report(runs, args.out or args.root / "report", args.title)
+        references = find_records(args.results)
+        md_path, html_path = build_report(runs, args.out or args.root / "report", args.title, references)
     print(f"report: {md_path}\nreport: {html_path}")
 
 

@@ -94,6 +94,23 @@ def test_a_changed_truncated_or_newer_record_and_a_run_without_items_are_one_lin
         write_record(_toy(tmp_path / "c" / "r", ERRORS_B), record, "toy", "a")
 
 
+def test_the_report_pairs_each_run_with_the_records_of_its_test_items(tmp_path: Path) -> None:
+    from common.studies.report import build_report
+
+    reference = write_record(_toy(tmp_path / "ref" / "r", ERRORS_A), tmp_path / "results" / "toy" / "ref", "toy", "ref")
+    same = load_run(_toy(tmp_path / "same" / "r", ERRORS_B))
+    other = load_run(_toy(tmp_path / "other" / "r", ERRORS_B, ids=[f"x{i}" for i in range(30)]))
+    md, _ = build_report([same, other], tmp_path / "report", references=find_records(tmp_path / "results"))
+    text = md.read_text()
+    section = text[text.index("### Against the recorded references") :]
+    rows = [line for line in section.splitlines() if line.startswith("| toy/ref |")]
+    assert [row.split(" | ")[1] for row in rows] == ["same", "same"]  # the paired bootstrap and Wilcoxon rows
+    delta = np.abs(ERRORS_B).mean() - np.abs(ERRORS_A).mean()
+    assert f"{delta:+.3f}" in rows[0] and reference.label == "toy/ref"
+    md, _ = build_report([same, other], tmp_path / "report2")  # no records: no section
+    assert "Against the recorded references" not in md.read_text()
+
+
 def test_tables_are_generated_from_the_records_and_checked(tmp_path: Path) -> None:
     write_record(_toy(tmp_path / "a" / "r", ERRORS_A), tmp_path / "results" / "toy" / "a", "toy", "a")
     readme = tmp_path / "README.md"
