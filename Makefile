@@ -133,22 +133,23 @@ train-seg-dice-aug: setup
 	$(SEG) fit --config experiments/seg_dice_aug.yaml --data.root "$$root"
 
 ## Real-data recipes (runs in runs/real/): the data in ../shared/data when it is there, else downloaded first
-## into data/ (needs internet; checked, resumable). Each prints its test metrics and run_dir.
+## into data/ (needs internet; checked, resumable). Each prints its test metrics and run_dir. ARGS adds or overrides
+## settings, e.g. make real-la ARGS="--trainer.max_time 00:00:10:00 --run.experiment la16_10min".
 SHARED ?= ../shared/data
 real-la: setup
 	@root=$(SHARED)/la_uamt_h5; if [ ! -f "$$root/labeled16.list" ]; then root=data/LA; \
 		$(PY) -m volume_seg.download la --out $$root || exit 2; fi; \
-	$(SEG) fit --config experiments/recipes/la16.yaml --data.root "$$root"
+	$(SEG) fit --config experiments/recipes/la16.yaml --data.root "$$root" $(ARGS)
 
 real-hippocampus: setup
 	@root=$(SHARED)/hippocampus_msd; if [ ! -d "$$root/labels" ]; then root=data/hippocampus; \
 		$(PY) -m volume_seg.download hippocampus --out $$root || exit 2; fi; \
-	$(SEG) fit --config experiments/recipes/hippocampus.yaml --data.root "$$root"
+	$(SEG) fit --config experiments/recipes/hippocampus.yaml --data.root "$$root" $(ARGS)
 
 real-ham: setup
 	@root=$(SHARED)/ham10000_200x150; if [ ! -f "$$root/HAM10000_metadata.csv" ]; then root=data/HAM10000; \
 		$(PY) -m lesion_cls.download ham10000 --out $$root || exit 2; fi; \
-	$(CLS) fit --config experiments/recipes/ham10000.yaml --data.root "$$root"
+	$(CLS) fit --config experiments/recipes/ham10000.yaml --data.root "$$root" $(ARGS)
 
 ## Cross-validation (python -m common.studies.cv): 5 folds of the recipe, out-of-fold predictions and decisions, the fold
 ## ensemble tested on the test set; runs/cv/<name>/summary.md. Resumable: rerun to continue.
