@@ -21,7 +21,7 @@ import shutil
 import urllib.parse
 from pathlib import Path
 
-from common.download import expect_hash, fetch, install_dataset, read_url
+from common.download import COMPLETE_MARK, expect_hash, fetch, install_dataset, read_url
 from common.errors import MedlitError, exit_on_error
 
 __all__ = ["download_hippocampus", "download_la", "main"]
@@ -70,8 +70,12 @@ def download_la(
 ) -> Path:
     """Download the UA-MT LA release into ``out`` (see the module docstring); returns ``out``.
 
-    ``ref`` (a branch) is resolved to its commit first, so the listing and every file come from one commit.
+    ``ref`` (a branch) is resolved to its commit first, so the listing and every file come from one commit. A
+    completed download in ``out`` is used as it is, without contacting the network.
     """
+    if (out / COMPLETE_MARK).is_file():
+        print(f"{out}: already downloaded")
+        return out
     commit_url = f"{api}/repos/{LA_REPO}/commits/{ref}"
     try:
         ref = str(json.loads(read_url(commit_url))["sha"])
