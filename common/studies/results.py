@@ -5,6 +5,7 @@ and pair a run with a record.
     python -m common.studies.results list
     python -m common.studies.results tables            # rewrites docs/results.md and README.md's results block
     python -m common.studies.results pair runs/real/la16/20261208-0930 --against results/la16/recipe_10min
+    python -m common.studies.results intervals results/la16/recipe_10min   # percentile and BCa intervals
 
 The tables are generated from the records alone: in ``docs/results.md`` (every record) and between the markers
 ``<!-- results:start -->`` and ``<!-- results:end -->`` of ``README.md`` (one row per record); no result number is
@@ -14,17 +15,19 @@ typed by hand, and ``--check`` fails when a file is not what the records give (a
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 import pandas as pd
 
 from common.errors import MedlitError, exit_on_error
-from common.stats import BOOTSTRAP_RESAMPLES
+from common.intervals import bca_intervals
+from common.stats import BOOTSTRAP_RESAMPLES, bootstrap_intervals
 from common.studies.against import pair_with_reference
-from common.studies.records import Record, find_records, load_record, write_record
+from common.studies.records import RECORD_FILE, Record, find_records, load_record, write_record
 from common.studies.runs import load_run
 from common.studies.wording import readable_comparisons
-from common.text import format_interval, markdown_table
+from common.text import fmt, format_interval, markdown_table
 
 __all__ = ["README_MARKERS", "main", "readme_block", "results_page"]
 
@@ -153,6 +156,34 @@ def _pair(args: argparse.Namespace) -> None:
         table.to_csv(args.csv, index=False)
 
 
+def _span(interval: list[float]) -> str:
+    low, high = interval
+    return f"{low:.3f}-{high:.3f}" if math.isfinite(low) and math.isfinite(high) else "n/a"
+
+
+def _intervals(args: argparse.Namespace) -> None:
+    """Each headline metric's 95% interval by the percentile bootstrap and by BCa, over the same resamples."""
+    run = load_record(args.path).run if (args.path / RECORD_FILE).is_file() else load_run(args.path)
+    items = run.scored_items()
+    if items is None:
+        raise MedlitError(f"{args.path}: keeps no per-item test scores; no interval can be computed")
+    percentile = bootstrap_intervals(items, args.resamples, 0)
+    bca = bca_intervals(items, args.resamples, 0)
+    rows = {
+        run.report.metric_labels.get(m, m): {
+            "value": fmt(percentile[m]["value"]),
+            "percentile": _span(percentile[m]["ci95"]),
+            "BCa": _span(bca[m]["ci95"]),
+            "bias z0": fmt(bca[m]["bias_z0"]),
+            "acceleration": fmt(bca[m]["acceleration"], 4),
+        }
+        for m in run.report.headline_metrics
+        if m in percentile
+    }
+    print(f"{args.path}: {items.size()}, {args.resamples} resamples of the {items.unit_name}s (seed 0)")
+    print(markdown_table(pd.DataFrame.from_dict(rows, orient="index"), index="metric"), end="")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m common.studies.results", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -173,6 +204,9 @@ def main(argv: list[str] | None = None) -> None:
     pair.add_argument("--against", type=Path, required=True, help="a record folder, results/<benchmark>/<name>")
     pair.add_argument("--resamples", type=int, default=BOOTSTRAP_RESAMPLES)
     pair.add_argument("--csv", type=Path, default=None, help="also write the comparison rows here")
+    intervals = commands.add_parser("intervals", help="percentile and BCa intervals of a record's or run's metrics")
+    intervals.add_argument("path", type=Path, help="a record folder or a run dir")
+    intervals.add_argument("--resamples", type=int, default=BOOTSTRAP_RESAMPLES)
     args = parser.parse_args(argv)
     with exit_on_error():
         if args.command == "record":
@@ -190,8 +224,10 @@ def main(argv: list[str] | None = None) -> None:
                 raise MedlitError(
                     f"{', '.join(stale)}: not what the records give; run `python -m common.studies.results tables`"
                 )
-        else:
+        elif args.command == "pair":
             _pair(args)
+        else:
+            _intervals(args)
 
 
 if __name__ == "__main__":

@@ -187,3 +187,21 @@ def test_a_segmentation_record_keeps_the_per_case_medpy_values(tiny_la: Path, tm
         )  # the file has 6 decimals
     assert record.info["metrics"]["hd95"]["unit"] == json.loads((run_dir / "metrics.json").read_text())["units"]["hd95"]
     assert sorted(pd.read_csv(record.path / "split.csv").columns) == ["case", "split"]
+
+
+def test_intervals_prints_the_percentile_and_bca_interval_of_a_record(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from common.intervals import bca_intervals
+    from common.stats import bootstrap_intervals
+
+    record = write_record(_toy(tmp_path / "a" / "r", ERRORS_A), tmp_path / "rec", "toy", "a")
+    main(["intervals", str(record.path), "--resamples", "300"])
+    printed = capsys.readouterr().out
+    items = record.run.scored_items()
+    (low, high), (b_low, b_high) = (
+        bootstrap_intervals(items, 300)["mae"]["ci95"],
+        bca_intervals(items, 300)["mae"]["ci95"],
+    )
+    assert printed.startswith(f"{record.path}: 30 samples, 300 resamples of the units (seed 0)")
+    assert f"| MAE | {np.abs(ERRORS_A).mean():.3f} | {low:.3f}-{high:.3f} | {b_low:.3f}-{b_high:.3f} |" in printed
