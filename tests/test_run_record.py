@@ -14,7 +14,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_only
 
 from common.run_options import RunOptions
-from common.run_record import record_fit_end, record_resume, record_start
+from common.run_record import record_device, record_fit_end, record_resume, record_start
 from tests.toy_task.data import ToyDataModule
 from tests.toy_task.model import ToyRegressor
 
@@ -34,11 +34,28 @@ def test_the_start_records_what_the_report_needs_in_order(tmp_path: Path) -> Non
     info = _info(tmp_path)
     assert list(info) == [
         *("experiment", "task", "report_module", "subcommand", "model_class", "datamodule_class", "monitor"),
-        *("monitor_mode", "parameters", "trainable_parameters", "started", "argv"),
+        *("monitor_mode", "parameters", "trainable_parameters", "started", "argv", "provenance"),
     ]
     assert info["model_class"] == "tests.toy_task.model.ToyRegressor" and info["monitor"] == "val/mae"
     assert (info["parameters"], info["trainable_parameters"]) == (4, 3)  # 3 weights and a frozen bias
     assert info["argv"] == sys.argv and info["report_module"] == "tests.toy_task.report"
+    assert info["provenance"]["packages.torch"].split("+")[0] == torch.__version__.split("+")[0]
+    assert {"code.commit", "code.dirty"} <= set(info["provenance"])
+
+
+def test_the_device_joins_the_provenance(tmp_path: Path) -> None:
+    record_start(tmp_path, RunOptions(experiment="toy"), "fit", ToyRegressor(features=3), ToyDataModule(), None)
+    trainer = SimpleNamespace(
+        strategy=SimpleNamespace(root_device=torch.device("cpu")),
+        accelerator=SimpleNamespace(),
+        num_devices=2,
+        num_nodes=1,
+        precision="bf16-mixed",
+    )
+    record_device(tmp_path, trainer)
+    provenance = _info(tmp_path)["provenance"]
+    assert provenance["device.name"] == "cpu" and provenance["device.count"] == 2
+    assert provenance["device.precision"] == "bf16-mixed" and "code.commit" in provenance  # kept beside it
 
 
 def test_each_resume_is_appended(tmp_path: Path) -> None:
