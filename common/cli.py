@@ -59,6 +59,7 @@ from common.contracts import TaskDataModule, TaskModule, check_contract
 from common.ensemble import Member, load_members
 from common.errors import MedlitError, find_medlit_error, first_line
 from common.loggers import run_loggers
+from common.precision import precision_for_this_machine
 from common.run_options import Link, RunOptions
 from common.run_record import record_device, record_fit_end, record_resume, record_start
 from common.rundir import choose_run_dir, make_run_dir, refuse_changed_settings
@@ -83,6 +84,15 @@ class _ArgumentParser(LightningArgumentParser):
     def add_subcommands(self, required: bool = True, dest: str = "subcommand", **kwargs: Any) -> ActionSubCommands:
         self.subcommands_action = super().add_subcommands(required, dest, **kwargs)
         return self.subcommands_action
+
+
+def _precision_for_this_machine(trainer: Any) -> None:
+    """A bf16 precision on a CPU without bf16 instructions runs as ``32-true`` (:mod:`common.precision`)."""
+    precision, warning = precision_for_this_machine(trainer["precision"], trainer["accelerator"])
+    if warning:
+        trainer["precision"] = precision
+        if rank_zero_only.rank == 0:
+            print(warning, file=sys.stderr)
 
 
 class MedlitCLI(LightningCLI):
@@ -219,6 +229,13 @@ class MedlitCLI(LightningCLI):
         expand_data_root(config)
         if self.subcommand == CHECK:
             return
+        precision, warning = precision_for_this_machine(
+            config["trainer"]["precision"], config["trainer"]["accelerator"]
+        )
+        if warning:
+            config["trainer"]["precision"] = precision
+            if rank_zero_only.rank == 0:
+                print(warning, file=sys.stderr)
         if self.subcommand in _READS_LABELLED_DATA and self._run_options().check_data:
             # before anything reads the data (links computed from the built datamodule, e.g. class weights) and
             # before a run dir exists: a broken dataset is reported once, by the check, and leaves nothing behind
