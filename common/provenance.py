@@ -5,7 +5,8 @@ split, recorded in ``run_info.json`` (``provenance``) and in the W&B config, and
 * ``code.commit`` and ``code.dirty``: the git commit of the code and whether tracked files had changes
   (``unknown`` outside a git checkout);
 * ``packages.<name>``: the versions of :data:`PACKAGES`;
-* ``device.accelerator``, ``device.name``, ``device.count``, ``device.nodes``, ``device.precision``;
+* ``device.accelerator``, ``device.name``, ``device.cpu`` (model and usable cores), ``device.count``,
+  ``device.nodes``, ``device.precision``;
 * ``dataset.root`` (the data root, absolute), ``dataset.n_<split>`` (items per split of ``split.csv``),
   ``dataset.split_hash`` (a hash of which item is in which split: ``split.csv``'s first column, ``split`` and ``fold``
   when it has one, sorted; the same split gives the same hash on any machine) and ``dataset.test_hash`` (a hash of
@@ -15,6 +16,8 @@ split, recorded in ``run_info.json`` (``provenance``) and in the W&B config, and
 from __future__ import annotations
 
 import hashlib
+import os
+import platform
 import subprocess
 import sys
 from importlib import metadata
@@ -26,7 +29,15 @@ import pandas as pd
 if TYPE_CHECKING:
     from lightning.pytorch import Trainer
 
-__all__ = ["PACKAGES", "code_version", "data_fingerprint", "device_description", "package_versions", "text_hash"]
+__all__ = [
+    "PACKAGES",
+    "code_version",
+    "cpu_description",
+    "data_fingerprint",
+    "device_description",
+    "package_versions",
+    "text_hash",
+]
 
 PACKAGES = ("torch", "lightning", "monai", "timm", "torchmetrics", "numpy", "wandb")
 """The packages whose versions the config records (``packages.<name>``; ``not installed`` when absent)."""
@@ -73,10 +84,25 @@ def device_description(trainer: Trainer) -> dict[str, Any]:
     return {
         "device.accelerator": type(trainer.accelerator).__name__,
         "device.name": name,
+        "device.cpu": cpu_description(),
         "device.count": trainer.num_devices,
         "device.nodes": trainer.num_nodes,
         "device.precision": str(trainer.precision),
     }
+
+
+def cpu_description() -> str:
+    """The CPU's model name and how many cores this process may use (``AMD EPYC, 2 cores``): a time-budgeted run's
+    numbers depend on it."""
+    model = platform.processor() or "unknown CPU"
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        names = [
+            line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if line.startswith("model name")
+        ]
+        model = names[0] if names else model
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return f"{model}, {cores} cores"
 
 
 def data_fingerprint(split_csv: Path, root: str | None) -> dict[str, Any]:

@@ -43,3 +43,9 @@ def test_the_split_hash_is_the_assignment_not_the_file(tmp_path: Path) -> None:
     # the test items alone: the same ids in another split assignment of train/val give the same test hash
     assert one["dataset.test_hash"] == text_hash("d")
     assert data_fingerprint(tmp_path / "other.csv", None)["dataset.test_hash"] == one["dataset.test_hash"]
+
+
+def test_the_cpu_is_named_with_its_usable_cores() -> None:
+    from common.provenance import cpu_description
+
+    assert re.fullmatch(r".+, [0-9]+ cores", cpu_description())

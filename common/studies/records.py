@@ -82,6 +82,13 @@ def _steps(run_dir: Path) -> int | None:
     return int(steps["step"].max()) + 1 if "step" in steps and len(steps) else None
 
 
+def _command(argv: list[str]) -> str:
+    """The command line as typed: ``python -m <package>`` for the ``<package>/__main__.py`` Python puts first."""
+    if argv and argv[0].endswith("__main__.py"):
+        argv = [f"python -m {Path(argv[0]).parent.name}", *argv[1:]]
+    return " ".join(argv)
+
+
 def _headline(run: RunResult) -> dict[str, Any]:
     intervals = run.metrics.get("ci95") or {}
     return {
@@ -119,7 +126,7 @@ def write_record(run_dir: Path, out: Path, benchmark: str, name: str, note: str 
         "note": note,
         "recorded": time.strftime("%Y-%m-%d %H:%M:%S"),
         "source_run_dir": str(run_dir.resolve()),
-        "commands": [" ".join(run.info.get("argv", [])), *(" ".join(r["argv"]) for r in run.info.get("resumes", []))],
+        "commands": [_command(run.info.get("argv", [])), *(_command(r["argv"]) for r in run.info.get("resumes", []))],
         "started": run.info.get("started"),
         "provenance": run.info.get("provenance") or {"code.commit": "unknown"},
         "data": {

@@ -51,7 +51,7 @@ def _minutes(record: Record) -> str:
     return f"{total:.1f} min ({parts})"
 
 
-def _benchmark_table(records: list[Record]) -> str:
+def _benchmark_table(records: list[Record], link_prefix: str = "") -> str:
     report = records[0].run.report
     rows = {}
     for record in records:
@@ -70,7 +70,7 @@ def _benchmark_table(records: list[Record]) -> str:
             "code": commit + (" (changed)" if dirty is True else ""),
             "recorded": str(record.info.get("recorded", ""))[:10],
         }
-        rows[f"[`{record.info['name']}`](results/{record.label})"] = row
+        rows[f"[`{record.info['name']}`]({link_prefix}results/{record.label})"] = row
     return markdown_table(pd.DataFrame.from_dict(rows, orient="index"), index="record")
 
 
@@ -101,7 +101,7 @@ def results_page(records: list[Record]) -> str:
         "",
     ]
     for benchmark, group in _by_benchmark(records).items():
-        lines += [f"## {benchmark}", "", _benchmark_table(group)]
+        lines += [f"## {benchmark}", "", _benchmark_table(group, "../")]
         for record in group:
             prov, data = record.info["provenance"], record.info["data"]
             lines += [
@@ -111,7 +111,7 @@ def results_page(records: list[Record]) -> str:
                 + "".join(f"; resumed with `{c}`" for c in record.info["commands"][1:]),
                 f"* code {prov.get('code.commit', 'unknown')} (changed files: {prov.get('code.dirty', 'unknown')}), "
                 f"torch {prov.get('packages.torch', '?')}, lightning {prov.get('packages.lightning', '?')}, "
-                f"device {prov.get('device.name', '?')} x {prov.get('device.count', '?')} "
+                f"device {prov.get('device.cpu') or prov.get('device.name', '?')} x {prov.get('device.count', '?')} "
                 f"({prov.get('device.precision', '?')})",
                 f"* data `{data.get('root_name')}`: "
                 + ", ".join(f"{k.removeprefix('n_')} {v}" for k, v in data.items() if k.startswith("n_"))

@@ -53,6 +53,12 @@ def test_a_record_reads_as_its_run_and_pairs_as_its_run_dir(tmp_path: Path) -> N
     from_runs, _ = compare_runs([("a", load_run(run_a)), ("b", load_run(run_b))], n_resamples=500)
     pd.testing.assert_frame_equal(from_records, from_runs)
     assert [r.label for r in find_records(tmp_path / "results")] == ["toy/a", "toy/b"]
+    typed = write_toy_run(tmp_path / "c" / "r", 0.3, 0.4, {"item": ["a"], "unit": ["a"], "error": [0.3]}, info={
+        "argv": ["/clone/volume_seg/__main__.py", "fit", "--config", "x.yaml"],
+        "resumes": [{"argv": ["/clone/volume_seg/__main__.py", "fit", "--ckpt_path", "last"]}],
+    })  # fmt: skip
+    commands = write_record(typed, tmp_path / "results" / "toy" / "c", "toy", "c").info["commands"]
+    assert commands == ["python -m volume_seg fit --config x.yaml", "python -m volume_seg fit --ckpt_path last"]
 
 
 def test_what_cannot_be_paired_is_refused_with_one_line(tmp_path: Path) -> None:
