@@ -84,7 +84,7 @@ bench: setup
 	$(PY) -m benchmarks.bench_sliding_window
 	$(PY) -m benchmarks.bench_bootstrap
 
-## Tests (about 10 minutes on 2 cores): everything but `slow`: the unit layer, one end-to-end run of each capability
+## Tests (about 11 minutes on 2 cores): everything but `slow`: the unit layer, one end-to-end run of each capability
 ## (tiny data, W&B offline, a W&B agent, DDP, report), real-data tests where ../shared/data exists. `make test-all`: all.
 test: setup
 	$(PY) -m pytest -m "not slow"
