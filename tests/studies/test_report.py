@@ -99,14 +99,15 @@ def _source_numbers(root: Path) -> set[str]:
 
 def _comparison_numbers(path: Path, allowed: set[str]) -> None:
     """The numbers of the report's comparisons.csv as the report prints them, and the method's constants (95%
-    intervals, 2000 resamples, 1.96 standard errors, the 5% level, at least 10 units for a bootstrap test)."""
+    intervals, 2000 resamples, 1.96 standard errors, the 5% level, at least 10 units for a bootstrap test, 80%
+    power of the minimum detectable difference)."""
     table = pd.read_csv(path)
-    for column in ("value_a", "value_b", "delta", "ci_low", "ci_high"):
+    for column in ("value_a", "value_b", "delta", "ci_low", "ci_high", "mdd"):
         allowed.update(f"{abs(v):.3f}" for v in table[column].dropna())
     for column in ("p_value", "p_holm"):
         allowed.update(f"{v:{spec}}" for v in table[column].dropna() for spec in (".3g", ".2g"))
     allowed.update(str(int(n)) for n in table["n_units"])
-    allowed.update({"1.96", "95", "2000", "0.05", "10"})
+    allowed.update({"1.96", "95", "2000", "0.05", "10", "80"})
 
 
 @pytest.mark.e2e
@@ -206,7 +207,7 @@ def test_comparisons_csv_pairs_runs_on_the_same_images_and_mcnemar_is_exact(repo
     predictions.csv (exact binomial test on the discordant images) to 1e-9."""
     table = pd.read_csv(report.parent / "comparisons.csv")
     assert list(table.columns) == [
-        "run_a", "run_b", "metric", "value_a", "value_b", "delta", "ci_low", "ci_high", "p_value", "test",
+        "run_a", "run_b", "metric", "value_a", "value_b", "delta", "ci_low", "ci_high", "mdd", "p_value", "test",
         "n_units", "p_holm",
     ]  # fmt: skip
     runs = latest_runs(report_runs)
