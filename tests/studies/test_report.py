@@ -297,6 +297,7 @@ def test_html_is_self_contained(report: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.e2e
 def test_report_renders_in_headless_chromium(report: Path, tmp_path: Path) -> None:
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
