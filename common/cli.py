@@ -229,13 +229,7 @@ class MedlitCLI(LightningCLI):
         expand_data_root(config)
         if self.subcommand == CHECK:
             return
-        precision, warning = precision_for_this_machine(
-            config["trainer"]["precision"], config["trainer"]["accelerator"]
-        )
-        if warning:
-            config["trainer"]["precision"] = precision
-            if rank_zero_only.rank == 0:
-                print(warning, file=sys.stderr)
+        _precision_for_this_machine(config["trainer"])
         if self.subcommand in _READS_LABELLED_DATA and self._run_options().check_data:
             # before anything reads the data (links computed from the built datamodule, e.g. class weights) and
             # before a run dir exists: a broken dataset is reported once, by the check, and leaves nothing behind

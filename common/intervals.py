@@ -52,9 +52,13 @@ def _acceleration(jackknifed: np.ndarray) -> float:
     return float((deviations**3).sum() / (6 * spread**1.5)) if spread > 0 else 0.0
 
 
-def _bca_percentiles(samples: np.ndarray, estimate: float, acceleration: float, confidence: float) -> np.ndarray:
+def _bias(samples: np.ndarray, estimate: float) -> float:
+    """``z0``: the standard normal quantile of the share of resampled values below the estimate (ties count half)."""
     below = (np.count_nonzero(samples < estimate) + np.count_nonzero(samples <= estimate)) / (2 * samples.size)
-    z0 = ndtri(below)
+    return float(ndtri(below))
+
+
+def _bca_percentiles(z0: float, acceleration: float, confidence: float) -> np.ndarray:
     z = ndtri(np.array([(1 - confidence) / 2, (1 + confidence) / 2]))
     return ndtr(z0 + (z0 + z) / (1 - acceleration * (z0 + z)))
 
@@ -75,9 +79,8 @@ def bca_intervals(
         interval = [float("nan"), float("nan")]
         z0 = float("nan")
         if finite.size and np.isfinite(estimate):
-            percentiles = _bca_percentiles(finite, estimate, acceleration, confidence)
-            share = (np.count_nonzero(finite < estimate) + np.count_nonzero(finite <= estimate)) / (2 * finite.size)
-            z0 = float(ndtri(share))
+            z0 = _bias(finite, estimate)
+            percentiles = _bca_percentiles(z0, acceleration, confidence)
             if np.isfinite(percentiles).all():
                 interval = [float(v) for v in np.quantile(finite, percentiles)]
         out[name] = {"value": estimate, "ci95": interval, "acceleration": acceleration, "bias_z0": z0}
