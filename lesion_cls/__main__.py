@@ -19,23 +19,34 @@ _FROM_TRAINING_SPLIT = {
     "model.class_priors": "priors",
     "model.class_frequencies": "frequencies",
 }
-LINKS = tuple(
-    Link(
-        "data",
-        target,
-        compute=attrgetter(f"training_class_statistics.{statistic}"),
-        on_instantiate=True,
-        subcommands=("fit", "validate", "test"),
-    )
-    for target, statistic in _FROM_TRAINING_SPLIT.items()
+_LABELLED = ("fit", "validate", "test")
+# the class list comes from the data too (predict takes it from the checkpoint, with the weights)
+LINKS = (
+    Link("data", "model.class_names", compute=attrgetter("class_names"), on_instantiate=True, subcommands=_LABELLED),
+    *(
+        Link(
+            "data",
+            target,
+            compute=attrgetter(f"training_class_statistics.{statistic}"),
+            on_instantiate=True,
+            subcommands=_LABELLED,
+        )
+        for target, statistic in _FROM_TRAINING_SPLIT.items()
+    ),
 )
 
 
 def main(args: list[str] | None = None) -> Path | None:
-    """Entry point of ``python -m lesion_cls`` and the ``lesion-cls`` console script; returns the run dir."""
+    """Entry point of ``python -m lesion_cls``; returns the run dir (``None`` when nothing ran, e.g. ``--help``)."""
     return run_cli(
         LesionClassifier, HAM10000DataModule, ClassificationOutputs, LINKS, report_module="lesion_cls.report", args=args
     )
+
+
+def cli() -> None:
+    """The ``lesion-cls`` console script: :func:`main` with exit status 0 (a console script exits with what its
+    function returns, and a run dir is not a status)."""
+    main()
 
 
 if __name__ == "__main__":

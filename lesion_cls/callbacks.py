@@ -1,13 +1,17 @@
 """Writes the classifier's test and predict outputs into the run dir.
 
-Test: ``predictions.csv`` (ISIC submission format + ``label``), ``metrics.json``, ``classification_report.csv``
+Test: ``predictions.csv`` (``image``, a probability column per class, ``label``: ISIC's submission format when the
+classes are ISIC's), ``metrics.json``, ``classification_report.csv``
 and ``.md``, ``roc.png``, ``confusion_matrix.png``, ``calibration.png`` (reliability diagram, ECE) and
 ``gradcam/<CLASS>/`` overlays of correctly and wrongly classified images of every class.
-Predict: ``predictions.csv`` and, on request, Grad-CAM by predicted class.
+Predict: ``predictions.csv`` (``image``, a probability column per class, ``decision``: the class decided) and, on
+request, Grad-CAM by predicted class. The classes are the model's (:attr:`LesionClassifier.class_names`, from the
+data it was trained on).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +32,7 @@ from lesion_cls.dashboard import GradcamPanel, wandb_test_dashboard
 from lesion_cls.datasets import LesionImageDataset
 from lesion_cls.metrics import (
     METRIC_DEFINITIONS,
+    binary_interval_metrics,
     calibration,
     classification_metrics,
     classification_report_table,
@@ -55,13 +60,20 @@ INTERVAL_METRICS = ("accuracy", "balanced_accuracy", "f1_macro", "auc_macro")
 recall (``per_class.<CLASS>.recall_ci95``)."""
 
 
-def predictions_frame(image_ids: list[str], probs: np.ndarray, labels: np.ndarray | None) -> pd.DataFrame:
-    """``image,MEL,NV,BCC,AKIEC,BKL,DF,VASC[,label]`` (softmax probabilities; label = true class name)."""
-    frame = pd.DataFrame(probs, columns=list(CLASS_NAMES))
+def predictions_frame(
+    image_ids: list[str], probs: np.ndarray, labels: np.ndarray | None, class_names: Sequence[str] = CLASS_NAMES
+) -> pd.DataFrame:
+    """``image,<class>...[,label]`` (softmax probabilities, e.g. ``image,MEL,NV,BCC,AKIEC,BKL,DF,VASC``; label = the
+    true class's name)."""
+    frame = pd.DataFrame(probs, columns=list(class_names))
     frame.insert(0, "image", image_ids)
     if labels is not None:
-        frame["label"] = [CLASS_NAMES[i] for i in labels]
+        frame["label"] = [class_names[i] for i in labels]
     return frame
+
+
+def _class_names(pl_module: LightningModule) -> tuple[str, ...]:
+    return tuple(getattr(pl_module, "class_names", CLASS_NAMES))
 
 
 class ClassificationOutputs(Callback):
@@ -153,7 +165,8 @@ class ClassificationOutputs(Callback):
         if not ids:
             return
         checkpoint = tested_weights_of(pl_module, trainer.ckpt_path)
-        metrics = summarize_predictions(probs, target, losses, checkpoint)
+        names = _class_names(pl_module)
+        metrics = summarize_predictions(probs, target, losses, checkpoint, names)
         if getattr(pl_module, "decision_tau", None) is not None:  # the probabilities are already shifted by it
             metrics["decision_tau"] = float(pl_module.decision_tau)
         offsets = getattr(pl_module, "hparams", {}).get("decision_offsets")  # as given, not the float32 buffer
@@ -168,18 +181,18 @@ class ClassificationOutputs(Callback):
         table = getattr(dataset, "table", None)
         lesion_of = dict(zip(table["image_id"], table["lesion_id"], strict=True)) if table is not None else {}
         lesions = [lesion_of.get(i, i) for i in ids]
-        metrics = write_test_files(
-            out, ids, lesions, probs, target, metrics, self.figures, self.bootstrap, self.bootstrap_seed
-        )
+        unit = getattr(trainer.datamodule, "test_unit", "lesion")
+        resamples = (self.bootstrap, self.bootstrap_seed)
+        metrics = write_test_files(out, ids, lesions, probs, target, metrics, self.figures, *resamples, names, unit)
         if self.save_probabilities:
-            frame = predictions_frame(ids, raw, target)
+            frame = predictions_frame(ids, raw, target, names)
             frame.insert(1, "lesion_id", lesions)
             with atomic_path(out / "probabilities.csv") as tmp:
                 frame.to_csv(tmp, index=False, float_format="%.6f")
         panels: list[GradcamPanel] = []
         if self.gradcam_per_class > 0 and dataset is not None:
             panels = self._test_gradcam(pl_module, dataset, ids, probs, target, out / "gradcam")
-        build = wandb_test_dashboard(out, ids, lesions, probs, target, metrics, self.figures, panels)
+        build = wandb_test_dashboard(out, ids, lesions, probs, target, metrics, self.figures, panels, names)
         upload = CheckpointUpload(checkpoint, {"run_dir": str(out)})
         log_to_wandb(  # after every file: W&B sees what the run dir holds
             trainer,
@@ -200,7 +213,8 @@ class ClassificationOutputs(Callback):
         pred = probs.argmax(axis=1)
         confidence = probs.max(axis=1)
         panels = []
-        for c, name in enumerate(CLASS_NAMES):
+        names = _class_names(pl_module)
+        for c, name in enumerate(names):
             (folder / name).mkdir(parents=True, exist_ok=True)
             for kind, mask in (("correct", (target == c) & (pred == c)), ("wrong", (target == c) & (pred != c))):
                 rows = np.flatnonzero(mask)
@@ -209,7 +223,7 @@ class ClassificationOutputs(Callback):
                     path = self._write_gradcam(
                         pl_module, dataset, ids[row], int(target[row]), int(pred[row]), probs[row], folder / name, kind
                     )
-                    true_class, predicted = CLASS_NAMES[int(target[row])], CLASS_NAMES[int(pred[row])]
+                    true_class, predicted = names[int(target[row])], names[int(pred[row])]
                     panels.append(GradcamPanel(path, ids[row], true_class, predicted, float(confidence[row])))
         return panels
 
@@ -227,14 +241,14 @@ class ClassificationOutputs(Callback):
         index = dataset.index_of(image_id)
         image = dataset[index]["image"].unsqueeze(0).to(pl_module.device)
         layer = pl_module.gradcam_layer()
+        names = _class_names(pl_module)
         targets = [pred_class] if true_class in (pred_class, -1) else [pred_class, true_class]
         maps = {
-            f"Grad-CAM for {CLASS_NAMES[c]} (p={probs[c]:.2f})": gradcam_maps(pl_module, layer, image, c)[0]
-            for c in targets
+            f"Grad-CAM for {names[c]} (p={probs[c]:.2f})": gradcam_maps(pl_module, layer, image, c)[0] for c in targets
         }
-        truth = f"true {CLASS_NAMES[true_class]}, " if true_class >= 0 else ""
-        title = f"{image_id}: {truth}predicted {CLASS_NAMES[pred_class]}"
-        stem = f"{kind}_{image_id}" if kind != "wrong" else f"wrong_{image_id}_as_{CLASS_NAMES[pred_class]}"
+        truth = f"true {names[true_class]}, " if true_class >= 0 else ""
+        title = f"{image_id}: {truth}predicted {names[pred_class]}"
+        stem = f"{kind}_{image_id}" if kind != "wrong" else f"wrong_{image_id}_as_{names[pred_class]}"
         return plot_gradcam(dataset.display_image(index), maps, folder / f"{stem}.png", title)
 
     # --- predict ---
@@ -242,28 +256,34 @@ class ClassificationOutputs(Callback):
         ids, probs, *_ = self._gathered()
         if not trainer.is_global_zero or not ids:
             return
-        out = run_dir_of(trainer)
+        out, names = run_dir_of(trainer), _class_names(pl_module)
+        frame = predictions_frame(ids, probs, None, names)
+        frame["decision"] = [names[c] for c in probs.argmax(axis=1)]  # the probabilities are already decided (τ)
         with atomic_path(out / "predictions.csv") as tmp:
-            predictions_frame(ids, probs, None).to_csv(tmp, index=False, float_format="%.6f")
+            frame.to_csv(tmp, index=False, float_format="%.6f")
         dataset = getattr(trainer.datamodule, "predict_dataset", None)
         if self.gradcam_on_predict and dataset is not None:
             with torch.inference_mode(False):
                 for image_id, p in zip(ids, probs, strict=True):
-                    c = int(p.argmax())
-                    (out / "gradcam" / CLASS_NAMES[c]).mkdir(parents=True, exist_ok=True)
-                    self._write_gradcam(
-                        pl_module, dataset, image_id, -1, c, p, out / "gradcam" / CLASS_NAMES[c], "predicted"
-                    )
+                    folder = out / "gradcam" / names[int(p.argmax())]
+                    folder.mkdir(parents=True, exist_ok=True)
+                    self._write_gradcam(pl_module, dataset, image_id, -1, int(p.argmax()), p, folder, "predicted")
 
 
-def summarize_predictions(probs: np.ndarray, target: np.ndarray, losses: np.ndarray, checkpoint: str) -> dict[str, Any]:
+def summarize_predictions(
+    probs: np.ndarray,
+    target: np.ndarray,
+    losses: np.ndarray,
+    checkpoint: str,
+    class_names: Sequence[str] = CLASS_NAMES,
+) -> dict[str, Any]:
     """``metrics.json`` without intervals: :func:`~lesion_cls.metrics.classification_metrics`, the mean loss,
     calibration, the class names, what was tested and the definitions."""
-    metrics = classification_metrics(probs, target)
+    metrics = classification_metrics(probs, target, class_names)
     metrics["loss"] = float(losses.mean())
     metrics["calibration"] = calibration(probs, target)
     metrics["ece"] = metrics["calibration"]["ece"]
-    metrics["class_names"] = list(CLASS_NAMES)
+    metrics["class_names"] = list(class_names)
     metrics["checkpoint"] = checkpoint
     metrics["definitions"] = METRIC_DEFINITIONS
     return metrics
@@ -288,22 +308,25 @@ def write_test_files(
     figures: bool,
     n_resamples: int = BOOTSTRAP_RESAMPLES,
     seed: int = 0,
+    class_names: Sequence[str] = CLASS_NAMES,
+    unit: str = "lesion",
 ) -> dict[str, Any]:
-    """A test run's ``predictions.csv``, ``metrics.json`` (``summary`` with bootstrap intervals over the lesions:
-    ``ci95`` of :data:`INTERVAL_METRICS`, each class's recall interval in ``per_class``), classification report (CSV
-    and markdown) and, with ``figures``, ROC, confusion-matrix and calibration PNGs; returns the metrics written."""
+    """A test run's ``predictions.csv``, ``metrics.json`` (``summary`` with bootstrap intervals over the groups of
+    ``lesions``, named ``unit``: ``ci95`` of :data:`INTERVAL_METRICS`, each class's recall interval in
+    ``per_class``), classification report (CSV and markdown) and, with ``figures``, ROC, confusion-matrix and
+    calibration PNGs; returns the metrics written."""
     with atomic_path(out / "predictions.csv") as tmp:
-        predictions_frame(ids, probs, target).to_csv(tmp, index=False, float_format="%.6f")
-    names = [*INTERVAL_METRICS, *(f"recall_{c}" for c in CLASS_NAMES)]
-    items = scored_items(ids, lesions, probs, target)
+        predictions_frame(ids, probs, target, class_names).to_csv(tmp, index=False, float_format="%.6f")
+    names = [*INTERVAL_METRICS, *binary_interval_metrics(class_names), *(f"recall_{c}" for c in class_names)]
+    items = scored_items(ids, lesions, probs, target, class_names, unit)
     metrics = write_metrics(out, summary, items, names, n_resamples, seed, _place_recall)
-    table = classification_report_table(metrics)
+    table = classification_report_table(metrics, class_names)
     with atomic_path(out / "classification_report.csv") as tmp:
         table.to_csv(tmp, float_format="%.4f")
     with atomic_path(out / "classification_report.md") as tmp:
         tmp.write_text(report_markdown(table))
     if figures:
-        plot_roc(roc_curves(probs, target), out / "roc.png")
-        plot_confusion(confusion_matrix(probs, target), out / "confusion_matrix.png")
+        plot_roc(roc_curves(probs, target, class_names), out / "roc.png", class_names=class_names)
+        plot_confusion(confusion_matrix(probs, target, len(class_names)), out / "confusion_matrix.png", class_names)
         plot_calibration(metrics["calibration"], out / "calibration.png")
     return metrics

@@ -1,5 +1,5 @@
-"""The dataset check of HAM10000 / ISIC 2018 Task 3 (the ``check`` command): every problem of the metadata, the
-images and the test set, and a summary."""
+"""The dataset check of the classifier's data (the ``check`` command): every problem of the metadata (HAM10000),
+or the labels CSV or class folders (your own data), of the images and the test set, and a summary."""
 
 from __future__ import annotations
 
@@ -23,8 +23,9 @@ from lesion_cls.io import (
     open_image,
     read_csv_table,
 )
+from lesion_cls.labels import LABELS_COLUMNS, detect_layout, read_labelled_images, read_test_csv
 
-__all__ = ["check_ham_dataset"]
+__all__ = ["check_dataset", "check_ham_dataset"]
 
 
 def _decode_all(paths: Sequence[Path], check: DataCheck) -> None:
@@ -67,6 +68,93 @@ def _summarize(check: DataCheck, csv_path: Path, table: pd.DataFrame) -> None:
         )
     else:
         check.summary[f"{csv_path.name}: images"] = str(len(table))
+
+
+def check_dataset(
+    root: Path | str,
+    metadata_csv: str,
+    image_dir: str,
+    test_csv: str | None = None,
+    test_image_dir: str | None = None,
+    full: bool = True,
+    classes: Sequence[str] | None = None,
+) -> DataCheck:
+    """Every problem of the data in any layout of :mod:`lesion_cls.labels` and of the test set, and a summary (the
+    ``check`` command): :func:`check_ham_dataset` for HAM10000, :func:`check_own_dataset` otherwise."""
+    check, root = DataCheck(), Path(root)
+    try:
+        layout = detect_layout(root, metadata_csv)
+    except MedlitError as err:
+        check.add_error(err, root)
+        return check
+    if layout == "ham10000" and not _has_label_column(test_csv):
+        return check_ham_dataset(root, metadata_csv, image_dir, test_csv, test_image_dir, full)
+    return check_own_dataset(root, metadata_csv, image_dir, test_csv, test_image_dir, full, classes)
+
+
+def _has_label_column(test_csv: str | None) -> bool:
+    try:
+        return bool(test_csv) and set(LABELS_COLUMNS) <= set(read_csv_table(Path(test_csv), ()).columns)
+    except MedlitError:
+        return False
+
+
+def check_own_dataset(
+    root: Path,
+    metadata_csv: str,
+    image_dir: str,
+    test_csv: str | None = None,
+    test_image_dir: str | None = None,
+    full: bool = True,
+    classes: Sequence[str] | None = None,
+) -> DataCheck:
+    """A labels CSV or class folders (and a test CSV): the first problem of the labels (one line: the readers stop
+    there), every missing image, with ``full`` every image that does not decode; classes, groups and images per
+    class in the summary."""
+    check = DataCheck()
+    try:
+        data = read_labelled_images(root, metadata_csv, image_dir, classes, with_paths=False)
+    except MedlitError as err:
+        check.add_error(err, root)
+        return check
+    table, where = data.table, root if data.layout == "class_folders" else root / metadata_csv
+    counts = np.bincount(table["label"], minlength=len(data.class_names))
+    check.summary[f"{where.name}: layout"] = data.layout.replace("_", " ")
+    check.summary[f"{where.name}: images"] = f"{len(table)} ({table['lesion_id'].nunique()} {data.unit}s)"
+    check.summary[f"{where.name}: classes"] = ", ".join(
+        f"{name} {int(n)}" for name, n in zip(data.class_names, counts, strict=True)
+    )
+    if "path" in table:  # class folders
+        paths = [Path(p) for p in table["path"]]
+    else:
+        paths = _listed_images(check, where, root / image_dir, table)
+    if test_csv:
+        try:
+            test, _ = read_test_csv(Path(test_csv), None, data.class_names)
+        except MedlitError as err:
+            check.add_error(err, test_csv)
+        else:
+            check.summary[f"{Path(test_csv).name}: images"] = str(len(test))
+            paths += _listed_images(check, Path(test_csv), Path(test_image_dir), test)
+            leaked = sorted(set(test["image_id"]) & set(table["image_id"]))
+            if leaked:
+                check.add(test_csv, f"{len(leaked)} test image(s) also in the training data: {leaked[0]}, ...")
+    if full:
+        _decode_all(paths, check)
+    return check
+
+
+def _listed_images(check: DataCheck, csv_path: Path, image_dir: Path, table: pd.DataFrame) -> list[Path]:
+    """The paths of a CSV's images; a problem for each one ``image_dir`` lacks (or for a missing folder)."""
+    try:
+        images = index_images(image_dir)
+    except MedlitError as err:
+        check.add_error(err, image_dir)
+        return []
+    found = table["image_id"]
+    for i in np.flatnonzero(~found.isin(images).to_numpy()):
+        check.add(f"{csv_path} row {i + 2}", f"image '{found.iloc[i]}' not found in {image_dir}", ".jpg/.png")
+    return [images[i] for i in found if i in images]
 
 
 def check_ham_dataset(

@@ -37,14 +37,15 @@ class ClassStatistics:
     priors: list[float]
     """The class frequencies as the sampler draws them, for logit-adjusted losses (``model.class_priors``)."""
     frequencies: list[float]
-    """As in the data, ``(n_c + 1) / (n + 7)``, for the decision τ (``model.class_frequencies``)."""
+    """As in the data, ``(n_c + 1) / (n + C)``, for the decision τ (``model.class_frequencies``)."""
 
 
-def class_statistics(labels: np.ndarray, class_weights: str | Sequence[float], balance: float) -> ClassStatistics:
+def class_statistics(
+    labels: np.ndarray, class_weights: str | Sequence[float], balance: float, num_classes: int = len(CLASS_NAMES)
+) -> ClassStatistics:
     """:class:`ClassStatistics` of the training labels ``[N]`` (class indices) for ``data.class_weights``
     (``none``, ``balanced`` = ``n / (C * n_c)`` with 1 for an absent class, or the weights) and ``data.class_balance``
     (the sampler's power, :func:`sampling_weights`)."""
-    num_classes = len(CLASS_NAMES)
     counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
     if isinstance(class_weights, str):
         balanced = np.where(counts > 0, len(labels) / (num_classes * np.maximum(counts, 1)), 1.0)
@@ -52,5 +53,5 @@ def class_statistics(labels: np.ndarray, class_weights: str | Sequence[float], b
     else:
         weights = [float(w) for w in class_weights]
     smoothed = (counts + 1.0) / (counts + 1.0).sum()
-    priors = [float(p) for p in sampled_class_priors(labels, float(balance))]
+    priors = [float(p) for p in sampled_class_priors(labels, float(balance), num_classes)]
     return ClassStatistics(weights, priors, [float(f) for f in smoothed])

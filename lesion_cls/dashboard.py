@@ -18,6 +18,7 @@ Logged once at the end of ``test`` (:class:`~lesion_cls.callbacks.Classification
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -62,13 +63,19 @@ class GradcamPanel:
         return f"{self.image_id}: true {self.true_class}, predicted {self.predicted_class} (p={self.probability:.2f})"
 
 
-def predictions_table(ids: list[str], lesions: list[str], probs: np.ndarray, target: np.ndarray) -> pd.DataFrame:
+def predictions_table(
+    ids: list[str],
+    lesions: list[str],
+    probs: np.ndarray,
+    target: np.ndarray,
+    class_names: Sequence[str] = CLASS_NAMES,
+) -> pd.DataFrame:
     """One row per test image: ``image_id, lesion_id, truth, prediction, p_<CLASS>...`` (``predictions.csv``'s
     probabilities)."""
     frame = pd.DataFrame({"image_id": ids, "lesion_id": lesions})
-    frame["truth"] = [CLASS_NAMES[i] for i in target]
-    frame["prediction"] = [CLASS_NAMES[i] for i in probs.argmax(axis=1)]
-    for c, name in enumerate(CLASS_NAMES):
+    frame["truth"] = [class_names[i] for i in target]
+    frame["prediction"] = [class_names[i] for i in probs.argmax(axis=1)]
+    for c, name in enumerate(class_names):
         frame[f"p_{name}"] = probs[:, c].astype(float)
     return frame
 
@@ -76,7 +83,7 @@ def predictions_table(ids: list[str], lesions: list[str], probs: np.ndarray, tar
 def per_class_table(metrics: dict[str, Any]) -> pd.DataFrame:
     """One row per class: precision, recall, F1, support and the recall's 95% interval (empty without one)."""
     rows = []
-    for name in CLASS_NAMES:
+    for name in metrics.get("class_names", CLASS_NAMES):
         values = metrics["per_class"][name]
         low, high = values.get("recall_ci95") or (None, None)
         rows.append(
@@ -114,13 +121,13 @@ def roc_chart(wandb: ModuleType, curves: dict[str, dict[str, Any]]) -> Any:
     )
 
 
-def confusion_chart(wandb: ModuleType, counts: np.ndarray) -> Any:
+def confusion_chart(wandb: ModuleType, counts: np.ndarray, class_names: Sequence[str] = CLASS_NAMES) -> Any:
     """W&B's interactive confusion matrix (``wandb/confusion_matrix/v1``, as ``wandb.plot.confusion_matrix`` makes
     it) of the ``[true, predicted]`` counts."""
     rows = [
-        [CLASS_NAMES[t], CLASS_NAMES[p], int(counts[t, p])]
-        for t in range(len(CLASS_NAMES))
-        for p in range(len(CLASS_NAMES))
+        [class_names[t], class_names[p], int(counts[t, p])]
+        for t in range(len(class_names))
+        for p in range(len(class_names))
     ]
     return wandb.plot_table(
         "wandb/confusion_matrix/v1",
@@ -139,19 +146,21 @@ def wandb_test_dashboard(
     metrics: dict[str, Any],
     figures: bool,
     panels: list[GradcamPanel],
+    class_names: Sequence[str] = CLASS_NAMES,
 ) -> WandbBuild:
     """What :func:`common.wandb_media.log_to_wandb` logs of a test (module docstring); built only when W&B runs."""
 
     def build(wandb: ModuleType) -> dict[str, Any]:
         payload: dict[str, Any] = {
-            "test/predictions": table_of(wandb, predictions_table(ids, lesions, probs, target)),
+            "test/predictions": table_of(wandb, predictions_table(ids, lesions, probs, target, class_names)),
             "test/per_class": table_of(wandb, per_class_table(metrics)),
         }
         if figures:  # the test drew its figures (outputs.figures)
-            payload["test/roc"] = roc_chart(wandb, roc_curves(probs, target))
-            payload["test/confusion_matrix"] = confusion_chart(wandb, confusion_matrix(probs, target))
+            payload["test/roc"] = roc_chart(wandb, roc_curves(probs, target, class_names))
+            counts = confusion_matrix(probs, target, len(class_names))
+            payload["test/confusion_matrix"] = confusion_chart(wandb, counts, class_names)
             payload.update({f"test/figures/{name}": image_files(wandb, [out / f"{name}.png"])[0] for name in FIGURES})
-        for name in CLASS_NAMES:
+        for name in class_names:
             mine = [panel for panel in panels if panel.path.parent.name == name]
             if mine:
                 payload[f"test/gradcam/{name}"] = image_files(wandb, [p.path for p in mine], [p.caption for p in mine])

@@ -1,7 +1,8 @@
-"""HAM10000 / ISIC 2018 Task 3 for Lightning: the DataModule (the split read once, the datasets on the pixel
-cache, the loaders).
+"""HAM10000 / ISIC 2018 Task 3, or your own images and classes, for Lightning: the DataModule (the split read once,
+the datasets on the pixel cache, the loaders).
 
-Reading the files is :mod:`lesion_cls.io`, the split :mod:`lesion_cls.splits`, the pixel cache
+Reading the files is :mod:`lesion_cls.io`, the layouts and the class list :mod:`lesion_cls.labels`, the split
+:mod:`lesion_cls.splits`, the pixel cache
 :mod:`lesion_cls.cache`, the datasets :mod:`lesion_cls.datasets`, the class balance :mod:`lesion_cls.class_balance`,
 normalisation and augmentation :mod:`lesion_cls.transforms`.
 """
@@ -25,12 +26,12 @@ from common.check import DataCheck
 from common.errors import MedlitError, check_choice
 from common.folds import check_folds
 from common.loaders import evaluation_loader, loader_workers, training_loader
-from lesion_cls import CLASS_NAMES
 from lesion_cls.cache import build_pixel_cache
-from lesion_cls.check import check_ham_dataset
+from lesion_cls.check import check_dataset
 from lesion_cls.class_balance import ClassStatistics, class_statistics, sampling_weights
 from lesion_cls.datasets import LesionImageDataset
 from lesion_cls.io import read_folder
+from lesion_cls.labels import LabelledImages
 from lesion_cls.splits import absent_classes, read_labelled_table, split_summary
 from lesion_cls.transforms import AUTO_AUGMENTS, BatchAugment, build_transforms, normalization
 
@@ -46,14 +47,21 @@ def _as_size(image_size: int | Sequence[int]) -> tuple[int, int]:
 
 
 class HAM10000DataModule(LightningDataModule):
-    """HAM10000 (and optionally the ISIC 2018 test set) for training, validation, test and prediction.
+    """HAM10000 (and optionally the ISIC 2018 test set), or your own labelled images, for training, validation,
+    test and prediction.
 
     Args:
-        root: Folder holding ``metadata_csv`` and ``image_dir``.
-        metadata_csv: HAM10000 metadata file, relative to ``root``.
+        root: The data folder, in one of the layouts of :mod:`lesion_cls.labels`: HAM10000 (``metadata_csv`` and
+            ``image_dir``), a labels CSV ``image,label[,group]`` (``metadata_csv``) and ``image_dir``, or one
+            folder of images per class.
+        metadata_csv: HAM10000 metadata file or labels CSV, relative to ``root``.
         image_dir: Image folder, relative to ``root``.
-        test_csv: Optional ISIC-format one-hot CSV used as the test set (e.g. the official ISIC 2018 test
-            labels); then ``test_fraction`` is ignored and all of ``root`` is train + val.
+        classes: The class list and its order (your own data; each label must be one of them, each have an
+            image); default: from the data (:func:`~lesion_cls.labels.class_order`). A binary problem's positive
+            class is the second.
+        test_csv: Optional test set: a labels CSV or a one-hot CSV with a column per class (e.g. the official ISIC
+            2018 test labels), each optionally with a group column; then ``test_fraction`` is ignored and all of
+            ``root`` is train + val.
         test_image_dir: Image folder of ``test_csv``.
         predict_dir: Folder of images for ``predict``.
         val_fraction: Fraction of lesions held out for validation (model selection).
@@ -81,7 +89,7 @@ class HAM10000DataModule(LightningDataModule):
             class equally often, 0.5 = by the square root of the class sizes
             (:func:`~lesion_cls.class_balance.sampling_weights`).
         class_weights: ``none``, ``balanced`` (``n / (C * n_c)`` on the training split) or an explicit list
-            of 7 weights; :attr:`training_class_statistics` gives them to the model through a CLI link.
+            of one weight per class; :attr:`training_class_statistics` gives them to the model through a CLI link.
         batch_size: Images per batch (per device).
         num_workers: DataLoader worker processes; default: :func:`common.loaders.default_workers`
             (the cores shared among the machine's training processes, at most 8).
@@ -93,6 +101,7 @@ class HAM10000DataModule(LightningDataModule):
         root: str = "data/HAM10000",
         metadata_csv: str = "HAM10000_metadata.csv",
         image_dir: str = "images",
+        classes: list[str] | None = None,
         test_csv: str | None = None,
         test_image_dir: str | None = None,
         predict_dir: str | None = None,
@@ -126,8 +135,6 @@ class HAM10000DataModule(LightningDataModule):
             )
         if isinstance(class_weights, str):
             check_choice("data.class_weights", class_weights, ("none", "balanced"))
-        elif len(class_weights) != len(CLASS_NAMES):
-            raise MedlitError(f"data.class_weights needs {len(CLASS_NAMES)} numbers, got {len(class_weights)}")
         if not 0.0 <= class_balance <= 1.0:
             raise MedlitError(f"data.class_balance must be a power in [0, 1], got {class_balance}")
         check_choice("data.auto_augment", auto_augment, AUTO_AUGMENTS)
@@ -136,7 +143,7 @@ class HAM10000DataModule(LightningDataModule):
         if test_csv and not test_image_dir:
             raise MedlitError("data.test_csv is set but data.test_image_dir is not: the test images are needed")
         self.table: pd.DataFrame | None = None
-        self._labelled: pd.DataFrame | None = None
+        self._labelled: LabelledImages | None = None
         self.train_dataset: LesionImageDataset | None = None
         self.val_dataset: LesionImageDataset | None = None
         self.test_dataset: LesionImageDataset | None = None
@@ -158,36 +165,53 @@ class HAM10000DataModule(LightningDataModule):
         return Path(self.hparams.cache_dir) if self.hparams.cache_dir else default
 
     # -- lifecycle --
-    def _read_table(self) -> pd.DataFrame:
-        """All labelled images with their split (:func:`lesion_cls.splits.read_labelled_table`)."""
-        hp = self.hparams
-        files = (hp.root, hp.metadata_csv, hp.image_dir, hp.test_csv, hp.test_image_dir)
-        return read_labelled_table(*files, hp.val_fraction, hp.test_fraction, hp.split_seed, hp.num_folds, hp.fold)
+    def _labelled_images(self) -> LabelledImages:
+        """All labelled images with their split and the class list (:func:`lesion_cls.splits.read_labelled_table`),
+        read once."""
+        if self._labelled is None:
+            hp = self.hparams
+            files = (hp.root, hp.metadata_csv, hp.image_dir, hp.test_csv, hp.test_image_dir)
+            split = (hp.val_fraction, hp.test_fraction, hp.split_seed, hp.num_folds, hp.fold)
+            self._labelled = read_labelled_table(*files, *split, hp.classes)
+        return self._labelled
 
     def _labelled_table(self) -> pd.DataFrame:
-        """:meth:`_read_table`, read once."""
-        if self._labelled is None:
-            self._labelled = self._read_table()
-        return self._labelled
+        return self._labelled_images().table
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        """The classes in the order of the network's outputs, from the data (linked to ``model.class_names``)."""
+        return self._labelled_images().class_names
+
+    @property
+    def test_unit(self) -> str:
+        """What the test intervals resample: ``lesion`` (HAM10000), ``group`` (a labels CSV with groups) or
+        ``image`` (no groups: each image its own unit)."""
+        data = self._labelled_images()
+        return data.unit if self.hparams.test_split == "val" else data.unit_of_test
 
     @cached_property
     def training_class_statistics(self) -> ClassStatistics:
         """What the model needs from the training split's labels (:func:`~lesion_cls.class_balance.class_statistics`);
         read once, when a CLI link first asks, after the CLI's dataset check (the metadata is read, no image is
         decoded)."""
-        table = self._labelled_table()
+        table, classes = self._labelled_table(), len(self.class_names)
+        weights = self.hparams.class_weights
+        if not isinstance(weights, str) and len(weights) != classes:
+            raise MedlitError(f"data.class_weights needs {classes} numbers (one per class), got {len(weights)}")
         labels = table.loc[table["split"] == "train", "label"].to_numpy()
-        return class_statistics(labels, self.hparams.class_weights, self.hparams.class_balance)
+        return class_statistics(labels, weights, self.hparams.class_balance, classes)
 
     def check_data(self, full: bool = True) -> DataCheck:
         """Every problem of the metadata, the images and the test set, and a summary (``check`` command;
-        :func:`lesion_cls.check.check_ham_dataset`).
+        :func:`lesion_cls.check.check_dataset`).
 
         Args:
             full: Also open and decode every image (the cheap check reads the CSV files and lists the folder).
         """
         hp = self.hparams
-        return check_ham_dataset(hp.root, hp.metadata_csv, hp.image_dir, hp.test_csv, hp.test_image_dir, full)
+        files = (hp.root, hp.metadata_csv, hp.image_dir, hp.test_csv, hp.test_image_dir)
+        return check_dataset(*files, full, hp.classes)
 
     def prepare_data(self) -> None:
         """Check the files and build the pixel cache (once per node); ``predict`` reads only its own folder."""
@@ -221,8 +245,11 @@ class HAM10000DataModule(LightningDataModule):
             self.batch_augmenter = BatchAugment(
                 self.mean, self.std, hp.rotation_degrees, hp.color_jitter, hp.crop_scale_min
             )
-        rank_zero_info("HAM10000 split (grouped by lesion_id):\n" + split_summary(table))
-        for warning in absent_classes(table):
+        data = self._labelled_images()
+        grouping = {"lesion": "grouped by lesion_id", "group": "grouped by group", "image": "no groups"}[data.unit]
+        title = "HAM10000" if data.layout == "ham10000" else f"{data.layout} ({len(data.class_names)} classes)"
+        rank_zero_info(f"{title} split ({grouping}):\n" + split_summary(table, data.class_names, data.unit))
+        for warning in absent_classes(table, data.class_names):
             rank_zero_warn(warning)
 
     def _setup_predict(self) -> None:
@@ -241,7 +268,7 @@ class HAM10000DataModule(LightningDataModule):
         assert self.table is not None, "call setup() first"
         columns = ["image_id", "lesion_id", "label", "split", *(["fold"] if "fold" in self.table else [])]
         table = self.table[columns].copy()
-        table.insert(3, "class", [CLASS_NAMES[i] for i in table["label"]])
+        table.insert(3, "class", [self.class_names[i] for i in table["label"]])
         return table
 
     # -- loaders --
@@ -254,7 +281,8 @@ class HAM10000DataModule(LightningDataModule):
         power = float(self.hparams.class_balance)
         if power > 0:
             labels = self.train_dataset.labels
-            weights = torch.as_tensor(sampling_weights(labels, power), dtype=torch.double)
+            weights = sampling_weights(labels, power, len(self.class_names))
+            weights = torch.as_tensor(weights, dtype=torch.double)
             sampler = WeightedRandomSampler(weights, num_samples=len(labels), replacement=True)
         workers = loader_workers(self.hparams.num_workers, self.trainer)
         return training_loader(self.train_dataset, self.hparams.batch_size, workers, sampler)

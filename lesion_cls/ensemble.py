@@ -33,18 +33,38 @@ from lesion_cls.callbacks import summarize_predictions, write_test_files
 from lesion_cls.class_balance import class_statistics
 from lesion_cls.decisions import OFFSETS_RULE, TAU_RULE, PoolChoice, choose_on_pool, decided_probabilities
 
-__all__ = ["OUT_OF_FOLD_ARGS", "average_probabilities", "ensemble_runs", "main", "pool_out_of_fold"]
+__all__ = ["OUT_OF_FOLD_ARGS", "average_probabilities", "class_names_of", "ensemble_runs", "main", "pool_out_of_fold"]
 
 OUT_OF_FOLD_ARGS = ("--model.decision_tau=0", "--outputs.gradcam_per_class=0", "--outputs.figures=false")
 """The out-of-fold test runs write the probabilities before any decision τ (it is chosen on their pool)."""
 
 
-def _read_csv(path: Path) -> pd.DataFrame:
+def _read_csv(path: Path, names: Sequence[str]) -> pd.DataFrame:
     frame = pd.read_csv(path, dtype={"image": str, "lesion_id": str})
-    missing = [c for c in ("image", *CLASS_NAMES, "label") if c not in frame]
+    missing = [c for c in ("image", *names, "label") if c not in frame]
     if missing:
-        raise MedlitError(f"{path}: no column {missing[0]} (needs image, {', '.join(CLASS_NAMES)} and label)")
+        raise MedlitError(f"{path}: no column {missing[0]} (needs image, {', '.join(names)} and label)")
     return frame
+
+
+def _tested(run_dir: Path) -> dict[str, Any]:
+    """The run's ``metrics.json``."""
+    if not (run_dir / "metrics.json").is_file():
+        raise MedlitError(f"{run_dir}: not a test run dir (no metrics.json)")
+    return json.loads((run_dir / "metrics.json").read_text())
+
+
+def class_names_of(run_dir: Path) -> tuple[str, ...]:
+    """A test run's classes (``metrics.json``; HAM10000's seven for runs that predate the field)."""
+    return tuple(_tested(run_dir).get("class_names") or CLASS_NAMES)
+
+
+def _same_classes(runs: Sequence[Path]) -> tuple[str, ...]:
+    names = class_names_of(runs[0])
+    for run in runs[1:]:
+        if class_names_of(run) != names:
+            raise MedlitError(f"{run}: classes {', '.join(class_names_of(run))} differ from {runs[0]}'s")
+    return names
 
 
 def _lesions(run_dir: Path, ids: Sequence[str]) -> list[str]:
@@ -60,13 +80,12 @@ def _lesions(run_dir: Path, ids: Sequence[str]) -> list[str]:
 def raw_predictions(run_dir: Path) -> pd.DataFrame:
     """A test run's probabilities before its decision τ: ``probabilities.csv``, else ``predictions.csv`` when the
     run was tested at τ 0 (a shifted table cannot be averaged)."""
-    if not (run_dir / "metrics.json").is_file():
-        raise MedlitError(f"{run_dir}: not a test run dir (no metrics.json)")
+    names = class_names_of(run_dir)
     if (run_dir / "probabilities.csv").is_file():
-        return _read_csv(run_dir / "probabilities.csv")
-    tau = json.loads((run_dir / "metrics.json").read_text()).get("decision_tau", 0.0)
+        return _read_csv(run_dir / "probabilities.csv", names)
+    tau = _tested(run_dir).get("decision_tau", 0.0)
     if tau == 0.0 and (run_dir / "predictions.csv").is_file():
-        return _read_csv(run_dir / "predictions.csv")
+        return _read_csv(run_dir / "predictions.csv", names)
     raise MedlitError(
         f"{run_dir}: no probabilities.csv, and its predictions.csv is shifted by decision τ {tau}; test it with "
         "--outputs.save_probabilities true"
@@ -77,7 +96,7 @@ def _training_frequencies(run_dir: Path) -> list[float]:
     """The class frequencies of the run's training split (``split.csv``), as the model's decision τ uses them."""
     split = pd.read_csv(run_dir / "split.csv")
     labels = split.loc[split["split"] == "train", "label"].to_numpy(dtype=np.int64)
-    return class_statistics(labels, "none", 0.0).frequencies
+    return class_statistics(labels, "none", 0.0, len(class_names_of(run_dir))).frequencies
 
 
 def _write_scored(
@@ -88,19 +107,23 @@ def _write_scored(
     target: np.ndarray,
     checkpoint: str,
     decisions: dict[str, Any],
+    member: Path,
 ) -> dict[str, Any]:
     """``predictions.csv``, ``metrics.json`` (with intervals over the lesions; ``decisions``: the decision τ and
-    any class offsets the probabilities were shifted by) and the report files in ``out``."""
-    metrics = summarize_predictions(probs, target, np.full(len(ids), np.nan), checkpoint)
+    any class offsets the probabilities were shifted by) and the report files in ``out``; the classes and the
+    interval unit are those of the run dir ``member``."""
+    names, unit = class_names_of(member), _tested(member).get("ci_unit", "lesion")
+    metrics = summarize_predictions(probs, target, np.full(len(ids), np.nan), checkpoint, names)
     metrics |= {key: value for key, value in decisions.items() if value is not None}
-    return write_test_files(out, ids, lesions, probs, target, metrics, True, BOOTSTRAP_RESAMPLES, 0)
+    return write_test_files(out, ids, lesions, probs, target, metrics, True, BOOTSTRAP_RESAMPLES, 0, names, unit)
 
 
 def _labels(frame: pd.DataFrame, path: Path) -> np.ndarray:
-    index = {name: i for i, name in enumerate(CLASS_NAMES)}
+    names = class_names_of(path)
+    index = {name: i for i, name in enumerate(names)}
     unknown = sorted(set(frame["label"]) - set(index))
     if unknown:
-        raise MedlitError(f"{path}: label {unknown[0]!r} is not one of {', '.join(CLASS_NAMES)}")
+        raise MedlitError(f"{path}: label {unknown[0]!r} is not one of {', '.join(names)}")
     return frame["label"].map(index).to_numpy(dtype=np.int64)
 
 
@@ -135,12 +158,13 @@ def _decisions(choice: PoolChoice, metric: str, n_images: int, n_folds: int, fre
 def pool_out_of_fold(test_dirs: Sequence[Path], out: Path) -> dict[str, Any]:
     """Pool the out-of-fold test runs into ``out`` and choose the decision rule on them (see the module docstring);
     returns the decisions (:class:`common.contracts.TaskEnsemble`)."""
+    names = _same_classes(test_dirs)
     pooled = _pooled(test_dirs)
     config = yaml.safe_load((test_dirs[0] / "config.yaml").read_text()) or {}
     metric = (config.get("model") or {}).get("selection_metric") or "bal_acc"
     # the frequencies the ensemble's τ will use: those of its settings' (the first fold's) training split
     frequencies = _training_frequencies(test_dirs[0])
-    probs, target = pooled[list(CLASS_NAMES)].to_numpy(dtype=np.float64), _labels(pooled, test_dirs[0])
+    probs, target = pooled[list(names)].to_numpy(dtype=np.float64), _labels(pooled, test_dirs[0])
     groups = pooled["run"].astype("category").cat.codes.to_numpy()
     choice = choose_on_pool(probs, target, groups, frequencies, metric)
     ids = pooled["image"].tolist()
@@ -150,8 +174,8 @@ def pool_out_of_fold(test_dirs: Sequence[Path], out: Path) -> dict[str, Any]:
         values = choice.values
         decided = decided_probabilities(probs, values["decision_tau"], frequencies, values["decision_offsets"])
         checkpoint = pooled_checkpoint("image", len(test_dirs))
-        _write_scored(folder, ids, lesions, decided, target, checkpoint, values)
-        raw = pooled[["image", *CLASS_NAMES, "label"]].copy()
+        _write_scored(folder, ids, lesions, decided, target, checkpoint, values, test_dirs[0])
+        raw = pooled[["image", *names, "label"]].copy()
         raw.insert(1, "lesion_id", lesions)
         raw.to_csv(folder / "probabilities.csv", index=False, float_format="%.6f")  # before τ, as the folds gave them
 
@@ -163,8 +187,9 @@ def pool_out_of_fold(test_dirs: Sequence[Path], out: Path) -> dict[str, Any]:
 def average_probabilities(runs: Sequence[Path]) -> pd.DataFrame:
     """The mean probabilities before the decision τ of the runs (same images, same labels), in the first run's
     image order, with ``label``."""
+    names = _same_classes(runs)
     first = raw_predictions(runs[0])
-    total = first[list(CLASS_NAMES)].to_numpy(dtype=np.float64)
+    total = first[list(names)].to_numpy(dtype=np.float64)
     for run in runs[1:]:
         frame = raw_predictions(run)
         if set(frame["image"]) != set(first["image"]):
@@ -173,9 +198,9 @@ def average_probabilities(runs: Sequence[Path]) -> pd.DataFrame:
         frame = frame.set_index("image").loc[first["image"]]
         if (frame["label"].to_numpy() != first["label"].to_numpy()).any():
             raise MedlitError(f"{run}: labels differ from {runs[0]}'s for the same images")
-        total += frame[list(CLASS_NAMES)].to_numpy(dtype=np.float64)
+        total += frame[list(names)].to_numpy(dtype=np.float64)
     averaged = first[["image", "label"]].copy()
-    averaged[list(CLASS_NAMES)] = total / len(runs)
+    averaged[list(names)] = total / len(runs)
     return averaged
 
 
@@ -183,18 +208,23 @@ def ensemble_runs(
     runs: Sequence[Path], out: Path, decision_tau: float = 0.0, decision_offsets: Sequence[float] | None = None
 ) -> dict[str, Any]:
     """The ensemble of the runs' saved probabilities as a run dir ``out``; returns its ``metrics.json``."""
-    if decision_offsets is not None and len(decision_offsets) != len(CLASS_NAMES):
-        raise MedlitError(f"--decision-offsets needs {len(CLASS_NAMES)} numbers, got {len(decision_offsets)}")
+    names = _same_classes(runs)
+    if decision_offsets is not None and len(decision_offsets) != len(names):
+        raise MedlitError(
+            f"--decision-offsets needs {len(names)} numbers (one per class: {' '.join(names)}), "
+            f"got {len(decision_offsets)}"
+        )
     averaged = average_probabilities(runs)
     members = [{"given": str(run)} for run in runs]
     offsets = None if decision_offsets is None else [float(v) for v in decision_offsets]
     values = {"decision_tau": float(decision_tau), "decision_offsets": offsets}
     derived_run_dir(out, runs, subcommand="ensemble", ensemble=members, **values)
-    frequencies = _training_frequencies(runs[0]) if decision_tau else [1.0] * len(CLASS_NAMES)
-    probs = decided_probabilities(averaged[list(CLASS_NAMES)].to_numpy(np.float64), decision_tau, frequencies, offsets)
+    frequencies = _training_frequencies(runs[0]) if decision_tau else [1.0] * len(names)
+    probs = decided_probabilities(averaged[list(names)].to_numpy(np.float64), decision_tau, frequencies, offsets)
     checkpoint = f"ensemble of {len(runs)} runs' saved probabilities (run_info.json)"
     ids = averaged["image"].tolist()
-    return _write_scored(out, ids, _lesions(runs[0], ids), probs, _labels(averaged, runs[0]), checkpoint, values)
+    target = _labels(averaged, runs[0])
+    return _write_scored(out, ids, _lesions(runs[0], ids), probs, target, checkpoint, values, runs[0])
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -208,10 +238,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--decision-offsets",
         type=float,
-        nargs=len(CLASS_NAMES),
+        nargs="+",
         default=None,
         metavar="B",
-        help=f"class offsets after the τ shift, {len(CLASS_NAMES)} numbers in the order {' '.join(CLASS_NAMES)}",
+        help="class offsets after the τ shift, one number per class in the runs' class order (metrics.json)",
     )
     args = parser.parse_args(argv)
     with exit_on_error():

@@ -4,11 +4,12 @@ Layouts read:
 
 * HAM10000: ``<root>/HAM10000_metadata.csv`` (``lesion_id,image_id,dx,...``) and ``<root>/images/`` with
   ``<image_id>.jpg`` or ``.png``.
-* ISIC 2018 Task 3 ground truth: a one-hot CSV ``image,MEL,NV,BCC,AKIEC,BKL,DF,VASC`` and its image folder,
-  used as an explicit test set (``data.test_csv``).
+* ISIC 2018 Task 3 ground truth: a one-hot CSV ``image,MEL,NV,BCC,AKIEC,BKL,DF,VASC`` (optionally a ``lesion_id``
+  or ``group`` column) and its image folder, used as an explicit test set (``data.test_csv``).
 * Prediction: any folder of ``.jpg``/``.png`` images (``data.predict_dir``).
 
-The split is :mod:`lesion_cls.splits`, the dataset check :mod:`lesion_cls.check`.
+Your own layouts (a labels CSV, a folder per class) and the class list are :mod:`lesion_cls.labels`; the split is
+:mod:`lesion_cls.splits`, the dataset check :mod:`lesion_cls.check`.
 """
 
 from __future__ import annotations
@@ -28,10 +29,12 @@ from lesion_cls import CLASS_NAMES, DX_CODES
 
 __all__ = [
     "DECODE_ERRORS",
+    "GROUP_COLUMNS",
     "HAM_COLUMNS",
     "IMAGE_SUFFIXES",
     "MAX_IMAGE_PIXELS",
     "as_rgb",
+    "group_column",
     "ham_metadata_problems",
     "index_images",
     "isic_ground_truth_problems",
@@ -52,6 +55,8 @@ ISIC 2018 images have 30 million pixels; a file beyond this is a wrong file, or 
 gigabytes."""
 HAM_COLUMNS = ("lesion_id", "image_id", "dx")
 """The columns a HAM10000 metadata file needs."""
+GROUP_COLUMNS = ("lesion_id", "group")
+"""The optional group column of a test CSV (images of one lesion or patient resampled together)."""
 
 
 # --- parsing --------------------------------------------------------------------------------------------
@@ -112,9 +117,11 @@ def ham_metadata_problems(table: pd.DataFrame, csv_path: Path) -> list[Problem]:
     return [problem for _, problem in sorted(found, key=lambda item: item[0])]
 
 
-def isic_ground_truth_problems(table: pd.DataFrame, csv_path: Path) -> list[Problem]:
+def isic_ground_truth_problems(
+    table: pd.DataFrame, csv_path: Path, class_names: Sequence[str] = CLASS_NAMES
+) -> list[Problem]:
     """Rows of an ISIC one-hot CSV that are not exactly one class column set to 1."""
-    values = table[list(CLASS_NAMES)].apply(pd.to_numeric, errors="coerce").to_numpy()
+    values = table[list(class_names)].apply(pd.to_numeric, errors="coerce").to_numpy()
     bad = ~(np.isin(values, (0.0, 1.0)).all(axis=1) & (np.nansum(values, axis=1) == 1))
     return [
         Problem(f"{csv_path} row {i + 2}", "expected exactly one class column set to 1 (class columns are numbers 0/1)")
@@ -145,21 +152,44 @@ def read_ham_metadata(csv_path: Path, image_dir: Path | None = None) -> pd.DataF
     return _attach_paths(out, csv_path, image_dir) if image_dir is not None else out
 
 
-def read_isic_ground_truth(csv_path: Path, image_dir: Path | None = None) -> pd.DataFrame:
-    """Read an ISIC 2018 Task 3 one-hot ground-truth CSV (``image,MEL,NV,BCC,AKIEC,BKL,DF,VASC``).
+def read_isic_ground_truth(
+    csv_path: Path, image_dir: Path | None = None, class_names: Sequence[str] = CLASS_NAMES
+) -> pd.DataFrame:
+    """Read an ISIC 2018 Task 3 one-hot ground-truth CSV (``image,MEL,NV,BCC,AKIEC,BKL,DF,VASC``; other class
+    columns with ``class_names``), optionally with a group column (:data:`GROUP_COLUMNS`, e.g. ISIC's lesion
+    groupings joined in).
 
     Returns:
-        Columns ``image_id``, ``lesion_id`` (the image id: the test set has no lesion ids), ``label`` and,
-        when ``image_dir`` is given, ``path``.
+        Columns ``image_id``, ``lesion_id`` (the group column, else the image id), ``label`` and, when
+        ``image_dir`` is given, ``path``.
     """
-    table = read_csv_table(csv_path, ("image", *CLASS_NAMES))
-    problems = isic_ground_truth_problems(table, csv_path)
+    table = read_csv_table(csv_path, ("image", *class_names))
+    problems = isic_ground_truth_problems(table, csv_path, class_names)
     if problems:
         raise MedlitError(str(problems[0]))
-    onehot = table[list(CLASS_NAMES)].astype(float).to_numpy()
+    onehot = table[list(class_names)].astype(float).to_numpy()
     image_ids = table["image"].str.strip()
-    out = pd.DataFrame({"image_id": image_ids, "lesion_id": image_ids, "label": onehot.argmax(axis=1)})
+    groups = group_column(table, csv_path)
+    out = pd.DataFrame(
+        {"image_id": image_ids, "lesion_id": image_ids if groups is None else groups, "label": onehot.argmax(axis=1)}
+    )
     return _attach_paths(out, csv_path, image_dir) if image_dir is not None else out
+
+
+def group_column(table: pd.DataFrame, csv_path: Path) -> pd.Series | None:
+    """The group ids of a test CSV (its ``lesion_id`` or ``group`` column), or ``None`` when it has neither.
+
+    Raises:
+        MedlitError: an empty group id (one line naming the row).
+    """
+    name = next((c for c in GROUP_COLUMNS if c in table.columns), None)
+    if name is None:
+        return None
+    groups = table[name].str.strip()
+    empty = np.flatnonzero((groups == "").to_numpy())
+    if len(empty):
+        raise MedlitError(f"{csv_path} row {empty[0] + 2}: empty {name}")
+    return groups
 
 
 def read_folder(image_dir: Path) -> pd.DataFrame:

@@ -9,11 +9,14 @@ Definitions (also written into ``metrics.json``):
   positive or no negative image.
 * ``macro``: unweighted mean over the classes present in the ground truth or the predictions (sklearn's
   default labels); ``weighted``: mean weighted by support.
+* two classes: ``binary`` holds the positive (second) class, ``sensitivity`` (its recall), ``specificity`` (the
+  negative class's recall) and the positive class's AUC; the ROC curve is the positive class's.
 * ``decision_tau``: the probabilities scored are ``softmax(log p - tau * log f)`` (post-hoc logit adjustment;
   ``f``: the training split's class frequencies); 0 = the network's own. ``decision_offsets``: per-class numbers
   ``b`` added after the τ shift, ``softmax(log p - tau * log f + b)``. How both are chosen: :mod:`lesion_cls.decisions`.
 
-:func:`bootstrap_statistics` and :func:`scored_items` give the same metrics over resamples of the lesions, for the
+:func:`bootstrap_statistics` and :func:`scored_items` give the same metrics over resamples of the lesions (or the
+groups of your own data, or the images when there are none), for the
 confidence intervals and paired comparisons of :mod:`common.stats`.
 """
 
@@ -45,6 +48,7 @@ from lesion_cls import CLASS_NAMES
 __all__ = [
     "BOOTSTRAP_METRICS",
     "METRIC_DEFINITIONS",
+    "binary_interval_metrics",
     "bootstrap_statistics",
     "calibration",
     "classification_metrics",
@@ -67,6 +71,8 @@ METRIC_DEFINITIONS = {
     "log f), p the network's (flip-averaged) softmax, f the training split's class frequencies; tau 0 = none",
     "decision_offsets": "per-class offsets b added after the decision tau: softmax(log p - tau * log f + b), in the "
     "class order of the report; chosen on out-of-fold predictions; absent = none",
+    "sensitivity/specificity": "two classes only: recall of the positive (second) class / of the negative (first) "
+    "class",
     "ece": "expected calibration error: sum over 15 equal-width confidence bins of (bin share) x |accuracy - mean "
     "confidence|, confidence = highest softmax probability",
 }
@@ -114,7 +120,15 @@ def classification_metrics(probs: Any, target: Any, class_names: Sequence[str] =
     out["per_class"] = {
         name: {key: values[i] for key, values in per_class.items()} for i, name in enumerate(class_names)
     }
+    if c == 2:
+        out |= {"sensitivity": per_class["recall"][1], "specificity": per_class["recall"][0]}
+        out["binary"] = {"positive_class": class_names[1], "negative_class": class_names[0], "auc": per_class["auc"][1]}
     return out
+
+
+def binary_interval_metrics(class_names: Sequence[str]) -> tuple[str, ...]:
+    """The binary metrics that get intervals: sensitivity and specificity for two classes, none otherwise."""
+    return ("sensitivity", "specificity") if len(class_names) == 2 else ()
 
 
 def classification_report_table(metrics: dict[str, Any], class_names: Sequence[str] = CLASS_NAMES) -> pd.DataFrame:
@@ -151,7 +165,8 @@ def confusion_matrix(probs: Any, target: Any, num_classes: int = len(CLASS_NAMES
 
 
 def roc_curves(probs: Any, target: Any, class_names: Sequence[str] = CLASS_NAMES) -> dict[str, dict[str, Any]]:
-    """One-vs-rest ROC per class plus ``micro`` (all class decisions pooled) and ``macro`` averages.
+    """One-vs-rest ROC per class plus ``micro`` (all class decisions pooled) and ``macro`` averages; for two classes
+    the positive (second) class's curve alone.
 
     The macro curve averages the per-class TPR on the union of their FPR points (as in sklearn's
     example); classes without positives or negatives are left out.
@@ -166,6 +181,10 @@ def roc_curves(probs: Any, target: Any, class_names: Sequence[str] = CLASS_NAMES
         fprs, tprs, _ = multiclass_roc(p, t, c)
     aucs = _per_class_auc(p, t)
     curves: dict[str, dict[str, Any]] = {}
+    if c == 2:
+        if aucs[1] == aucs[1]:
+            curves[class_names[1]] = {"fpr": fprs[1].numpy(), "tpr": tprs[1].numpy(), "auc": aucs[1]}
+        return curves
     for i, name in enumerate(class_names):
         if aucs[i] == aucs[i]:
             curves[name] = {"fpr": fprs[i].numpy(), "tpr": tprs[i].numpy(), "auc": aucs[i]}
@@ -269,6 +288,9 @@ def bootstrap_statistics(probs: Any, target: Any, class_names: Sequence[str] = C
             "auc_macro": auc_macro,
             "acc_bal_mean": (accuracy + balanced) / 2,
         }
+        if c == 2:
+            out |= {"sensitivity": np.where(support[:, 1] > 0, recall[:, 1], np.nan)}
+            out |= {"specificity": np.where(support[:, 0] > 0, recall[:, 0], np.nan)}
         for k, name in enumerate(class_names):
             out[f"recall_{name}"] = np.where(support[:, k] > 0, recall[:, k], np.nan)
         return out
@@ -276,16 +298,24 @@ def bootstrap_statistics(probs: Any, target: Any, class_names: Sequence[str] = C
     return statistics
 
 
-def scored_items(image_ids: Sequence[str], lesion_ids: Sequence[str], probs: Any, target: Any) -> ScoredItems:
-    """The test images as :mod:`common.stats` resamples them: grouped by lesion (all images of one lesion drawn
-    together), per-image correctness for the exact McNemar test of accuracy."""
+def scored_items(
+    image_ids: Sequence[str],
+    lesion_ids: Sequence[str],
+    probs: Any,
+    target: Any,
+    class_names: Sequence[str] = CLASS_NAMES,
+    unit: str = "lesion",
+) -> ScoredItems:
+    """The test images as :mod:`common.stats` resamples them: grouped by lesion (all images of one lesion, or of
+    one ``group``, drawn together; ``unit`` names it, ``image`` when each image is its own), per-image correctness
+    for the exact McNemar test of accuracy."""
     p, t = np.asarray(probs, dtype=np.float64), np.asarray(target, dtype=np.int64)
     return ScoredItems(
         ids=np.asarray(image_ids, dtype=object),
         units=np.asarray(lesion_ids, dtype=object),
-        unit_name="lesion",
+        unit_name=unit,
         item_name="image",
-        statistics=bootstrap_statistics(p, t),
+        statistics=bootstrap_statistics(p, t, class_names),
         per_item={"accuracy": (p.argmax(axis=1) == t).astype(np.float64)},
         item_tests={"accuracy": "exact McNemar"},
     )

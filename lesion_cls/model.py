@@ -55,10 +55,24 @@ def logit_offset(tau: float, class_priors: Sequence[float] | None, num_classes: 
     return tau * torch.log(priors / priors.sum())
 
 
+def _checked_class_names(class_names: Sequence[str] | None, **per_class: Sequence[float] | None) -> tuple[str, ...]:
+    """The class names (HAM10000's by default), with each per-class setting of ``per_class`` one number per class."""
+    names = tuple(str(c) for c in class_names) if class_names is not None else CLASS_NAMES
+    if len(names) < 2 or len(set(names)) != len(names):
+        raise MedlitError(f"model.class_names needs 2 or more different names, got {list(names)}")
+    for key, values in per_class.items():
+        if values is not None and len(values) != len(names):
+            raise MedlitError(f"model.{key} needs {len(names)} numbers, got {len(values)}")
+    return names
+
+
 class LesionClassifier(LightningModule):
     """Image classifier for the 7 ISIC 2018 classes.
 
     Args:
+        class_names: The classes, in the order of the network's outputs; linked from the data
+            (``data.classes``, or the data's own labels; ``null``: HAM10000's seven, :data:`~lesion_cls.CLASS_NAMES`).
+            Saved in every checkpoint, so that ``predict`` names its columns and a test on other classes is refused.
         backbone: Any timm model name (seed: ``resnet50``).
         pretrained: Start from the hub's ImageNet weights.
         pretrained_file: Local weights file instead of the hub.
@@ -67,11 +81,11 @@ class LesionClassifier(LightningModule):
             on GPUs with tensor cores, notably with bf16; same numbers).
         loss: ``ce``, ``focal`` or ``ce_focal`` (see :mod:`lesion_cls.losses`).
         focal_gamma: Focal focusing parameter.
-        focal_alpha: Optional per-class focal factors (7 numbers, class order MEL..VASC).
+        focal_alpha: Optional per-class focal factors (one per class, in the order of ``class_names``).
         ce_weight: Weight of the CE term in ``ce_focal``.
         focal_weight: Weight of the focal term in ``ce_focal``.
         label_smoothing: Label smoothing of every loss.
-        loss_weights: Per-class weights of the loss (class order MEL..VASC); linked from the datamodule's
+        loss_weights: Per-class weights of the loss (in the order of ``class_names``); linked from the datamodule's
             ``data.class_weights`` setting, computed on the training split.
         optimizer, lr, weight_decay, scheduler, warmup_steps: The optimizer (the seeds': ``adam``, lr 1e-3) and its
             learning-rate schedule over the training budget: :class:`common.optim.OptimizerSettings`.
@@ -94,10 +108,10 @@ class LesionClassifier(LightningModule):
             ``selection_metric`` on the validation images; each checkpoint keeps the τ of its epoch. Cheap to tune
             (no retraining, no test image): it moves the trade-off between common and rare classes that a balanced
             sampler or a logit-adjusted loss left to where validation says the chosen metric is best.
-        decision_offsets: Per-class numbers ``b`` (7, in the order of ``CLASS_NAMES``) added to the decision logits
-            after the τ shift: ``log p - decision_tau * log f + b``; ``null`` = none. Seven numbers need more
-            images than a validation split holds: :mod:`common.studies.cv` fits them on the out-of-fold predictions and
-            uses them only where they also do better on folds they were not fitted on.
+        decision_offsets: Per-class numbers ``b`` (one per class, in the order of ``class_names``) added to the
+            decision logits after the τ shift: ``log p - decision_tau * log f + b``; ``null`` = none. Seven such
+            numbers need more images than a validation split holds: :mod:`common.studies.cv` fits them on the
+            out-of-fold predictions and uses them only where they also do better on folds they were not fitted on.
         selection_metric: The validation metric that selects the checkpoint (and ``decision_tau`` when searched):
             ``bal_acc`` (balanced accuracy, the ISIC 2018 ranking metric), ``acc`` or ``acc_bal_mean`` (their mean).
         class_frequencies: The class frequencies of the training split as in the data, linked from the
@@ -126,6 +140,7 @@ class LesionClassifier(LightningModule):
 
     def __init__(
         self,
+        class_names: Sequence[str] | None = None,
         backbone: str = "resnet50",
         pretrained: bool = False,
         pretrained_file: str | None = None,
@@ -158,13 +173,10 @@ class LesionClassifier(LightningModule):
         self.save_hyperparameters()
         self.optimizer_settings = OptimizerSettings(optimizer, lr, weight_decay, scheduler, warmup_steps)
         check_choice("model.selection_metric", selection_metric, SELECTION_METRICS)
-        num_classes = len(CLASS_NAMES)
-        for key, values in (("loss_weights", loss_weights), ("focal_alpha", focal_alpha)):
-            if values is not None and len(values) != num_classes:
-                raise MedlitError(f"model.{key} needs {num_classes} numbers, got {len(values)}")
+        self.class_names = _checked_class_names(class_names, loss_weights=loss_weights, focal_alpha=focal_alpha)
+        num_classes = len(self.class_names)
         if not 0.0 <= mixup_prob <= 1.0:
             raise MedlitError(f"model.mixup_prob is a share of batches in [0, 1], got {mixup_prob}")
-        self.class_names = CLASS_NAMES
         self.net = create_backbone(backbone, num_classes, pretrained, pretrained_file, drop_rate)
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.net = self.net.to(memory_format=self.memory_format)
@@ -197,7 +209,7 @@ class LesionClassifier(LightningModule):
         self.val_decisions = decisions.search
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """Logits ``[N, 7]`` for images ``[N, 3, H, W]``."""
+        """Logits ``[N, C]`` for images ``[N, 3, H, W]``."""
         return self.net(images.contiguous(memory_format=self.memory_format))
 
     def gradcam_layer(self) -> str:
@@ -224,6 +236,12 @@ class LesionClassifier(LightningModule):
                 "validation images); pass --model.decision_tau (python -m common.studies.cv chooses it on out-of-fold "
                 "predictions)"
             )
+        for member in members:
+            if tuple(member.class_names) != self.class_names:
+                raise MedlitError(
+                    f"ensemble: a member has classes {', '.join(member.class_names)}, the first "
+                    f"{', '.join(self.class_names)}; members need the same classes"
+                )
         self.members = EnsembleMembers(members, one_at_a_time)
 
     def flip_probabilities(self, images: torch.Tensor, flips: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -301,6 +319,11 @@ class LesionClassifier(LightningModule):
         checkpoint["decision_tau"] = self.decision_tau
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        saved = tuple(checkpoint.get("hyper_parameters", {}).get("class_names") or CLASS_NAMES)
+        if saved != self.class_names:  # before the weights: a head of another size would fail without a word why
+            raise MedlitError(
+                f"the checkpoint's classes ({', '.join(saved)}) are not this data's ({', '.join(self.class_names)})"
+            )
         # a searched τ belongs to the weights it was chosen for; a τ given as a setting stays
         if self.hparams.decision_tau is None and "decision_tau" in checkpoint:
             self.decision_tau = float(checkpoint["decision_tau"])

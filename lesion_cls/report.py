@@ -20,6 +20,7 @@ from common.studies.sections import best_run, no_best_run, table, tested_weights
 from common.studies.task_reports import Block, Heading, Image, Paragraph, Table, register_report
 from common.text import fmt
 from lesion_cls import CLASS_NAMES, TASK
+from lesion_cls.labels import is_isic
 from lesion_cls.metrics import scored_items
 
 __all__ = ["PARAMETERS", "ClassificationReport"]
@@ -105,10 +106,23 @@ def _scored_items(run: RunResult) -> ScoredItems | None:
     if (run.path / "split.csv").is_file():
         split = pd.read_csv(run.path / "split.csv", dtype={"image_id": str, "lesion_id": str})
         lesion_of = dict(zip(split["image_id"], split["lesion_id"], strict=True))
-    ids = predictions["image"].tolist()
-    target = predictions["label"].map({name: i for i, name in enumerate(CLASS_NAMES)}).to_numpy()
-    probs = predictions[list(CLASS_NAMES)].to_numpy(dtype=float)
-    return scored_items(ids, [lesion_of.get(i, i) for i in ids], probs, target)
+    ids, names = predictions["image"].tolist(), _class_names(run)
+    target = predictions["label"].map({name: i for i, name in enumerate(names)}).to_numpy()
+    probs = predictions[list(names)].to_numpy(dtype=float)
+    unit = run.metrics.get("ci_unit", "lesion")
+    return scored_items(ids, [lesion_of.get(i, i) for i in ids], probs, target, names, unit)
+
+
+def _class_names(run: RunResult) -> tuple[str, ...]:
+    """The run's classes, as its ``metrics.json`` names them (HAM10000's seven for runs that predate the field)."""
+    return tuple(run.metrics.get("class_names") or CLASS_NAMES)
+
+
+_UNIT_WORDING = {
+    "lesion": ("split by `lesion_id` (no lesion in two splits)", "lesions: all images of a lesion drawn together"),
+    "group": ("split by `group` (no group in two splits)", "groups: all images of a group drawn together"),
+    "image": ("split by image (no groups given)", "images: each image its own unit, as no groups were given"),
+}
 
 
 def _validation_lesions(run: RunResult) -> int | None:
@@ -229,15 +243,23 @@ class ClassificationReport:
 
     def sections(self, runs: list[RunResult]) -> list[Block]:
         first, better = runs[0], best_run(runs)
+        names = _class_names(first)
+        split, resampled = _UNIT_WORDING.get(first.metrics.get("ci_unit", "lesion"), _UNIT_WORDING["lesion"])
+        order = "in the fixed order" if is_isic(names) else f"({len(names)}, from the data)"
         intro = (
-            f"Data: `{first.cfg('data.root')}`, split by `lesion_id` (no lesion in two splits), seed "
-            f"{first.cfg('data.split_seed')}; {first.metrics.get('n_images')} test images. Classes in the fixed "
-            f"order {', '.join(CLASS_NAMES)}. Each model was tested with the weights its `run.test_checkpoint` "
+            f"Data: `{first.cfg('data.root')}`, {split}, seed "
+            f"{first.cfg('data.split_seed')}; {first.metrics.get('n_images')} test images. Classes {order} "
+            f"{', '.join(names)}. Each model was tested with the weights its `run.test_checkpoint` "
             'names (the best validation value of the metric in row "selected on validation", or the last epoch: row '
             '"tested weights").'
         )
         blocks: list[Block] = [
-            Heading("Skin-lesion classification (HAM10000 / ISIC 2018 Task 3)", 2),
+            Heading(
+                "Skin-lesion classification (HAM10000 / ISIC 2018 Task 3)"
+                if is_isic(names)
+                else f"Image classification ({len(names)} classes)",
+                2,
+            ),
             Paragraph(intro),
             Heading("Model parameters", 3),
             Table(table({run.experiment: _parameters(run) for run in runs}), "parameter"),
@@ -245,7 +267,7 @@ class ClassificationReport:
             Paragraph(
                 "Training and validation values are those of the selected epoch; test values are on the held-out "
                 "test split, with their 95% confidence interval in brackets (percentile bootstrap over the test "
-                "lesions: all images of a lesion drawn together). Balanced accuracy is the mean per-class recall "
+                f"{resampled}). Balanced accuracy is the mean per-class recall "
                 "(the ISIC 2018 ranking metric); ECE is the expected calibration error over 15 confidence bins."
             ),
             Table(table({run.experiment: _overall(run) for run in runs}), "metric"),

@@ -4,6 +4,8 @@ holds (a summary line per split, a warning for each class a split lacks)."""
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +15,7 @@ from sklearn.model_selection import StratifiedGroupKFold, train_test_split
 from common.errors import MedlitError
 from common.folds import check_pool
 from lesion_cls import CLASS_NAMES
-from lesion_cls.io import read_ham_metadata, read_isic_ground_truth
+from lesion_cls.labels import LabelledImages, read_labelled_images, read_test_csv
 
 __all__ = ["absent_classes", "lesion_folds", "read_labelled_table", "split_by_lesion", "split_summary"]
 
@@ -83,45 +85,50 @@ def read_labelled_table(
     split_seed: int,
     num_folds: int = 0,
     fold: int = 0,
-) -> pd.DataFrame:
-    """All labelled images with their split: train/val (and test) from the metadata, or test from ``test_csv``.
+    classes: Sequence[str] | None = None,
+) -> LabelledImages:
+    """All labelled images with their split: train/val (and test) from ``root``, or test from ``test_csv``.
 
     Args:
-        root: Folder holding ``metadata_csv`` and ``image_dir`` (both relative to it).
-        test_csv: ISIC one-hot CSV of an explicit test set (then ``test_fraction`` is not used).
-        test_image_dir: Image folder of ``test_csv``.
-        val_fraction: Share of lesions held out for validation; test_fraction: for testing.
+        root: Folder holding the data in one of :mod:`lesion_cls.labels`' layouts (``metadata_csv`` and
+            ``image_dir`` relative to it).
+        test_csv: CSV of an explicit test set (:func:`~lesion_cls.labels.read_test_csv`; then ``test_fraction`` is
+            not used); test_image_dir: its image folder.
+        val_fraction: Share of groups held out for validation; test_fraction: for testing.
         split_seed: Seed of :func:`split_by_lesion` (and of the folds).
-        num_folds: Cross-validation: with ``K >= 2`` the non-test images are cut into ``K`` lesion-grouped,
+        num_folds: Cross-validation: with ``K >= 2`` the non-test images are cut into ``K`` group-kept,
             class-stratified folds (:func:`lesion_folds`) and fold ``fold`` validates (``val_fraction`` is not
             used); the test images are the same as without folds.
+        classes: ``data.classes``: the class list and its order (:func:`~lesion_cls.labels.class_order`).
 
     Returns:
-        Columns ``image_id``, ``lesion_id``, ``label``, ``path``, ``split`` (``train``/``val``/``test``) and, with
-        folds, ``fold`` (-1 for test images).
+        :class:`~lesion_cls.labels.LabelledImages` whose table has the columns ``image_id``, ``lesion_id``,
+        ``label``, ``path``, ``split`` (``train``/``val``/``test``) and, with folds, ``fold`` (-1 for test images).
 
     Raises:
-        MedlitError: a file is broken, or a test image is also in the training metadata.
+        MedlitError: a file is broken, or a test image is also in the training data.
     """
     root = Path(root)
-    metadata = read_ham_metadata(root / metadata_csv, root / image_dir)
+    data = read_labelled_images(root, metadata_csv, image_dir, classes)
+    metadata = data.table
     if test_csv:
-        test = read_isic_ground_truth(Path(test_csv), Path(test_image_dir))
+        test, grouped = read_test_csv(Path(test_csv), Path(test_image_dir), data.class_names)
         leaked = sorted(set(test["image_id"]) & set(metadata["image_id"]))
         if leaked:
-            raise MedlitError(f"{test_csv}: image '{leaked[0]}' is also in the training metadata")
+            raise MedlitError(f"{test_csv}: image '{leaked[0]}' is also in the training data")
         test_fraction = 0.0
     val_share = 0.0 if num_folds else val_fraction
     metadata = metadata.assign(split=split_by_lesion(metadata, val_share, test_fraction, split_seed))
     if num_folds:
         metadata = _with_folds(metadata, num_folds, fold, split_seed)
-    if test_csv:
-        test = test.assign(split="test", **({"fold": -1} if num_folds else {}))
-        return pd.concat([metadata, test], ignore_index=True)
-    return metadata
+    if not test_csv:
+        return replace(data, table=metadata)
+    test = test.assign(split="test", **({"fold": -1} if num_folds else {}))
+    table = pd.concat([metadata, test], ignore_index=True)
+    return replace(data, table=table, test_unit=data.unit if grouped else "image")
 
 
-def absent_classes(table: pd.DataFrame) -> list[str]:
+def absent_classes(table: pd.DataFrame, class_names: Sequence[str] = CLASS_NAMES) -> list[str]:
     """A warning for each split that lacks a class: unusual (small or custom data) but not an error. Training
     without a class cannot learn it; validation or test without one leaves its recall undefined there."""
     undefined = (
@@ -133,20 +140,21 @@ def absent_classes(table: pd.DataFrame) -> list[str]:
     warnings_ = []
     for split, effect in effects.items():
         present = set(table.loc[table["split"] == split, "label"])
-        missing = [name for i, name in enumerate(CLASS_NAMES) if i not in present]
+        missing = [name for i, name in enumerate(class_names) if i not in present]
         if present and missing:
             warnings_.append(f"the {split} split has no {', '.join(missing)} image: {effect}")
     return warnings_
 
 
-def split_summary(table: pd.DataFrame) -> str:
-    """One line per split of a table with ``split``, ``label``, ``lesion_id``: images, lesions, images per class."""
+def split_summary(table: pd.DataFrame, class_names: Sequence[str] = CLASS_NAMES, unit: str = "lesion") -> str:
+    """One line per split of a table with ``split``, ``label``, ``lesion_id``: images, groups (``unit``s), images
+    per class."""
     counts = table.groupby(["split", "label"]).size().unstack(fill_value=0)
-    counts = counts.reindex(columns=range(len(CLASS_NAMES)), fill_value=0)
-    counts.columns = list(CLASS_NAMES)
+    counts = counts.reindex(columns=range(len(class_names)), fill_value=0)
+    counts.columns = list(class_names)
     lesions = table.groupby("split")["lesion_id"].nunique()
     lines = [
-        f"{split:>5}: {int(row.sum()):5d} images, {lesions[split]:5d} lesions | "
+        f"{split:>5}: {int(row.sum()):5d} images, {lesions[split]:5d} {unit}s | "
         + " ".join(f"{c} {n}" for c, n in row.items())
         for split, row in counts.iterrows()
     ]

@@ -1,7 +1,11 @@
-"""Generated dermoscopy-like images in the exact HAM10000 layout (the embedded default data).
+"""Generated dermoscopy-like images in the exact HAM10000 layout (the embedded default data), or with your own
+class names in the other layouts (:mod:`lesion_cls.labels`).
 
 ``python -m lesion_cls.synthetic --out data/generated/ham10000`` writes ``images/ISIC_*.jpg`` and
-``HAM10000_metadata.csv`` (``lesion_id,image_id,dx,dx_type,age,sex,localization``). Classes follow
+``HAM10000_metadata.csv`` (``lesion_id,image_id,dx,dx_type,age,sex,localization``).
+``--classes benign malignant other --layout folders`` writes one folder of images per class instead, and
+``--layout csv`` ``labels.csv`` (``image,label,group``) beside ``images/``; class ``k`` looks like HAM10000's
+``k``-th class (cycling, with the hue turned for the classes past the seventh). Classes follow
 HAM10000's proportions; about a quarter of the lesions have two or three images (shifted, rotated, lit
 differently). Each class has its own distribution of colour, size, shape irregularity, border sharpness
 and texture (blotches, vessels, scales, dots), with overlap between classes, so a small CNN learns them
@@ -23,7 +27,7 @@ from scipy.ndimage import gaussian_filter
 from common.errors import exit_on_error
 from lesion_cls import DX_CODES
 
-__all__ = ["HAM_PROPORTIONS", "generate_ham10000"]
+__all__ = ["HAM_PROPORTIONS", "generate_ham10000", "generate_own_classes"]
 
 HAM_PROPORTIONS = {"nv": 6705, "mel": 1113, "bkl": 1099, "bcc": 514, "akiec": 327, "vasc": 142, "df": 115}
 """HAM10000's image counts per ``dx``; generated data draws lesions in these proportions."""
@@ -166,6 +170,47 @@ def generate_ham10000(
     return out_dir
 
 
+def _look_of(k: int) -> _Look:
+    """Class ``k``'s look: HAM10000's ``k``-th (in :data:`~lesion_cls.DX_CODES` order), the hue turned each round."""
+    look = _LOOKS[DX_CODES[k % len(DX_CODES)]]
+    turns = k // len(DX_CODES)
+    color = np.roll(np.array(look.color), turns) if turns else np.array(look.color)
+    return _Look(tuple(float(c) for c in color), *list(vars(look).values())[1:])
+
+
+def generate_own_classes(
+    out_dir: Path,
+    classes: list[str],
+    layout: str = "folders",
+    n_images: int = 300,
+    size_hw: tuple[int, int] = (150, 200),
+    seed: int = 0,
+) -> Path:
+    """Write a dataset with ``classes`` (equally often) in ``layout``: ``folders`` (``<class>/<image>.jpg``) or
+    ``csv`` (``labels.csv`` with ``image,label,group`` and ``images/``; a group (lesion) has one to three images).
+
+    Returns:
+        ``out_dir``.
+    """
+    if layout not in ("folders", "csv"):
+        raise ValueError(f"layout must be folders or csv, got {layout!r}")
+    out_dir, rng, rows = Path(out_dir), np.random.default_rng(seed), []
+    while len(rows) < n_images:
+        k = int(rng.integers(len(classes)))
+        params = _lesion_params(_look_of(k), rng)
+        group = f"G{len(rows):05d}"
+        views = 1 if layout == "folders" else int(rng.choice([1, 2, 3], p=[0.7, 0.2, 0.1]))
+        for _ in range(min(views, n_images - len(rows))):
+            folder = out_dir / (classes[k] if layout == "folders" else "images")
+            folder.mkdir(parents=True, exist_ok=True)
+            image_id = f"IMG_{len(rows):05d}"
+            Image.fromarray(_render(params, size_hw, rng)).save(folder / f"{image_id}.jpg", quality=90)
+            rows.append({"image": f"{image_id}.jpg", "label": classes[k], "group": group})
+    if layout == "csv":
+        pd.DataFrame(rows).to_csv(out_dir / "labels.csv", index=False)
+    return out_dir
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of ``python -m lesion_cls.synthetic``."""
     parser = argparse.ArgumentParser(prog="python -m lesion_cls.synthetic", description=__doc__.split("\n\n")[0])
@@ -174,9 +219,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--height", type=int, default=150)
     parser.add_argument("--width", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--classes", nargs="+", default=None, help="your own class names (default: HAM10000's)")
+    parser.add_argument("--layout", choices=("folders", "csv"), default="folders", help="the layout with --classes")
     args = parser.parse_args(argv)
+    size = (args.height, args.width)
+    if args.classes:
+        out = generate_own_classes(args.out, args.classes, args.layout, args.n_images, size, args.seed)
+        print(f"{out}: {args.n_images} images of {len(args.classes)} classes ({args.layout})")
+        return
     with exit_on_error():
-        out = generate_ham10000(args.out, args.n_images, (args.height, args.width), args.seed)
+        out = generate_ham10000(args.out, args.n_images, size, args.seed)
     counts = pd.read_csv(out / "HAM10000_metadata.csv")["dx"].value_counts()
     print(f"{out}: " + ", ".join(f"{dx} {counts.get(dx, 0)}" for dx in DX_CODES))
 

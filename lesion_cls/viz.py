@@ -20,11 +20,17 @@ __all__ = ["gradcam_maps", "plot_calibration", "plot_confusion", "plot_gradcam",
 
 
 @seaborn_theme("whitegrid")
-def plot_roc(curves: dict[str, dict[str, Any]], path: Path, title: str = "ROC curves (one-vs-rest)") -> Path:
-    """Per-class ROC curves with AUC in the legend, plus micro and macro averages (dashed)."""
+def plot_roc(
+    curves: dict[str, dict[str, Any]],
+    path: Path,
+    title: str | None = None,
+    class_names: Sequence[str] = CLASS_NAMES,
+) -> Path:
+    """Per-class ROC curves with AUC in the legend, plus micro and macro averages (dashed); for two classes the
+    positive (second) class's curve."""
     fig, ax = plt.subplots(figsize=(6.4, 5.6))
-    palette = sns.color_palette("tab10", len(CLASS_NAMES))
-    for i, name in enumerate(CLASS_NAMES):
+    palette = sns.color_palette("tab10" if len(class_names) <= 10 else "husl", len(class_names))
+    for i, name in enumerate(class_names):
         if name in curves:
             c = curves[name]
             ax.plot(c["fpr"], c["tpr"], color=palette[i], lw=1.6, label=f"{name} (AUC {c['auc']:.3f})")
@@ -33,6 +39,9 @@ def plot_roc(curves: dict[str, dict[str, Any]], path: Path, title: str = "ROC cu
             c = curves[name]
             ax.plot(c["fpr"], c["tpr"], style, color="black", lw=2, label=f"{name}-average (AUC {c['auc']:.3f})")
     ax.plot([0, 1], [0, 1], color="grey", lw=0.8, alpha=0.6)
+    if title is None:
+        binary = len(class_names) == 2
+        title = f"ROC curve ({class_names[1]} vs {class_names[0]})" if binary else "ROC curves (one-vs-rest)"
     ax.set(xlim=(0, 1), ylim=(0, 1.01), xlabel="false positive rate", ylabel="true positive rate", title=title)
     ax.legend(loc="lower right", fontsize=8, frameon=True)
     return save_figure(fig, path)

@@ -216,9 +216,10 @@ def test_predict_outputs_have_no_label(tmp_path: Path) -> None:
         callback.on_predict_batch_end(trainer, None, _outputs(ids[rows], probs[rows], unknown[rows]), {}, batch_idx)
     callback.on_predict_epoch_end(trainer, None)
     frame = pd.read_csv(tmp_path / "predictions.csv")
-    assert list(frame.columns) == COLUMNS[:-1]
+    assert list(frame.columns) == [*COLUMNS[:-1], "decision"]
     assert frame["image"].tolist() == ids
     np.testing.assert_allclose(frame[list(CLASS_NAMES)].to_numpy(), probs, rtol=0, atol=1e-6)
+    assert frame["decision"].tolist() == [CLASS_NAMES[c] for c in probs.argmax(axis=1)]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["predictions.csv"]  # no metrics, figures or Grad-CAM
 
 

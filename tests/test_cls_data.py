@@ -137,14 +137,23 @@ def test_explicit_test_csv(tiny_ham: Path, tmp_path: Path) -> None:
         test_image_dir=str(tiny_ham / "images"),
         cache_dir=str(tmp_path / "cache"),
     )
-    with pytest.raises(MedlitError, match="also in the training metadata"):
+    with pytest.raises(MedlitError, match="also in the training data"):
         leaky.setup("fit")
+    # a test CSV without groups: each test image is its own unit of the intervals; with ISIC's lesion column, lesions
+    assert dm.test_unit == "image"
+    onehot.insert(1, "lesion_id", held["lesion_id"].to_numpy())
+    onehot.to_csv(tmp_path / "gt_grouped.csv", index=False)
+    grouped = HAM10000DataModule(
+        root=str(tmp_path / "train"), test_csv=str(tmp_path / "gt_grouped.csv"), test_image_dir=str(tiny_ham / "images")
+    )
+    assert grouped.test_unit == "lesion"
+    assert grouped._labelled_table().query("split == 'test'")["lesion_id"].tolist() == held["lesion_id"].tolist()
 
 
-def test_bad_datamodule_arguments() -> None:
+def test_bad_datamodule_arguments(tiny_ham: Path) -> None:
     with pytest.raises(MedlitError, match="val_fraction"):
         HAM10000DataModule(val_fraction=0.0)
-    with pytest.raises(MedlitError, match="class_weights needs 7 numbers"):
-        HAM10000DataModule(class_weights=[1.0, 2.0])
+    with pytest.raises(MedlitError, match=r"class_weights needs 7 numbers \(one per class\), got 2"):
+        _ = HAM10000DataModule(root=str(tiny_ham), class_weights=[1.0, 2.0]).training_class_statistics
     with pytest.raises(MedlitError, match="test_image_dir"):
         HAM10000DataModule(test_csv="x.csv")

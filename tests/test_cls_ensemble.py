@@ -116,7 +116,7 @@ def test_the_ensemble_averages_then_applies_the_rule(tmp_path: Path) -> None:
     assert metrics["balanced_accuracy"] == pytest.approx(balanced_accuracy_score(target, by_hand.argmax(1)), abs=1e-6)
     assert (metrics["decision_tau"], metrics["decision_offsets"]) == (0.5, offsets)
     assert metrics["ci_resamples"] == 2000 and "recall_ci95" in metrics["per_class"]["DF"]
-    with pytest.raises(MedlitError, match="--decision-offsets needs 7 numbers, got 2"):
+    with pytest.raises(MedlitError, match=r"--decision-offsets needs 7 numbers \(one per class: MEL .* VASC\), got 2"):
         ensemble_runs(runs, tmp_path / "ens2", 0.0, [1.0, 2.0])
     other = _run(tmp_path / "c", np.arange(N) < N - 1, probs_b, target)
     with pytest.raises(MedlitError, match="c: image ISIC_0000239 is in one member but not the other"):

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from common.errors import MedlitError
+from lesion_cls import CLASS_NAMES
 from lesion_cls.io import read_ham_metadata
 from lesion_cls.splits import absent_classes, lesion_folds, read_labelled_table, split_by_lesion, split_summary
 
@@ -47,7 +48,9 @@ def test_split_is_seeded() -> None:
 
 
 def test_read_labelled_table_splits_the_metadata(tiny_ham: Path) -> None:
-    table = read_labelled_table(tiny_ham, "HAM10000_metadata.csv", "images", None, None, 0.15, 0.15, 42)
+    data = read_labelled_table(tiny_ham, "HAM10000_metadata.csv", "images", None, None, 0.15, 0.15, 42)
+    table = data.table
+    assert (data.layout, data.unit, data.class_names) == ("ham10000", "lesion", CLASS_NAMES)
     metadata = read_ham_metadata(tiny_ham / "HAM10000_metadata.csv", tiny_ham / "images")
     expected = split_by_lesion(metadata, 0.15, 0.15, 42)
     assert table.columns.tolist() == ["image_id", "lesion_id", "label", "path", "split"]
@@ -68,7 +71,7 @@ def test_a_class_absent_from_a_split_is_a_warning_not_an_error() -> None:
 
 
 def _ham_table(root: Path, **kwargs: object) -> pd.DataFrame:
-    return read_labelled_table(root, "HAM10000_metadata.csv", "images", None, None, 0.15, 0.15, 42, **kwargs)
+    return read_labelled_table(root, "HAM10000_metadata.csv", "images", None, None, 0.15, 0.15, 42, **kwargs).table
 
 
 def test_lesion_folds_are_grouped_stratified_and_seeded() -> None:

@@ -148,6 +148,15 @@ def test_nifti_label_in_another_space_is_refused(tmp_path: Path, capsys) -> None
     assert line.startswith(f"error: {label_path}: affine differs from its image's"), line
 
 
+def test_a_label_outside_the_classes_is_refused_also_without_the_check(la: Path, tmp_path: Path, capsys) -> None:
+    """``run.check_data false`` skips the check before training; reading the volumes refuses the label all the same."""
+    _, label = _image_label(la)
+    path = _rewrite(la, label=label * 2)  # 0/2 in a binary task: not folded into foreground
+    args = tiny_seg_args(la, tmp_path / "runs", "--run.check_data", "false")
+    line = _expect_error(["fit", *args], capsys)
+    assert line.startswith(f"error: {path}: label values 0, 2 are not classes 0..1 of this task (outside them: 2;")
+
+
 @pytest.mark.e2e
 def test_odd_but_valid_volumes_run(tmp_path: Path) -> None:
     root = generate_la_h5(tmp_path / "odd", n_train=6, n_test=2, shape=(12, 12, 10), seed=2)  # smaller than the patch

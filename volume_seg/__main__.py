@@ -28,10 +28,16 @@ LINKS = (
 
 
 def main(args: list[str] | None = None) -> Path | None:
-    """Entry point of ``python -m volume_seg`` and the ``volume-seg`` console script; returns the run dir."""
+    """Entry point of ``python -m volume_seg``; returns the run dir (``None`` when nothing ran, e.g. ``--help``)."""
     return run_cli(
         VolumeSegmenter, VolumeDataModule, SegmentationOutputs, LINKS, report_module="volume_seg.report", args=args
     )
+
+
+def cli() -> None:
+    """The ``volume-seg`` console script: :func:`main` with exit status 0 (a console script exits with what its
+    function returns, and a run dir is not a status)."""
+    main()
 
 
 if __name__ == "__main__":

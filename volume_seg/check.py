@@ -1,5 +1,9 @@
 """The dataset check of segmentation volumes (the ``check`` command): every problem of the cases and the case
-lists, and a summary."""
+lists, and a summary.
+
+The cheap check (``full=False``, what ``fit`` runs before training) also reads every label file alone, so that a
+label value outside the task's classes stops ``fit`` before a run dir is made; the full check reads every volume.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ import numpy as np
 
 from common.check import DataCheck, Problem
 from common.errors import MedlitError
-from volume_seg.io import find_cases, load_volume, read_case_list, record_problems
+from volume_seg.io import find_cases, label_problem, label_values, load_volume, read_case_list, record_problems
 
 __all__ = ["check_volume_dataset"]
 
@@ -34,7 +38,7 @@ def check_volume_dataset(
         test_list: Case list relative to ``root``, or ``None``.
         num_classes: Classes including background.
         spacing: Voxel spacing in mm instead of the files', or ``None``.
-        full: Also read and check every volume (the cheap check lists the files and reads the lists).
+        full: Read and check every volume (the cheap check lists the files, reads the lists and the label files).
     """
     check = DataCheck()
     try:
@@ -48,8 +52,10 @@ def check_volume_dataset(
         if list_name:
             _check_list(check, root / list_name, known)
     check.summary["cases"] = f"{len(records)} ({layout} layout)"
-    if full:
+    if full:  # load_volume checks the label values too
         _check_volumes(check, [r for r in records if Path(r["image"]).is_file()], num_classes, spacing)
+    else:
+        _check_label_values(check, [r for r in records if Path(r["label"]).is_file()], num_classes)
     return check
 
 
@@ -63,6 +69,18 @@ def _check_list(check: DataCheck, path: Path, known: set[str]) -> None:
     check.extend(
         Problem(str(path), f"case '{n}' not found", "no such case folder or file") for n in names if n not in known
     )
+
+
+def _check_label_values(check: DataCheck, records: Sequence[Mapping[str, Any]], num_classes: int) -> None:
+    """Problems of the label values into ``check``: each label file read alone, its values against the classes."""
+    for record in records:
+        try:
+            problem = label_problem(label_values(record), num_classes)
+        except MedlitError as err:
+            check.add_error(err, record["label"])
+            continue
+        if problem:
+            check.add(record["label"], problem)
 
 
 def _check_volumes(

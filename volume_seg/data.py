@@ -56,7 +56,7 @@ class VolumeDataModule(LightningDataModule):
         fold: The fold that validates, ``0 .. num_folds - 1``.
         test_split: The cases ``test`` evaluates: ``test`` (the test set) or ``val`` (the validation cases; with folds,
             the out-of-fold predictions of cross-validation, :mod:`common.studies.cv`).
-        num_classes: Classes including background; 2 = binary (``label > 0``).
+        num_classes: Classes including background; 2 = binary (labels 0/1 or 0/255); other label values are refused.
         class_names: Names of the classes, background first (linked to ``model.class_names``, which checks the count;
             default ``background``, ``foreground`` / ``class_1``...).
         spacing: Voxel spacing in mm to use instead of the file's (LA h5 files store none).

@@ -9,10 +9,12 @@ Layouts (``data.layout``, detected with ``auto``):
   (``imagesTr/``, ``labelsTr/``), read with MONAI's :func:`~monai.data.load_decathlon_datalist`.
 * ``folders``: ``<root>/images/`` and ``<root>/labels/`` holding files of the same names.
 
-NIfTI volumes keep their spacing (from the header) and affine. Labels are binary (``label > 0``) when
-``data.num_classes`` is 2 and integer classes ``0 .. num_classes - 1`` otherwise (float label files are
-rounded). Every volume is checked as it is read (:func:`load_volume`: readable, 3D, finite, label shape and
-affine, label values). The split is :mod:`volume_seg.splits`, the dataset check :mod:`volume_seg.check`.
+NIfTI volumes keep their spacing (from the header) and affine. Labels are the integer classes
+``0 .. num_classes - 1`` (float label files holding exact integers are rounded; a binary label may also be
+0/255); any other value is refused (:func:`label_problem`). Every volume is checked as it is read
+(:func:`load_volume`: readable, 3D, finite, label shape and affine, label values); :func:`label_values` reads a
+label alone, for the check before training. The split is :mod:`volume_seg.splits`, the dataset check
+:mod:`volume_seg.check`.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ __all__ = [
     "LA_FILE",
     "discover_cases",
     "find_cases",
+    "label_problem",
+    "label_values",
     "load_volume",
     "predict_records",
     "read_case_list",
@@ -202,41 +206,79 @@ def predict_records(folder: Path) -> list[dict[str, Any]]:
 
 
 # --- reading ----------------------------------------------------------------------------------------------------
-def _shown_values(array: np.ndarray, limit: int = 8) -> str:
-    """The distinct values of ``array`` for a message: the first ``limit``, then how many there are."""
-    found = np.unique(array)
-    shown = ", ".join(f"{v:g}" for v in found[:limit].tolist())
-    return shown + (f", ... ({len(found)} values)" if len(found) > limit else "")
+def _distinct(array: np.ndarray) -> np.ndarray:
+    """The sorted distinct values of ``array`` (counted, not sorted, for small non-negative integers: fast)."""
+    if array.dtype == np.bool_:
+        array = array.view(np.uint8)
+    if np.issubdtype(array.dtype, np.integer) and array.size and array.min() >= 0 and array.max() < 2**16:
+        return np.flatnonzero(np.bincount(array.ravel()))
+    return np.unique(array)
+
+
+def _shown(values: np.ndarray, limit: int = 8) -> str:
+    """Distinct values for a message: the first ``limit``, then how many there are."""
+    shown = ", ".join(f"{v:g}" for v in values[:limit].tolist())
+    return shown + (f", ... ({len(values)} values)" if len(values) > limit else "")
+
+
+def label_problem(found: np.ndarray, num_classes: int) -> str:
+    """What is wrong with a label holding the distinct values ``found`` ("" when they are classes of the task).
+
+    Float files holding exact integers are fine; a binary label may be 0/1 or 0/255 (a mask's usual form).
+    Not numbers, not integers (an interpolated or probability map), negative, or outside
+    ``0 .. num_classes - 1``: wrong.
+    """
+    classes = f"0..{num_classes - 1}"
+    if not np.issubdtype(found.dtype, np.number) or np.issubdtype(found.dtype, np.complexfloating):
+        return f"label data type {found.dtype} is not real numbers; expected integer classes {classes}"
+    if not np.isfinite(found).all():
+        return "label holds NaN or Inf values; expected integer classes"
+    if (np.abs(found - np.rint(found)) > 1e-3).any():
+        return (
+            f"label values {_shown(found)} are not integers (an interpolated or probability map?); expected classes "
+            f"{classes}" + (" (or 0/255)" if num_classes == 2 else "")
+        )
+    if found.min(initial=0) < 0:
+        return f"label values {_shown(found)} include negative values; expected {classes}"
+    outside = found[np.rint(found) >= num_classes]
+    if not len(outside) or (num_classes == 2 and np.isin(found, [0, 255]).all()):
+        return ""
+    binary = "; a binary label is 0/1 or 0/255" if num_classes == 2 else ""
+    return (
+        f"label values {_shown(found)} are not classes {classes} of this task (outside them: {_shown(outside)}; "
+        f"data.num_classes is {num_classes}{binary})"
+    )
 
 
 def _labels_to_classes(label: np.ndarray, num_classes: int, path: str) -> np.ndarray:
-    """Integer classes ``0 .. num_classes - 1`` from a label array, refusing what is not a label map.
-
-    Float files holding exact integers are fine. Binary tasks take ``label > 0`` (so 0/1, 0/255 and
-    multi-class maps collapsed to foreground all work); values that are not integers (an interpolated or
-    probability map) or negative are refused, naming the values found and those expected.
-    """
+    """Integer classes ``0 .. num_classes - 1`` from a label array, refusing what is not a label map of the task
+    (:func:`label_problem`; a binary 0/255 label becomes 0/1)."""
+    problem = label_problem(_distinct(label), num_classes)
+    if problem:
+        raise MedlitError(f"{path}: {problem}")
     if not np.issubdtype(label.dtype, np.integer):
-        if not np.isfinite(label).all():
-            raise MedlitError(f"{path}: label holds NaN or Inf values; expected integer classes")
-        if (np.abs(label - np.rint(label)) > 1e-3).any():
-            raise MedlitError(
-                f"{path}: label values {_shown_values(label)} are not integers (an interpolated or probability "
-                f"map?); expected classes 0..{num_classes - 1}" + (" (or 0/255)" if num_classes == 2 else "")
-            )
         label = np.rint(label)
-    if label.min(initial=0) < 0:
-        raise MedlitError(
-            f"{path}: label values {_shown_values(label)} include negative values; expected 0..{num_classes - 1}"
-        )
-    if num_classes == 2:
-        return (label > 0).astype(np.uint8)
-    if label.max(initial=0) >= num_classes:
-        raise MedlitError(
-            f"{path}: label values {_shown_values(label)} are not classes 0..{num_classes - 1} (data.num_classes "
-            f"is {num_classes})"
-        )
-    return label.astype(np.uint8)
+    return (label > 0 if num_classes == 2 else label).astype(np.uint8)
+
+
+def label_values(record: Mapping[str, Any]) -> np.ndarray:
+    """The distinct values of a case's label, its label file read alone (the dataset check before training).
+
+    Raises:
+        MedlitError: The file cannot be read, or an h5 file has no ``label`` dataset.
+    """
+    path = record["label"]
+    try:
+        if record["format"] == "h5":
+            with h5py.File(path, "r") as h5:
+                if "label" not in h5:
+                    raise MedlitError(f"{path}: no 'label' dataset (has: {', '.join(h5.keys()) or 'nothing'})")
+                label = h5["label"][()]
+        else:
+            label = np.asanyarray(nib.load(path).dataobj)
+    except (OSError, ValueError, EOFError, KeyError, nib.filebasedimages.ImageFileError) as err:
+        raise MedlitError(f"{path}: cannot read volume ({str(err)[:200]})") from None
+    return _distinct(label)
 
 
 def _read_h5(record: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, np.ndarray]:
@@ -286,7 +328,7 @@ def load_volume(record: Mapping[str, Any], num_classes: int, spacing: Sequence[f
 
     Args:
         record: A discovery record (``case``, ``image``, ``label`` or ``None``, ``format``).
-        num_classes: Classes including background; 2 = binary (``label > 0``).
+        num_classes: Classes including background; 2 = binary (0/1, or 0/255).
         spacing: Voxel spacing in mm to use instead of the file's.
 
     Returns:

@@ -14,6 +14,7 @@ The same YAML that ``wandb sweep`` + ``wandb agent`` run online (``method``, ``m
   runs it again; it never repeats a finished run. A changed sweep file is refused for an existing sweep dir.
 * After each run, ``comparison.md``/``.csv`` (configuration → test metrics, mean ± std over seeds) and seaborn
   figures (metrics by configuration, training curves overlaid) are rewritten in the sweep dir.
+* Fit arguments after ``--`` (``-- --trainer.max_time 00:00:10:00``) go to every run, as ``--set`` overrides.
 * Many workers, one sweep: any number of runners - ``--workers N`` on this machine (``--devices 0,1``: one GPU
   each), or the same command on other machines sharing the filesystem (SLURM array tasks) - work on one sweep dir.
   Each configuration is claimed under the dir's lock (:class:`common.studies.claims.WorkQueue`): ``claims/<run>.json``
@@ -48,7 +49,7 @@ from common.studies.runner import fresh_run_dir, run_logged, run_metric, runner_
 from common.studies.search import ask, fail_trial, open_study, tell
 from common.studies.workers import start_local_workers
 
-__all__ = ["Claimed", "Idle", "main", "run_sweep"]
+__all__ = ["Claimed", "Idle", "fit_overrides", "main", "run_sweep"]
 
 
 @dataclass(frozen=True)
@@ -277,8 +278,39 @@ def run_sweep(
     return sweep_dir
 
 
+def fit_overrides(fit_args: Sequence[str]) -> list[str]:
+    """Fit arguments as ``--set`` overrides: ``--trainer.max_time 00:00:10:00`` (or ``--trainer.max_time=...``)
+    becomes ``trainer.max_time=00:00:10:00``; an option with no value stays a flag. A word that follows no option is
+    one error line."""
+    overrides: list[str] = []
+    for arg in fit_args:
+        if arg.startswith("--") and len(arg) > 2:
+            overrides.append(arg[2:])
+        elif overrides and "=" not in overrides[-1]:
+            overrides[-1] += f"={arg}"
+        else:
+            raise MedlitError(
+                f"fit arguments after --: '{arg}' follows no option; write them as --key value or --key=value"
+            )
+    return overrides
+
+
+def _split_fit_arguments(argv: Sequence[str]) -> tuple[list[str], list[str]]:
+    """The runner's own arguments and the fit arguments after the first ``--``."""
+    argv = list(argv)
+    if "--" not in argv:
+        return argv, []
+    cut = argv.index("--")
+    return argv[:cut], argv[cut + 1 :]
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m common.studies.sweep", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m common.studies.sweep",
+        description=__doc__.split("\n\n")[0],
+        usage="python -m common.studies.sweep sweep_file [options] [-- fit arguments ...]",
+        epilog="Fit arguments after -- (e.g. -- --trainer.max_time 00:00:10:00) go to every run, as --set overrides.",
+    )
     parser.add_argument("sweep_file", type=Path, help="W&B sweep YAML (experiments/sweeps/*.yaml)")
     parser.add_argument("--sweep-dir", type=Path, default=None, help="default: runs/sweeps/<name>")
     parser.add_argument("--max-runs", type=int, default=None, help="run at most this many configurations")
@@ -299,7 +331,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = _parser().parse_args(argv)
+    own, fit_args = _split_fit_arguments(argv)
+    args = _parser().parse_args(own)
+    with exit_on_error():  # checked once, before any worker starts
+        overrides = [*args.set, *fit_overrides(fit_args)]
     if args.workers > 1 or args.devices:
         sys.exit(start_local_workers("common.studies.sweep", argv, args))
     with exit_on_error():
@@ -309,7 +344,7 @@ def main(argv: list[str] | None = None) -> None:
             args.max_runs,
             args.data_root,
             args.config,
-            args.set,
+            overrides,
             args.wandb,
             args.seed,
             storage=args.storage,

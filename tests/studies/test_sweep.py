@@ -1,6 +1,7 @@
 """The sweep runner's worker loop: a killed sweep resumed without repeating a run, a killed worker's run redone by
 another, real runs shared by three workers or by two SLURM array tasks, the typed claim of the next run, and one
-line for each mistake (another sweep file, other arguments, a read-only dir)."""
+line for each mistake (another sweep file, other arguments, a read-only dir); fit arguments after ``--`` passed
+to every run."""
 
 from __future__ import annotations
 
@@ -18,10 +19,13 @@ import pandas as pd
 import pytest
 import yaml
 
+from common.errors import MedlitError
+from common.studies import sweep as sweep_module
 from common.studies.claims import WorkQueue
 from common.studies.index import read_index, set_row, write_index
-from common.studies.plan import load_sweep, open_plan, plan_runs
-from common.studies.sweep import Claimed, Idle, _Worker
+from common.studies.plan import expand_command, load_sweep, open_plan, plan_runs
+from common.studies.runner import runner_arguments
+from common.studies.sweep import Claimed, Idle, _Worker, fit_overrides
 from tests.helpers import (
     PASS_SRUN,
     REPO,
@@ -344,3 +348,49 @@ def test_two_array_tasks_of_the_sweep_template_share_the_sweep(tmp_path: Path) -
     assert events(tmp_path, "start") == events(tmp_path, "end")  # none started twice
     index = (sweep_dir / "index.csv").read_text()
     assert "77_0" in index and "77_1" in index  # both tasks ran configurations
+
+
+# --- fit arguments after `--` ------------------------------------------------------------------------------------
+def test_fit_overrides_pair_each_option_with_its_value() -> None:
+    fit_args = ["--trainer.max_time", "00:00:10:00", "--model.decision_tau", "-0.25", "--data.fold=2", "--flag", "--c"]
+    overrides = ["trainer.max_time=00:00:10:00", "model.decision_tau=-0.25", "data.fold=2", "flag", "c=x.yaml"]
+    assert fit_overrides([*fit_args, "x.yaml"]) == overrides
+
+
+@pytest.mark.parametrize("fit_args", [["oops"], ["--data.fold=2", "3"], ["--a", "1", "2"]])
+def test_a_fit_argument_that_follows_no_option_is_one_error(fit_args: list[str]) -> None:
+    with pytest.raises(MedlitError, match=rf"^fit arguments after --: '{fit_args[-1]}' follows no option"):
+        fit_overrides(fit_args)
+
+
+def test_fit_arguments_after_a_double_dash_reach_every_runs_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sweep_file, given = fake_sweep(tmp_path), {}
+
+    def record(*args: object, **kwargs: object) -> Path:
+        given["overrides"] = args[5]
+        return tmp_path
+
+    monkeypatch.setattr(sweep_module, "run_sweep", record)
+    sweep_module.main([str(sweep_file), "--set", "model.y=1", "--", "--trainer.max_time", "00:00:10:00"])
+    assert given["overrides"] == ["model.y=1", "trainer.max_time=00:00:10:00"]
+    spec = load_sweep(sweep_file)
+    runner_args = {"configs": [], "overrides": given["overrides"], "wandb": "off", "data_root": "/data"}
+    command = expand_command(spec, {"model.x": 0.0}, runner_arguments(spec, tmp_path / "run000", runner_args))
+    assert command[-4:] == ["--data.root=/data", "--model.y=1", "--trainer.max_time=00:00:10:00", "--model.x=0.0"]
+
+
+def test_fit_arguments_are_checked_before_workers_start_and_passed_to_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    started = []
+    monkeypatch.setattr(sweep_module, "start_local_workers", lambda module, argv, args: started.append(argv) or 0)
+    sweep_file = str(fake_sweep(tmp_path))
+    with pytest.raises(SystemExit) as stopped:
+        sweep_module.main([sweep_file, "--workers", "2", "--", "stray"])
+    assert stopped.value.code == 2 and started == []
+    with pytest.raises(SystemExit) as stopped:
+        sweep_module.main([sweep_file, "--workers", "2", "--", "--trainer.max_time", "00:00:10:00"])
+    assert stopped.value.code == 0
+    assert started == [[sweep_file, "--workers", "2", "--", "--trainer.max_time", "00:00:10:00"]]
