@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import shared_data_root
+from tests.helpers import HttpSite, shared_data_root
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -121,3 +121,11 @@ def cls_cv(tiny_ham: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     extra = ("--trainer.max_epochs", "1", "--model.tta_flips", "true", "--model.decision_tau", "null")
     args = tiny_cls_args(tiny_ham, cv_dir.parent, *extra, "--outputs.gradcam_per_class", "0")
     return run_cv("lesion_cls", args, 2, cv_dir, wandb_mode="off")
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Iterator[HttpSite]:
+    """A folder served over HTTP on localhost (the download tests' stand-in for GitHub and the ISIC bucket)."""
+    served = HttpSite(tmp_path / "site")
+    yield served
+    served.server.shutdown()

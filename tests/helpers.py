@@ -5,12 +5,16 @@ and ``srun`` stand-ins for the SLURM templates in ``examples/slurm``."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import os
 import subprocess
 import sys
+import threading
 from collections import Counter
 from collections.abc import Callable
+from http import HTTPStatus
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -359,3 +363,54 @@ def run_with_stderr(main: Callable[[list[str]], Path | None], args: list[str]) -
 def wandb_warnings(stderr: str) -> list[str]:
     """The ``warning: W&B ...`` lines a run printed."""
     return [line for line in stderr.splitlines() if line.startswith("warning: W&B")]
+
+
+class HttpSite:
+    """A folder served over HTTP with byte ranges; records each request's path and ``Range`` header."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.requests: list[tuple[str, str | None]] = []
+        self.etags: dict[str, str] = {}  # file name -> ETag to send instead of the content's md5
+        site = self
+
+        class Handler(SimpleHTTPRequestHandler):
+            def __init__(self, *args: Any, **kwargs: Any) -> None:
+                super().__init__(*args, directory=str(root), **kwargs)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_HEAD(self) -> None:
+                path = Path(self.translate_path(self.path))
+                if not path.is_file():
+                    self.send_error(HTTPStatus.NOT_FOUND)
+                    return
+                self.send_response(HTTPStatus.OK)
+                self.send_header("Content-Length", str(path.stat().st_size))
+                etag = site.etags.get(path.name) or hashlib.md5(path.read_bytes()).hexdigest()
+                self.send_header("ETag", f'"{etag}"')
+                self.end_headers()
+
+            def do_GET(self) -> None:
+                site.requests.append((self.path.split("?")[0], self.headers.get("Range")))
+                path = Path(self.translate_path(self.path))
+                if not path.is_file():
+                    self.send_error(HTTPStatus.NOT_FOUND)
+                    return
+                data = path.read_bytes()
+                start = int(self.headers["Range"].split("=")[1].split("-")[0]) if self.headers.get("Range") else 0
+                if start >= len(data) and start:
+                    self.send_error(HTTPStatus.REQUESTED_RANGE_NOT_SATISFIABLE)
+                    return
+                self.send_response(HTTPStatus.PARTIAL_CONTENT if start else HTTPStatus.OK)
+                self.send_header("Content-Length", str(len(data) - start))
+                self.end_headers()
+                self.wfile.write(data[start:])
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def ranges_for(self, suffix: str) -> list[str | None]:
+        return [header for path, header in self.requests if path.endswith(suffix)]

@@ -6,12 +6,7 @@ import hashlib
 import io
 import json
 import tarfile
-import threading
-from collections.abc import Iterator
-from http import HTTPStatus
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import h5py
 import nibabel as nib
@@ -24,69 +19,12 @@ from common.errors import MedlitError
 from lesion_cls import CLASS_NAMES
 from lesion_cls.data import HAM10000DataModule
 from lesion_cls.download import TEST_FILES, TRAIN_FILES, download_ham10000
+from tests.helpers import HttpSite
 from volume_seg.download import LA_FOLDER, download_hippocampus, download_la
 from volume_seg.io import discover_cases
 
 TRAIN, TEST = ["CASEA", "CASEB", "CASEC"], ["CASET"]
 COMMIT = "c0ffee" * 6 + "1234"  # what the branch resolves to: every file is read at this commit
-
-
-class _Site:
-    """A folder served over HTTP with byte ranges; records each request's path and ``Range`` header."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.requests: list[tuple[str, str | None]] = []
-        self.etags: dict[str, str] = {}  # file name -> ETag to send instead of the content's md5
-        site = self
-
-        class Handler(SimpleHTTPRequestHandler):
-            def __init__(self, *args: Any, **kwargs: Any) -> None:
-                super().__init__(*args, directory=str(root), **kwargs)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_HEAD(self) -> None:
-                path = Path(self.translate_path(self.path))
-                if not path.is_file():
-                    self.send_error(HTTPStatus.NOT_FOUND)
-                    return
-                self.send_response(HTTPStatus.OK)
-                self.send_header("Content-Length", str(path.stat().st_size))
-                etag = site.etags.get(path.name) or hashlib.md5(path.read_bytes()).hexdigest()
-                self.send_header("ETag", f'"{etag}"')
-                self.end_headers()
-
-            def do_GET(self) -> None:
-                site.requests.append((self.path.split("?")[0], self.headers.get("Range")))
-                path = Path(self.translate_path(self.path))
-                if not path.is_file():
-                    self.send_error(HTTPStatus.NOT_FOUND)
-                    return
-                data = path.read_bytes()
-                start = int(self.headers["Range"].split("=")[1].split("-")[0]) if self.headers.get("Range") else 0
-                if start >= len(data) and start:
-                    self.send_error(HTTPStatus.REQUESTED_RANGE_NOT_SATISFIABLE)
-                    return
-                self.send_response(HTTPStatus.PARTIAL_CONTENT if start else HTTPStatus.OK)
-                self.send_header("Content-Length", str(len(data) - start))
-                self.end_headers()
-                self.wfile.write(data[start:])
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def ranges_for(self, suffix: str) -> list[str | None]:
-        return [header for path, header in self.requests if path.endswith(suffix)]
-
-
-@pytest.fixture
-def site(tmp_path: Path) -> Iterator[_Site]:
-    served = _Site(tmp_path / "site")
-    yield served
-    served.server.shutdown()
 
 
 def _h5_bytes(seed: int) -> bytes:
@@ -102,7 +40,7 @@ def _git_sha(data: bytes) -> str:
     return hashlib.sha1(f"blob {len(data)}\0".encode() + data).hexdigest()
 
 
-def _publish_la(site: _Site, wrong_sha_for: str | None = None, lfs_for: str | None = None) -> dict[str, bytes]:
+def _publish_la(site: HttpSite, wrong_sha_for: str | None = None, lfs_for: str | None = None) -> dict[str, bytes]:
     """The repository as GitHub serves it: the tree listing (API), raw files, LFS media."""
     raw = site.root / "raw" / "yulequan" / "UA-MT" / COMMIT
     files, tree = {}, []
@@ -132,11 +70,11 @@ def _publish_la(site: _Site, wrong_sha_for: str | None = None, lfs_for: str | No
     return files
 
 
-def _la(site: _Site, out: Path) -> Path:
+def _la(site: HttpSite, out: Path) -> Path:
     return download_la(out, api=f"{site.url}/api", raw=f"{site.url}/raw", lfs=f"{site.url}/media")
 
 
-def test_la_download_is_complete_and_verified(site: _Site, tmp_path: Path) -> None:
+def test_la_download_is_complete_and_verified(site: HttpSite, tmp_path: Path) -> None:
     files = _publish_la(site)
     out = _la(site, tmp_path / "LA")
     for case, data in files.items():
@@ -153,7 +91,7 @@ def test_la_download_is_complete_and_verified(site: _Site, tmp_path: Path) -> No
     assert site.requests[requests:] == []
 
 
-def test_la_download_resumes_a_cut_file(site: _Site, tmp_path: Path) -> None:
+def test_la_download_resumes_a_cut_file(site: HttpSite, tmp_path: Path) -> None:
     files = _publish_la(site)
     part = tmp_path / "LA.partial" / "CASEB" / "mri_norm2.h5.git-blob.part"
     part.parent.mkdir(parents=True)
@@ -164,7 +102,7 @@ def test_la_download_resumes_a_cut_file(site: _Site, tmp_path: Path) -> None:
     assert site.ranges_for("CASEA/mri_norm2.h5") == [None]
 
 
-def test_la_download_redoes_a_corrupt_part(site: _Site, tmp_path: Path) -> None:
+def test_la_download_redoes_a_corrupt_part(site: HttpSite, tmp_path: Path) -> None:
     files = _publish_la(site)
     part = tmp_path / "LA.partial" / "CASEA" / "mri_norm2.h5.git-blob.part"
     part.parent.mkdir(parents=True)
@@ -174,7 +112,7 @@ def test_la_download_redoes_a_corrupt_part(site: _Site, tmp_path: Path) -> None:
     assert site.ranges_for("CASEA/mri_norm2.h5") == ["bytes=1000-", None]
 
 
-def test_la_download_refuses_a_file_that_never_matches(site: _Site, tmp_path: Path) -> None:
+def test_la_download_refuses_a_file_that_never_matches(site: HttpSite, tmp_path: Path) -> None:
     _publish_la(site, wrong_sha_for="CASEC")
     with pytest.raises(
         MedlitError, match=r"CASEC/mri_norm2.h5: git-blob [0-9a-f]{40} does not match the published 0{40}"
@@ -186,7 +124,7 @@ def test_la_download_refuses_a_file_that_never_matches(site: _Site, tmp_path: Pa
     assert len(site.ranges_for("CASEC/mri_norm2.h5")) == 2  # downloaded twice, then refused
 
 
-def test_la_download_follows_lfs_pointers_and_resumes_them(site: _Site, tmp_path: Path) -> None:
+def test_la_download_follows_lfs_pointers_and_resumes_them(site: HttpSite, tmp_path: Path) -> None:
     files = _publish_la(site, lfs_for="CASET")
     part = tmp_path / "LA.partial" / "CASET" / "mri_norm2.h5.part"  # a cut download of the LFS content
     part.parent.mkdir(parents=True)
@@ -198,7 +136,7 @@ def test_la_download_follows_lfs_pointers_and_resumes_them(site: _Site, tmp_path
     assert not list(out.rglob("*.git-blob"))
 
 
-def test_download_never_overwrites_other_folders(site: _Site, tmp_path: Path) -> None:
+def test_download_never_overwrites_other_folders(site: HttpSite, tmp_path: Path) -> None:
     _publish_la(site)
     (tmp_path / "a_file").write_text("keep")
     with pytest.raises(MedlitError, match="a_file is a file; --out names the dataset folder to create"):
@@ -215,7 +153,7 @@ def _nifti_bytes(array: np.ndarray) -> bytes:
     return image.to_bytes()
 
 
-def _publish_msd(site: _Site) -> tuple[str, str]:
+def _publish_msd(site: HttpSite) -> tuple[str, str]:
     """A small Task04 archive (with the macOS ``._`` files the real one ships) and its md5."""
     rng = np.random.default_rng(0)
     members = {"Task04_Hippocampus/dataset.json": b""}
@@ -239,7 +177,7 @@ def _publish_msd(site: _Site) -> tuple[str, str]:
     return f"{site.url}/msd/Task04_Hippocampus.tar", hashlib.md5(buffer.getvalue()).hexdigest()
 
 
-def test_hippocampus_download_unpacks_a_checked_archive(site: _Site, tmp_path: Path) -> None:
+def test_hippocampus_download_unpacks_a_checked_archive(site: HttpSite, tmp_path: Path) -> None:
     url, md5 = _publish_msd(site)
     out = download_hippocampus(tmp_path / "hippocampus", url=url, md5=md5)
     assert sorted(p.name for p in out.iterdir()) == sorted([COMPLETE_MARK, "dataset.json", "imagesTr", "labelsTr"])
@@ -248,7 +186,7 @@ def test_hippocampus_download_unpacks_a_checked_archive(site: _Site, tmp_path: P
     assert layout == "msd" and len(records) == 3
 
 
-def test_hippocampus_download_with_a_wrong_checksum_leaves_nothing(site: _Site, tmp_path: Path) -> None:
+def test_hippocampus_download_with_a_wrong_checksum_leaves_nothing(site: HttpSite, tmp_path: Path) -> None:
     url, _ = _publish_msd(site)
     with pytest.raises(MedlitError, match="md5 [0-9a-f]{32} does not match the published " + "f" * 32):
         download_hippocampus(tmp_path / "hippocampus", url=url, md5="f" * 32)
@@ -290,7 +228,7 @@ def _one_hot(images: dict[str, str]) -> bytes:
     return ("\n".join(rows) + "\n").encode()
 
 
-def _publish_isic(site: _Site, groupings_skip: str | None = None, padding: int = 0) -> None:
+def _publish_isic(site: HttpSite, groupings_skip: str | None = None, padding: int = 0) -> None:
     """The bucket's training (and test) files; ``padding`` bytes of an extra member make the image zip large
     enough for a multipart ETag."""
     folder = site.root / "2018"
@@ -308,7 +246,7 @@ def _publish_isic(site: _Site, groupings_skip: str | None = None, padding: int =
     (folder / TEST_FILES[1]).write_bytes(_zip({"ISIC2018_Task3_Test_GroundTruth.csv": _one_hot(test)}))
 
 
-def test_ham10000_download_is_complete_and_reads_as_a_dataset(site: _Site, tmp_path: Path) -> None:
+def test_ham10000_download_is_complete_and_reads_as_a_dataset(site: HttpSite, tmp_path: Path) -> None:
     _publish_isic(site)
     out = download_ham10000(tmp_path / "HAM", with_test=True, base_url=f"{site.url}/2018")
     meta = pd.read_csv(out / "HAM10000_metadata.csv")
@@ -330,7 +268,7 @@ def test_ham10000_download_is_complete_and_reads_as_a_dataset(site: _Site, tmp_p
     assert len(site.requests) == requests
 
 
-def test_ham10000_download_checks_multipart_etags(site: _Site, tmp_path: Path) -> None:
+def test_ham10000_download_checks_multipart_etags(site: HttpSite, tmp_path: Path) -> None:
     """A multipart ETag (md5 of the 1 MiB parts' md5s) is verified; a wrong one refuses the file, twice fetched."""
     _publish_isic(site, padding=2_500_000)
     served = (site.root / "2018" / TRAIN_FILES[0]).read_bytes()
@@ -347,7 +285,7 @@ def test_ham10000_download_checks_multipart_etags(site: _Site, tmp_path: Path) -
     assert not (tmp_path / "HAM2").exists()
 
 
-def test_ham10000_download_refuses_bad_content(site: _Site, tmp_path: Path) -> None:
+def test_ham10000_download_refuses_bad_content(site: HttpSite, tmp_path: Path) -> None:
     """A wrong md5 ETag, a zip member failing its CRC and groupings missing an image each stop the download with
     the file named, and no dataset folder appears."""
     _publish_isic(site, groupings_skip="ISIC_0000004")
@@ -370,7 +308,7 @@ def test_ham10000_download_refuses_bad_content(site: _Site, tmp_path: Path) -> N
 
 
 def test_a_failed_download_from_the_command_line_is_one_error_line(
-    site: _Site, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    site: HttpSite, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Both tasks' ``python -m <task>.download``: the one error exit (``error: ...`` on stderr, status 2)."""
     import lesion_cls.download
