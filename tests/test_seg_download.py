@@ -1,5 +1,5 @@
-"""The LA release already on disk: the committed manifest, a complete copy used without the network, only the
-missing cases fetched, and a changed file or list refused before anything is written."""
+"""volume_seg.download with the LA release already on disk: the committed manifest, a complete copy used without
+the network, only the missing cases fetched, and a changed file or list refused before anything is written."""
 
 from __future__ import annotations
 
