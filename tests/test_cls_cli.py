@@ -126,10 +126,13 @@ def test_predict_from_checkpoint_reproduces_test_probabilities(
         ]
     )
     predicted = pd.read_csv(run_dir / "predictions.csv").set_index("image")
-    assert list(predicted.columns) == list(CLASS_NAMES)
+    assert list(predicted.columns) == [*CLASS_NAMES, "decision"]
+    probabilities = predicted[list(CLASS_NAMES)]
     np.testing.assert_allclose(
-        predicted.to_numpy(), test_predictions.loc[predicted.index, list(CLASS_NAMES)], atol=2e-4
+        probabilities.to_numpy(), test_predictions.loc[predicted.index, list(CLASS_NAMES)], atol=2e-4
     )
+    # the probabilities are written after the decision rule: the decision is their most probable class
+    assert predicted["decision"].tolist() == probabilities.idxmax(axis=1).tolist()
     assert len(list((run_dir / "gradcam").glob("*/*.png"))) == 12
 
 
