@@ -255,3 +255,16 @@ def test_no_reference_to_numbered_issues() -> None:
 def test_the_docs_test_reads_every_page() -> None:
     assert Path(REPO / "README.md") in DOCS
     assert {"data.md", "training.md", "predict.md", "outputs.md"} <= {p.name for p in DOCS}
+
+
+def test_the_readmes_result_numbers_are_all_generated_from_records() -> None:
+    """A result (a number with three decimals, as the tables write metrics) appears in README.md only inside the
+    block that ``python -m common.studies.results tables`` writes from the records, which
+    ``tests/studies/test_records.py`` checks against them: no result is typed by hand."""
+    from common.studies.results import README_MARKERS
+
+    text = (REPO / "README.md").read_text()
+    start, end = (text.index(marker) for marker in README_MARKERS)
+    outside = text[:start] + text[end:]
+    assert re.findall(r"\b\d+\.\d{3}\b", text[start:end]), "the generated block holds the records' numbers"
+    assert re.findall(r"(?<!Python )\b\d+\.\d{2,}\b", outside) == []  # a version is not a result
