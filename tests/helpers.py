@@ -414,3 +414,21 @@ class HttpSite:
 
     def ranges_for(self, suffix: str) -> list[str | None]:
         return [header for path, header in self.requests if path.endswith(suffix)]
+
+
+def fit_in_a_fresh_process(task: str, args: list[str], timeout: float = 900) -> Path:
+    """``python -m <task> <args>`` as a user runs it, in its own process; the run dir of its last line.
+
+    For tests whose settings must reach the Trainer exactly as given: in a long pytest process, a run has been seen
+    to receive ``--trainer.limit_test_batches 1`` as ``1.0`` (all batches), a state left by earlier tests that is not
+    yet pinned down."""
+    result = subprocess.run(
+        [sys.executable, "-m", task, *args],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO), "WANDB_MODE": "offline"},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    return Path(result.stdout.strip().splitlines()[-1].removeprefix("run_dir: "))

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.helpers import REPO
+from tests.helpers import REPO, fit_in_a_fresh_process
 from volume_seg.__main__ import main
 from volume_seg.io import discover_cases, load_volume, read_case_list
 
@@ -155,7 +155,7 @@ def test_recipe_runs_a_few_steps(
     run's config, and a scored test case."""
     recipe_path = REPO / "experiments" / "recipes" / f"{recipe}.yaml"
     args = ["fit", "--config", str(recipe_path), "--data.root", str(shared_data / folder), "--run.root", str(tmp_path)]
-    run_dir = main([*args, *RECIPE_STEPS])
+    run_dir = fit_in_a_fresh_process("volume_seg", [*args, *RECIPE_STEPS])
     split = pd.read_csv(run_dir / "split.csv")
     assert split["split"].value_counts().to_dict() == split_sizes
     config, recipe_config = (yaml.safe_load(path.read_text()) for path in (run_dir / "config.yaml", recipe_path))
