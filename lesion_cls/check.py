@@ -120,7 +120,8 @@ def check_own_dataset(
     table, where = data.table, root if data.layout == "class_folders" else root / metadata_csv
     counts = np.bincount(table["label"], minlength=len(data.class_names))
     check.summary[f"{where.name}: layout"] = data.layout.replace("_", " ")
-    check.summary[f"{where.name}: images"] = f"{len(table)} ({table['lesion_id'].nunique()} {data.unit}s)"
+    groups = "" if data.unit == "image" else f" ({table['lesion_id'].nunique()} {data.unit}s)"  # no group column
+    check.summary[f"{where.name}: images"] = f"{len(table)}{groups}"
     check.summary[f"{where.name}: classes"] = ", ".join(
         f"{name} {int(n)}" for name, n in zip(data.class_names, counts, strict=True)
     )
