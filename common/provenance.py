@@ -91,18 +91,22 @@ def device_description(trainer: Trainer) -> dict[str, Any]:
     }
 
 
-def cpu_description() -> str:
-    """The CPU's model name and how many cores this process may use (``AMD EPYC, 2 cores``): a time-budgeted run's
-    numbers depend on it."""
-    model = platform.processor() or "unknown CPU"
-    cpuinfo = Path("/proc/cpuinfo")
+SPEED_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
+"""CPU features that change how many steps a time budget buys (bf16 is emulated, ~10x slower, without the last two)."""
+
+
+def cpu_description(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    """The CPU's model name, the :data:`SPEED_FLAGS` it has and how many cores this process may use
+    (``AMD EPYC (avx2 avx512f avx512_bf16), 2 cores``): a time-budgeted run's numbers depend on all three."""
+    model, flags = platform.processor() or "unknown CPU", ""
     if cpuinfo.is_file():
-        names = [
-            line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if line.startswith("model name")
-        ]
+        lines = cpuinfo.read_text().splitlines()
+        names = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
         model = names[0] if names else model
+        present = next((set(line.split(":", 1)[1].split()) for line in lines if line.startswith("flags")), set())
+        flags = " ".join(flag for flag in SPEED_FLAGS if flag in present)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return f"{model}, {cores} cores"
+    return f"{model}{f' ({flags})' if flags else ''}, {cores} cores"
 
 
 def data_fingerprint(split_csv: Path, root: str | None) -> dict[str, Any]:

@@ -51,6 +51,13 @@ def _minutes(record: Record) -> str:
     return f"{total:.1f} min ({parts})"
 
 
+def _device(provenance: dict) -> str:
+    """Where a record ran and in what precision: its wall-time budget means nothing without it."""
+    where = provenance.get("device.cpu") if provenance.get("device.name") == "cpu" else None
+    where = where or provenance.get("device.name", "?")
+    return f"{where}, {provenance.get('device.precision', '?')}"
+
+
 def _benchmark_table(records: list[Record], link_prefix: str = "") -> str:
     report = records[0].run.report
     rows = {}
@@ -65,6 +72,7 @@ def _benchmark_table(records: list[Record], link_prefix: str = "") -> str:
         dirty = record.info["provenance"].get("code.dirty")
         row |= {
             "test items": str(run.scored_items().size() if run.scored_items() is not None else "n/a"),
+            "device": _device(record.info["provenance"]),
             "wall time": _minutes(record),
             "steps": str(record.info.get("steps") or "n/a"),
             "code": commit + (" (changed)" if dirty is True else ""),
@@ -96,7 +104,8 @@ def results_page(records: list[Record]) -> str:
         "",
         "Generated from the records in `results/` by `python -m common.studies.results tables`: do not edit. Each",
         "metric with its 95% interval (the run's own: percentile bootstrap over its test units); wall time = training",
-        "+ testing on the machine the record names. Pair a new run with a record:",
+        "+ testing on the machine the record names (device: a CPU's model, the features that set its speed and its",
+        "cores; time-budgeted records compare only on the same device). Pair a new run with a record:",
         "`python -m common.studies.results pair <run_dir> --against results/<benchmark>/<name>`.",
         "",
     ]

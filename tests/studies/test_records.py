@@ -118,7 +118,9 @@ def test_the_report_pairs_each_run_with_the_records_of_its_test_items(tmp_path: 
 
 
 def test_tables_are_generated_from_the_records_and_checked(tmp_path: Path) -> None:
-    write_record(_toy(tmp_path / "a" / "r", ERRORS_A), tmp_path / "results" / "toy" / "a", "toy", "a")
+    device = {"device.name": "cpu", "device.cpu": "AMD EPYC (avx2), 2 cores", "device.precision": "32-true"}
+    run = _toy(tmp_path / "a" / "r", ERRORS_A, info={"provenance": device})
+    write_record(run, tmp_path / "results" / "toy" / "a", "toy", "a")
     readme = tmp_path / "README.md"
     readme.write_text(f"# x\n\nbefore\n{README_MARKERS[0]}\nold\n{README_MARKERS[1]}\nafter\n")
     page = tmp_path / "docs" / "results.md"
@@ -130,6 +132,8 @@ def test_tables_are_generated_from_the_records_and_checked(tmp_path: Path) -> No
     mae = f"{np.abs(ERRORS_A).mean():.3f}"
     assert f"| [`a`](results/toy/a) | {mae} |" in text and "**toy**" in text
     assert "* command: `" in page.read_text()
+    # where it ran: the budget of a time-limited record means nothing without the device
+    assert "| AMD EPYC (avx2), 2 cores, 32-true |" in text
     readme.write_text(text.replace(mae, "0.123"))
     assert write_tables(tmp_path / "results", page, readme, check=True) == [str(readme)]
 
