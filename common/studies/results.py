@@ -1,10 +1,11 @@
 """The results records from the command line: keep a run as a record, list the records, write the results tables,
-and pair a run with a record.
+and pair runs with records or other runs.
 
     python -m common.studies.results record runs/real/la16/20261207-0612 --benchmark la16 --name recipe_10min
     python -m common.studies.results list
     python -m common.studies.results tables            # rewrites docs/results.md and README.md's results block
     python -m common.studies.results pair runs/real/la16/20261208-0930 --against results/la16/recipe_10min
+    python -m common.studies.results pair B_s42 B_s43 B_s44 --against A_s42 A_s43 A_s44   # per seed, then over seeds
     python -m common.studies.results intervals results/la16/recipe_10min   # percentile and BCa intervals
 
 The tables are generated from the records alone: in ``docs/results.md`` (every record) and between the markers
@@ -23,9 +24,9 @@ import pandas as pd
 from common.errors import MedlitError, exit_on_error
 from common.intervals import bca_intervals
 from common.stats import BOOTSTRAP_RESAMPLES, bootstrap_intervals
-from common.studies.against import pair_with_reference
+from common.studies.against import pair_over_seeds
 from common.studies.records import RECORD_FILE, Record, find_records, load_record, write_record
-from common.studies.runs import load_run
+from common.studies.runs import RunResult, load_run
 from common.studies.wording import readable_comparisons
 from common.text import fmt, format_interval, markdown_table
 
@@ -154,13 +155,34 @@ def write_tables(root: Path, page: Path, readme: Path, check: bool = False) -> l
     return stale
 
 
+def _reference(path: Path) -> tuple[str, RunResult]:
+    """A record folder (checked) or a run dir, with the name the comparison gives it."""
+    if (path / RECORD_FILE).is_file():
+        record = load_record(path)
+        return record.label, record.run
+    if not (path / "metrics.json").is_file():
+        raise MedlitError(
+            f"{path}: not a results record ({RECORD_FILE} missing) nor a tested run dir (no metrics.json)"
+        )
+    return str(path), load_run(path)
+
+
 def _pair(args: argparse.Namespace) -> None:
-    reference = load_record(args.against)
-    run = load_run(args.run_dir)
-    table = pair_with_reference(run, str(args.run_dir), reference, args.resamples)
-    labels = dict(run.report.metric_labels)
-    print(f"{args.run_dir} against {reference.label} (B - A = run - reference, on {run.scored_items().size()}):")
-    print(markdown_table(readable_comparisons(table, labels)), end="")
+    if len(args.run_dirs) != len(args.against):
+        raise MedlitError(
+            f"pair: {len(args.run_dirs)} run(s) and {len(args.against)} reference(s); give one reference per run, "
+            "in the same (seed) order"
+        )
+    runs = [(str(path), load_run(path)) for path in args.run_dirs]
+    pairs = list(zip(runs, [_reference(ref) for ref in args.against], strict=True))
+    table = pair_over_seeds(pairs, args.resamples)
+    run = pairs[0][0][1]
+    against = ", ".join(label for _, (label, _) in pairs)
+    print(
+        f"{', '.join(name for (name, _), _ in pairs)} against {against} (B - A = run - reference, on "
+        f"{run.scored_items().size()}):"
+    )
+    print(markdown_table(readable_comparisons(table, dict(run.report.metric_labels))), end="")
     if args.csv:
         table.to_csv(args.csv, index=False)
 
@@ -208,9 +230,13 @@ def main(argv: list[str] | None = None) -> None:
     tables.add_argument("--page", type=Path, default=Path("docs/results.md"))
     tables.add_argument("--readme", type=Path, default=Path("README.md"))
     tables.add_argument("--check", action="store_true", help="only check that they are what the records give")
-    pair = commands.add_parser("pair", help="pair a run with a record on the same test items")
-    pair.add_argument("run_dir", type=Path)
-    pair.add_argument("--against", type=Path, required=True, help="a record folder, results/<benchmark>/<name>")
+    pair = commands.add_parser(
+        "pair", help="pair runs with records or run dirs on the same test items (several: per seed, then over seeds)"
+    )
+    pair.add_argument("run_dirs", type=Path, nargs="+", metavar="run_dir")
+    pair.add_argument(
+        "--against", type=Path, nargs="+", required=True, help="record folders (results/<benchmark>/<name>) or run dirs"
+    )
     pair.add_argument("--resamples", type=int, default=BOOTSTRAP_RESAMPLES)
     pair.add_argument("--csv", type=Path, default=None, help="also write the comparison rows here")
     intervals = commands.add_parser("intervals", help="percentile and BCa intervals of a record's or run's metrics")

@@ -10,11 +10,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score, roc_auc_score
 
 from common.errors import MedlitError
-from common.studies.against import pair_with_reference, pairing_refusal
-from common.studies.paired import compare_runs
+from common.studies.against import pair_over_seeds, pair_with_reference, pairing_refusal
+from common.studies.paired import BOOTSTRAP_TEST, SEEDS_TEST, compare_runs
 from common.studies.records import RECORD_FILE, find_records, load_record, write_record
 from common.studies.results import README_MARKERS, main, write_tables
 from common.studies.runs import load_run
@@ -181,7 +182,7 @@ def test_a_classification_record_re_scores_with_sklearn_and_pairs_through_the_cl
     with pytest.raises(SystemExit) as exit_info:
         main(["pair", str(run_dir), "--against", str(tmp_path / "nowhere")])
     assert exit_info.value.code == 2
-    assert "not a results record (record.json missing)" in capsys.readouterr().err
+    assert "not a results record (record.json missing) nor a tested run dir" in capsys.readouterr().err
 
 
 @pytest.mark.e2e
@@ -215,3 +216,35 @@ def test_intervals_prints_the_percentile_and_bca_interval_of_a_record(
     )
     assert printed.startswith(f"{record.path}: 30 samples, 300 resamples of the units (seed 0)")
     assert f"| MAE | {np.abs(ERRORS_A).mean():.3f} | {low:.3f}-{high:.3f} | {b_low:.3f}-{b_high:.3f} |" in printed
+
+
+def test_runs_pair_with_their_references_seed_by_seed_then_over_seeds(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Three seeds of B against three of A: each pair's paired bootstrap on its items, then the paired t over the
+    seeds of the per-seed values (scipy's ``ttest_rel``), from run dirs and records alike."""
+    draws = np.random.default_rng(7)
+    refs, runs = [], []
+    for seed in range(3):
+        errors = draws.normal(0.0, 1.0, len(IDS))
+        refs.append(_toy(tmp_path / f"a{seed}" / "r", errors))
+        runs.append(_toy(tmp_path / f"b{seed}" / "r", 0.8 * errors + draws.normal(0.0, 0.1, len(IDS))))
+    record = write_record(refs[0], tmp_path / "results" / "toy" / "a0", "toy", "a0")
+    pairs = [((f"b{s}", load_run(runs[s])), (f"a{s}", load_run(refs[s]))) for s in range(3)]
+    pairs[0] = (pairs[0][0], (record.label, record.run))
+    table = pair_over_seeds(pairs, n_resamples=300)
+    per_seed = table[(table["test"] == BOOTSTRAP_TEST) & (table["metric"] == "mae")]
+    assert len(per_seed) == 3 and list(per_seed["run_a"]) == ["toy/a0", "a1", "a2"]
+    mae_a = [load_run(r).headline()["mae"] for r in refs]
+    mae_b = [load_run(r).headline()["mae"] for r in runs]
+    np.testing.assert_allclose(per_seed["delta"], np.subtract(mae_b, mae_a))
+    over = table[(table["test"] == SEEDS_TEST) & (table["metric"] == "mae")].iloc[0]
+    assert over["delta"] == pytest.approx(np.mean(np.subtract(mae_b, mae_a))) and over["n_units"] == 3
+    assert over["p_value"] == pytest.approx(stats.ttest_rel(mae_b, mae_a).pvalue)
+    main(["pair", *map(str, runs), "--against", str(record.path), *map(str, refs[1:]), "--resamples", "200"])
+    assert "paired t over seeds" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_info:
+        main(["pair", *map(str, runs[:2]), "--against", *map(str, refs)])
+    assert exit_info.value.code == 2
+    expected = "error: pair: 2 run(s) and 3 reference(s); give one reference per run, in the same (seed) order"
+    assert capsys.readouterr().err.strip() == expected
