@@ -128,7 +128,7 @@ def check_own_dataset(
     if "path" in table:  # class folders
         paths = [Path(p) for p in table["path"]]
     else:
-        paths = _listed_images(check, where, root / image_dir, table)
+        paths = _listed_images(check, where, root / image_dir, table["image_id"])
     if test_csv:
         try:
             test, _ = read_test_csv(Path(test_csv), None, data.class_names)
@@ -136,7 +136,7 @@ def check_own_dataset(
             check.add_error(err, test_csv)
         else:
             check.summary[f"{Path(test_csv).name}: images"] = str(len(test))
-            paths += _listed_images(check, Path(test_csv), Path(test_image_dir), test)
+            paths += _listed_images(check, Path(test_csv), Path(test_image_dir), test["image_id"])
             leaked = sorted(set(test["image_id"]) & set(table["image_id"]))
             if leaked:
                 check.add(test_csv, f"{len(leaked)} test image(s) also in the training data: {leaked[0]}, ...")
@@ -145,14 +145,14 @@ def check_own_dataset(
     return check
 
 
-def _listed_images(check: DataCheck, csv_path: Path, image_dir: Path, table: pd.DataFrame) -> list[Path]:
-    """The paths of a CSV's images; a problem for each one ``image_dir`` lacks (or for a missing folder)."""
+def _listed_images(check: DataCheck, csv_path: Path, image_dir: Path, found: pd.Series) -> list[Path]:
+    """The paths of a CSV's images (``found``: its image ids, in row order); a problem for each one ``image_dir``
+    lacks (or for a missing folder)."""
     try:
         images = index_images(image_dir)
     except MedlitError as err:
         check.add_error(err, image_dir)
         return []
-    found = table["image_id"]
     for i in np.flatnonzero(~found.isin(images).to_numpy()):
         check.add(f"{csv_path} row {i + 2}", f"image '{found.iloc[i]}' not found in {image_dir}", ".jpg/.png")
     return [images[i] for i in found if i in images]
@@ -188,15 +188,9 @@ def check_ham_dataset(
         _summarize(check, csv_path, table)
         found = table["image_id" if "image_id" in table else "image"].str.strip()
         ids[str(csv_path)] = set(found)
-        try:
-            images = index_images(images_path)
-        except MedlitError as err:
-            check.add_error(err, images_path)
-            continue
-        for i in np.flatnonzero(~found.isin(images).to_numpy()):
-            check.add(f"{csv_path} row {i + 2}", f"image '{found.iloc[i]}' not found in {images_path}", ".jpg/.png")
+        paths = _listed_images(check, csv_path, images_path, found)
         if full:
-            _decode_all([images[i] for i in found if i in images], check)
+            _decode_all(paths, check)
     if len(ids) == 2:
         leaked = sorted(set.intersection(*ids.values()))
         if leaked:
