@@ -273,24 +273,26 @@ def read_labelled_images(
     return LabelledImages(table, CLASS_NAMES, "ham10000", "lesion")
 
 
-def read_test_csv(csv_path: Path, image_dir: Path | None, class_names: Sequence[str]) -> tuple[pd.DataFrame, bool]:
+def read_test_csv(csv_path: Path, image_dir: Path | None, class_names: Sequence[str]) -> tuple[pd.DataFrame, str]:
     """An explicit test set (``data.test_csv``): a labels CSV (``image,label[,group]``) or a one-hot CSV with a
     column per class (ISIC 2018's ground truth, optionally with a ``lesion_id`` or ``group`` column).
 
     Returns:
-        The table (as :class:`LabelledImages`' ``table``, labels indexing ``class_names``) and whether it has
-        groups.
+        The table (as :class:`LabelledImages`' ``table``, labels indexing ``class_names``) and what its intervals
+        resample: ``lesion`` (a ``lesion_id`` column), ``group`` (a ``group`` column) or ``image`` (neither).
     """
     columns = set(read_csv_table(csv_path, ()).columns)
     if set(LABELS_COLUMNS) <= columns:
         test = read_labels_csv(csv_path, image_dir, class_names, every_class_used=False)
-        return test.table, test.unit == "group"
+        return test.table, test.unit
     if "image" not in columns or not set(class_names) <= columns:
         raise MedlitError(
             f"{csv_path}: expected image,label[,group] or a one-hot CSV image,{','.join(class_names)} "
             f"(has: {', '.join(sorted(columns))})"
         )
-    return read_isic_ground_truth(csv_path, image_dir, class_names), bool(columns & set(GROUP_COLUMNS))
+    # the column group_column reads, named as the intervals name what they resample
+    unit = next(({"lesion_id": "lesion", "group": "group"}[c] for c in GROUP_COLUMNS if c in columns), "image")
+    return read_isic_ground_truth(csv_path, image_dir, class_names), unit
 
 
 def class_columns(frame: pd.DataFrame, path: Path | str) -> list[str]:

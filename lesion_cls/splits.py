@@ -112,7 +112,7 @@ def read_labelled_table(
     data = read_labelled_images(root, metadata_csv, image_dir, classes)
     metadata = data.table
     if test_csv:
-        test, grouped = read_test_csv(Path(test_csv), Path(test_image_dir), data.class_names)
+        test, test_unit = read_test_csv(Path(test_csv), Path(test_image_dir), data.class_names)
         leaked = sorted(set(test["image_id"]) & set(metadata["image_id"]))
         if leaked:
             raise MedlitError(f"{test_csv}: image '{leaked[0]}' is also in the training data")
@@ -125,7 +125,7 @@ def read_labelled_table(
         return replace(data, table=metadata)
     test = test.assign(split="test", **({"fold": -1} if num_folds else {}))
     table = pd.concat([metadata, test], ignore_index=True)
-    return replace(data, table=table, test_unit=data.unit if grouped else "image")
+    return replace(data, table=table, test_unit=test_unit)
 
 
 def absent_classes(table: pd.DataFrame, class_names: Sequence[str] = CLASS_NAMES) -> list[str]:

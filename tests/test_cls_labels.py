@@ -173,12 +173,16 @@ def test_no_group_in_two_splits_and_folds(tmp_path: Path, layout: str) -> None:
 def test_test_csv_in_either_format_with_groups(tmp_path: Path) -> None:
     names = ("no", "yes")
     labels = _csv_dataset(tmp_path / "a", [("t1", "yes", "L1"), ("t2", "yes", "L1")])
-    table, grouped = read_test_csv(labels / "labels.csv", labels / "images", names)
-    assert grouped and table["label"].tolist() == [1, 1]  # a test set may lack a class
+    table, unit = read_test_csv(labels / "labels.csv", labels / "images", names)
+    assert unit == "group" and table["label"].tolist() == [1, 1]  # a test set may lack a class
     onehot = pd.DataFrame({"image": ["t1", "t2"], "no": [1.0, 0.0], "yes": [0.0, 1.0], "lesion_id": ["L1", "L2"]})
     onehot.to_csv(tmp_path / "onehot.csv", index=False)
-    table, grouped = read_test_csv(tmp_path / "onehot.csv", None, names)
-    assert grouped and table["lesion_id"].tolist() == ["L1", "L2"] and table["label"].tolist() == [0, 1]
+    table, unit = read_test_csv(tmp_path / "onehot.csv", None, names)
+    assert unit == "lesion" and table["lesion_id"].tolist() == ["L1", "L2"] and table["label"].tolist() == [0, 1]
+    onehot.rename(columns={"lesion_id": "group"}).to_csv(tmp_path / "onehot_group.csv", index=False)
+    assert read_test_csv(tmp_path / "onehot_group.csv", None, names)[1] == "group"
+    onehot.drop(columns=["lesion_id"]).to_csv(tmp_path / "onehot_plain.csv", index=False)
+    assert read_test_csv(tmp_path / "onehot_plain.csv", None, names)[1] == "image"
     onehot.drop(columns=["yes"]).to_csv(tmp_path / "bad.csv", index=False)
     with pytest.raises(MedlitError, match=r"bad.csv: expected image,label\[,group\] or a one-hot CSV image,no,yes"):
         read_test_csv(tmp_path / "bad.csv", None, names)
@@ -189,3 +193,17 @@ def test_class_columns_of_predictions() -> None:
     assert class_columns(frame, "p.csv") == ["a", "b"]
     with pytest.raises(MedlitError, match="p.csv: needs an image column and a probability column per class"):
         class_columns(frame[["image", "a", "label"]], "p.csv")
+
+
+def test_a_grouped_test_csv_resamples_its_groups_whatever_the_training_layout(tmp_path: Path) -> None:
+    """Class folders (each image its own unit) with a labels test CSV that has groups: the test intervals resample
+    the test CSV's groups, and say so."""
+    for name in ("no", "yes"):
+        for i in range(10):
+            _image(tmp_path / "train" / name / f"{name}{i}.png")
+    test = _csv_dataset(tmp_path / "test", [("t1", "yes", "L1"), ("t2", "yes", "L1"), ("t3", "no", "L2")])
+    data = read_labelled_table(
+        tmp_path / "train", "labels.csv", "images", test / "labels.csv", test / "images", 0.2, 0.2, 7
+    )
+    assert data.unit == "image" and data.unit_of_test == "group"
+    assert data.table.query("split == 'test'")["lesion_id"].tolist() == ["L1", "L1", "L2"]
