@@ -268,3 +268,29 @@ def test_the_readmes_result_numbers_are_all_generated_from_records() -> None:
     outside = text[:start] + text[end:]
     assert re.findall(r"\b\d+\.\d{3}\b", text[start:end]), "the generated block holds the records' numbers"
     assert re.findall(r"(?<!Python )\b\d+\.\d{2,}\b", outside) == []  # a version is not a result
+
+
+def test_a_docs_line_that_cites_a_record_types_only_that_records_numbers() -> None:
+    """A line of ``docs/`` (``results.md`` is generated) that names a record (``<benchmark>/<name>``) holds no result
+    number (three decimals) other than the record's own metrics and interval ends: differences between records are
+    the generated standing comparisons, not typed."""
+    from common.studies.records import find_records
+
+    records = find_records(REPO / "results")
+    assert records, "the committed records"
+    for page in DOCS[1:]:
+        if page.name == "results.md":
+            continue
+        for number, line in enumerate(page.read_text().splitlines(), 1):
+            cited = [r for r in records if re.search(rf"(?<![\w.-]){re.escape(r.label)}(?![\w/-])", line)]
+            if not cited:
+                continue
+            allowed = {
+                f"{v:.3f}"
+                for r in cited
+                for entry in r.info["metrics"].values()
+                for v in [entry.get("value"), *(entry.get("ci95") or [])]
+                if isinstance(v, float)
+            }
+            typed = set(re.findall(r"\b\d+\.\d{3}\b", line)) - allowed
+            assert not typed, f"{page.name}:{number} cites {cited[0].label} but types {sorted(typed)}"
