@@ -31,6 +31,7 @@ from common.errors import MedlitError
 from common.files import write_json
 from common.provenance import data_fingerprint
 from common.rundir import RUN_INFO
+from common.studies.cv_provenance import cv_provenance, logged_steps
 from common.studies.runs import RunResult, load_run
 
 __all__ = ["RECORD_FILE", "RECORD_FORMAT", "Record", "find_records", "load_record", "write_record"]
@@ -71,15 +72,6 @@ def _kept_split(run_dir: Path, out: Path) -> None:
     columns = [split.columns[0], *(c for c in _SPLIT_COLUMNS if c in split and c != split.columns[0])]
     kept = split[split["split"] != "train"] if "split" in split else split
     kept[columns].to_csv(out / "split.csv", index=False)
-
-
-def _steps(run_dir: Path) -> int | None:
-    """The last optimizer step the CSV log reached (``None`` without a log)."""
-    log = run_dir / "logs" / "metrics.csv"
-    if not log.is_file():
-        return None
-    steps = pd.read_csv(log, usecols=lambda c: c == "step")
-    return int(steps["step"].max()) + 1 if "step" in steps and len(steps) else None
 
 
 def _command(argv: list[str]) -> str:
@@ -135,10 +127,14 @@ def write_record(run_dir: Path, out: Path, benchmark: str, name: str, note: str 
         },
         "wall_time_s": {key.removesuffix("_s"): timing[key] for key in ("fit_s", "test_s") if key in timing},
         "epochs": timing.get("epochs"),
-        "steps": _steps(run_dir),
+        "steps": logged_steps(run_dir),
         "metrics": _headline(run),
         "checksums": {p.name: _sha256(p) for p in sorted(out.iterdir()) if p.name != RECORD_FILE},
     }
+    # a fold ensemble: the command, time and steps of the whole cross-validation, not only of its test
+    cv = cv_provenance(run_dir, run.info)
+    if cv:
+        info |= {key: value for key, value in cv.items() if key != "commands" or value}
     write_json(out / RECORD_FILE, info)
     return load_record(out)
 
