@@ -20,20 +20,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
 from common.errors import MedlitError, exit_on_error
 from common.intervals import minimum_detectable_difference
 from common.stats import paired_bootstrap
-from common.text import markdown_table
-from lesion_cls.decisions import (
-    CLASS_OFFSET_GRID,
-    DECISION_TAUS,
-    best_decision,
-    cross_fitted_decisions,
-    decision_candidates,
-    fit_class_offsets,
-)
+from common.text import markdown_table, signed_interval
+from lesion_cls.decisions import cross_fitted_decisions, tau_and_offsets_rule, tau_rule
 from lesion_cls.metrics import scored_items
 
 Fit = Callable[[np.ndarray, np.ndarray], np.ndarray]
@@ -44,28 +36,14 @@ def _fixed_tau(tau: float, log_frequencies: np.ndarray) -> Fit:
     return lambda lp, t: -tau * log_frequencies
 
 
-def _chosen_tau(metric: str, log_frequencies: np.ndarray) -> Fit:
-    def fit(lp: np.ndarray, t: np.ndarray) -> np.ndarray:
-        f = torch.as_tensor(log_frequencies, dtype=torch.float32)
-        candidates = decision_candidates(torch.as_tensor(lp, dtype=torch.float32), torch.as_tensor(t), DECISION_TAUS, f)
-        return -best_decision(candidates, metric) * log_frequencies
-
-    return fit
-
-
-def _tau_and_offsets(metric: str, log_frequencies: np.ndarray) -> Fit:
-    tau = _chosen_tau(metric, log_frequencies)
-    return lambda lp, t: fit_class_offsets(lp, t, metric, tau(lp, t), CLASS_OFFSET_GRID)
-
-
 RULES: dict[str, Callable[[np.ndarray], Fit]] = {
     "arg-max (τ 0)": lambda f: _fixed_tau(0.0, f),
     "τ 1 (the balanced-error rule)": lambda f: _fixed_tau(1.0, f),
-    "τ chosen for accuracy": lambda f: _chosen_tau("acc", f),
-    "τ chosen for balanced accuracy": lambda f: _chosen_tau("bal_acc", f),
-    "τ chosen for their mean (the recipe's)": lambda f: _chosen_tau("acc_bal_mean", f),
-    "τ + class offsets for their mean": lambda f: _tau_and_offsets("acc_bal_mean", f),
-    "τ + class offsets for balanced accuracy": lambda f: _tau_and_offsets("bal_acc", f),
+    "τ chosen for accuracy": lambda f: tau_rule("acc", f),
+    "τ chosen for balanced accuracy": lambda f: tau_rule("bal_acc", f),
+    "τ chosen for their mean (the recipe's)": lambda f: tau_rule("acc_bal_mean", f),
+    "τ + class offsets for their mean": lambda f: tau_and_offsets_rule("acc_bal_mean", f),
+    "τ + class offsets for balanced accuracy": lambda f: tau_and_offsets_rule("bal_acc", f),
 }
 """The rules compared, each built from the training split's log class frequencies."""
 
@@ -113,7 +91,7 @@ def compare_rules(pool: pd.DataFrame, names: list[str], log_frequencies: np.ndar
         for metric, short in (("accuracy", "acc"), ("balanced_accuracy", "bal")):
             d = paired[metric]
             row[short] = f"{d['value_b']:.3f}"
-            row[f"Δ{short} (95% interval)"] = f"{d['delta']:+.3f} ({d['ci_low']:+.3f} to {d['ci_high']:+.3f})"
+            row[f"Δ{short} (95% interval)"] = signed_interval(d["delta"], d["ci_low"], d["ci_high"])
             row[f"Δ{short} detectable"] = f"{minimum_detectable_difference(d['se']):.3f}"
         rows.append(row)
     return pd.DataFrame(rows)

@@ -42,6 +42,8 @@ __all__ = [
     "fit_class_offsets",
     "shift_decisions",
     "shifted_probabilities",
+    "tau_and_offsets_rule",
+    "tau_rule",
 ]
 
 DECISION_TAUS: tuple[float, ...] = tuple(step / 8 for step in range(-8, 9))
@@ -275,6 +277,25 @@ TAU_RULE = "decision τ"
 """The rule with the decision τ alone."""
 
 
+def tau_rule(metric: str, log_frequencies: np.ndarray) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """A rule for :func:`cross_fitted_decisions`: the offsets ``-tau * log f`` of the τ of :data:`DECISION_TAUS` that
+    maximises ``metric`` on the items it is fitted on."""
+
+    def fit(lp: np.ndarray, t: np.ndarray) -> np.ndarray:
+        lp_t, f_t = torch.as_tensor(lp, dtype=torch.float32), torch.as_tensor(log_frequencies, dtype=torch.float32)
+        return (
+            -best_decision(decision_candidates(lp_t, torch.as_tensor(t), DECISION_TAUS, f_t), metric) * log_frequencies
+        )
+
+    return fit
+
+
+def tau_and_offsets_rule(metric: str, log_frequencies: np.ndarray) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """A rule for :func:`cross_fitted_decisions`: class offsets fitted for ``metric`` on top of :func:`tau_rule`'s."""
+    tau_offsets = tau_rule(metric, log_frequencies)
+    return lambda lp, t: fit_class_offsets(lp, t, metric, tau_offsets(lp, t))
+
+
 def _decision_rules(
     log_probs: np.ndarray,
     target: np.ndarray,
@@ -285,19 +306,12 @@ def _decision_rules(
 ) -> tuple[dict[str, Any], dict[str, dict[str, float]]]:
     """The class offsets fitted on all the items on top of their decision ``tau`` (chosen on all of them), and both
     rules' cross-fitted scores (each group's items decided by the rule fitted on the other groups)."""
-
-    def best_tau(lp: np.ndarray, t: np.ndarray) -> float:
-        lp_t, f_t = torch.as_tensor(lp, dtype=torch.float32), torch.as_tensor(log_frequencies, dtype=torch.float32)
-        return best_decision(decision_candidates(lp_t, torch.as_tensor(t), DECISION_TAUS, f_t), metric)
-
-    def tau_offsets(lp: np.ndarray, t: np.ndarray) -> np.ndarray:
-        return -best_tau(lp, t) * log_frequencies
-
-    def class_offsets(lp: np.ndarray, t: np.ndarray) -> np.ndarray:
-        return fit_class_offsets(lp, t, metric, tau_offsets(lp, t))
-
+    rules = (
+        (TAU_RULE, tau_rule(metric, log_frequencies)),
+        (OFFSETS_RULE, tau_and_offsets_rule(metric, log_frequencies)),
+    )
     cross_fitted = {}
-    for name, fit in ((TAU_RULE, tau_offsets), (OFFSETS_RULE, class_offsets)):
+    for name, fit in rules:
         predicted = cross_fitted_decisions(log_probs, target, groups, fit)
         one_hot = torch.nn.functional.one_hot(torch.as_tensor(predicted), log_probs.shape[1]).float()
         cross_fitted[name] = decision_scores(one_hot, torch.as_tensor(target))
