@@ -42,6 +42,14 @@ def signed(value: float, digits: int = 3) -> str:
     return f"{round(value, digits) + 0.0:+.{digits}f}"
 
 
+def signed_interval(delta: float, low: float, high: float, digits: int = 3) -> str:
+    """A difference with its interval: ``+0.012 (-0.005 to +0.028)``; the difference alone when the interval is
+    not finite (an exact test's row)."""
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return signed(delta, digits)
+    return f"{signed(delta, digits)} ({signed(low, digits)} to {signed(high, digits)})"
+
+
 def format_interval(value: float | None, interval: tuple[float, float] | None, digits: int = 3) -> str:
     """``0.599 (0.571-0.627)``; the value alone without an interval, ``n/a`` for a missing value."""
     if value is None or not math.isfinite(value):

@@ -25,7 +25,7 @@ from common.errors import MedlitError
 from common.studies.against import pair_over_seeds
 from common.studies.paired import BOOTSTRAP_TEST, SEEDS_TEST
 from common.studies.records import Record
-from common.text import markdown_table, signed
+from common.text import markdown_table, signed_interval
 
 __all__ = ["COMPARISONS_FILE", "StandingPair", "read_standing_pairs", "standing_pairs_block"]
 
@@ -85,7 +85,7 @@ def _record(path: Path, k: int, label: str, records: dict[str, Record]) -> Recor
 
 
 def _cell(row: pd.Series) -> str:
-    text = f"{signed(row['delta'])} ({signed(row['ci_low'])} to {signed(row['ci_high'])})"
+    text = signed_interval(row["delta"], row["ci_low"], row["ci_high"])
     return text + (f" [±{row['mdd']:.3f}]" if np.isfinite(row["mdd"]) else "")
 
 

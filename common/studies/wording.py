@@ -16,7 +16,7 @@ import pandas as pd
 from common.stats import BOOTSTRAP_RESAMPLES, MIN_UNITS, ScoredItems, t_interval
 from common.studies.paired import pair_row
 from common.studies.runs import RunResult
-from common.text import fmt, signed
+from common.text import fmt, signed, signed_interval
 
 __all__ = [
     "choice_on_test",
@@ -107,7 +107,7 @@ def readable_comparisons(table: pd.DataFrame, labels: dict[str, str]) -> pd.Data
             "A value": table["value_a"].map(lambda v: f"{v:.3f}"),
             "B value": table["value_b"].map(lambda v: f"{v:.3f}"),
             "B - A (95% CI)": [
-                signed(d) + (f" ({signed(lo)} to {signed(hi)})" if np.isfinite(lo) else "")
+                signed_interval(d, lo, hi)
                 for d, lo, hi in zip(table["delta"], table["ci_low"], table["ci_high"], strict=True)
             ],
             "detectable (80% power)": [f"±{m:.3f}" if np.isfinite(m) else "" for m in table["mdd"]],
