@@ -12,6 +12,8 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from common.rundir import read_run_info
+
 __all__ = ["cv_provenance", "logged_steps"]
 
 
@@ -42,9 +44,9 @@ def _cv_command(cv_dir: Path, shown_dir: str) -> str | None:
 
 def cv_provenance(run_dir: Path, info: dict[str, Any]) -> dict[str, Any] | None:
     """For the ensemble run dir ``run_dir`` of a cross-validation (a member list in ``info``, its ``run_info.json``,
-    and ``cv.yaml`` in the folder above): the record keys that describe the whole cross-validation (``commands``,
-    ``started``, ``wall_time_s`` with ``fit`` the folds' training and ``test`` every test, ``epochs``, ``steps``, and
-    ``members``); ``None`` for any other run dir."""
+    and ``cv.yaml`` in the folder above): the record keys that describe the whole cross-validation (``commands``
+    where ``cv.yaml`` gives the fit, ``started``, ``wall_time_s`` with ``fit`` the folds' training and ``test`` every
+    test, ``epochs``, ``steps``, and ``members``); ``None`` for any other run dir."""
     members = [Path(m["checkpoint"]).parent.parent for m in info.get("ensemble") or [] if m.get("checkpoint")]
     cv_dir = run_dir.resolve().parent
     if not members or not (cv_dir / "cv.yaml").is_file():
@@ -53,10 +55,10 @@ def cv_provenance(run_dir: Path, info: dict[str, Any]) -> dict[str, Any] | None:
     timings = [_timing(m) for m in members]
     out_of_fold = [_timing(d) for d in sorted((cv_dir / "oof_runs").glob("*")) if d.is_dir()]
     steps = [logged_steps(m) for m in members]
-    started = [json.loads((m / "run_info.json").read_text()).get("started") for m in members]
+    started = [read_run_info(m).get("started") for m in members]
     command = _cv_command(cv_dir, str(Path(given).parent))
     return {
-        "commands": [command] if command else [],
+        **({"commands": [command]} if command else {}),
         "started": min((s for s in started if s), default=None),
         "wall_time_s": {
             "fit": round(sum(t.get("fit_s", 0.0) for t in timings), 3),

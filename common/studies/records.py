@@ -132,9 +132,7 @@ def write_record(run_dir: Path, out: Path, benchmark: str, name: str, note: str 
         "checksums": {p.name: _sha256(p) for p in sorted(out.iterdir()) if p.name != RECORD_FILE},
     }
     # a fold ensemble: the command, time and steps of the whole cross-validation, not only of its test
-    cv = cv_provenance(run_dir, run.info)
-    if cv:
-        info |= {key: value for key, value in cv.items() if key != "commands" or value}
+    info |= cv_provenance(run_dir, run.info) or {}
     write_json(out / RECORD_FILE, info)
     return load_record(out)
 
