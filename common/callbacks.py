@@ -6,7 +6,6 @@ Task-specific outputs (predictions, reports, overlays) live in each task's ``cal
 
 from __future__ import annotations
 
-import json
 import random
 import time
 from collections.abc import Mapping
@@ -28,7 +27,7 @@ from lightning.pytorch.trainer.states import TrainerFn
 
 from common.files import write_json
 from common.plots import plot_history
-from common.rundir import LAST_CHECKPOINT_STEM, run_dir_of
+from common.rundir import LAST_CHECKPOINT_STEM, TIMING, read_timing, run_dir_of
 
 __all__ = ["EMAWeights", "MetricHistory", "RngState", "RunTimer", "SplitExport", "house_callbacks"]
 
@@ -110,15 +109,15 @@ class RunTimer(Callback):
     def _end(self, trainer: Trainer, stage: str) -> None:
         if not trainer.is_global_zero or stage not in self._start:
             return
-        path = run_dir_of(trainer) / "timing.json"
-        timing = json.loads(path.read_text()) if path.exists() else {}
+        run_dir = run_dir_of(trainer)
+        timing = read_timing(run_dir)
         seconds = time.perf_counter() - self._start.pop(stage) + (self._carried_fit_s if stage == "fit" else 0.0)
         timing[f"{stage}_s"] = round(seconds, 3)
         if stage == "fit":
             timing["epochs"] = trainer.current_epoch
             timing["devices"] = trainer.num_devices
             timing["accelerator"] = type(trainer.accelerator).__name__
-        write_json(path, timing)
+        write_json(run_dir / TIMING, timing)
 
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._begin("fit")

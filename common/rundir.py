@@ -43,6 +43,7 @@ __all__ = [
     "RESUME_LATEST",
     "RUN_DIR_ENV",
     "RUN_INFO",
+    "TIMING",
     "WANDB_ID_ENV",
     "agent_resume_target",
     "changed_settings",
@@ -52,6 +53,7 @@ __all__ = [
     "make_run_dir",
     "prepare_resumed_dir",
     "read_run_info",
+    "read_timing",
     "refuse_changed_settings",
     "resolve_run_dir",
     "resume_target",
@@ -69,6 +71,8 @@ AGENT_ENV = ("WANDB_SWEEP_ID", "WANDB_RUN_ID")
 """Set by ``wandb agent`` for each run it starts: the sweep, and the W&B run id the run must use."""
 RUN_INFO = "run_info.json"
 """What the report needs to know about a run (task, report module, monitor, checkpoints, resumes)."""
+TIMING = "timing.json"
+"""Wall seconds of fit/test/predict and the epochs run (:class:`common.callbacks.RunTimer` writes it)."""
 LAST_CHECKPOINT_STEM = "last"
 """``checkpoints/last.ckpt``: the weights at the end of the latest epoch (resumes and ``run.test_checkpoint=last``)."""
 RESUME_LATEST = "last"
@@ -144,6 +148,12 @@ def run_dir_of(trainer: Trainer) -> Path:
 def read_run_info(run_dir: Path) -> dict[str, Any]:
     """The run's ``run_info.json`` so far (empty before it is first written)."""
     path = run_dir / RUN_INFO
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def read_timing(run_dir: Path) -> dict[str, Any]:
+    """The run's ``timing.json`` (wall seconds of fit/test, epochs; empty for a run that has none)."""
+    path = run_dir / TIMING
     return json.loads(path.read_text()) if path.exists() else {}
 
 

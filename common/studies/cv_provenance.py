@@ -5,14 +5,13 @@ ensemble tests, and each member's steps and checkpoint. The ensemble's own run d
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import yaml
 
-from common.rundir import read_run_info
+from common.rundir import read_run_info, read_timing
 
 __all__ = ["cv_provenance", "logged_steps"]
 
@@ -24,11 +23,6 @@ def logged_steps(run_dir: Path) -> int | None:
         return None
     steps = pd.read_csv(log, usecols=lambda c: c == "step")
     return int(steps["step"].max()) + 1 if "step" in steps and len(steps) else None
-
-
-def _timing(run_dir: Path) -> dict[str, Any]:
-    path = run_dir / "timing.json"
-    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def _cv_command(cv_dir: Path, shown_dir: str) -> str | None:
@@ -52,8 +46,8 @@ def cv_provenance(run_dir: Path, info: dict[str, Any]) -> dict[str, Any] | None:
     if not members or not (cv_dir / "cv.yaml").is_file():
         return None
     given = next((a.split("=", 1)[1] for a in info.get("argv", []) if a.startswith("--run.dir=")), str(run_dir))
-    timings = [_timing(m) for m in members]
-    out_of_fold = [_timing(d) for d in sorted((cv_dir / "oof_runs").glob("*")) if d.is_dir()]
+    timings = [read_timing(m) for m in members]
+    out_of_fold = [read_timing(d) for d in sorted((cv_dir / "oof_runs").glob("*")) if d.is_dir()]
     steps = [logged_steps(m) for m in members]
     started = [read_run_info(m).get("started") for m in members]
     command = _cv_command(cv_dir, str(Path(given).parent))
@@ -62,7 +56,7 @@ def cv_provenance(run_dir: Path, info: dict[str, Any]) -> dict[str, Any] | None:
         "started": min((s for s in started if s), default=None),
         "wall_time_s": {
             "fit": round(sum(t.get("fit_s", 0.0) for t in timings), 3),
-            "test": round(sum(t.get("test_s", 0.0) for t in [*timings, *out_of_fold, _timing(run_dir)]), 3),
+            "test": round(sum(t.get("test_s", 0.0) for t in [*timings, *out_of_fold, read_timing(run_dir)]), 3),
         },
         "epochs": sum(t.get("epochs") or 0 for t in timings) or None,
         "steps": sum(steps) if all(s is not None for s in steps) else None,

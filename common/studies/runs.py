@@ -20,7 +20,7 @@ import pandas as pd
 import yaml
 
 from common.errors import MedlitError
-from common.rundir import RUN_INFO, read_run_info
+from common.rundir import RUN_INFO, read_run_info, read_timing
 from common.stats import ScoredItems, bootstrap_intervals
 from common.studies.task_reports import TaskReport, report_for
 
@@ -144,7 +144,7 @@ def load_run(path: Path) -> RunResult:
         config=yaml.safe_load((path / "config.yaml").read_text()) or {},
         metrics=json.loads((path / "metrics.json").read_text()),
         history=pd.read_csv(history) if history.is_file() else pd.DataFrame(),
-        timing=json.loads((path / "timing.json").read_text()) if (path / "timing.json").is_file() else {},
+        timing=read_timing(path),
     )
 
 
