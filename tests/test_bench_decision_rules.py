@@ -44,7 +44,7 @@ def test_fixed_rules_score_as_sklearn_and_argmax_pairs_with_itself(tmp_path: Pat
     assert first["Δacc (95% interval)"] == "+0.000 (+0.000 to +0.000)"
     assert float(first["acc"]) == pytest.approx(accuracy_score(truth, probs.argmax(1)), abs=5e-4)
 
-    balanced = np.log(probs).__sub__(log_f).argmax(1)  # τ 1 needs no fit: the same decisions in every fold
+    balanced = (np.log(probs) - log_f).argmax(1)  # τ 1 needs no fit: the same decisions in every fold
     row = table.loc["τ 1 (the balanced-error rule)"]
     assert float(row["bal"]) == pytest.approx(balanced_accuracy_score(truth, balanced), abs=5e-4)
     assert float(row["acc"]) == pytest.approx(accuracy_score(truth, balanced), abs=5e-4)
