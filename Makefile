@@ -91,12 +91,12 @@ bench: setup
 	$(PY) -m benchmarks.bench_sliding_window
 	$(PY) -m benchmarks.bench_bootstrap
 
-## Tests (about 11 minutes on 2 cores): everything but `slow`: the unit layer, one end-to-end run of each capability
+## Tests (about 6 minutes on 2 cores): everything but `slow`: the unit layer, one end-to-end run of each capability
 ## (tiny data, W&B offline, a W&B agent, DDP, report), real-data tests where ../shared/data exists. `make test-all`: all.
 test: setup
 	$(PY) -m pytest -m "not slow"
 
-## The unit layer (about a minute): every test but those that train through the CLI (e2e, smoke) or are slow.
+## The unit layer (about 1.5-2 minutes): every test but those that train through the CLI (e2e, smoke) or are slow.
 unit: setup
 	$(PY) -m pytest -m "not e2e and not smoke and not slow"
 

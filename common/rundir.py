@@ -98,7 +98,10 @@ def resolve_run_dir(root: str | Path, experiment: str, exact: str | Path | None 
     if exact:
         run_dir = Path(exact)
         if rank_zero_only.rank == 0 and (run_dir / "config.yaml").exists():
-            raise MedlitError(f"run.dir {run_dir} already holds a run (config.yaml); choose another run.dir")
+            raise MedlitError(
+                f"run.dir {run_dir} already holds a run (config.yaml); choose another run.dir, or --run.dir null for "
+                "a time-stamped one (a sweep's or cross-validation's config.yaml names its own run.dir)"
+            )
         return run_dir
     inherited = os.environ.get(RUN_DIR_ENV)
     if inherited and rank_zero_only.rank > 0:
