@@ -8,7 +8,9 @@ train and validation lesions: no hold-out, the last weights are tested) for ``M`
 (lr 2e-3, weight decay 1e-4) with the lr on a cosine of elapsed/budget, bf16 autocast (float32 on a CPU without
 bf16 instructions: :mod:`common.precision`). Test: the mean of the softmax of each image and its horizontal flip,
 decided by argmax. The split is medlit's (:func:`lesion_cls.splits.read_labelled_table` with the recipe's fractions),
-so the test images are the recipe's; ``RUN_DIR`` reads as a classifier test run (``predictions.csv``,
+so the test images are the recipe's (``--hold-out`` leaves its validation lesions out of training, as the recipe does;
+``--inner-split S`` tests on a development split of the non-test lesions instead: what an ablation may look at);
+``RUN_DIR`` reads as a classifier test run (``predictions.csv``,
 ``metrics.json``, ``split.csv``, ``config.yaml``, ``run_info.json``, ``timing.json``, ``history.csv``) for
 ``python -m common.studies.results pair`` and ``record``.
 """
@@ -20,6 +22,7 @@ import math
 import os
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +41,7 @@ from lesion_cls import TASK
 from lesion_cls.cache import build_pixel_cache
 from lesion_cls.callbacks import summarize_predictions, write_test_files
 from lesion_cls.labels import LabelledImages
-from lesion_cls.splits import read_labelled_table
+from lesion_cls.splits import read_labelled_table, split_by_lesion
 from lesion_cls.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 __all__ = ["COMMAND", "EXPERIMENT", "class_draw_weights", "cosine_lr", "main"]
@@ -61,11 +64,22 @@ def class_draw_weights(labels: np.ndarray) -> np.ndarray:
 
 
 def _split(args: argparse.Namespace) -> LabelledImages:
-    """The recipe's labelled images and split (its val and test fractions, ``--split-seed``)."""
+    """The recipe's labelled images and split (its val and test fractions, ``--split-seed``). With
+    ``--inner-split S`` the test images are dropped (never read) and the other lesions are split again with the same
+    fractions and seed ``S``: a development split whose test images are training lesions of the outer split."""
     data = (yaml.safe_load(args.recipe.read_text()) or {}).get("data", {})
     fractions = (float(data.get("val_fraction", 0.15)), float(data.get("test_fraction", 0.15)))
     files = (args.data_root, "HAM10000_metadata.csv", "images", None, None)
-    return read_labelled_table(*files, *fractions, args.split_seed)
+    labelled = read_labelled_table(*files, *fractions, args.split_seed)
+    if args.inner_split is None:
+        return labelled
+    pool = labelled.table[labelled.table["split"] != "test"].reset_index(drop=True)
+    return replace(labelled, table=pool.assign(split=split_by_lesion(pool, *fractions, args.inner_split)))
+
+
+def _trained_on(split: np.ndarray, hold_out: bool) -> np.ndarray:
+    """Which images train: all but the test images, or (``--hold-out``, as the recipe) the train lesions alone."""
+    return split == "train" if hold_out else split != "test"
 
 
 def _as_input(pixels: np.ndarray, rows: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -159,8 +173,13 @@ def _config(args: argparse.Namespace, precision: str, loop: dict) -> dict:
         "data": {
             "root": str(args.data_root),
             "split_seed": args.split_seed,
+            "inner_split_seed": args.inner_split,
             "recipe": str(args.recipe),
-            "validation": "none: the recipe's train and validation lesions are both trained on",
+            "validation": (
+                "held out and not used: the recipe's train lesions alone are trained on"
+                if args.hold_out
+                else "none: the recipe's train and validation lesions are both trained on"
+            ),
             "image_size": list(args.image_size),
             "batch_size": BATCH,
             "class_balance": 0.5,
@@ -174,7 +193,9 @@ def _config(args: argparse.Namespace, precision: str, loop: dict) -> dict:
 def _write_run_dir(args: argparse.Namespace, data: LabelledImages, probs: np.ndarray, run: dict) -> dict:
     """The test files (medlit's writers), ``split.csv``, ``config.yaml``, ``history.csv``, ``timing.json`` and
     ``run_info.json``; returns the metrics."""
-    out, table = args.out, data.table.assign(split=np.where(data.table["split"] == "test", "test", "train"))
+    split = data.table["split"].to_numpy()
+    kept = np.where(split == "test", "test", np.where(_trained_on(split, args.hold_out), "train", "val"))
+    out, table = args.out, data.table.assign(split=kept)
     test = table[table["split"] == "test"]
     target = np.array(test["label"], dtype=np.int64)
     losses = -np.log(np.clip(probs[np.arange(len(target)), target], 1e-12, None))
@@ -252,6 +273,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=42, help="the training seed (initialisation, draws)")
     parser.add_argument("--split-seed", type=int, default=42, help="the lesion split's seed (data.split_seed)")
     parser.add_argument("--out", type=Path, required=True, help="the run dir to write (new or empty)")
+    parser.add_argument("--hold-out", action="store_true", help="leave the validation lesions out, as the recipe")
+    parser.add_argument(
+        "--inner-split",
+        type=int,
+        metavar="SEED",
+        help="a development split: drop the test lesions, split the rest again with this seed, test on its test part",
+    )
     parser.add_argument("--recipe", type=Path, default=RECIPE, help="the recipe whose val/test fractions split")
     parser.add_argument("--precision", choices=("bf16-mixed", "32-true"), default="bf16-mixed")
     parser.add_argument("--device", default="auto", help="auto (a GPU when there is one), cpu or cuda")
@@ -272,8 +300,8 @@ def main(argv: list[str] | None = None) -> None:
         cache = Path(os.environ.get("MEDLIT_CACHE", Path.home() / ".cache" / "medlit"))
         size = (int(args.image_size[0]), int(args.image_size[1]))
         pixels = np.load(build_pixel_cache(data.table["path"].tolist(), size, cache), mmap_mode="r")
-        is_test = data.table["split"].to_numpy() == "test"
-        train_rows, test_rows = np.flatnonzero(~is_test), np.flatnonzero(is_test)
+        split = data.table["split"].to_numpy()
+        train_rows, test_rows = np.flatnonzero(_trained_on(split, args.hold_out)), np.flatnonzero(split == "test")
         torch.manual_seed(args.seed)
         net = timm.create_model("resnet18", pretrained=False, num_classes=len(data.class_names)).to(device)
         args.out.mkdir(parents=True, exist_ok=True)
@@ -287,6 +315,7 @@ def main(argv: list[str] | None = None) -> None:
         run |= {"test_s": time.perf_counter() - test_start, "device": device, "accelerator": accelerator}
         epochs = round(run["steps"] * BATCH / len(train_rows), 2)
         loop = {"command": " ".join([COMMAND, *argv]), "minutes": args.minutes, "seed": args.seed}
+        loop |= {"train_images": len(train_rows), "test_images": len(test_rows)}
         loop |= {"steps": run["steps"], "epochs": epochs, "device": str(device), "precision_asked": args.precision}
         loop |= {"precision": precision, "fit_s": round(run["fit_s"], 1), "test_s": round(run["test_s"], 1)}
         loop |= {"steps_per_minute": round(run["steps"] / (run["fit_s"] / 60), 1)}

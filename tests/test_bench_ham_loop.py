@@ -20,6 +20,7 @@ from common.studies.records import write_record
 from common.studies.runs import load_run
 from lesion_cls import CLASS_NAMES
 from lesion_cls.data import HAM10000DataModule
+from lesion_cls.splits import split_by_lesion
 
 SPLIT_SEED, BUDGET_MINUTES = 42, 0.05
 
@@ -81,6 +82,47 @@ def loop_run(tiny_ham: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     argv = ["--data-root", str(tiny_ham), "--minutes", str(BUDGET_MINUTES), "--seed", "1"]
     main([*argv, "--split-seed", str(SPLIT_SEED), "--out", str(out), "--image-size", "32", "32", "--no-figures"])
     return out
+
+
+@pytest.fixture(scope="module")
+def development_run(tiny_ham: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The loop on a development split (``--inner-split 5``) with the recipe's hold-out left out of training."""
+    out = tmp_path_factory.mktemp("loop") / "dev"
+    argv = ["--data-root", str(tiny_ham), "--minutes", str(BUDGET_MINUTES), "--seed", "1", "--hold-out"]
+    argv += ["--inner-split", "5", "--split-seed", str(SPLIT_SEED), "--out", str(out), "--image-size", "32", "32"]
+    main([*argv, "--no-figures"])
+    return out
+
+
+def _recipe_fractions() -> dict:
+    recipe = yaml.safe_load(RECIPE.read_text())["data"]
+    return {k: recipe[k] for k in ("val_fraction", "test_fraction")}
+
+
+@pytest.mark.e2e
+def test_a_development_split_never_reads_a_test_image_and_holds_out_what_the_recipe_does(
+    development_run: Path, loop_run: Path, tiny_ham: Path, tmp_path: Path
+) -> None:
+    dm = HAM10000DataModule(root=str(tiny_ham), split_seed=SPLIT_SEED, cache_dir=str(tmp_path), **_recipe_fractions())
+    dm.prepare_data()
+    dm.setup("test")
+    outer = dm.split_table()
+    pool = outer[outer["split"] != "test"].reset_index(drop=True)
+    inner = pool.assign(split=split_by_lesion(pool, *_recipe_fractions().values(), 5))
+    split = pd.read_csv(development_run / "split.csv", dtype=str)
+    assert not set(split["image_id"]) & set(outer.loc[outer["split"] == "test", "image_id"])
+    assert sorted(split["image_id"]) == sorted(pool["image_id"])
+    for name in ("train", "val", "test"):
+        assert sorted(split.loc[split["split"] == name, "image_id"]) == sorted(
+            inner.loc[inner["split"] == name, "image_id"]
+        )
+    predictions = pd.read_csv(development_run / "predictions.csv", dtype={"image": str})
+    assert sorted(predictions["image"]) == sorted(inner.loc[inner["split"] == "test", "image_id"])
+    loop = json.loads((development_run / "run_info.json").read_text())["loop"]
+    assert loop["train_images"] == (inner["split"] == "train").sum()  # the inner validation lesions are left out
+    plain = json.loads((loop_run / "run_info.json").read_text())["loop"]
+    assert plain["train_images"] == (outer["split"] != "test").sum()  # without --hold-out they are trained on
+    assert "held out" in yaml.safe_load((development_run / "config.yaml").read_text())["data"]["validation"]
 
 
 @pytest.mark.e2e
