@@ -27,7 +27,15 @@ from common.studies.paired import BOOTSTRAP_TEST, SEEDS_TEST
 from common.studies.records import Record
 from common.text import markdown_table, signed_interval
 
-__all__ = ["COMPARISONS_FILE", "StandingPair", "read_standing_pairs", "standing_pairs_block"]
+__all__ = [
+    "COMPARISONS_FILE",
+    "StandingPair",
+    "StandingResult",
+    "read_standing_pairs",
+    "standing_pairs_block",
+    "standing_pairs_summary",
+    "standing_results",
+]
 
 COMPARISONS_FILE = "comparisons.yaml"
 """The standing comparisons, in the results folder."""
@@ -89,7 +97,16 @@ def _cell(row: pd.Series) -> str:
     return text + (f" [±{row['mdd']:.3f}]" if np.isfinite(row["mdd"]) else "")
 
 
-def _pair_table(pair: StandingPair, runs: list[Record], against: list[Record], n_resamples: int) -> str:
+@dataclass(frozen=True)
+class StandingResult:
+    """One standing comparison computed: its title and its rows (a pair of records each, then the seeds), one
+    column per metric label, each cell ``B - A (95% interval) [detectable]``."""
+
+    title: str
+    rows: pd.DataFrame
+
+
+def _pair_rows(pair: StandingPair, runs: list[Record], against: list[Record], n_resamples: int) -> pd.DataFrame:
     table = pair_over_seeds(
         [((b.label, b.run), (a.label, a.run)) for b, a in zip(runs, against, strict=True)], n_resamples
     )
@@ -105,21 +122,33 @@ def _pair_table(pair: StandingPair, runs: list[Record], against: list[Record], n
         name: {report.metric_labels.get(m, m): _cell(frame.loc[m]) if m in frame.index else "n/a" for m in metrics}
         for name, frame in rows.items()
     }
-    return markdown_table(pd.DataFrame.from_dict(cells, orient="index"), index="B - A")
+    return pd.DataFrame.from_dict(cells, orient="index")
 
 
-def standing_pairs_block(root: Path, records: list[Record], n_resamples: int = 2000) -> str:
-    """The markdown of every standing comparison (empty without ``comparisons.yaml``): per entry, a title and one
-    row per pair of records and one over the seeds, each metric as ``B - A (95% interval) [detectable]``."""
+def standing_results(root: Path, records: list[Record], n_resamples: int = 2000) -> list[StandingResult]:
+    """Every standing comparison of ``root/comparisons.yaml`` computed from the records' per-item files."""
     path = root / COMPARISONS_FILE
     by_label = {record.label: record for record in records}
-    lines = []
+    results = []
     for k, pair in enumerate(read_standing_pairs(root)):
         runs = [_record(path, k, label, by_label) for label in pair.runs]
         against = [_record(path, k, label, by_label) for label in pair.against]
-        lines += [f"*{pair.title}*", "", _pair_table(pair, runs, against, n_resamples)]
-    if not lines:
+        results.append(StandingResult(pair.title, _pair_rows(pair, runs, against, n_resamples)))
+    return results
+
+
+def standing_pairs_block(
+    root: Path, records: list[Record], n_resamples: int = 2000, results: list[StandingResult] | None = None
+) -> str:
+    """The markdown of every standing comparison (empty without ``comparisons.yaml``): per entry, a title and one
+    row per pair of records and one over the seeds, each metric as ``B - A (95% interval) [detectable]``
+    (``results``: already computed by :func:`standing_results`)."""
+    results = standing_results(root, records, n_resamples) if results is None else results
+    if not results:
         return ""
+    lines = []
+    for result in results:
+        lines += [f"*{result.title}*", "", markdown_table(result.rows, index="B - A")]
     intro = (
         f"**Standing comparisons** (`{root.name}/{COMPARISONS_FILE}`): B - A on the same test items, paired "
         "bootstrap over the test units with its 95% interval and, in brackets, the difference these items detect "
@@ -127,3 +156,22 @@ def standing_pairs_block(root: Path, records: list[Record], n_resamples: int = 2
         "difference these data show."
     )
     return "\n".join([intro, "", *lines]).rstrip() + "\n"
+
+
+def standing_pairs_summary(results: list[StandingResult], page: str) -> str:
+    """The README's short form: per comparison its last row (over the seeds, or its one pair of records), one line
+    each; every row is on ``page``."""
+    if not results:
+        return ""
+    lines = [
+        f"**Standing comparisons**: B - A on the same test items, with the 95% interval (over the seeds: paired t; "
+        f"one pair: paired bootstrap over the test units, and in brackets the difference they detect with 80% "
+        f"power); seed by seed in [{page}]({page}#standing-comparisons). A difference whose interval holds zero is "
+        "not a difference these data show.",
+        "",
+    ]
+    for result in results:
+        last = result.rows.iloc[-1]
+        cells = "; ".join(f"{label} {cell}" for label, cell in last.items())
+        lines.append(f"- *{result.title}*; {result.rows.index[-1].replace(' (paired t)', ', paired t')}: {cells}")
+    return "\n".join(lines) + "\n"

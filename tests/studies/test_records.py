@@ -133,8 +133,9 @@ def test_tables_are_generated_from_the_records_and_checked(tmp_path: Path) -> No
     mae = f"{np.abs(ERRORS_A).mean():.3f}"
     assert f"| [`a`](results/toy/a) | {mae} |" in text and "**toy**" in text
     assert "* command: `" in page.read_text()
-    # where it ran: the budget of a time-limited record means nothing without the device
-    assert "| AMD EPYC (avx2), 2 cores, 32-true |" in text
+    # where it ran: the budget of a time-limited record means nothing without the device (the README links to it)
+    assert "| AMD EPYC (avx2), 2 cores, 32-true |" in page.read_text()
+    assert "[docs/results.md](docs/results.md#toy)" in text
     readme.write_text(text.replace(mae, "0.123"))
     assert write_tables(tmp_path / "results", page, readme, check=True) == [str(readme)]
 

@@ -53,7 +53,10 @@ def test_standing_comparisons_are_the_records_differences_per_seed_and_over_seed
     readme = tmp_path / "README.md"
     readme.write_text(f"{README_MARKERS[0]}\n{README_MARKERS[1]}\n")
     write_tables(root, tmp_path / "results.md", readme)
-    assert "*B minus A*" in readme.read_text() and "## Standing comparisons" in (tmp_path / "results.md").read_text()
+    assert "## Standing comparisons" in (tmp_path / "results.md").read_text()
+    # the README holds each comparison's last row: over the seeds
+    summary = next(line for line in readme.read_text().splitlines() if line.startswith("- *B minus A*"))
+    assert summary.endswith(f"over the 2 seeds, paired t: MAE {differences.mean():+.3f} ({low:+.3f} to {high:+.3f})")
 
 
 @pytest.mark.parametrize(
