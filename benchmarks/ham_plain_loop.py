@@ -64,22 +64,21 @@ def class_draw_weights(labels: np.ndarray) -> np.ndarray:
 
 
 def _split(args: argparse.Namespace) -> LabelledImages:
-    """The recipe's labelled images and split (its val and test fractions, ``--split-seed``). With
-    ``--inner-split S`` the test images are dropped (never read) and the other lesions are split again with the same
-    fractions and seed ``S``: a development split whose test images are training lesions of the outer split."""
+    """The recipe's labelled images and split (its val and test fractions, ``--split-seed``), ``split`` ``train`` for
+    every image trained on (the validation lesions too, unless ``--hold-out``). With ``--inner-split S`` the test
+    images are dropped (never read) and the other lesions are split again with the same fractions and seed ``S``: a
+    development split whose test images are training lesions of the outer split."""
     data = (yaml.safe_load(args.recipe.read_text()) or {}).get("data", {})
     fractions = (float(data.get("val_fraction", 0.15)), float(data.get("test_fraction", 0.15)))
     files = (args.data_root, "HAM10000_metadata.csv", "images", None, None)
     labelled = read_labelled_table(*files, *fractions, args.split_seed)
-    if args.inner_split is None:
-        return labelled
-    pool = labelled.table[labelled.table["split"] != "test"].reset_index(drop=True)
-    return replace(labelled, table=pool.assign(split=split_by_lesion(pool, *fractions, args.inner_split)))
-
-
-def _trained_on(split: np.ndarray, hold_out: bool) -> np.ndarray:
-    """Which images train: all but the test images, or (``--hold-out``, as the recipe) the train lesions alone."""
-    return split == "train" if hold_out else split != "test"
+    table = labelled.table
+    if args.inner_split is not None:
+        table = table[table["split"] != "test"].reset_index(drop=True)
+        table = table.assign(split=split_by_lesion(table, *fractions, args.inner_split))
+    if not args.hold_out:  # the validation lesions are trained on: they are training images like the others
+        table = table.assign(split=table["split"].replace("val", "train"))
+    return replace(labelled, table=table)
 
 
 def _as_input(pixels: np.ndarray, rows: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -193,9 +192,7 @@ def _config(args: argparse.Namespace, precision: str, loop: dict) -> dict:
 def _write_run_dir(args: argparse.Namespace, data: LabelledImages, probs: np.ndarray, run: dict) -> dict:
     """The test files (medlit's writers), ``split.csv``, ``config.yaml``, ``history.csv``, ``timing.json`` and
     ``run_info.json``; returns the metrics."""
-    split = data.table["split"].to_numpy()
-    kept = np.where(split == "test", "test", np.where(_trained_on(split, args.hold_out), "train", "val"))
-    out, table = args.out, data.table.assign(split=kept)
+    out, table = args.out, data.table
     test = table[table["split"] == "test"]
     target = np.array(test["label"], dtype=np.int64)
     losses = -np.log(np.clip(probs[np.arange(len(target)), target], 1e-12, None))
@@ -301,7 +298,7 @@ def main(argv: list[str] | None = None) -> None:
         size = (int(args.image_size[0]), int(args.image_size[1]))
         pixels = np.load(build_pixel_cache(data.table["path"].tolist(), size, cache), mmap_mode="r")
         split = data.table["split"].to_numpy()
-        train_rows, test_rows = np.flatnonzero(_trained_on(split, args.hold_out)), np.flatnonzero(split == "test")
+        train_rows, test_rows = np.flatnonzero(split == "train"), np.flatnonzero(split == "test")
         torch.manual_seed(args.seed)
         net = timm.create_model("resnet18", pretrained=False, num_classes=len(data.class_names)).to(device)
         args.out.mkdir(parents=True, exist_ok=True)

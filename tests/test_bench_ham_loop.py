@@ -127,10 +127,8 @@ def test_a_development_split_never_reads_a_test_image_and_holds_out_what_the_rec
 
 @pytest.mark.e2e
 def test_it_tests_the_images_a_medlit_datamodule_tests(loop_run: Path, tiny_ham: Path, tmp_path: Path) -> None:
-    recipe = yaml.safe_load(RECIPE.read_text())["data"]
-    fractions = {k: recipe[k] for k in ("val_fraction", "test_fraction")}
     dm = HAM10000DataModule(
-        root=str(tiny_ham), split_seed=SPLIT_SEED, image_size=32, cache_dir=str(tmp_path), **fractions
+        root=str(tiny_ham), split_seed=SPLIT_SEED, image_size=32, cache_dir=str(tmp_path), **_recipe_fractions()
     )
     dm.prepare_data()
     dm.setup("test")
